@@ -1,0 +1,83 @@
+//! What an attention call is: its shape and which attention (exact softmax or the polynomial
+//! approximation) it computes. Shared by the GPU operations and the CPU reference.
+
+use crate::error::{Error, Result};
+
+/// One attention call over `batch * heads` independent heads. Tensors are row-major
+/// `[batch, heads, seq_len, d]`: q and k with d = `d_qk`, v, o with d = `d_v`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub heads: usize,
+    pub seq_len: usize,
+    pub d_qk: usize,
+    pub d_v: usize,
+    /// Row a attends to keys b <= a only.
+    pub causal: bool,
+}
+
+/// Which attention to compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attention {
+    /// Softmax attention, exp(s) with s = q.k / sqrt(d_qk).
+    Exact,
+    /// Polynomial-method attention, P_g(s) = sum_{i<=g} s^i / i!, in time linear in n.
+    Poly { degree: u32 },
+}
+
+impl std::fmt::Display for Attention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attention::Exact => write!(f, "exact"),
+            Attention::Poly { degree } => write!(f, "poly g={degree}"),
+        }
+    }
+}
+
+impl AttentionShape {
+    /// Independent heads: batch * heads.
+    pub fn total_heads(&self) -> usize {
+        self.batch * self.heads
+    }
+
+    /// Shape of q and k, `[batch, heads, seq_len, d_qk]`.
+    pub fn qk_shape(&self) -> Vec<usize> {
+        vec![self.batch, self.heads, self.seq_len, self.d_qk]
+    }
+
+    /// Shape of v, o and their gradients, `[batch, heads, seq_len, d_v]`.
+    pub fn v_shape(&self) -> Vec<usize> {
+        vec![self.batch, self.heads, self.seq_len, self.d_v]
+    }
+
+    /// Refuses empty dimensions, with the dimension's name in the error.
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("batch", self.batch),
+            ("heads", self.heads),
+            ("seq_len (n)", self.seq_len),
+            ("d_qk", self.d_qk),
+            ("d_v", self.d_v),
+        ] {
+            if value == 0 {
+                return Err(Error::shape(format!("attention {name}"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for AttentionShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "B={} H={} n={} d_qk={} d_v={} {}",
+            self.batch,
+            self.heads,
+            self.seq_len,
+            self.d_qk,
+            self.d_v,
+            if self.causal { "causal" } else { "full" }
+        )
+    }
+}

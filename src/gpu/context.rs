@@ -1,0 +1,253 @@
+//! The GPU context: instance, adapter and device, built once and reused for every call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+use super::pipeline::PipelineKey;
+
+/// What `polygrad devices` prints about an adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub limits: wgpu::Limits,
+    pub shader_f16: bool,
+    pub timestamp_queries: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let features = adapter.features();
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            limits: adapter.limits(),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+
+    /// "name (Backend)", how errors and tables name an adapter.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, self.backend)
+    }
+}
+
+/// The instance wgpu's own environment variables ask for (WGPU_BACKEND and friends).
+fn instance_from_env() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn backends_from_env() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())
+}
+
+/// Every adapter wgpu finds under the current environment.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let instance = instance_from_env();
+    pollster::block_on(instance.enumerate_adapters(backends_from_env()))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
+}
+
+/// The most polygrad's kernels ask of an adapter; anything below is refused up front.
+const NEEDED_STORAGE_BUFFERS_PER_STAGE: u32 = 8;
+const NEEDED_INVOCATIONS_PER_WORKGROUP: u32 = 64;
+
+/// One adapter and its device. Create one per process and share it: creating devices
+/// concurrently has crashed drivers.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    summary: AdapterSummary,
+    limits: wgpu::Limits,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pub(crate) modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    poison_outputs: AtomicBool,
+    allocated_bytes: AtomicU64,
+    largest_allocation: AtomicU64,
+}
+
+impl GpuContext {
+    /// Opens the adapter whose name contains `adapter_name` (case-insensitive), else the one
+    /// WGPU_ADAPTER_NAME names, else wgpu's default high-performance adapter. Backends follow
+    /// WGPU_BACKEND.
+    pub fn new(adapter_name: Option<&str>) -> Result<Self> {
+        let instance = instance_from_env();
+        let wanted = adapter_name
+            .map(str::to_string)
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|w| !w.is_empty());
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends_from_env()));
+        let no_adapter = |wanted: Option<String>| Error::NoAdapter {
+            wanted,
+            available: adapters.iter().map(|a| AdapterSummary::of(a).label()).collect(),
+        };
+        let adapter = match &wanted {
+            Some(w) => {
+                let needle = w.to_lowercase();
+                adapters
+                    .iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                    .cloned()
+                    .ok_or_else(|| no_adapter(Some(w.clone())))?
+            }
+            None => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                ..Default::default()
+            }))
+            .map_err(|_| no_adapter(None))?,
+        };
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let summary = AdapterSummary::of(&adapter);
+        let limits = adapter.limits();
+        let refuse = |message: String| Error::Adapter { adapter: summary.label(), message };
+        if limits.max_storage_buffers_per_shader_stage < NEEDED_STORAGE_BUFFERS_PER_STAGE {
+            return Err(refuse(format!(
+                "max_storage_buffers_per_shader_stage is {}, polygrad's kernels need {}",
+                limits.max_storage_buffers_per_shader_stage, NEEDED_STORAGE_BUFFERS_PER_STAGE
+            )));
+        }
+        if limits.max_compute_invocations_per_workgroup < NEEDED_INVOCATIONS_PER_WORKGROUP
+            || limits.max_compute_workgroup_size_x < NEEDED_INVOCATIONS_PER_WORKGROUP
+        {
+            return Err(refuse(format!(
+                "compute workgroups of {} invocations are not supported",
+                NEEDED_INVOCATIONS_PER_WORKGROUP
+            )));
+        }
+        // Ask for everything the adapter offers: the buffer-size limits are what bound the
+        // largest sequence, and nothing else is gained by asking for less.
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("polygrad"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| refuse(format!("requesting a device failed: {e}")))?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        Ok(GpuContext {
+            device,
+            queue,
+            summary,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            uncaptured,
+            poison_outputs: AtomicBool::new(false),
+            allocated_bytes: AtomicU64::new(0),
+            largest_allocation: AtomicU64::new(0),
+        })
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// The most loop iterations one invocation may run before the driver silently ends its
+    /// loops, where the driver has such a limit: llvmpipe (lavapipe and its GL driver) stop
+    /// every loop of an invocation after 65535 iterations in all (gallivm's
+    /// LP_MAX_TGSI_LOOP_ITERATIONS). Unrolled loops do not count.
+    pub fn loop_iteration_limit(&self) -> Option<u64> {
+        self.summary.name.to_lowercase().contains("llvmpipe").then_some(65535)
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// When on, every output and scratch tensor an operation allocates is filled with NaN
+    /// first, so that an element a kernel forgets to write fails every comparison.
+    pub fn set_poison_outputs(&self, on: bool) {
+        self.poison_outputs.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn poison_outputs(&self) -> bool {
+        self.poison_outputs.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of GPU buffers allocated through this context since it was made.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The largest single GPU buffer allocated through this context, in bytes.
+    pub fn largest_allocation(&self) -> u64 {
+        self.largest_allocation.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_allocation(&self, bytes: u64) {
+        self.allocated_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.largest_allocation.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// Runs `work` inside validation, out-of-memory and internal error scopes and turns what
+    /// they catch (or what escaped to the uncaptured handler) into an error naming `during`.
+    pub(crate) fn checked<T>(&self, during: &str, work: impl FnOnce() -> T) -> Result<T> {
+        let scopes = [
+            self.device.push_error_scope(wgpu::ErrorFilter::Internal),
+            self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            self.device.push_error_scope(wgpu::ErrorFilter::Validation),
+        ];
+        let value = work();
+        let mut first_error = None;
+        // Scopes pop in reverse order of their pushing.
+        for scope in scopes.into_iter().rev() {
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+        let escaped = std::mem::take(&mut *self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()));
+        match first_error.or_else(|| escaped.into_iter().next()) {
+            Some(message) => Err(Error::gpu(during, message)),
+            None => Ok(value),
+        }
+    }
+
+    /// Submits `encoder` without waiting; errors in its recording surface here.
+    pub(crate) fn submit(&self, during: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.checked(during, || {
+            self.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Submits `encoder` and waits until the GPU has finished it.
+    pub(crate) fn submit_and_wait(&self, during: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.submit(during, encoder)?;
+        self.wait(during)
+    }
+
+    /// Blocks until every submitted piece of work has finished (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.wait("synchronize")
+    }
+
+    pub(crate) fn wait(&self, during: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::gpu(during, e))
+    }
+
+    pub(crate) fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+}

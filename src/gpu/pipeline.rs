@@ -1,0 +1,128 @@
+//! Compute pipelines, cached by (shader, entry point, override constants), and dispatch of a
+//! flat number of invocations over a 2-D grid of workgroups.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+use super::GpuContext;
+use super::shaders;
+
+/// Invocations per workgroup of every polygrad kernel (the WGSL override `WORKGROUP`).
+pub(crate) const WORKGROUP: u32 = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    shader: &'static str,
+    entry: &'static str,
+    /// Override constants by name, values as f64 bits (f64 is not Hash).
+    constants: Vec<(&'static str, u64)>,
+}
+
+/// A buffer bound at `slot` of group 0.
+pub type Binding<'a> = (u32, &'a wgpu::Buffer);
+
+impl GpuContext {
+    /// The pipeline of `entry` in `shader`, compiled on first use.
+    pub(crate) fn pipeline(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut constants: Vec<(&'static str, f64)> = constants.to_vec();
+        if !constants.iter().any(|(name, _)| *name == "WORKGROUP") {
+            constants.push(("WORKGROUP", WORKGROUP as f64));
+        }
+        let key = PipelineKey {
+            shader,
+            entry,
+            constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        };
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(shader)?;
+        let pipeline = self
+            .checked(&format!("building pipeline {shader}::{entry}"), || {
+                self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        ..Default::default()
+                    },
+                    cache: None,
+                })
+            })
+            .map_err(|e| Error::Shader { shader: format!("{shader}::{entry}"), message: e.to_string() })?;
+        let pipeline = Arc::new(pipeline);
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn module(&self, shader: &'static str) -> Result<wgpu::ShaderModule> {
+        if let Some(m) = self.modules.lock().unwrap_or_else(|p| p.into_inner()).get(shader) {
+            return Ok(m.clone());
+        }
+        let module = self
+            .checked(&format!("compiling shader {shader}"), || {
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader),
+                    source: wgpu::ShaderSource::Wgsl(shaders::source(shader).into()),
+                })
+            })
+            .map_err(|e| Error::Shader { shader: shader.into(), message: e.to_string() })?;
+        self.modules.lock().unwrap_or_else(|p| p.into_inner()).insert(shader, module.clone());
+        Ok(module)
+    }
+
+    /// Records one dispatch of `invocations` invocations of `pipeline` into `encoder`, with
+    /// exactly the bindings its entry point uses. Kernels find their flat index with
+    /// `linear_id` and return past the end.
+    pub(crate) fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[Binding<'_>],
+        invocations: u64,
+    ) -> Result<()> {
+        let (x, y) = self.grid(invocations)?;
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .map(|(slot, buffer)| wgpu::BindGroupEntry { binding: *slot, resource: buffer.as_entire_binding() })
+            .collect();
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// A 2-D grid with at least `invocations / WORKGROUP` workgroups, each side within the
+    /// adapter's max_compute_workgroups_per_dimension.
+    fn grid(&self, invocations: u64) -> Result<(u32, u32)> {
+        let groups = invocations.div_ceil(WORKGROUP as u64).max(1);
+        let side = self.limits().max_compute_workgroups_per_dimension as u64;
+        let x = groups.min(side);
+        let y = groups.div_ceil(x);
+        // Kernels index invocations with u32.
+        if y > side || x * y * WORKGROUP as u64 > u32::MAX as u64 {
+            return Err(Error::LimitExceeded {
+                what: format!("a dispatch of {invocations} invocations"),
+                limit: "max_compute_workgroups_per_dimension (squared)",
+                needed: groups,
+                max: side * side,
+            });
+        }
+        Ok((x as u32, y as u32))
+    }
+}

@@ -1,0 +1,27 @@
+//! Every WGSL file of shaders/, compiled into the library. One file per operation family.
+
+/// (file name, source) for every shader; tests check that this list matches shaders/.
+pub const SHADERS: &[(&str, &str)] = &[(
+    "poly_attention.wgsl",
+    include_str!("../../shaders/poly_attention.wgsl"),
+)];
+
+/// The source of shader `name`, which must be one of [`SHADERS`].
+pub(crate) fn source(name: &str) -> &'static str {
+    SHADERS
+        .iter()
+        .find(|(file, _)| *file == name)
+        .map(|(_, src)| *src)
+        .unwrap_or_else(|| panic!("shader {name} is not registered in gpu::shaders::SHADERS"))
+}
+
+/// Parses and validates WGSL with naga, as wgpu would before building a pipeline. Needs no GPU.
+pub fn validate_wgsl(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, String> {
+    let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))
+}

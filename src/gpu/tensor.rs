@@ -1,0 +1,152 @@
+//! GPU tensors: a storage buffer with a name and a shape, checked against the device's limits
+//! before anything is allocated.
+
+use crate::error::{Error, Result};
+
+use super::GpuContext;
+
+/// A row-major f32 (or packed u32) tensor in a GPU storage buffer.
+pub struct GpuTensor {
+    pub(crate) buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+    name: String,
+}
+
+/// Host data that can fill a tensor.
+pub enum TensorData<'a> {
+    /// f32 values; refused if any is NaN or infinite.
+    F32(&'a [f32]),
+    /// Raw 4-byte words (tables, packed indices), taken as they are.
+    Words(&'a [u8]),
+}
+
+impl GpuTensor {
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Uploads f32 data after checking its length, finiteness and size.
+    pub fn upload(ctx: &GpuContext, name: &str, shape: &[usize], data: &[f32]) -> Result<Self> {
+        Self::from_data(ctx, name, shape, TensorData::F32(data))
+    }
+
+    pub fn from_data(ctx: &GpuContext, name: &str, shape: &[usize], data: TensorData) -> Result<Self> {
+        let expected: usize = shape.iter().product();
+        let (bytes, count): (&[u8], usize) = match data {
+            TensorData::F32(values) => {
+                if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    return Err(Error::NonFinite { tensor: name.into(), index, value });
+                }
+                (bytemuck::cast_slice(values), values.len())
+            }
+            TensorData::Words(raw) => (raw, raw.len() / 4),
+        };
+        if count != expected || bytes.len() != 4 * expected {
+            return Err(Error::LengthMismatch {
+                tensor: name.into(),
+                shape: shape.to_vec(),
+                expected,
+                count,
+            });
+        }
+        let tensor = Self::allocate(ctx, name, shape)?;
+        ctx.queue.write_buffer(&tensor.buffer, 0, bytes);
+        Ok(tensor)
+    }
+
+    /// An output or scratch tensor; filled with NaN when the context poisons outputs.
+    pub fn output(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<Self> {
+        let tensor = Self::allocate(ctx, name, shape)?;
+        if ctx.poison_outputs() {
+            let nan = vec![f32::NAN; tensor.len()];
+            ctx.queue.write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(&nan));
+        }
+        Ok(tensor)
+    }
+
+    /// Checks the size against max_buffer_size and max_storage_buffer_binding_size, then
+    /// allocates, with allocation failures caught as errors.
+    fn allocate(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<Self> {
+        let bytes = Self::check_size(ctx, name, shape)?;
+        let buffer = ctx.checked(&format!("allocating tensor {name}"), || {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        ctx.record_allocation(bytes);
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), name: name.into() })
+    }
+
+    /// The bytes an f32 tensor of `shape` takes, or an error naming `name` and the limit it
+    /// exceeds. Lets an operation refuse a too-large job before it allocates anything.
+    pub(crate) fn check_size(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<u64> {
+        let elements = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .ok_or_else(|| Error::shape(format!("tensor {name}"), format!("{shape:?} overflows")))?;
+        if elements == 0 {
+            return Err(Error::shape(format!("tensor {name}"), format!("{shape:?} has no elements")));
+        }
+        let bytes = elements.saturating_mul(4);
+        let limits = ctx.limits();
+        for (limit, max) in [
+            ("max_storage_buffer_binding_size", limits.max_storage_buffer_binding_size as u64),
+            ("max_buffer_size", limits.max_buffer_size),
+        ] {
+            if bytes > max {
+                return Err(Error::TooLarge { tensor: name.into(), bytes, limit, max });
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Copies the tensor back to the host (waits for all submitted work).
+    pub fn download(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let during = format!("reading back tensor {}", self.name);
+        let size = self.buffer.size();
+        let staging = ctx.checked(&during, || {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut encoder = ctx.encoder("readback");
+        encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        ctx.submit_and_wait(&during, encoder)?;
+        let slice = staging.slice(..);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = sender.send(r);
+        });
+        ctx.wait(&during)?;
+        receiver
+            .recv()
+            .map_err(|e| Error::gpu(&during, e))?
+            .map_err(|e| Error::gpu(&during, e))?;
+        let values = {
+            let view = slice.get_mapped_range().map_err(|e| Error::gpu(&during, e))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+}

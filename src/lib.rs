@@ -1,0 +1,14 @@
+//! polygrad: transformer gradients on any GPU that wgpu reaches, with softmax attention
+//! replaced by its polynomial-method approximation so that forward and backward cost time
+//! linear in the sequence length. See README.md and shared/DESIGN.md.
+
+pub mod attention;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod poly;
+pub mod reference;
+
+pub use attention::{Attention, AttentionShape};
+pub use error::{Error, Result};
+pub use gpu::{GpuContext, GpuTensor};

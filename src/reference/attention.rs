@@ -1,0 +1,134 @@
+//! Attention in f64 from the definitions, O(n^2) per head:
+//!
+//! ```text
+//! s_ab = q_a . k_b / sqrt(d_qk)                  (causal: only b <= a)
+//! exact: w_ab = exp(s_ab - max_b s_ab)   poly: w_ab = P_g(s_ab)
+//! Z_a = sum_b w_ab,   o_a = sum_b w_ab v_b / Z_a
+//! ```
+//!
+//! Backward, with delta_a = do_a . o_a:
+//!
+//! ```text
+//! dL/dw_ab = (do_a . v_b - delta_a) / Z_a,   dL/ds_ab = dL/dw_ab * w'(s_ab)
+//! dq_a = sum_b dL/ds_ab k_b / sqrt(d_qk),   dk_b = sum_a dL/ds_ab q_a / sqrt(d_qk)
+//! dv_b = sum_a (w_ab / Z_a) do_a
+//! ```
+//!
+//! with w' = w for exp and P_g' = P_{g-1}.
+
+use crate::attention::{Attention, AttentionShape};
+use crate::poly::taylor_exp;
+
+/// Gradients of one attention call, f64, in the layout of the inputs.
+#[derive(Clone, Debug)]
+pub struct AttentionGrads {
+    pub dq: Vec<f64>,
+    pub dk: Vec<f64>,
+    pub dv: Vec<f64>,
+}
+
+/// The scores of one head and the weights of each row, with their derivatives.
+struct HeadWeights {
+    /// w[a][b] for the keys b row a sees.
+    w: Vec<Vec<f64>>,
+    /// dw/ds at the same places.
+    dw_ds: Vec<Vec<f64>>,
+    /// Z_a = sum_b w[a][b].
+    z: Vec<f64>,
+}
+
+fn head_weights(shape: &AttentionShape, attention: Attention, q: &[f64], k: &[f64]) -> HeadWeights {
+    let (n, d) = (shape.seq_len, shape.d_qk);
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut out = HeadWeights { w: Vec::new(), dw_ds: Vec::new(), z: Vec::new() };
+    for a in 0..n {
+        let visible = if shape.causal { a + 1 } else { n };
+        let s: Vec<f64> = (0..visible)
+            .map(|b| (0..d).map(|i| q[a * d + i] * k[b * d + i]).sum::<f64>() * scale)
+            .collect();
+        let (w, dw_ds): (Vec<f64>, Vec<f64>) = match attention {
+            Attention::Exact => {
+                let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = s.iter().map(|&x| (x - max).exp()).collect();
+                (w.clone(), w)
+            }
+            Attention::Poly { degree } => s
+                .iter()
+                .map(|&x| (taylor_exp(x, degree), taylor_exp(x, degree - 1)))
+                .unzip(),
+        };
+        out.z.push(w.iter().sum());
+        out.w.push(w);
+        out.dw_ds.push(dw_ds);
+    }
+    out
+}
+
+/// Slices of head h of a `[B, H, n, d]` tensor.
+fn head(x: &[f64], h: usize, n: usize, d: usize) -> &[f64] {
+    &x[h * n * d..(h + 1) * n * d]
+}
+
+/// The attention output o, `[B, H, n, d_v]`.
+pub fn attention_forward(
+    shape: &AttentionShape,
+    attention: Attention,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+) -> Vec<f64> {
+    let (n, dk, dv) = (shape.seq_len, shape.d_qk, shape.d_v);
+    let mut o = vec![0.0; shape.total_heads() * n * dv];
+    for h in 0..shape.total_heads() {
+        let (qh, kh, vh) = (head(q, h, n, dk), head(k, h, n, dk), head(v, h, n, dv));
+        let hw = head_weights(shape, attention, qh, kh);
+        for a in 0..n {
+            for (b, &w) in hw.w[a].iter().enumerate() {
+                for j in 0..dv {
+                    o[(h * n + a) * dv + j] += w * vh[b * dv + j] / hw.z[a];
+                }
+            }
+        }
+    }
+    o
+}
+
+/// dq, dk, dv given the upstream gradient `d_o` = dL/do.
+pub fn attention_backward(
+    shape: &AttentionShape,
+    attention: Attention,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    d_o: &[f64],
+) -> AttentionGrads {
+    let (n, dk, dv) = (shape.seq_len, shape.d_qk, shape.d_v);
+    let scale = 1.0 / (dk as f64).sqrt();
+    let o = attention_forward(shape, attention, q, k, v);
+    let mut grads = AttentionGrads {
+        dq: vec![0.0; q.len()],
+        dk: vec![0.0; k.len()],
+        dv: vec![0.0; v.len()],
+    };
+    for h in 0..shape.total_heads() {
+        let (qh, kh, vh) = (head(q, h, n, dk), head(k, h, n, dk), head(v, h, n, dv));
+        let (doh, oh) = (head(d_o, h, n, dv), head(&o, h, n, dv));
+        let hw = head_weights(shape, attention, qh, kh);
+        for a in 0..n {
+            let delta: f64 = (0..dv).map(|j| doh[a * dv + j] * oh[a * dv + j]).sum();
+            for (b, &w) in hw.w[a].iter().enumerate() {
+                let do_dot_v: f64 = (0..dv).map(|j| doh[a * dv + j] * vh[b * dv + j]).sum();
+                let dl_dw = (do_dot_v - delta) / hw.z[a];
+                let dl_ds = dl_dw * hw.dw_ds[a][b];
+                for i in 0..dk {
+                    grads.dq[(h * n + a) * dk + i] += dl_ds * kh[b * dk + i] * scale;
+                    grads.dk[(h * n + b) * dk + i] += dl_ds * qh[a * dk + i] * scale;
+                }
+                for j in 0..dv {
+                    grads.dv[(h * n + b) * dv + j] += w / hw.z[a] * doh[a * dv + j];
+                }
+            }
+        }
+    }
+    grads
+}
