@@ -154,7 +154,8 @@ mod tests {
                 for i in 0..=200 {
                     let s = -r + 2.0 * r * i as f64 / 200.0;
                     let rel = (taylor_exp(s, g) - s.exp()).abs() / s.exp();
-                    assert!(rel <= eps * (1.0 + 1e-12), "g={g} s={s}: {rel} > {eps}");
+                    // f64 rounding of P_g(s) - e^s itself is a few ulps.
+                    assert!(rel <= eps + 8.0 * f64::EPSILON, "g={g} s={s}: {rel} > {eps}");
                 }
             }
         }

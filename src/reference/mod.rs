@@ -24,6 +24,21 @@ pub fn relative_error(actual: &[f32], reference: &[f64]) -> f64 {
     (diff / norm).sqrt()
 }
 
+/// The error measure of every GPU check: [`relative_error`], except where the reference is zero
+/// up to f64 rounding (RMS below 1e-12), as dq and dk are at n = 1 (o_0 = v_0 whatever q and
+/// k are). A relative error is meaningless there, so this returns the RMS of `actual`, an
+/// absolute error on the scale of O(1) inputs.
+pub fn gradient_error(actual: &[f32], reference: &[f64]) -> f64 {
+    let rms = |n2: f64| (n2 / reference.len().max(1) as f64).sqrt();
+    if rms(reference.iter().map(|r| r * r).sum()) < 1e-12 {
+        if actual.iter().any(|a| !a.is_finite()) {
+            return f64::INFINITY;
+        }
+        return rms(actual.iter().map(|&a| (a as f64).powi(2)).sum());
+    }
+    relative_error(actual, reference)
+}
+
 /// f32 to f64, for feeding GPU inputs to the reference.
 pub fn widen(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64).collect()
