@@ -3,11 +3,13 @@
 //! linear in the sequence length. See README.md and shared/DESIGN.md.
 
 pub mod attention;
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod poly;
 pub mod reference;
+pub mod validate;
 
 pub use attention::{Attention, AttentionShape};
 pub use error::{Error, Result};

@@ -4,12 +4,10 @@
 mod common;
 
 use polygrad::ops::poly_attention::PolyAttention;
-use polygrad::ops::{AttentionInputs, attention_forward_backward};
-use polygrad::reference::attention::{attention_backward, attention_forward};
-use polygrad::reference::{gradient_error, relative_error, widen};
+use polygrad::reference::{relative_error, widen};
+use polygrad::validate::{ATTENTION_TOLERANCE as TOLERANCE, check_attention, random_attention_inputs};
 use polygrad::{Attention, AttentionShape, Error, GpuContext, GpuTensor};
 
-const TOLERANCE: f64 = 1e-5;
 
 struct Case {
     shape: AttentionShape,
@@ -20,26 +18,14 @@ fn shape(batch: usize, heads: usize, seq_len: usize, d_qk: usize, d_v: usize, ca
     AttentionShape { batch, heads, seq_len, d_qk, d_v, causal }
 }
 
-/// Runs one case and returns the relative error of (o, dq, dk, dv).
+/// Runs one case on fresh inputs and returns the relative error of (o, dq, dk, dv).
 fn errors(ctx: &GpuContext, case: &Case) -> [f64; 4] {
-    let s = case.shape;
-    let mut rng = common::fresh_rng(&format!("{s} g={}", case.degree));
-    let q = common::random_vec(&mut rng, s.total_heads() * s.seq_len * s.d_qk, 1.0);
-    let k = common::random_vec(&mut rng, q.len(), 1.0);
-    let v = common::random_vec(&mut rng, s.total_heads() * s.seq_len * s.d_v, 1.0);
-    let d_o = common::random_vec(&mut rng, v.len(), 1.0);
+    let seed: u64 = rand::random();
     let attention = Attention::Poly { degree: case.degree };
-    let gpu = attention_forward_backward(ctx, attention, s, AttentionInputs { q: &q, k: &k, v: &v, d_o: &d_o })
-        .unwrap_or_else(|e| panic!("{s}: {e}"));
-    let (q, k, v, d_o) = (widen(&q), widen(&k), widen(&v), widen(&d_o));
-    let o = attention_forward(&s, attention, &q, &k, &v);
-    let g = attention_backward(&s, attention, &q, &k, &v, &d_o);
-    [
-        relative_error(&gpu.o, &o),
-        gradient_error(&gpu.dq, &g.dq),
-        gradient_error(&gpu.dk, &g.dk),
-        relative_error(&gpu.dv, &g.dv),
-    ]
+    let inputs = random_attention_inputs(&case.shape, 1.0, seed);
+    let checks = check_attention(ctx, attention, case.shape, &inputs)
+        .unwrap_or_else(|e| panic!("{} {attention} (seed {seed}): {e}", case.shape));
+    checks.map(|c| c.error)
 }
 
 fn assert_cases(ctx: &GpuContext, cases: &[Case]) {
@@ -96,15 +82,9 @@ fn run_with_chunk(ctx: &GpuContext, s: AttentionShape, degree: u32, chunk: usize
 }
 
 fn random_inputs(s: &AttentionShape, what: &str) -> [Vec<f32>; 4] {
-    let mut rng = common::fresh_rng(what);
-    let qk = s.total_heads() * s.seq_len * s.d_qk;
-    let vl = s.total_heads() * s.seq_len * s.d_v;
-    [
-        common::random_vec(&mut rng, qk, 1.0),
-        common::random_vec(&mut rng, qk, 1.0),
-        common::random_vec(&mut rng, vl, 1.0),
-        common::random_vec(&mut rng, vl, 1.0),
-    ]
+    let seed: u64 = rand::random();
+    eprintln!("{what}: seed {seed}");
+    random_attention_inputs(s, 1.0, seed)
 }
 
 #[test]

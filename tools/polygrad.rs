@@ -1,1 +1,152 @@
-fn main(){}
+//! The polygrad command line: `devices`, `validate`, `bench`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use polygrad::bench::{benchmark_shape, median_forward_backward};
+use polygrad::gpu::list_adapters;
+use polygrad::validate::{ATTENTION_TOLERANCE, check_attention, random_attention_inputs, validation_cases};
+use polygrad::{Attention, GpuContext};
+
+#[derive(Parser)]
+#[command(name = "polygrad", version, about = "Transformer gradients on any wgpu GPU, with polynomial attention in linear time")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every GPU adapter wgpu finds (WGPU_BACKEND selects backends).
+    Devices,
+    /// Run the attention kernels on an adapter and compare every output and gradient with the
+    /// f64 CPU reference; exits non-zero on any mismatch.
+    Validate {
+        /// Adapter whose name contains NAME (case-insensitive); default: WGPU_ADAPTER_NAME,
+        /// else wgpu's default high-performance adapter.
+        #[arg(long, value_name = "NAME")]
+        adapter: Option<String>,
+        /// Seed of the random inputs (default: a fresh one, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Time polynomial attention forward + backward (causal, one head, d_qk = 16, d_v = 64,
+    /// g = 2) at several n; exits non-zero if time grows faster than --max-ratio allows.
+    Bench {
+        #[arg(long, value_name = "NAME")]
+        adapter: Option<String>,
+        /// Sequence lengths, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 4096, 16384])]
+        n: Vec<usize>,
+        /// Timed repetitions per n (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Largest allowed time(n_max) / time(n_min), for n_max / n_min = 16 by default.
+        #[arg(long, default_value_t = 20.0)]
+        max_ratio: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices => devices(),
+        Command::Validate { adapter, seed } => validate(adapter.as_deref(), seed),
+        Command::Bench { adapter, n, reps, max_ratio } => bench(adapter.as_deref(), &n, reps, max_ratio),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn devices() -> polygrad::Result<ExitCode> {
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        println!("no adapters found (on a CPU-only machine install Mesa's software Vulkan driver: mesa-vulkan-drivers)");
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        let l = &a.limits;
+        println!("[{i}] {}", a.name);
+        println!("    backend {}, type {}, driver {}", a.backend, a.device_type, a.driver);
+        println!(
+            "    max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, storage buffers per stage {}",
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_buffer_size >> 20,
+            l.max_storage_buffers_per_shader_stage
+        );
+        println!(
+            "    workgroup storage {} KiB, invocations per workgroup {}, workgroups per dimension {}",
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension
+        );
+        println!("    shader f16: {}, timestamp queries: {}", yes_no(a.shader_f16), yes_no(a.timestamp_queries));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn validate(adapter: Option<&str>, seed: Option<u64>) -> polygrad::Result<ExitCode> {
+    let ctx = GpuContext::new(adapter)?;
+    let seed = seed.unwrap_or_else(rand::random);
+    println!("adapter: {}   seed: {seed}   tolerance: {ATTENTION_TOLERANCE:e} relative", ctx.adapter().label());
+    println!("{:<10} {:<44} {:<6} {:>10}  result", "attention", "shape", "tensor", "error");
+    let mut failures = 0;
+    for (i, (attention, shape)) in validation_cases().into_iter().enumerate() {
+        let inputs = random_attention_inputs(&shape, 1.0, seed.wrapping_add(i as u64));
+        match check_attention(&ctx, attention, shape, &inputs) {
+            Ok(checks) => {
+                for c in checks {
+                    let pass = c.passed(ATTENTION_TOLERANCE);
+                    failures += !pass as usize;
+                    let shape = shape.to_string();
+                    let result = if pass { "pass" } else { "FAIL" };
+                    println!("{:<10} {shape:<44} {:<6} {:>10.2e}  {result}", attention.to_string(), c.tensor, c.error);
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                println!("{:<10} {:<44} error: {e}", attention.to_string(), shape.to_string());
+            }
+        }
+    }
+    if failures > 0 {
+        println!("{failures} check(s) FAILED on {}", ctx.adapter().label());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("all checks passed on {}", ctx.adapter().label());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(adapter: Option<&str>, sizes: &[usize], reps: usize, max_ratio: f64) -> polygrad::Result<ExitCode> {
+    let ctx = GpuContext::new(adapter)?;
+    let attention = Attention::Poly { degree: 2 };
+    println!("adapter: {}", ctx.adapter().label());
+    println!("{attention} forward + backward, causal, B=1 H=1 d_qk=16 d_v=64, median of {reps}");
+    let mut times: Vec<(usize, Duration)> = Vec::new();
+    for &n in sizes {
+        let t = median_forward_backward(&ctx, attention, benchmark_shape(n), reps)?;
+        println!("n = {n:>6}: {:>10.2} ms", t.as_secs_f64() * 1e3);
+        times.push((n, t));
+    }
+    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+        if last.0 > first.0 {
+            let ratio = last.1.as_secs_f64() / first.1.as_secs_f64();
+            let linear = last.0 as f64 / first.0 as f64;
+            println!("time(n={}) / time(n={}) = {ratio:.2} (linear: {linear:.0}, allowed: {max_ratio})", last.0, first.0);
+            if ratio > max_ratio {
+                println!("FAIL: time grows faster than allowed");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

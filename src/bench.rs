@@ -1,0 +1,65 @@
+//! Timing of attention forward + backward, shared by `polygrad bench` and the criterion bench.
+//! Wall time with the GPU synchronised after each iteration, after a warm-up iteration that
+//! compiles the pipelines; two input sets alternate so no cache sees the same data twice.
+
+use std::time::{Duration, Instant};
+
+use crate::attention::{Attention, AttentionShape};
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, GpuTensor};
+use crate::ops::poly_attention::PolyAttention;
+use crate::validate::random_attention_inputs;
+
+/// The shape of the attention benchmark: one head, d_qk = 16, d_v = 64, causal.
+pub fn benchmark_shape(seq_len: usize) -> AttentionShape {
+    AttentionShape { batch: 1, heads: 1, seq_len, d_qk: 16, d_v: 64, causal: true }
+}
+
+/// A prepared forward + backward on the GPU: the op and two uploaded input sets.
+pub struct AttentionRun {
+    op: PolyAttention,
+    inputs: Vec<[GpuTensor; 4]>,
+    next: usize,
+}
+
+impl AttentionRun {
+    pub fn new(ctx: &GpuContext, attention: Attention, shape: AttentionShape) -> Result<Self> {
+        let op = match attention {
+            Attention::Poly { degree } => PolyAttention::new(ctx, shape, degree)?,
+            Attention::Exact => return Err(Error::shape("attention", "exact attention is not on the GPU yet")),
+        };
+        let inputs = (0..2u64)
+            .map(|seed| -> Result<[GpuTensor; 4]> {
+                let [q, k, v, d_o] = random_attention_inputs(&shape, 1.0, seed);
+                Ok([
+                    GpuTensor::upload(ctx, "q", &shape.qk_shape(), &q)?,
+                    GpuTensor::upload(ctx, "k", &shape.qk_shape(), &k)?,
+                    GpuTensor::upload(ctx, "v", &shape.v_shape(), &v)?,
+                    GpuTensor::upload(ctx, "d_o", &shape.v_shape(), &d_o)?,
+                ])
+            })
+            .collect::<Result<_>>()?;
+        Ok(AttentionRun { op, inputs, next: 0 })
+    }
+
+    /// One forward + backward, waited for; returns its wall time.
+    pub fn run_once(&mut self, ctx: &GpuContext) -> Result<Duration> {
+        let [q, k, v, d_o] = &self.inputs[self.next];
+        self.next = (self.next + 1) % self.inputs.len();
+        let start = Instant::now();
+        let forward = self.op.forward(ctx, q, k, v)?;
+        let _grads = self.op.backward(ctx, q, k, v, &forward, d_o)?;
+        ctx.synchronize()?;
+        Ok(start.elapsed())
+    }
+}
+
+/// Median wall time of `reps` forward + backward passes after one warm-up pass.
+pub fn median_forward_backward(ctx: &GpuContext, attention: Attention, shape: AttentionShape, reps: usize) -> Result<Duration> {
+    ctx.set_poison_outputs(false);
+    let mut run = AttentionRun::new(ctx, attention, shape)?;
+    run.run_once(ctx)?;
+    let mut times = (0..reps.max(1)).map(|_| run.run_once(ctx)).collect::<Result<Vec<_>>>()?;
+    times.sort();
+    Ok(times[times.len() / 2])
+}

@@ -1,0 +1,76 @@
+//! Checks of GPU results against the f64 reference, shared by `polygrad validate` and the tests.
+
+use rand::{Rng, SeedableRng};
+
+use crate::attention::{Attention, AttentionShape};
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::ops::{AttentionInputs, attention_forward_backward};
+use crate::reference::attention::{attention_backward, attention_forward};
+use crate::reference::{gradient_error, relative_error, widen};
+
+/// The bar every attention output and gradient must clear (relative error over the tensor).
+pub const ATTENTION_TOLERANCE: f64 = 1e-5;
+
+/// One tensor's comparison.
+#[derive(Clone, Debug)]
+pub struct TensorCheck {
+    pub tensor: &'static str,
+    pub error: f64,
+}
+
+impl TensorCheck {
+    pub fn passed(&self, tolerance: f64) -> bool {
+        self.error <= tolerance // false for NaN
+    }
+}
+
+/// Fresh inputs uniform in [-scale, scale] (never zeros) for q, k and uniform in [-1, 1] for
+/// v and dL/do.
+pub fn random_attention_inputs(shape: &AttentionShape, qk_scale: f32, seed: u64) -> [Vec<f32>; 4] {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let qk = shape.total_heads() * shape.seq_len * shape.d_qk;
+    let vl = shape.total_heads() * shape.seq_len * shape.d_v;
+    let mut draw = |len: usize, scale: f32| -> Vec<f32> { (0..len).map(|_| rng.random_range(-scale..=scale)).collect() };
+    [draw(qk, qk_scale), draw(qk, qk_scale), draw(vl, 1.0), draw(vl, 1.0)]
+}
+
+/// Runs `attention` forward and backward on the GPU (outputs poisoned first) and compares o,
+/// dq, dk, dv with the f64 reference on the same inputs.
+pub fn check_attention(
+    ctx: &GpuContext,
+    attention: Attention,
+    shape: AttentionShape,
+    inputs: &[Vec<f32>; 4],
+) -> Result<[TensorCheck; 4]> {
+    ctx.set_poison_outputs(true);
+    let [q, k, v, d_o] = inputs;
+    let gpu = attention_forward_backward(ctx, attention, shape, AttentionInputs { q, k, v, d_o })?;
+    let (q, k, v, d_o) = (widen(q), widen(k), widen(v), widen(d_o));
+    let o = attention_forward(&shape, attention, &q, &k, &v);
+    let g = attention_backward(&shape, attention, &q, &k, &v, &d_o);
+    Ok([
+        TensorCheck { tensor: "o", error: relative_error(&gpu.o, &o) },
+        TensorCheck { tensor: "dq", error: gradient_error(&gpu.dq, &g.dq) },
+        TensorCheck { tensor: "dk", error: gradient_error(&gpu.dk, &g.dk) },
+        TensorCheck { tensor: "dv", error: relative_error(&gpu.dv, &g.dv) },
+    ])
+}
+
+/// The shapes `polygrad validate` runs: every kernel path (full and causal, one and several
+/// chunks, ragged sizes, widths 1 to 64, both degrees), sized to finish in seconds even on a
+/// software driver.
+pub fn validation_cases() -> Vec<(Attention, AttentionShape)> {
+    let shape = |batch, heads, seq_len, d_qk, d_v, causal| AttentionShape { batch, heads, seq_len, d_qk, d_v, causal };
+    let mut cases = Vec::new();
+    for causal in [false, true] {
+        for (degree, d_qk) in [(2, 16), (4, 4), (4, 16)] {
+            let attention = Attention::Poly { degree };
+            cases.push((attention, shape(1, 1, 1, d_qk, 16, causal)));
+            cases.push((attention, shape(2, 3, 65, d_qk, 64, causal)));
+            cases.push((attention, shape(1, 2, 200, d_qk, 1, causal)));
+        }
+        cases.push((Attention::Poly { degree: 2 }, shape(1, 1, 300, 1, 64, causal)));
+    }
+    cases
+}
