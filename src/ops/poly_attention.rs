@@ -247,7 +247,7 @@ pub struct PolyAttention {
 impl PolyAttention {
     /// Rows per chunk of the causal decomposition; any value gives the same result up to
     /// rounding.
-    pub const DEFAULT_CHUNK: usize = 64;
+    pub const DEFAULT_CHUNK: usize = 32;
 
     pub fn new(ctx: &GpuContext, shape: AttentionShape, degree: u32) -> Result<Self> {
         Self::with_chunk(ctx, shape, degree, Self::DEFAULT_CHUNK)
