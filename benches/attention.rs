@@ -3,8 +3,8 @@
 //! the GPU; input sets alternate. `polygrad bench` prints the same figures with the growth
 //! ratio and fails when it exceeds 20.
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use polygrad::bench::{AttentionRun, benchmark_shape};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use polygrad::bench::{benchmark_shape, AttentionRun};
 use polygrad::{Attention, GpuContext};
 
 fn attention(c: &mut Criterion) {
@@ -19,10 +19,15 @@ fn attention(c: &mut Criterion) {
     group.sample_size(10);
     for n in [1024, 4096, 16384] {
         let attention = Attention::Poly { degree: 2 };
-        let mut run = AttentionRun::new(&ctx, attention, benchmark_shape(n)).expect("benchmark set-up");
+        let mut run =
+            AttentionRun::new(&ctx, attention, benchmark_shape(n)).expect("benchmark set-up");
         run.run_once(&ctx).expect("warm-up");
         group.bench_function(BenchmarkId::new(attention.to_string(), n), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| run.run_once(&ctx).expect("forward + backward")).sum())
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| run.run_once(&ctx).expect("forward + backward"))
+                    .sum()
+            })
         });
     }
     group.finish();

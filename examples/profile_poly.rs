@@ -32,7 +32,10 @@ fn main() -> polygrad::Result<()> {
             }
             tf.sort_by(f64::total_cmp);
             tb.sort_by(f64::total_cmp);
-            println!("chunk {chunk:>3} n {n:>6}: forward {:>8.1} ms, backward {:>8.1} ms", tf[3], tb[3]);
+            println!(
+                "chunk {chunk:>3} n {n:>6}: forward {:>8.1} ms, backward {:>8.1} ms",
+                tf[3], tb[3]
+            );
         }
     }
     Ok(())

@@ -60,7 +60,10 @@ impl AttentionShape {
             ("d_v", self.d_v),
         ] {
             if value == 0 {
-                return Err(Error::shape(format!("attention {name}"), "must be at least 1"));
+                return Err(Error::shape(
+                    format!("attention {name}"),
+                    "must be at least 1",
+                ));
             }
         }
         Ok(())

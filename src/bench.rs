@@ -12,7 +12,14 @@ use crate::validate::random_attention_inputs;
 
 /// The shape of the attention benchmark: one head, d_qk = 16, d_v = 64, causal.
 pub fn benchmark_shape(seq_len: usize) -> AttentionShape {
-    AttentionShape { batch: 1, heads: 1, seq_len, d_qk: 16, d_v: 64, causal: true }
+    AttentionShape {
+        batch: 1,
+        heads: 1,
+        seq_len,
+        d_qk: 16,
+        d_v: 64,
+        causal: true,
+    }
 }
 
 /// A prepared forward + backward on the GPU: the op and two uploaded input sets.
@@ -26,7 +33,12 @@ impl AttentionRun {
     pub fn new(ctx: &GpuContext, attention: Attention, shape: AttentionShape) -> Result<Self> {
         let op = match attention {
             Attention::Poly { degree } => PolyAttention::new(ctx, shape, degree)?,
-            Attention::Exact => return Err(Error::shape("attention", "exact attention is not on the GPU yet")),
+            Attention::Exact => {
+                return Err(Error::shape(
+                    "attention",
+                    "exact attention is not on the GPU yet",
+                ))
+            }
         };
         let inputs = (0..2u64)
             .map(|seed| -> Result<[GpuTensor; 4]> {
@@ -39,7 +51,11 @@ impl AttentionRun {
                 ])
             })
             .collect::<Result<_>>()?;
-        Ok(AttentionRun { op, inputs, next: 0 })
+        Ok(AttentionRun {
+            op,
+            inputs,
+            next: 0,
+        })
     }
 
     /// One forward + backward, waited for; returns its wall time.
@@ -55,11 +71,18 @@ impl AttentionRun {
 }
 
 /// Median wall time of `reps` forward + backward passes after one warm-up pass.
-pub fn median_forward_backward(ctx: &GpuContext, attention: Attention, shape: AttentionShape, reps: usize) -> Result<Duration> {
+pub fn median_forward_backward(
+    ctx: &GpuContext,
+    attention: Attention,
+    shape: AttentionShape,
+    reps: usize,
+) -> Result<Duration> {
     ctx.set_poison_outputs(false);
     let mut run = AttentionRun::new(ctx, attention, shape)?;
     run.run_once(ctx)?;
-    let mut times = (0..reps.max(1)).map(|_| run.run_once(ctx)).collect::<Result<Vec<_>>>()?;
+    let mut times = (0..reps.max(1))
+        .map(|_| run.run_once(ctx))
+        .collect::<Result<Vec<_>>>()?;
     times.sort();
     Ok(times[times.len() / 2])
 }

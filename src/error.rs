@@ -7,7 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no GPU adapter {}; adapters found: {}", wanted.as_ref().map(|w| format!("matches \"{w}\"")).unwrap_or_else(|| "was found".into()), if available.is_empty() { "none (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers)".to_string() } else { available.join(", ") })]
-    NoAdapter { wanted: Option<String>, available: Vec<String> },
+    NoAdapter {
+        wanted: Option<String>,
+        available: Vec<String>,
+    },
 
     #[error("adapter {adapter}: {message}")]
     Adapter { adapter: String, message: String },
@@ -16,22 +19,45 @@ pub enum Error {
     InvalidDegree { degree: u32, reason: String },
 
     #[error("tensor {tensor}: expected shape {expected:?}, got {got:?}")]
-    ShapeMismatch { tensor: String, expected: Vec<usize>, got: Vec<usize> },
+    ShapeMismatch {
+        tensor: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
 
     #[error("tensor {tensor}: {count} values given for shape {shape:?} ({expected} values)")]
-    LengthMismatch { tensor: String, shape: Vec<usize>, expected: usize, count: usize },
+    LengthMismatch {
+        tensor: String,
+        shape: Vec<usize>,
+        expected: usize,
+        count: usize,
+    },
 
     #[error("invalid shape: {what} {message}")]
     InvalidShape { what: String, message: String },
 
     #[error("tensor {tensor} has a non-finite value ({value}) at flat index {index}")]
-    NonFinite { tensor: String, index: usize, value: f32 },
+    NonFinite {
+        tensor: String,
+        index: usize,
+        value: f32,
+    },
 
     #[error("tensor {tensor} needs {bytes} bytes, above the device limit {limit} = {max} bytes")]
-    TooLarge { tensor: String, bytes: u64, limit: &'static str, max: u64 },
+    TooLarge {
+        tensor: String,
+        bytes: u64,
+        limit: &'static str,
+        max: u64,
+    },
 
     #[error("{what} needs {needed}, above the device limit {limit} = {max}")]
-    LimitExceeded { what: String, limit: &'static str, needed: u64, max: u64 },
+    LimitExceeded {
+        what: String,
+        limit: &'static str,
+        needed: u64,
+        max: u64,
+    },
 
     #[error("GPU error during {during}: {message}")]
     Gpu { during: String, message: String },
@@ -42,10 +68,16 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn shape(what: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidShape { what: what.into(), message: message.into() }
+        Error::InvalidShape {
+            what: what.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn gpu(during: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Error::Gpu { during: during.into(), message: message.to_string() }
+        Error::Gpu {
+            during: during.into(),
+            message: message.to_string(),
+        }
     }
 }

@@ -79,7 +79,11 @@ pub fn monomial_coefficient(vars: &[u32]) -> f64 {
     let mut alpha_factorial = 1.0;
     let mut run = 0;
     for (i, v) in vars.iter().enumerate() {
-        run = if i > 0 && vars[i - 1] == *v { run + 1 } else { 1 };
+        run = if i > 0 && vars[i - 1] == *v {
+            run + 1
+        } else {
+            1
+        };
         alpha_factorial *= run as f64;
     }
     1.0 / alpha_factorial.sqrt()
@@ -155,7 +159,10 @@ mod tests {
                     let s = -r + 2.0 * r * i as f64 / 200.0;
                     let rel = (taylor_exp(s, g) - s.exp()).abs() / s.exp();
                     // f64 rounding of P_g(s) - e^s itself is a few ulps.
-                    assert!(rel <= eps + 8.0 * f64::EPSILON, "g={g} s={s}: {rel} > {eps}");
+                    assert!(
+                        rel <= eps + 8.0 * f64::EPSILON,
+                        "g={g} s={s}: {rel} > {eps}"
+                    );
                 }
             }
         }

@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::ops::{AttentionInputs, attention_forward_backward};
+use crate::ops::{attention_forward_backward, AttentionInputs};
 use crate::reference::attention::{attention_backward, attention_forward};
 use crate::reference::{gradient_error, relative_error, widen};
 
@@ -31,8 +31,15 @@ pub fn random_attention_inputs(shape: &AttentionShape, qk_scale: f32, seed: u64)
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let qk = shape.total_heads() * shape.seq_len * shape.d_qk;
     let vl = shape.total_heads() * shape.seq_len * shape.d_v;
-    let mut draw = |len: usize, scale: f32| -> Vec<f32> { (0..len).map(|_| rng.random_range(-scale..=scale)).collect() };
-    [draw(qk, qk_scale), draw(qk, qk_scale), draw(vl, 1.0), draw(vl, 1.0)]
+    let mut draw = |len: usize, scale: f32| -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(-scale..=scale)).collect()
+    };
+    [
+        draw(qk, qk_scale),
+        draw(qk, qk_scale),
+        draw(vl, 1.0),
+        draw(vl, 1.0),
+    ]
 }
 
 /// Runs `attention` forward and backward on the GPU (outputs poisoned first) and compares o,
@@ -50,10 +57,22 @@ pub fn check_attention(
     let o = attention_forward(&shape, attention, &q, &k, &v);
     let g = attention_backward(&shape, attention, &q, &k, &v, &d_o);
     Ok([
-        TensorCheck { tensor: "o", error: relative_error(&gpu.o, &o) },
-        TensorCheck { tensor: "dq", error: gradient_error(&gpu.dq, &g.dq) },
-        TensorCheck { tensor: "dk", error: gradient_error(&gpu.dk, &g.dk) },
-        TensorCheck { tensor: "dv", error: relative_error(&gpu.dv, &g.dv) },
+        TensorCheck {
+            tensor: "o",
+            error: relative_error(&gpu.o, &o),
+        },
+        TensorCheck {
+            tensor: "dq",
+            error: gradient_error(&gpu.dq, &g.dq),
+        },
+        TensorCheck {
+            tensor: "dk",
+            error: gradient_error(&gpu.dk, &g.dk),
+        },
+        TensorCheck {
+            tensor: "dv",
+            error: relative_error(&gpu.dv, &g.dv),
+        },
     ])
 }
 
@@ -61,7 +80,14 @@ pub fn check_attention(
 /// chunks, ragged sizes, widths 1 to 64, both degrees), sized to finish in seconds even on a
 /// software driver.
 pub fn validation_cases() -> Vec<(Attention, AttentionShape)> {
-    let shape = |batch, heads, seq_len, d_qk, d_v, causal| AttentionShape { batch, heads, seq_len, d_qk, d_v, causal };
+    let shape = |batch, heads, seq_len, d_qk, d_v, causal| AttentionShape {
+        batch,
+        heads,
+        seq_len,
+        d_qk,
+        d_v,
+        causal,
+    };
     let mut cases = Vec::new();
     for causal in [false, true] {
         for (degree, d_qk) in [(2, 16), (4, 4), (4, 16)] {
@@ -70,7 +96,10 @@ pub fn validation_cases() -> Vec<(Attention, AttentionShape)> {
             cases.push((attention, shape(2, 3, 65, d_qk, 64, causal)));
             cases.push((attention, shape(1, 2, 200, d_qk, 1, causal)));
         }
-        cases.push((Attention::Poly { degree: 2 }, shape(1, 1, 300, 1, 64, causal)));
+        cases.push((
+            Attention::Poly { degree: 2 },
+            shape(1, 1, 300, 1, 64, causal),
+        ));
     }
     cases
 }

@@ -21,7 +21,11 @@ fn phi_and_its_transposed_gradient_match_f64() {
         let x_gpu = GpuTensor::upload(&ctx, "x", &[rows, d], &x).unwrap();
         let g_gpu = GpuTensor::upload(&ctx, "dphi", &[rows, k], &grads).unwrap();
         let features = map.forward(&ctx, &x_gpu).unwrap().download(&ctx).unwrap();
-        let dx = map.backward(&ctx, &x_gpu, &g_gpu).unwrap().download(&ctx).unwrap();
+        let dx = map
+            .backward(&ctx, &x_gpu, &g_gpu)
+            .unwrap()
+            .download(&ctx)
+            .unwrap();
 
         let mut phi_ref = Vec::new();
         let mut dx_ref = Vec::new();
@@ -29,12 +33,24 @@ fn phi_and_its_transposed_gradient_match_f64() {
             let row = widen(&x[r * d..(r + 1) * d]);
             phi_ref.extend(phi(&row, degree));
             let g = widen(&grads[r * k..(r + 1) * k]);
-            let contracted = |u: &[f64]| phi(u, degree).iter().zip(&g).map(|(p, g)| p * g).sum::<f64>();
+            let contracted = |u: &[f64]| {
+                phi(u, degree)
+                    .iter()
+                    .zip(&g)
+                    .map(|(p, g)| p * g)
+                    .sum::<f64>()
+            };
             dx_ref.extend(central_gradient(contracted, &row, 1e-5));
         }
-        let (e_phi, e_dx) = (relative_error(&features, &phi_ref), relative_error(&dx, &dx_ref));
+        let (e_phi, e_dx) = (
+            relative_error(&features, &phi_ref),
+            relative_error(&dx, &dx_ref),
+        );
         eprintln!("d={d} g={degree} k={k}: phi {e_phi:.2e}, J^T {e_dx:.2e}");
         assert!(e_phi < 1e-6, "phi d={d} g={degree}: relative error {e_phi}");
-        assert!(e_dx < 1e-5, "J_phi^T d={d} g={degree}: relative error {e_dx}");
+        assert!(
+            e_dx < 1e-5,
+            "J_phi^T d={d} g={degree}: relative error {e_dx}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Every WGSL file parses and validates with naga; no GPU needed.
 
-use polygrad::gpu::shaders::{SHADERS, validate_wgsl};
+use polygrad::gpu::shaders::{validate_wgsl, SHADERS};
 
 #[test]
 fn every_shader_validates_with_naga() {
@@ -22,11 +22,17 @@ fn every_file_in_shaders_is_registered() {
     on_disk.sort();
     let mut registered: Vec<String> = SHADERS.iter().map(|(n, _)| n.to_string()).collect();
     registered.sort();
-    assert_eq!(on_disk, registered, "shaders/ and gpu::shaders::SHADERS disagree");
+    assert_eq!(
+        on_disk, registered,
+        "shaders/ and gpu::shaders::SHADERS disagree"
+    );
 }
 
 #[test]
 fn a_broken_shader_is_reported() {
     let err = validate_wgsl("broken.wgsl", "fn f() -> f32 { return 1u; }").unwrap_err();
-    assert!(err.contains("broken.wgsl") || err.contains("return"), "{err}");
+    assert!(
+        err.contains("broken.wgsl") || err.contains("return"),
+        "{err}"
+    );
 }

@@ -6,11 +6,17 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use polygrad::bench::{benchmark_shape, median_forward_backward};
 use polygrad::gpu::list_adapters;
-use polygrad::validate::{ATTENTION_TOLERANCE, check_attention, random_attention_inputs, validation_cases};
+use polygrad::validate::{
+    check_attention, random_attention_inputs, validation_cases, ATTENTION_TOLERANCE,
+};
 use polygrad::{Attention, GpuContext};
 
 #[derive(Parser)]
-#[command(name = "polygrad", version, about = "Transformer gradients on any wgpu GPU, with polynomial attention in linear time")]
+#[command(
+    name = "polygrad",
+    version,
+    about = "Transformer gradients on any wgpu GPU, with polynomial attention in linear time"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +59,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices => devices(),
         Command::Validate { adapter, seed } => validate(adapter.as_deref(), seed),
-        Command::Bench { adapter, n, reps, max_ratio } => bench(adapter.as_deref(), &n, reps, max_ratio),
+        Command::Bench {
+            adapter,
+            n,
+            reps,
+            max_ratio,
+        } => bench(adapter.as_deref(), &n, reps, max_ratio),
     };
     match result {
         Ok(code) => code,
@@ -72,7 +83,10 @@ fn devices() -> polygrad::Result<ExitCode> {
     for (i, a) in adapters.iter().enumerate() {
         let l = &a.limits;
         println!("[{i}] {}", a.name);
-        println!("    backend {}, type {}, driver {}", a.backend, a.device_type, a.driver);
+        println!(
+            "    backend {}, type {}, driver {}",
+            a.backend, a.device_type, a.driver
+        );
         println!(
             "    max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, storage buffers per stage {}",
             l.max_storage_buffer_binding_size >> 20,
@@ -85,20 +99,34 @@ fn devices() -> polygrad::Result<ExitCode> {
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroups_per_dimension
         );
-        println!("    shader f16: {}, timestamp queries: {}", yes_no(a.shader_f16), yes_no(a.timestamp_queries));
+        println!(
+            "    shader f16: {}, timestamp queries: {}",
+            yes_no(a.shader_f16),
+            yes_no(a.timestamp_queries)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 fn validate(adapter: Option<&str>, seed: Option<u64>) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
     let seed = seed.unwrap_or_else(rand::random);
-    println!("adapter: {}   seed: {seed}   tolerance: {ATTENTION_TOLERANCE:e} relative", ctx.adapter().label());
-    println!("{:<10} {:<44} {:<6} {:>10}  result", "attention", "shape", "tensor", "error");
+    println!(
+        "adapter: {}   seed: {seed}   tolerance: {ATTENTION_TOLERANCE:e} relative",
+        ctx.adapter().label()
+    );
+    println!(
+        "{:<10} {:<44} {:<6} {:>10}  result",
+        "attention", "shape", "tensor", "error"
+    );
     let mut failures = 0;
     for (i, (attention, shape)) in validation_cases().into_iter().enumerate() {
         let inputs = random_attention_inputs(&shape, 1.0, seed.wrapping_add(i as u64));
@@ -109,12 +137,21 @@ fn validate(adapter: Option<&str>, seed: Option<u64>) -> polygrad::Result<ExitCo
                     failures += !pass as usize;
                     let shape = shape.to_string();
                     let result = if pass { "pass" } else { "FAIL" };
-                    println!("{:<10} {shape:<44} {:<6} {:>10.2e}  {result}", attention.to_string(), c.tensor, c.error);
+                    println!(
+                        "{:<10} {shape:<44} {:<6} {:>10.2e}  {result}",
+                        attention.to_string(),
+                        c.tensor,
+                        c.error
+                    );
                 }
             }
             Err(e) => {
                 failures += 1;
-                println!("{:<10} {:<44} error: {e}", attention.to_string(), shape.to_string());
+                println!(
+                    "{:<10} {:<44} error: {e}",
+                    attention.to_string(),
+                    shape.to_string()
+                );
             }
         }
     }
@@ -126,7 +163,12 @@ fn validate(adapter: Option<&str>, seed: Option<u64>) -> polygrad::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench(adapter: Option<&str>, sizes: &[usize], reps: usize, max_ratio: f64) -> polygrad::Result<ExitCode> {
+fn bench(
+    adapter: Option<&str>,
+    sizes: &[usize],
+    reps: usize,
+    max_ratio: f64,
+) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
     let attention = Attention::Poly { degree: 2 };
     println!("adapter: {}", ctx.adapter().label());
@@ -141,7 +183,10 @@ fn bench(adapter: Option<&str>, sizes: &[usize], reps: usize, max_ratio: f64) ->
         if last.0 > first.0 {
             let ratio = last.1.as_secs_f64() / first.1.as_secs_f64();
             let linear = last.0 as f64 / first.0 as f64;
-            println!("time(n={}) / time(n={}) = {ratio:.2} (linear: {linear:.0}, allowed: {max_ratio})", last.0, first.0);
+            println!(
+                "time(n={}) / time(n={}) = {ratio:.2} (linear: {linear:.0}, allowed: {max_ratio})",
+                last.0, first.0
+            );
             if ratio > max_ratio {
                 println!("FAIL: time grows faster than allowed");
                 return Ok(ExitCode::FAILURE);

@@ -28,7 +28,9 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             limits: adapter.limits(),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
@@ -91,7 +93,10 @@ impl GpuContext {
         let adapters = pollster::block_on(instance.enumerate_adapters(backends_from_env()));
         let no_adapter = |wanted: Option<String>| Error::NoAdapter {
             wanted,
-            available: adapters.iter().map(|a| AdapterSummary::of(a).label()).collect(),
+            available: adapters
+                .iter()
+                .map(|a| AdapterSummary::of(a).label())
+                .collect(),
         };
         let adapter = match &wanted {
             Some(w) => {
@@ -102,11 +107,13 @@ impl GpuContext {
                     .cloned()
                     .ok_or_else(|| no_adapter(Some(w.clone())))?
             }
-            None => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::from_env()
-                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                ..Default::default()
-            }))
+            None => pollster::block_on(
+                instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    ..Default::default()
+                }),
+            )
             .map_err(|_| no_adapter(None))?,
         };
         Self::from_adapter(adapter)
@@ -115,7 +122,10 @@ impl GpuContext {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
-        let refuse = |message: String| Error::Adapter { adapter: summary.label(), message };
+        let refuse = |message: String| Error::Adapter {
+            adapter: summary.label(),
+            message,
+        };
         if limits.max_storage_buffers_per_shader_stage < NEEDED_STORAGE_BUFFERS_PER_STAGE {
             return Err(refuse(format!(
                 "max_storage_buffers_per_shader_stage is {}, polygrad's kernels need {}",
@@ -142,7 +152,9 @@ impl GpuContext {
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string());
         }));
         Ok(GpuContext {
             device,
@@ -167,7 +179,11 @@ impl GpuContext {
     /// every loop of an invocation after 65535 iterations in all (gallivm's
     /// LP_MAX_TGSI_LOOP_ITERATIONS). Unrolled loops do not count.
     pub fn loop_iteration_limit(&self) -> Option<u64> {
-        self.summary.name.to_lowercase().contains("llvmpipe").then_some(65535)
+        self.summary
+            .name
+            .to_lowercase()
+            .contains("llvmpipe")
+            .then_some(65535)
     }
 
     pub fn limits(&self) -> &wgpu::Limits {
@@ -215,7 +231,8 @@ impl GpuContext {
                 first_error.get_or_insert(e.to_string());
             }
         }
-        let escaped = std::mem::take(&mut *self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()));
+        let escaped =
+            std::mem::take(&mut *self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()));
         match first_error.or_else(|| escaped.into_iter().next()) {
             Some(message) => Err(Error::gpu(during, message)),
             None => Ok(value),
@@ -230,7 +247,11 @@ impl GpuContext {
     }
 
     /// Submits `encoder` and waits until the GPU has finished it.
-    pub(crate) fn submit_and_wait(&self, during: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+    pub(crate) fn submit_and_wait(
+        &self,
+        during: &str,
+        encoder: wgpu::CommandEncoder,
+    ) -> Result<()> {
         self.submit(during, encoder)?;
         self.wait(during)
     }
@@ -248,6 +269,7 @@ impl GpuContext {
     }
 
     pub(crate) fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }
 }

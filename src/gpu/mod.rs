@@ -6,6 +6,6 @@ mod pipeline;
 pub mod shaders;
 mod tensor;
 
-pub use context::{AdapterSummary, GpuContext, list_adapters};
+pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use pipeline::Binding;
 pub use tensor::{GpuTensor, TensorData};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-use super::GpuContext;
 use super::shaders;
+use super::GpuContext;
 
 /// Invocations per workgroup of every polygrad kernel (the WGSL override `WORKGROUP`).
 pub(crate) const WORKGROUP: u32 = 64;
@@ -39,43 +39,67 @@ impl GpuContext {
             entry,
             constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         };
-        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let module = self.module(shader)?;
         let pipeline = self
             .checked(&format!("building pipeline {shader}::{entry}"), || {
-                self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &constants,
-                        ..Default::default()
-                    },
-                    cache: None,
-                })
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            ..Default::default()
+                        },
+                        cache: None,
+                    })
             })
-            .map_err(|e| Error::Shader { shader: format!("{shader}::{entry}"), message: e.to_string() })?;
+            .map_err(|e| Error::Shader {
+                shader: format!("{shader}::{entry}"),
+                message: e.to_string(),
+            })?;
         let pipeline = Arc::new(pipeline);
-        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pipeline.clone());
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
     fn module(&self, shader: &'static str) -> Result<wgpu::ShaderModule> {
-        if let Some(m) = self.modules.lock().unwrap_or_else(|p| p.into_inner()).get(shader) {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(shader)
+        {
             return Ok(m.clone());
         }
         let module = self
             .checked(&format!("compiling shader {shader}"), || {
-                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader),
-                    source: wgpu::ShaderSource::Wgsl(shaders::source(shader).into()),
-                })
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader),
+                        source: wgpu::ShaderSource::Wgsl(shaders::source(shader).into()),
+                    })
             })
-            .map_err(|e| Error::Shader { shader: shader.into(), message: e.to_string() })?;
-        self.modules.lock().unwrap_or_else(|p| p.into_inner()).insert(shader, module.clone());
+            .map_err(|e| Error::Shader {
+                shader: shader.into(),
+                message: e.to_string(),
+            })?;
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(shader, module.clone());
         Ok(module)
     }
 
@@ -93,7 +117,10 @@ impl GpuContext {
         let layout = pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
-            .map(|(slot, buffer)| wgpu::BindGroupEntry { binding: *slot, resource: buffer.as_entire_binding() })
+            .map(|(slot, buffer)| wgpu::BindGroupEntry {
+                binding: *slot,
+                resource: buffer.as_entire_binding(),
+            })
             .collect();
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,

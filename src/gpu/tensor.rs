@@ -42,12 +42,23 @@ impl GpuTensor {
         Self::from_data(ctx, name, shape, TensorData::F32(data))
     }
 
-    pub fn from_data(ctx: &GpuContext, name: &str, shape: &[usize], data: TensorData) -> Result<Self> {
+    pub fn from_data(
+        ctx: &GpuContext,
+        name: &str,
+        shape: &[usize],
+        data: TensorData,
+    ) -> Result<Self> {
         let expected: usize = shape.iter().product();
         let (bytes, count): (&[u8], usize) = match data {
             TensorData::F32(values) => {
-                if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                    return Err(Error::NonFinite { tensor: name.into(), index, value });
+                if let Some((index, &value)) =
+                    values.iter().enumerate().find(|(_, v)| !v.is_finite())
+                {
+                    return Err(Error::NonFinite {
+                        tensor: name.into(),
+                        index,
+                        value,
+                    });
                 }
                 (bytemuck::cast_slice(values), values.len())
             }
@@ -71,7 +82,8 @@ impl GpuTensor {
         let tensor = Self::allocate(ctx, name, shape)?;
         if ctx.poison_outputs() {
             let nan = vec![f32::NAN; tensor.len()];
-            ctx.queue.write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(&nan));
+            ctx.queue
+                .write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(&nan));
         }
         Ok(tensor)
     }
@@ -91,7 +103,11 @@ impl GpuTensor {
             })
         })?;
         ctx.record_allocation(bytes);
-        Ok(GpuTensor { buffer, shape: shape.to_vec(), name: name.into() })
+        Ok(GpuTensor {
+            buffer,
+            shape: shape.to_vec(),
+            name: name.into(),
+        })
     }
 
     /// The bytes an f32 tensor of `shape` takes, or an error naming `name` and the limit it
@@ -100,18 +116,31 @@ impl GpuTensor {
         let elements = shape
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .ok_or_else(|| Error::shape(format!("tensor {name}"), format!("{shape:?} overflows")))?;
+            .ok_or_else(|| {
+                Error::shape(format!("tensor {name}"), format!("{shape:?} overflows"))
+            })?;
         if elements == 0 {
-            return Err(Error::shape(format!("tensor {name}"), format!("{shape:?} has no elements")));
+            return Err(Error::shape(
+                format!("tensor {name}"),
+                format!("{shape:?} has no elements"),
+            ));
         }
         let bytes = elements.saturating_mul(4);
         let limits = ctx.limits();
         for (limit, max) in [
-            ("max_storage_buffer_binding_size", limits.max_storage_buffer_binding_size as u64),
+            (
+                "max_storage_buffer_binding_size",
+                limits.max_storage_buffer_binding_size,
+            ),
             ("max_buffer_size", limits.max_buffer_size),
         ] {
             if bytes > max {
-                return Err(Error::TooLarge { tensor: name.into(), bytes, limit, max });
+                return Err(Error::TooLarge {
+                    tensor: name.into(),
+                    bytes,
+                    limit,
+                    max,
+                });
             }
         }
         Ok(bytes)
@@ -143,7 +172,9 @@ impl GpuTensor {
             .map_err(|e| Error::gpu(&during, e))?
             .map_err(|e| Error::gpu(&during, e))?;
         let values = {
-            let view = slice.get_mapped_range().map_err(|e| Error::gpu(&during, e))?;
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::gpu(&during, e))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();

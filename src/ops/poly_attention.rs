@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, GpuContext, GpuTensor, TensorData};
-use crate::ops::{AttentionGradients, check_shape};
+use crate::ops::{check_shape, AttentionGradients};
 use crate::poly::{self, MAX_D_QK};
 
 const SHADER: &str = "poly_attention.wgsl";
@@ -84,7 +84,8 @@ fn monomial_table(d: usize, degree: u32, input_scale: f64) -> Vec<Monomial> {
             Monomial {
                 vars_lo: u32::from_le_bytes(packed[..4].try_into().unwrap()),
                 vars_hi: u32::from_le_bytes(packed[4..].try_into().unwrap()),
-                coef: (poly::monomial_coefficient(vars) * input_scale.powi(vars.len() as i32)) as f32,
+                coef: (poly::monomial_coefficient(vars) * input_scale.powi(vars.len() as i32))
+                    as f32,
                 order: vars.len() as u32,
             }
         })
@@ -105,11 +106,19 @@ impl FeatureMap {
     pub fn new(ctx: &GpuContext, d: usize, degree: u32, input_scale: f64) -> Result<Self> {
         poly::check_degree(degree)?;
         if d == 0 || d > MAX_D_QK {
-            return Err(Error::shape("d_qk", format!("is {d}; the feature kernels take 1 to {MAX_D_QK}")));
+            return Err(Error::shape(
+                "d_qk",
+                format!("is {d}; the feature kernels take 1 to {MAX_D_QK}"),
+            ));
         }
         let features = poly::feature_dim(d, degree)
             .filter(|&k| k <= u32::MAX as usize / 4)
-            .ok_or_else(|| Error::shape("feature dimension", format!("C({d} + {degree}, {degree}) overflows")))?;
+            .ok_or_else(|| {
+                Error::shape(
+                    "feature dimension",
+                    format!("C({d} + {degree}, {degree}) is beyond the kernels' 32-bit indexing"),
+                )
+            })?;
         GpuTensor::check_size(ctx, "phi monomial table", &[features, 4])?;
         let table = monomial_table(d, degree, input_scale);
         let table = GpuTensor::from_data(
@@ -118,7 +127,12 @@ impl FeatureMap {
             &[features, 4],
             TensorData::Words(bytemuck::cast_slice(&table)),
         )?;
-        Ok(FeatureMap { d, degree, features, table })
+        Ok(FeatureMap {
+            d,
+            degree,
+            features,
+            table,
+        })
     }
 
     /// The feature dimension k = C(d + g, g).
@@ -169,15 +183,31 @@ impl FeatureMap {
         let params = self.params(ctx, rows);
         let pipeline = ctx.pipeline(SHADER, "phi_forward", &self.constants())?;
         let mut encoder = ctx.encoder("phi_forward");
-        let bindings: &[Binding] =
-            &[(PARAMS, &params), (MONOMIALS, &self.table.buffer), (STATE_X, &x.buffer), (FEATURES_OUT, &out.buffer)];
-        ctx.checked("phi_forward", || ctx.dispatch(&mut encoder, &pipeline, bindings, (rows * self.features) as u64))??;
+        let bindings: &[Binding] = &[
+            (PARAMS, &params),
+            (MONOMIALS, &self.table.buffer),
+            (STATE_X, &x.buffer),
+            (FEATURES_OUT, &out.buffer),
+        ];
+        ctx.checked("phi_forward", || {
+            ctx.dispatch(
+                &mut encoder,
+                &pipeline,
+                bindings,
+                (rows * self.features) as u64,
+            )
+        })??;
         ctx.submit("phi_forward", encoder)?;
         Ok(out)
     }
 
     /// J_phi(x)^T g for every row: `x` `[rows, d]`, `feature_grads` `[rows, k]` -> `[rows, d]`.
-    pub fn backward(&self, ctx: &GpuContext, x: &GpuTensor, feature_grads: &GpuTensor) -> Result<GpuTensor> {
+    pub fn backward(
+        &self,
+        ctx: &GpuContext,
+        x: &GpuTensor,
+        feature_grads: &GpuTensor,
+    ) -> Result<GpuTensor> {
         let rows = self.rows_of(x)?;
         check_loop_budget(ctx, "phi_backward", (2 * self.d + self.features) as u64)?;
         check_shape(feature_grads, &[rows, self.features])?;
@@ -192,7 +222,9 @@ impl FeatureMap {
             (FEATURE_GRADS, &feature_grads.buffer),
             (X_GRAD, &out.buffer),
         ];
-        ctx.checked("phi_backward", || ctx.dispatch(&mut encoder, &pipeline, bindings, rows as u64))??;
+        ctx.checked("phi_backward", || {
+            ctx.dispatch(&mut encoder, &pipeline, bindings, rows as u64)
+        })??;
         ctx.submit("phi_backward", encoder)?;
         Ok(out)
     }
@@ -217,11 +249,12 @@ fn concat<'b>(a: &[Binding<'b>], b: &[Binding<'b>]) -> Vec<Binding<'b>> {
 }
 
 fn params_buffer(ctx: &GpuContext, params: Params) -> wgpu::Buffer {
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("poly_attention params"),
-        contents: bytemuck::bytes_of(&params),
-        usage: wgpu::BufferUsages::UNIFORM,
-    })
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("poly_attention params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -255,13 +288,21 @@ impl PolyAttention {
 
     /// Checks the shape, the degree and every buffer's size against the device before
     /// allocating anything large.
-    pub fn with_chunk(ctx: &GpuContext, shape: AttentionShape, degree: u32, chunk: usize) -> Result<Self> {
+    pub fn with_chunk(
+        ctx: &GpuContext,
+        shape: AttentionShape,
+        degree: u32,
+        chunk: usize,
+    ) -> Result<Self> {
         shape.validate()?;
         if chunk == 0 {
             return Err(Error::shape("chunk size", "must be at least 1"));
         }
         if shape.total_heads().max(shape.seq_len).max(shape.d_v) > u32::MAX as usize / 4 {
-            return Err(Error::shape(format!("attention {shape}"), "has a dimension beyond u32 indexing"));
+            return Err(Error::shape(
+                format!("attention {shape}"),
+                "has a dimension beyond u32 indexing",
+            ));
         }
         let phi = FeatureMap::new(ctx, shape.d_qk, degree, (shape.d_qk as f64).powf(-0.25))?;
         let n_chunks = shape.seq_len.div_ceil(chunk);
@@ -274,14 +315,24 @@ impl PolyAttention {
             phi,
         };
         GpuTensor::check_size(ctx, "poly attention chunk states", &op.states_shape())?;
-        check_loop_budget(ctx, &format!("poly attention {shape} g={degree} chunk={chunk}"), op.loop_iterations())?;
+        check_loop_budget(
+            ctx,
+            &format!("poly attention {shape} g={degree} chunk={chunk}"),
+            op.loop_iterations(),
+        )?;
         for (name, s) in [("q", shape.qk_shape()), ("v", shape.v_shape())] {
             GpuTensor::check_size(ctx, name, &s)?;
         }
         Ok(op)
     }
 
-    fn params(shape: &AttentionShape, chunk: usize, n_chunks: usize, phi: &FeatureMap, mode: u32) -> Params {
+    fn params(
+        shape: &AttentionShape,
+        chunk: usize,
+        n_chunks: usize,
+        phi: &FeatureMap,
+        mode: u32,
+    ) -> Params {
         Params {
             heads: shape.total_heads() as u32,
             rows: shape.seq_len as u32,
@@ -327,7 +378,12 @@ impl PolyAttention {
     }
 
     fn states_shape(&self) -> [usize; 4] {
-        [self.shape.total_heads(), self.n_chunks, self.phi.features, self.shape.d_v + 1]
+        [
+            self.shape.total_heads(),
+            self.n_chunks,
+            self.phi.features,
+            self.shape.d_v + 1,
+        ]
     }
 
     fn rows(&self) -> u64 {
@@ -356,11 +412,21 @@ impl PolyAttention {
     }
 
     /// o = attention(q, k, v), keeping what the backward needs. Submits without waiting.
-    pub fn forward(&self, ctx: &GpuContext, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor) -> Result<PolyForward> {
+    pub fn forward(
+        &self,
+        ctx: &GpuContext,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+    ) -> Result<PolyForward> {
         self.check_inputs(q, k, v)?;
         let out = PolyForward {
             o: GpuTensor::output(ctx, "o", &self.shape.v_shape())?,
-            row_terms: GpuTensor::output(ctx, "poly attention row terms", &[self.shape.total_heads(), self.shape.seq_len, 2])?,
+            row_terms: GpuTensor::output(
+                ctx,
+                "poly attention row terms",
+                &[self.shape.total_heads(), self.shape.seq_len, 2],
+            )?,
             states: GpuTensor::output(ctx, "poly attention chunk states", &self.states_shape())?,
         };
         let (params, table) = (&self.forward_params, &self.phi.table.buffer);
@@ -418,7 +484,8 @@ impl PolyAttention {
         self.check_inputs(q, k, v)?;
         check_shape(d_o, &self.shape.v_shape())?;
         check_shape(&saved.o, &self.shape.v_shape())?;
-        let grad_states = GpuTensor::output(ctx, "poly attention gradient states", &self.states_shape())?;
+        let grad_states =
+            GpuTensor::output(ctx, "poly attention gradient states", &self.states_shape())?;
         let grads = AttentionGradients {
             dq: GpuTensor::output(ctx, "dq", &self.shape.qk_shape())?,
             dk: GpuTensor::output(ctx, "dk", &self.shape.qk_shape())?,
@@ -431,7 +498,12 @@ impl PolyAttention {
             ctx.dispatch(
                 &mut encoder,
                 &*ctx.pipeline(SHADER, "row_delta", &self.phi.constants())?,
-                &[(PARAMS, params), (D_O, &d_o.buffer), (O, &saved.o.buffer), (ROW_TERMS, row_terms)],
+                &[
+                    (PARAMS, params),
+                    (D_O, &d_o.buffer),
+                    (O, &saved.o.buffer),
+                    (ROW_TERMS, row_terms),
+                ],
                 self.rows(),
             )?;
             ctx.dispatch(
@@ -465,19 +537,36 @@ impl PolyAttention {
             ctx.dispatch(
                 &mut encoder,
                 &*ctx.pipeline(SHADER, "query_grad", &self.phi.constants())?,
-                &concat(&shared, &[(V, &v.buffer), (STATES, &saved.states.buffer), (DQ, &grads.dq.buffer)]),
+                &concat(
+                    &shared,
+                    &[
+                        (V, &v.buffer),
+                        (STATES, &saved.states.buffer),
+                        (DQ, &grads.dq.buffer),
+                    ],
+                ),
                 self.rows(),
             )?;
             ctx.dispatch(
                 &mut encoder,
                 &*ctx.pipeline(SHADER, "key_grad", &self.phi.constants())?,
-                &concat(&shared, &[(V, &v.buffer), (GRAD_STATES, &grad_states.buffer), (DK, &grads.dk.buffer)]),
+                &concat(
+                    &shared,
+                    &[
+                        (V, &v.buffer),
+                        (GRAD_STATES, &grad_states.buffer),
+                        (DK, &grads.dk.buffer),
+                    ],
+                ),
                 self.rows(),
             )?;
             ctx.dispatch(
                 &mut encoder,
                 &*ctx.pipeline(SHADER, "value_grad", &self.phi.constants())?,
-                &concat(&shared, &[(GRAD_STATES, &grad_states.buffer), (DV, &grads.dv.buffer)]),
+                &concat(
+                    &shared,
+                    &[(GRAD_STATES, &grad_states.buffer), (DV, &grads.dv.buffer)],
+                ),
                 self.row_tile_invocations(),
             )
         })??;

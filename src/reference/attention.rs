@@ -40,7 +40,11 @@ struct HeadWeights {
 fn head_weights(shape: &AttentionShape, attention: Attention, q: &[f64], k: &[f64]) -> HeadWeights {
     let (n, d) = (shape.seq_len, shape.d_qk);
     let scale = 1.0 / (d as f64).sqrt();
-    let mut out = HeadWeights { w: Vec::new(), dw_ds: Vec::new(), z: Vec::new() };
+    let mut out = HeadWeights {
+        w: Vec::new(),
+        dw_ds: Vec::new(),
+        z: Vec::new(),
+    };
     for a in 0..n {
         let visible = if shape.causal { a + 1 } else { n };
         let s: Vec<f64> = (0..visible)

@@ -8,7 +8,11 @@ pub mod finite_diff;
 /// ‖a − b‖ / ‖b‖ over the whole tensor (b is the reference). 0 when both are zero, infinite
 /// when a holds a NaN, so that an unwritten (poisoned) element always fails.
 pub fn relative_error(actual: &[f32], reference: &[f64]) -> f64 {
-    assert_eq!(actual.len(), reference.len(), "relative_error: length mismatch");
+    assert_eq!(
+        actual.len(),
+        reference.len(),
+        "relative_error: length mismatch"
+    );
     let mut diff = 0.0;
     let mut norm = 0.0;
     for (&a, &r) in actual.iter().zip(reference) {

@@ -24,7 +24,8 @@ pub fn gpu() -> Option<MutexGuard<'static, GpuContext>> {
             None
         }
     });
-    slot.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    slot.as_ref()
+        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// `len` values uniform in [-scale, scale], never all zero.
