@@ -372,7 +372,7 @@ impl PolyAttention {
         let features = self.phi.features as u64;
         2 * s.d_qk as u64
             + features * (1 + col_tiles)
-            + self.chunk as u64 * (1 + 2 * s.d_qk as u64 + s.d_v as u64)
+            + self.chunk.min(s.seq_len) as u64 * (1 + 2 * s.d_qk as u64 + s.d_v as u64)
             + self.n_chunks as u64
             + s.d_v as u64
     }
