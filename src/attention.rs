@@ -35,6 +35,24 @@ impl std::fmt::Display for Attention {
 }
 
 impl AttentionShape {
+    pub fn new(
+        batch: usize,
+        heads: usize,
+        seq_len: usize,
+        d_qk: usize,
+        d_v: usize,
+        causal: bool,
+    ) -> Self {
+        AttentionShape {
+            batch,
+            heads,
+            seq_len,
+            d_qk,
+            d_v,
+            causal,
+        }
+    }
+
     /// Independent heads: batch * heads.
     pub fn total_heads(&self) -> usize {
         self.batch * self.heads

@@ -80,14 +80,7 @@ pub fn check_attention(
 /// chunks, ragged sizes, widths 1 to 64, both degrees), sized to finish in seconds even on a
 /// software driver.
 pub fn validation_cases() -> Vec<(Attention, AttentionShape)> {
-    let shape = |batch, heads, seq_len, d_qk, d_v, causal| AttentionShape {
-        batch,
-        heads,
-        seq_len,
-        d_qk,
-        d_v,
-        causal,
-    };
+    let shape = AttentionShape::new;
     let mut cases = Vec::new();
     for causal in [false, true] {
         for (degree, d_qk) in [(2, 16), (4, 4), (4, 16)] {

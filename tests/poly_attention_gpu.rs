@@ -15,22 +15,8 @@ struct Case {
     degree: u32,
 }
 
-fn shape(
-    batch: usize,
-    heads: usize,
-    seq_len: usize,
-    d_qk: usize,
-    d_v: usize,
-    causal: bool,
-) -> AttentionShape {
-    AttentionShape {
-        batch,
-        heads,
-        seq_len,
-        d_qk,
-        d_v,
-        causal,
-    }
+fn shape(b: usize, h: usize, n: usize, d_qk: usize, d_v: usize, causal: bool) -> AttentionShape {
+    AttentionShape::new(b, h, n, d_qk, d_v, causal)
 }
 
 /// Runs one case on fresh inputs and returns the relative error of (o, dq, dk, dv).
