@@ -8,6 +8,7 @@ use crate::attention::{Attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::poly_attention::PolyAttention;
+use crate::ops::{upload_inputs, AttentionInputs};
 use crate::validate::random_attention_inputs;
 
 /// The shape of the attention benchmark: one head, d_qk = 16, d_v = 64, causal.
@@ -25,7 +26,7 @@ pub fn benchmark_shape(seq_len: usize) -> AttentionShape {
 /// A prepared forward + backward on the GPU: the op and two uploaded input sets.
 pub struct AttentionRun {
     op: PolyAttention,
-    inputs: Vec<[GpuTensor; 4]>,
+    inputs: Vec<(GpuTensor, GpuTensor, GpuTensor, GpuTensor)>,
     next: usize,
 }
 
@@ -41,14 +42,9 @@ impl AttentionRun {
             }
         };
         let inputs = (0..2u64)
-            .map(|seed| -> Result<[GpuTensor; 4]> {
-                let [q, k, v, d_o] = random_attention_inputs(&shape, 1.0, seed);
-                Ok([
-                    GpuTensor::upload(ctx, "q", &shape.qk_shape(), &q)?,
-                    GpuTensor::upload(ctx, "k", &shape.qk_shape(), &k)?,
-                    GpuTensor::upload(ctx, "v", &shape.v_shape(), &v)?,
-                    GpuTensor::upload(ctx, "d_o", &shape.v_shape(), &d_o)?,
-                ])
+            .map(|seed| {
+                let host = random_attention_inputs(&shape, 1.0, seed);
+                upload_inputs(ctx, &shape, AttentionInputs::from_array(&host))
             })
             .collect::<Result<_>>()?;
         Ok(AttentionRun {
@@ -60,7 +56,7 @@ impl AttentionRun {
 
     /// One forward + backward, waited for; returns its wall time.
     pub fn run_once(&mut self, ctx: &GpuContext) -> Result<Duration> {
-        let [q, k, v, d_o] = &self.inputs[self.next];
+        let (q, k, v, d_o) = &self.inputs[self.next];
         self.next = (self.next + 1) % self.inputs.len();
         let start = Instant::now();
         let forward = self.op.forward(ctx, q, k, v)?;

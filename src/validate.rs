@@ -51,8 +51,9 @@ pub fn check_attention(
     inputs: &[Vec<f32>; 4],
 ) -> Result<[TensorCheck; 4]> {
     ctx.set_poison_outputs(true);
+    let gpu =
+        attention_forward_backward(ctx, attention, shape, AttentionInputs::from_array(inputs))?;
     let [q, k, v, d_o] = inputs;
-    let gpu = attention_forward_backward(ctx, attention, shape, AttentionInputs { q, k, v, d_o })?;
     let (q, k, v, d_o) = (widen(q), widen(k), widen(v), widen(d_o));
     let o = attention_forward(&shape, attention, &q, &k, &v);
     let g = attention_backward(&shape, attention, &q, &k, &v, &d_o);

@@ -4,6 +4,7 @@
 mod common;
 
 use polygrad::ops::poly_attention::PolyAttention;
+use polygrad::ops::{upload_inputs, AttentionInputs};
 use polygrad::reference::{relative_error, widen};
 use polygrad::validate::{
     check_attention, random_attention_inputs, ATTENTION_TOLERANCE as TOLERANCE,
@@ -91,10 +92,7 @@ fn run_with_chunk(
     inputs: &[Vec<f32>; 4],
 ) -> Vec<Vec<f32>> {
     let op = PolyAttention::with_chunk(ctx, s, degree, chunk).unwrap();
-    let q = GpuTensor::upload(ctx, "q", &s.qk_shape(), &inputs[0]).unwrap();
-    let k = GpuTensor::upload(ctx, "k", &s.qk_shape(), &inputs[1]).unwrap();
-    let v = GpuTensor::upload(ctx, "v", &s.v_shape(), &inputs[2]).unwrap();
-    let d_o = GpuTensor::upload(ctx, "d_o", &s.v_shape(), &inputs[3]).unwrap();
+    let (q, k, v, d_o) = upload_inputs(ctx, &s, AttentionInputs::from_array(inputs)).unwrap();
     let fwd = op.forward(ctx, &q, &k, &v).unwrap();
     let g = op.backward(ctx, &q, &k, &v, &fwd, &d_o).unwrap();
     [&fwd.o, &g.dq, &g.dk, &g.dv]

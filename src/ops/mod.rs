@@ -25,6 +25,14 @@ pub struct AttentionInputs<'a> {
     pub d_o: &'a [f32],
 }
 
+impl<'a> AttentionInputs<'a> {
+    /// Borrows `[q, k, v, d_o]` as made by `validate::random_attention_inputs`.
+    pub fn from_array(tensors: &'a [Vec<f32>; 4]) -> Self {
+        let [q, k, v, d_o] = tensors;
+        AttentionInputs { q, k, v, d_o }
+    }
+}
+
 /// Uploads the inputs, runs forward and backward on the GPU and reads everything back.
 pub fn attention_forward_backward(
     ctx: &GpuContext,
