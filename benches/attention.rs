@@ -1,5 +1,5 @@
-//! Criterion benchmark of attention forward + backward (causal, one head, d_qk = 16, d_v = 64,
-//! polynomial g = 2) at n = 1024, 4096, 16384 on the default adapter. Each iteration waits for
+//! Criterion benchmark of attention forward + backward (causal, one head, d_qk = 16, d_v = 64),
+//! exact and polynomial g = 2, at n = 1024, 4096, 16384 on the default adapter. Each iteration waits for
 //! the GPU; input sets alternate. `polygrad bench` prints the same figures with the growth
 //! ratio and fails when it exceeds 20.
 
@@ -17,8 +17,10 @@ fn attention(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group(format!("attention fwd+bwd on {}", ctx.adapter().label()));
     group.sample_size(10);
-    for n in [1024, 4096, 16384] {
-        let attention = Attention::Poly { degree: 2 };
+    for (attention, n) in [Attention::Exact, Attention::Poly { degree: 2 }]
+        .into_iter()
+        .flat_map(|a| [1024, 4096, 16384].map(|n| (a, n)))
+    {
         let mut run =
             AttentionRun::new(&ctx, attention, benchmark_shape(n)).expect("benchmark set-up");
         run.run_once(&ctx).expect("warm-up");

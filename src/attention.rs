@@ -25,6 +25,24 @@ pub enum Attention {
     Poly { degree: u32 },
 }
 
+impl Attention {
+    /// The setting as the command line and the model config spell it: `exact`, or `poly` with
+    /// a degree (checked: even, 2 to 8).
+    pub fn from_setting(kind: &str, degree: u32) -> Result<Self> {
+        match kind {
+            "exact" => Ok(Attention::Exact),
+            "poly" => {
+                crate::poly::check_degree(degree)?;
+                Ok(Attention::Poly { degree })
+            }
+            other => Err(Error::shape(
+                "attention",
+                format!("{other:?} is not an attention; use \"exact\" or \"poly\""),
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for Attention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -5,10 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::attention::{Attention, AttentionShape};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::ops::poly_attention::PolyAttention;
-use crate::ops::{upload_inputs, AttentionInputs};
+use crate::ops::{upload_inputs, AttentionInputs, AttentionOp};
 use crate::validate::random_attention_inputs;
 
 /// The shape of the attention benchmark: one head, d_qk = 16, d_v = 64, causal.
@@ -25,22 +24,14 @@ pub fn benchmark_shape(seq_len: usize) -> AttentionShape {
 
 /// A prepared forward + backward on the GPU: the op and two uploaded input sets.
 pub struct AttentionRun {
-    op: PolyAttention,
+    op: AttentionOp,
     inputs: Vec<(GpuTensor, GpuTensor, GpuTensor, GpuTensor)>,
     next: usize,
 }
 
 impl AttentionRun {
     pub fn new(ctx: &GpuContext, attention: Attention, shape: AttentionShape) -> Result<Self> {
-        let op = match attention {
-            Attention::Poly { degree } => PolyAttention::new(ctx, shape, degree)?,
-            Attention::Exact => {
-                return Err(Error::shape(
-                    "attention",
-                    "exact attention is not on the GPU yet",
-                ))
-            }
-        };
+        let op = AttentionOp::new(ctx, attention, shape)?;
         let inputs = (0..2u64)
             .map(|seed| {
                 let host = random_attention_inputs(&shape, 1.0, seed);
@@ -59,8 +50,8 @@ impl AttentionRun {
         let (q, k, v, d_o) = &self.inputs[self.next];
         self.next = (self.next + 1) % self.inputs.len();
         let start = Instant::now();
-        let forward = self.op.forward(ctx, q, k, v)?;
-        let _grads = self.op.backward(ctx, q, k, v, &forward, d_o)?;
+        let saved = self.op.forward(ctx, q, k, v)?;
+        let _grads = self.op.backward(ctx, (q, k, v), &saved, d_o)?;
         ctx.synchronize()?;
         Ok(start.elapsed())
     }

@@ -42,6 +42,35 @@ pub fn random_attention_inputs(shape: &AttentionShape, qk_scale: f32, seed: u64)
     ]
 }
 
+/// The largest |s_ab| = |q_a . k_b| / sqrt(d_qk) over every head and every pair a row sees.
+pub fn max_abs_logit(shape: &AttentionShape, q: &[f32], k: &[f32]) -> f64 {
+    let (n, d) = (shape.seq_len, shape.d_qk);
+    let mut max = 0.0f64;
+    for h in 0..shape.total_heads() {
+        let row = |x: &[f32], i: usize| x[(h * n + i) * d..(h * n + i + 1) * d].to_vec();
+        for a in 0..n {
+            let qa = row(q, a);
+            let visible = if shape.causal { a + 1 } else { n };
+            for b in 0..visible {
+                let kb = row(k, b);
+                let s: f64 = qa.iter().zip(&kb).map(|(&x, &y)| x as f64 * y as f64).sum();
+                max = max.max(s.abs());
+            }
+        }
+    }
+    max / (d as f64).sqrt()
+}
+
+/// Scales q (in place) so that the largest |logit| of the call is `target`: large logits are
+/// where exact softmax must stay finite and accurate.
+pub fn scale_logits_to(shape: &AttentionShape, inputs: &mut [Vec<f32>; 4], target: f64) {
+    let max = max_abs_logit(shape, &inputs[0], &inputs[1]);
+    if max > 0.0 {
+        let factor = (target / max) as f32;
+        inputs[0].iter_mut().for_each(|x| *x *= factor);
+    }
+}
+
 /// Runs `attention` forward and backward on the GPU (outputs poisoned first) and compares o,
 /// dq, dk, dv with the f64 reference on the same inputs.
 pub fn check_attention(
@@ -77,13 +106,30 @@ pub fn check_attention(
     ])
 }
 
+/// The largest |logit| `polygrad validate` gives exact attention: large enough that an
+/// overflow-prone or imprecise softmax fails.
+pub const EXACT_VALIDATION_LOGIT: f64 = 30.0;
+
+/// Fresh inputs for one validation case: exact attention gets logits up to
+/// [`EXACT_VALIDATION_LOGIT`], polynomial attention the moderate logits it is meant for.
+pub fn validation_inputs(attention: Attention, shape: &AttentionShape, seed: u64) -> [Vec<f32>; 4] {
+    let mut inputs = random_attention_inputs(shape, 1.0, seed);
+    if attention == Attention::Exact {
+        scale_logits_to(shape, &mut inputs, EXACT_VALIDATION_LOGIT);
+    }
+    inputs
+}
+
 /// The shapes `polygrad validate` runs: every kernel path (full and causal, one and several
-/// chunks, ragged sizes, widths 1 to 64, both degrees), sized to finish in seconds even on a
-/// software driver.
+/// chunks or spans, ragged sizes, widths 1 to 64, both degrees, exact attention), sized to
+/// finish in seconds even on a software driver.
 pub fn validation_cases() -> Vec<(Attention, AttentionShape)> {
     let shape = AttentionShape::new;
     let mut cases = Vec::new();
     for causal in [false, true] {
+        for (n, d_qk, d_v) in [(1, 16, 16), (65, 1, 64), (200, 64, 8), (700, 64, 64)] {
+            cases.push((Attention::Exact, shape(1, 2, n, d_qk, d_v, causal)));
+        }
         for (degree, d_qk) in [(2, 16), (4, 4), (4, 16)] {
             let attention = Attention::Poly { degree };
             cases.push((attention, shape(1, 1, 1, d_qk, 16, causal)));

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use polygrad::bench::{benchmark_shape, median_forward_backward};
 use polygrad::gpu::list_adapters;
 use polygrad::validate::{
-    check_attention, random_attention_inputs, validation_cases, ATTENTION_TOLERANCE,
+    check_attention, validation_cases, validation_inputs, ATTENTION_TOLERANCE,
 };
 use polygrad::{Attention, GpuContext};
 
@@ -36,12 +36,21 @@ enum Command {
         /// Seed of the random inputs (default: a fresh one, printed).
         #[arg(long)]
         seed: Option<u64>,
+        /// Which attention to check (default: both).
+        #[arg(long, value_enum)]
+        attention: Option<AttentionKind>,
     },
-    /// Time polynomial attention forward + backward (causal, one head, d_qk = 16, d_v = 64,
-    /// g = 2) at several n; exits non-zero if time grows faster than --max-ratio allows.
+    /// Time attention forward + backward (causal, one head, d_qk = 16, d_v = 64) at several n;
+    /// exits non-zero if polynomial attention's time grows faster than --max-ratio allows.
     Bench {
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
+        /// Which attention to time (default: both, side by side, with the ratio).
+        #[arg(long, value_enum)]
+        attention: Option<AttentionKind>,
+        /// Degree of the polynomial attention.
+        #[arg(long, default_value_t = 2)]
+        degree: u32,
         /// Sequence lengths, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 4096, 16384])]
         n: Vec<usize>,
@@ -54,17 +63,47 @@ enum Command {
     },
 }
 
+/// The attention setting of the command line.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AttentionKind {
+    Exact,
+    Poly,
+}
+
+impl AttentionKind {
+    fn name(self) -> &'static str {
+        match self {
+            AttentionKind::Exact => "exact",
+            AttentionKind::Poly => "poly",
+        }
+    }
+
+    fn matches(self, attention: Attention) -> bool {
+        matches!(
+            (self, attention),
+            (AttentionKind::Exact, Attention::Exact)
+                | (AttentionKind::Poly, Attention::Poly { .. })
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices(),
-        Command::Validate { adapter, seed } => validate(adapter.as_deref(), seed),
+        Command::Validate {
+            adapter,
+            seed,
+            attention,
+        } => validate(adapter.as_deref(), seed, attention),
         Command::Bench {
             adapter,
+            attention,
+            degree,
             n,
             reps,
             max_ratio,
-        } => bench(adapter.as_deref(), &n, reps, max_ratio),
+        } => bench(adapter.as_deref(), attention, degree, &n, reps, max_ratio),
     };
     match result {
         Ok(code) => code,
@@ -116,7 +155,11 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-fn validate(adapter: Option<&str>, seed: Option<u64>) -> polygrad::Result<ExitCode> {
+fn validate(
+    adapter: Option<&str>,
+    seed: Option<u64>,
+    only: Option<AttentionKind>,
+) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
     let seed = seed.unwrap_or_else(rand::random);
     println!(
@@ -128,8 +171,9 @@ fn validate(adapter: Option<&str>, seed: Option<u64>) -> polygrad::Result<ExitCo
         "attention", "shape", "tensor", "error"
     );
     let mut failures = 0;
-    for (i, (attention, shape)) in validation_cases().into_iter().enumerate() {
-        let inputs = random_attention_inputs(&shape, 1.0, seed.wrapping_add(i as u64));
+    let cases = validation_cases().into_iter().enumerate();
+    for (i, (attention, shape)) in cases.filter(|(_, (a, _))| only.is_none_or(|k| k.matches(*a))) {
+        let inputs = validation_inputs(attention, &shape, seed.wrapping_add(i as u64));
         match check_attention(&ctx, attention, shape, &inputs) {
             Ok(checks) => {
                 for c in checks {
@@ -165,33 +209,75 @@ fn validate(adapter: Option<&str>, seed: Option<u64>) -> polygrad::Result<ExitCo
 
 fn bench(
     adapter: Option<&str>,
+    only: Option<AttentionKind>,
+    degree: u32,
     sizes: &[usize],
     reps: usize,
     max_ratio: f64,
 ) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
-    let attention = Attention::Poly { degree: 2 };
+    let kinds = match only {
+        Some(kind) => vec![kind],
+        None => vec![AttentionKind::Exact, AttentionKind::Poly],
+    };
+    let attentions = kinds
+        .iter()
+        .map(|k| Attention::from_setting(k.name(), degree))
+        .collect::<polygrad::Result<Vec<_>>>()?;
     println!("adapter: {}", ctx.adapter().label());
-    println!("{attention} forward + backward, causal, B=1 H=1 d_qk=16 d_v=64, median of {reps}");
-    let mut times: Vec<(usize, Duration)> = Vec::new();
-    for &n in sizes {
-        let t = median_forward_backward(&ctx, attention, benchmark_shape(n), reps)?;
-        println!("n = {n:>6}: {:>10.2} ms", t.as_secs_f64() * 1e3);
-        times.push((n, t));
+    println!("forward + backward, causal, B=1 H=1 d_qk=16 d_v=64, median of {reps}");
+    let mut header = format!("{:>8}", "n");
+    for a in &attentions {
+        header += &format!(" {:>14}", a.to_string());
     }
-    if let (Some(first), Some(last)) = (times.first(), times.last()) {
-        if last.0 > first.0 {
-            let ratio = last.1.as_secs_f64() / first.1.as_secs_f64();
-            let linear = last.0 as f64 / first.0 as f64;
-            println!(
-                "time(n={}) / time(n={}) = {ratio:.2} (linear: {linear:.0}, allowed: {max_ratio})",
-                last.0, first.0
-            );
+    if attentions.len() == 2 {
+        header += &format!(" {:>14}", "exact / poly");
+    }
+    println!("{header}");
+    // times[i][j]: attention i at size j.
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); attentions.len()];
+    for &n in sizes {
+        let mut line = format!("{n:>8}");
+        for (i, &attention) in attentions.iter().enumerate() {
+            let t = median_forward_backward(&ctx, attention, benchmark_shape(n), reps)?;
+            line += &format!(" {:>11.2} ms", t.as_secs_f64() * 1e3);
+            times[i].push(t);
+        }
+        if attentions.len() == 2 {
+            let ratio =
+                times[0].last().unwrap().as_secs_f64() / times[1].last().unwrap().as_secs_f64();
+            line += &format!(" {ratio:>14.2}");
+        }
+        println!("{line}");
+    }
+    let mut failed = false;
+    for (attention, t) in attentions.iter().zip(&times) {
+        let (Some(first), Some(last)) = (t.first(), t.last()) else {
+            continue;
+        };
+        if sizes.len() < 2 || sizes[sizes.len() - 1] <= sizes[0] {
+            continue;
+        }
+        let ratio = last.as_secs_f64() / first.as_secs_f64();
+        let linear = sizes[sizes.len() - 1] as f64 / sizes[0] as f64;
+        print!(
+            "{attention}: time(n={}) / time(n={}) = {ratio:.2} (linear: {linear:.0})",
+            sizes[sizes.len() - 1],
+            sizes[0]
+        );
+        if matches!(attention, Attention::Poly { .. }) {
+            println!(", allowed: {max_ratio}");
             if ratio > max_ratio {
-                println!("FAIL: time grows faster than allowed");
-                return Ok(ExitCode::FAILURE);
+                println!("FAIL: polynomial attention's time grows faster than allowed");
+                failed = true;
             }
+        } else {
+            println!(" (quadratic: {:.0})", linear * linear);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -210,6 +210,13 @@ impl GpuContext {
         self.largest_allocation.load(Ordering::Relaxed)
     }
 
+    /// Restarts [`Self::largest_allocation`] and [`Self::allocated_bytes`] from zero, to
+    /// measure what one piece of work allocates.
+    pub fn reset_allocation_counters(&self) {
+        self.allocated_bytes.store(0, Ordering::Relaxed);
+        self.largest_allocation.store(0, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_allocation(&self, bytes: u64) {
         self.allocated_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.largest_allocation.fetch_max(bytes, Ordering::Relaxed);

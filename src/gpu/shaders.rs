@@ -1,10 +1,16 @@
 //! Every WGSL file of shaders/, compiled into the library. One file per operation family.
 
 /// (file name, source) for every shader; tests check that this list matches shaders/.
-pub const SHADERS: &[(&str, &str)] = &[(
-    "poly_attention.wgsl",
-    include_str!("../../shaders/poly_attention.wgsl"),
-)];
+pub const SHADERS: &[(&str, &str)] = &[
+    (
+        "exact_attention.wgsl",
+        include_str!("../../shaders/exact_attention.wgsl"),
+    ),
+    (
+        "poly_attention.wgsl",
+        include_str!("../../shaders/poly_attention.wgsl"),
+    ),
+];
 
 /// The source of shader `name`, which must be one of [`SHADERS`].
 pub(crate) fn source(name: &str) -> &'static str {

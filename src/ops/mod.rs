@@ -1,9 +1,10 @@
 //! Host modules, one per shader file: each checks shapes, builds bind groups and dispatches.
 
+pub mod exact_attention;
 pub mod poly_attention;
 
 use crate::attention::{Attention, AttentionShape};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
 
 /// Outputs and gradients of one attention call, back on the host.
@@ -33,6 +34,74 @@ impl<'a> AttentionInputs<'a> {
     }
 }
 
+/// Either attention for one shape, behind one interface: the setting a caller switches.
+pub enum AttentionOp {
+    Exact(exact_attention::ExactAttention),
+    Poly(poly_attention::PolyAttention),
+}
+
+/// What either attention's forward keeps for its backward.
+pub enum AttentionSaved {
+    Exact(exact_attention::ExactForward),
+    Poly(poly_attention::PolyForward),
+}
+
+impl AttentionSaved {
+    /// The attention output, `[B, H, n, d_v]`.
+    pub fn o(&self) -> &GpuTensor {
+        match self {
+            AttentionSaved::Exact(f) => &f.o,
+            AttentionSaved::Poly(f) => &f.o,
+        }
+    }
+}
+
+impl AttentionOp {
+    /// Builds `attention` for `shape`, checking both against the device.
+    pub fn new(ctx: &GpuContext, attention: Attention, shape: AttentionShape) -> Result<Self> {
+        Ok(match attention {
+            Attention::Exact => {
+                AttentionOp::Exact(exact_attention::ExactAttention::new(ctx, shape)?)
+            }
+            Attention::Poly { degree } => {
+                AttentionOp::Poly(poly_attention::PolyAttention::new(ctx, shape, degree)?)
+            }
+        })
+    }
+
+    /// o = attention(q, k, v), keeping what the backward needs. Submits without waiting.
+    pub fn forward(
+        &self,
+        ctx: &GpuContext,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+    ) -> Result<AttentionSaved> {
+        Ok(match self {
+            AttentionOp::Exact(op) => AttentionSaved::Exact(op.forward(ctx, q, k, v)?),
+            AttentionOp::Poly(op) => AttentionSaved::Poly(op.forward(ctx, q, k, v)?),
+        })
+    }
+
+    /// dq, dk, dv given dL/do and what [`Self::forward`] kept on the same op.
+    pub fn backward(
+        &self,
+        ctx: &GpuContext,
+        (q, k, v): (&GpuTensor, &GpuTensor, &GpuTensor),
+        saved: &AttentionSaved,
+        d_o: &GpuTensor,
+    ) -> Result<AttentionGradients> {
+        match (self, saved) {
+            (AttentionOp::Exact(op), AttentionSaved::Exact(f)) => op.backward(ctx, q, k, v, f, d_o),
+            (AttentionOp::Poly(op), AttentionSaved::Poly(f)) => op.backward(ctx, q, k, v, f, d_o),
+            _ => Err(Error::shape(
+                "attention backward",
+                "the saved forward state comes from the other kind of attention",
+            )),
+        }
+    }
+}
+
 /// Uploads the inputs, runs forward and backward on the GPU and reads everything back.
 pub fn attention_forward_backward(
     ctx: &GpuContext,
@@ -40,24 +109,16 @@ pub fn attention_forward_backward(
     shape: AttentionShape,
     inputs: AttentionInputs,
 ) -> Result<AttentionResult> {
-    match attention {
-        Attention::Poly { degree } => {
-            let op = poly_attention::PolyAttention::new(ctx, shape, degree)?;
-            let (q, k, v, d_o) = upload_inputs(ctx, &shape, inputs)?;
-            let forward = op.forward(ctx, &q, &k, &v)?;
-            let grads = op.backward(ctx, &q, &k, &v, &forward, &d_o)?;
-            Ok(AttentionResult {
-                o: forward.o.download(ctx)?,
-                dq: grads.dq.download(ctx)?,
-                dk: grads.dk.download(ctx)?,
-                dv: grads.dv.download(ctx)?,
-            })
-        }
-        Attention::Exact => Err(crate::error::Error::shape(
-            "attention",
-            "exact attention is not implemented on the GPU yet",
-        )),
-    }
+    let op = AttentionOp::new(ctx, attention, shape)?;
+    let (q, k, v, d_o) = upload_inputs(ctx, &shape, inputs)?;
+    let saved = op.forward(ctx, &q, &k, &v)?;
+    let grads = op.backward(ctx, (&q, &k, &v), &saved, &d_o)?;
+    Ok(AttentionResult {
+        o: saved.o().download(ctx)?,
+        dq: grads.dq.download(ctx)?,
+        dk: grads.dk.download(ctx)?,
+        dv: grads.dv.download(ctx)?,
+    })
 }
 
 /// q, k, v and dL/do on the GPU, each checked against the shape.
@@ -85,11 +146,25 @@ pub struct AttentionGradients {
 /// Refuses a tensor whose shape is not `expected`, naming it.
 pub(crate) fn check_shape(tensor: &GpuTensor, expected: &[usize]) -> Result<()> {
     if tensor.shape() != expected {
-        return Err(crate::error::Error::ShapeMismatch {
+        return Err(Error::ShapeMismatch {
             tensor: tensor.name().into(),
             expected: expected.to_vec(),
             got: tensor.shape().to_vec(),
         });
     }
     Ok(())
+}
+
+/// Refuses work whose kernels could loop past the adapter's per-invocation loop limit, where
+/// the driver would cut the loops short and return wrong numbers without a word.
+pub(crate) fn check_loop_budget(ctx: &GpuContext, what: &str, iterations: u64) -> Result<()> {
+    match ctx.loop_iteration_limit() {
+        Some(limit) if iterations >= limit => Err(Error::LimitExceeded {
+            what: format!("{what} (loop iterations per invocation)"),
+            limit: "the driver's loop iteration limit per invocation (llvmpipe: 65535)",
+            needed: iterations,
+            max: limit - 1,
+        }),
+        _ => Ok(()),
+    }
 }

@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, GpuContext, GpuTensor, TensorData};
-use crate::ops::{check_shape, AttentionGradients};
+use crate::ops::{check_loop_budget, check_shape, AttentionGradients};
 use crate::poly::{self, MAX_D_QK};
 
 const SHADER: &str = "poly_attention.wgsl";
@@ -227,20 +227,6 @@ impl FeatureMap {
         })??;
         ctx.submit("phi_backward", encoder)?;
         Ok(out)
-    }
-}
-
-/// Refuses work whose kernels could loop past the adapter's per-invocation loop limit, where
-/// the driver would cut the loops short and return wrong numbers without a word.
-fn check_loop_budget(ctx: &GpuContext, what: &str, iterations: u64) -> Result<()> {
-    match ctx.loop_iteration_limit() {
-        Some(limit) if iterations >= limit => Err(Error::LimitExceeded {
-            what: format!("{what} (loop iterations per invocation)"),
-            limit: "the driver's loop iteration limit per invocation (llvmpipe: 65535)",
-            needed: iterations,
-            max: limit - 1,
-        }),
-        _ => Ok(()),
     }
 }
 

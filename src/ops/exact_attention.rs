@@ -1,0 +1,392 @@
+//! Host side of shaders/exact_attention.wgsl: exact softmax attention, forward and backward,
+//! in O(n d) memory and O(n^2 d) time. The baseline of every speed figure and the fallback
+//! where the polynomial approximation cannot be trusted.
+//!
+//! The key axis is cut into spans of at most `span` keys; each kernel runs once per span, in
+//! order, carrying its running state in its output buffers, so no invocation loops over more
+//! than one span (see the shader's header). Forward: forward_span per span (one submission).
+//! Backward: row_terms, then query_grad_span, key_grad_span and value_grad_span per span (one
+//! submission).
+
+use wgpu::util::DeviceExt;
+
+use crate::attention::AttentionShape;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, GpuTensor};
+use crate::ops::{check_loop_budget, check_shape, AttentionGradients};
+
+const SHADER: &str = "exact_attention.wgsl";
+
+// Binding slots of shaders/exact_attention.wgsl.
+const PARAMS: u32 = 0;
+const Q: u32 = 1;
+const K: u32 = 2;
+const V: u32 = 3;
+const O: u32 = 4;
+const STATS: u32 = 5;
+const D_O: u32 = 6;
+const LSE_DELTA: u32 = 7;
+const GRAD: u32 = 8;
+const O_LO: u32 = 9;
+/// Floats per (row, column tile) of the row statistics: m, l_hi, l_lo.
+const STATS_PER_TILE: usize = 3;
+
+/// The shader's `Params`, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    heads: u32,
+    rows: u32,
+    d_qk: u32,
+    d_v: u32,
+    causal: u32,
+    span_start: u32,
+    span_end: u32,
+    _pad0: u32,
+    logit_scale: f32,
+    /// 1.0, which the shader's compiler cannot constant-fold (see two_sum in the shader).
+    one: f32,
+    _pad: [u32; 2],
+}
+
+/// Tile sizes, the shader's override constants. Loops over a tile have constant trip counts
+/// and unroll; both stay at most 16 so that they do on llvmpipe too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExactTiles {
+    /// Keys per online-softmax step (1 to 16).
+    pub key_block: usize,
+    /// Output columns per invocation (1 to 64).
+    pub col_tile: usize,
+}
+
+impl Default for ExactTiles {
+    fn default() -> Self {
+        ExactTiles {
+            key_block: 8,
+            col_tile: 16,
+        }
+    }
+}
+
+/// What the forward pass keeps for the backward pass.
+pub struct ExactForward {
+    /// The attention output, `[B, H, n, d_v]`.
+    pub o: GpuTensor,
+    /// Running max and compensated sum of each row's softmax, `[B*H, n, v_tiles, 3]`.
+    stats: GpuTensor,
+}
+
+/// Exact softmax attention for one shape, with its per-span parameters built once.
+pub struct ExactAttention {
+    shape: AttentionShape,
+    tiles: ExactTiles,
+    span: usize,
+    /// One uniform buffer per span of keys, in order.
+    span_params: Vec<wgpu::Buffer>,
+}
+
+impl ExactAttention {
+    /// The longest span on an adapter with no loop limit: keeps each dispatch short enough for
+    /// drivers that reset a GPU stuck in one dispatch for seconds.
+    pub const MAX_SPAN: usize = 4096;
+
+    pub fn new(ctx: &GpuContext, shape: AttentionShape) -> Result<Self> {
+        Self::with_tiles(ctx, shape, ExactTiles::default(), None)
+    }
+
+    /// `span`: keys per dispatch, or `None` for the longest the adapter allows. Any span gives
+    /// the same result up to rounding. Checks shape, tiles and sizes before allocating.
+    pub fn with_tiles(
+        ctx: &GpuContext,
+        shape: AttentionShape,
+        tiles: ExactTiles,
+        span: Option<usize>,
+    ) -> Result<Self> {
+        shape.validate()?;
+        if !(1..=16).contains(&tiles.key_block) || !(1..=64).contains(&tiles.col_tile) {
+            return Err(Error::shape(
+                "exact attention tiles",
+                format!("{tiles:?}: key_block must be 1 to 16, col_tile 1 to 64"),
+            ));
+        }
+        if shape.total_heads() * shape.seq_len * shape.d_qk.max(shape.d_v) > u32::MAX as usize {
+            return Err(Error::shape(
+                format!("attention {shape}"),
+                "has more elements than u32 indexing reaches",
+            ));
+        }
+        let longest = Self::longest_span(ctx, &shape, &tiles)?;
+        let span = match span {
+            Some(0) => return Err(Error::shape("exact attention span", "must be at least 1")),
+            Some(s) => s.min(longest),
+            None => longest,
+        };
+        for (name, s) in [("q", shape.qk_shape()), ("v", shape.v_shape())] {
+            GpuTensor::check_size(ctx, name, &s)?;
+        }
+        let mut op = ExactAttention {
+            shape,
+            tiles,
+            span,
+            span_params: Vec::new(),
+        };
+        GpuTensor::check_size(ctx, "exact attention row stats", &op.stats_shape())?;
+        op.span_params = op
+            .spans()
+            .map(|(s, e)| op.params_buffer(ctx, s, e))
+            .collect();
+        Ok(op)
+    }
+
+    pub fn shape(&self) -> &AttentionShape {
+        &self.shape
+    }
+
+    /// Keys (or queries) per dispatch.
+    pub fn span(&self) -> usize {
+        self.span
+    }
+
+    /// The longest span whose kernels stay within the adapter's loop limit, at most
+    /// [`Self::MAX_SPAN`] and n; an error when not even one key block fits.
+    fn longest_span(ctx: &GpuContext, shape: &AttentionShape, tiles: &ExactTiles) -> Result<usize> {
+        let cap = Self::MAX_SPAN.min(shape.seq_len);
+        let Some(limit) = ctx.loop_iteration_limit() else {
+            return Ok(cap);
+        };
+        check_loop_budget(
+            ctx,
+            &format!("exact attention {shape}, one key per span"),
+            Self::loop_iterations(shape, tiles, 1),
+        )?;
+        // loop_iterations grows with the span: the longest span below the limit by bisection.
+        let (mut fits, mut too_long) = (1, cap + 1);
+        while too_long - fits > 1 {
+            let mid = (fits + too_long) / 2;
+            if Self::loop_iterations(shape, tiles, mid) < limit {
+                fits = mid;
+            } else {
+                too_long = mid;
+            }
+        }
+        Ok(fits)
+    }
+
+    /// An upper bound on the loop iterations of one invocation over a span of `span` keys,
+    /// counting every loop as if none unrolled (llvmpipe does not unroll a constant-trip loop
+    /// that holds another loop, and tiles may be set above what it unrolls). The forward's
+    /// last key block may run key_block - 1 masked keys past the span.
+    pub fn loop_iterations(shape: &AttentionShape, tiles: &ExactTiles, span: usize) -> u64 {
+        let (d_qk, d_v) = (shape.d_qk as u64, shape.d_v as u64);
+        let (block, cols, span) = (tiles.key_block as u64, tiles.col_tile as u64, span as u64);
+        let load_store = 2 * cols;
+        let per_gradient_block = 1 + block * (1 + d_qk + d_v + cols) + 2 * cols;
+        let gradients = span.div_ceil(block) * per_gradient_block + 2 * load_store;
+        let per_block = 1 + block * (1 + d_qk) + 2 * cols + block * (1 + cols);
+        let forward = span.div_ceil(block) * per_block + load_store;
+        gradients.max(forward).max(d_v)
+    }
+
+    /// [start, end) of each span of keys, in order.
+    fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.shape.seq_len)
+            .step_by(self.span)
+            .map(|s| (s, (s + self.span).min(self.shape.seq_len)))
+    }
+
+    fn params_buffer(&self, ctx: &GpuContext, start: usize, end: usize) -> wgpu::Buffer {
+        let s = &self.shape;
+        let params = Params {
+            heads: s.total_heads() as u32,
+            rows: s.seq_len as u32,
+            d_qk: s.d_qk as u32,
+            d_v: s.d_v as u32,
+            causal: s.causal as u32,
+            span_start: start as u32,
+            span_end: end as u32,
+            _pad0: 0,
+            logit_scale: (1.0 / (s.d_qk as f64).sqrt()) as f32,
+            one: 1.0,
+            _pad: [0; 2],
+        };
+        ctx.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("exact_attention params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    fn constants(&self) -> [(&'static str, f64); 2] {
+        [
+            ("KEY_BLOCK", self.tiles.key_block as f64),
+            ("COL_TILE", self.tiles.col_tile as f64),
+        ]
+    }
+
+    fn column_tiles(&self, width: usize) -> usize {
+        width.div_ceil(self.tiles.col_tile)
+    }
+
+    fn stats_shape(&self) -> [usize; 4] {
+        let s = &self.shape;
+        [
+            s.total_heads(),
+            s.seq_len,
+            self.column_tiles(s.d_v),
+            STATS_PER_TILE,
+        ]
+    }
+
+    /// Invocations of a kernel over rows (or keys) `first..last` of every head, one per column
+    /// tile of a row of `width`.
+    fn invocations(&self, first: usize, last: usize, width: usize) -> u64 {
+        (self.shape.total_heads() * (last - first) * self.column_tiles(width)) as u64
+    }
+
+    /// Causal dispatches skip the rows whose keys all lie in earlier spans (query-side kernels)
+    /// and the keys that no query of the span sees (key-side kernels).
+    fn query_rows(&self, start: usize) -> (usize, usize) {
+        (
+            if self.shape.causal { start } else { 0 },
+            self.shape.seq_len,
+        )
+    }
+
+    fn key_rows(&self, end: usize) -> (usize, usize) {
+        (
+            0,
+            if self.shape.causal {
+                end
+            } else {
+                self.shape.seq_len
+            },
+        )
+    }
+
+    fn check_inputs(&self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor) -> Result<()> {
+        check_shape(q, &self.shape.qk_shape())?;
+        check_shape(k, &self.shape.qk_shape())?;
+        check_shape(v, &self.shape.v_shape())
+    }
+
+    /// o = softmax(q k^T / sqrt(d_qk)) v, keeping the row statistics the backward needs.
+    /// Submits without waiting.
+    pub fn forward(
+        &self,
+        ctx: &GpuContext,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+    ) -> Result<ExactForward> {
+        self.check_inputs(q, k, v)?;
+        let out = ExactForward {
+            o: GpuTensor::output(ctx, "o", &self.shape.v_shape())?,
+            stats: GpuTensor::output(ctx, "exact attention row stats", &self.stats_shape())?,
+        };
+        // The low half of the compensated accumulator, between spans.
+        let o_lo = GpuTensor::output(ctx, "exact attention accumulator", &self.shape.v_shape())?;
+        let pipeline = ctx.pipeline(SHADER, "forward_span", &self.constants())?;
+        let mut encoder = ctx.encoder("exact attention forward");
+        ctx.checked("recording exact attention forward", || -> Result<()> {
+            for ((start, _), params) in self.spans().zip(&self.span_params) {
+                let (first, last) = self.query_rows(start);
+                ctx.dispatch(
+                    &mut encoder,
+                    &pipeline,
+                    &[
+                        (PARAMS, params),
+                        (Q, &q.buffer),
+                        (K, &k.buffer),
+                        (V, &v.buffer),
+                        (O, &out.o.buffer),
+                        (STATS, &out.stats.buffer),
+                        (O_LO, &o_lo.buffer),
+                    ],
+                    self.invocations(first, last, self.shape.d_v),
+                )?;
+            }
+            Ok(())
+        })??;
+        ctx.submit("exact attention forward", encoder)?;
+        Ok(out)
+    }
+
+    /// dq, dk, dv given dL/do, recomputing the probabilities from q, k and the saved row
+    /// statistics.
+    pub fn backward(
+        &self,
+        ctx: &GpuContext,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        saved: &ExactForward,
+        d_o: &GpuTensor,
+    ) -> Result<AttentionGradients> {
+        self.check_inputs(q, k, v)?;
+        check_shape(d_o, &self.shape.v_shape())?;
+        check_shape(&saved.o, &self.shape.v_shape())?;
+        let s = &self.shape;
+        let lse_delta = GpuTensor::output(
+            ctx,
+            "exact attention lse and delta",
+            &[s.total_heads(), s.seq_len, 2],
+        )?;
+        let grads = AttentionGradients {
+            dq: GpuTensor::output(ctx, "dq", &s.qk_shape())?,
+            dk: GpuTensor::output(ctx, "dk", &s.qk_shape())?,
+            dv: GpuTensor::output(ctx, "dv", &s.v_shape())?,
+        };
+        let constants = self.constants();
+        let mut encoder = ctx.encoder("exact attention backward");
+        ctx.checked("recording exact attention backward", || -> Result<()> {
+            ctx.dispatch(
+                &mut encoder,
+                &*ctx.pipeline(SHADER, "row_terms", &constants)?,
+                &[
+                    (PARAMS, &self.span_params[0]),
+                    (O, &saved.o.buffer),
+                    (STATS, &saved.stats.buffer),
+                    (D_O, &d_o.buffer),
+                    (LSE_DELTA, &lse_delta.buffer),
+                ],
+                (s.total_heads() * s.seq_len) as u64,
+            )?;
+            let kernels = [
+                ("query_grad_span", &grads.dq, s.d_qk),
+                ("key_grad_span", &grads.dk, s.d_qk),
+                ("value_grad_span", &grads.dv, s.d_v),
+            ];
+            for (entry, grad, width) in kernels {
+                let pipeline = ctx.pipeline(SHADER, entry, &constants)?;
+                for ((start, end), params) in self.spans().zip(&self.span_params) {
+                    let (first, last) = if entry == "query_grad_span" {
+                        self.query_rows(start)
+                    } else {
+                        self.key_rows(end)
+                    };
+                    let mut bindings = vec![
+                        (PARAMS, params),
+                        (Q, &q.buffer),
+                        (K, &k.buffer),
+                        (D_O, &d_o.buffer),
+                        (LSE_DELTA, &lse_delta.buffer),
+                        (GRAD, &grad.buffer),
+                    ];
+                    if entry != "value_grad_span" {
+                        bindings.push((V, &v.buffer));
+                    }
+                    ctx.dispatch(
+                        &mut encoder,
+                        &pipeline,
+                        &bindings,
+                        self.invocations(first, last, width),
+                    )?;
+                }
+            }
+            Ok(())
+        })??;
+        ctx.submit("exact attention backward", encoder)?;
+        Ok(grads)
+    }
+}
