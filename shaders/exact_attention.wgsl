@@ -108,12 +108,11 @@ fn work_item(id: u32, first: u32, last: u32, tiles: u32) -> Work {
 
 // The logit s_ab = q_a . k_b / sqrt(d_qk) for global rows a, b (head offsets included).
 //
-// The forward and the backward must compute the same bits for it: the backward's
-// p = exp(s - lse) has to agree with the forward's to well under 1e-6, or dq loses accuracy
-// when rows are nearly one-hot (see exp_accurate). A compiler may fuse `dot * scale - lse`
-// into one FMA in one kernel and not in another (llvmpipe did, a 3e-6 difference at s = 50),
-// so the scale goes inside the sum, where the code is the same in every kernel, and callers
-// only subtract.
+// The forward and the backward should compute the same bits for it: dq is sensitive to any
+// disagreement between the backward's p = exp(s - lse) and the forward's when rows are nearly
+// one-hot (see RowState). A compiler may fuse `dot * scale - lse` into one FMA in one kernel
+// and not in another, so the scale goes inside the sum, where the code is the same in every
+// kernel, and callers only subtract.
 fn logit(a: u32, b: u32) -> f32 {
     var s = 0.0;
     for (var i = 0u; i < params.d_qk; i++) {
@@ -164,30 +163,6 @@ fn store_tile(row: u32, tile: u32, width: u32, acc: ptr<function, array<f32, 64>
 }
 
 // ---- forward -------------------------------------------------------------------------------
-
-// e^x to within about 1 ulp, for x <= 0 (the only arguments here).
-//
-// Why not the built-in exp: WGSL lets it be off by 3 + 2|x| ulp, and llvmpipe's is off by
-// about 1e-6 relative at x = -10. The backward's dL/ds = p (dO.v_b - delta_a) relies on the
-// p it recomputes agreeing with the forward's (which made o and so delta): with nearly one-hot
-// rows, a 1e-6 disagreement per pair became a 1.3e-5 relative error in dq. Cody-Waite range
-// reduction x = n ln2 + r (ln2 split in two so n * LN2_HI is exact) and a degree-7 Taylor
-// polynomial for e^r, |r| <= ln2 / 2, whose truncation error is below 6e-9.
-fn exp_accurate(x: f32) -> f32 {
-    // Below -104, e^x is 0 in f32; clamping also keeps n within i32 for NEG_BIG.
-    let xc = max(x, -104.0);
-    let n = round(xc * 1.4426950216);
-    let r = (xc - n * 6.9314575195e-01) - n * 1.4286067653e-06;
-    var poly = 1.0 / 5040.0;
-    poly = poly * r + 1.0 / 720.0;
-    poly = poly * r + 1.0 / 120.0;
-    poly = poly * r + 1.0 / 24.0;
-    poly = poly * r + 1.0 / 6.0;
-    poly = poly * r + 0.5;
-    poly = poly * r + 1.0;
-    poly = poly * r + 1.0;
-    return ldexp(poly, i32(n));
-}
 
 // a + b as an unevaluated sum [hi, lo] (Knuth's TwoSum: exact in round-to-nearest).
 // llvmpipe's compiler reassociates floating point and folded the textbook form to lo = 0;
@@ -249,11 +224,11 @@ fn add_key_block(r: ptr<function, RowState>, row: u32, tile: u32, head_start: u3
         block_max = max(block_max, s[j]);
     }
     let m_new = max((*r).m, block_max);
-    let correction = exp_accurate((*r).m - m_new);
+    let correction = exp((*r).m - m_new);
     var block_l = 0.0;
     var block_acc: array<f32, 64>;
     for (var j = 0u; j < KEY_BLOCK; j++) {
-        let p = exp_accurate(s[j] - m_new);
+        let p = exp(s[j] - m_new);
         block_l += p;
         let b = head_start + min(b0 + j, hi - 1u);
         for (var c = 0u; c < COL_TILE; c++) {
@@ -344,7 +319,7 @@ fn score_grad(a: u32, b: u32, p: f32) -> f32 {
 }
 
 fn prob(a: u32, b: u32) -> f32 {
-    return exp_accurate(logit(a, b) - lse_delta[a * 2u]);
+    return exp(logit(a, b) - lse_delta[a * 2u]);
 }
 
 @compute @workgroup_size(WORKGROUP)
