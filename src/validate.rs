@@ -47,13 +47,16 @@ pub fn max_abs_logit(shape: &AttentionShape, q: &[f32], k: &[f32]) -> f64 {
     let (n, d) = (shape.seq_len, shape.d_qk);
     let mut max = 0.0f64;
     for h in 0..shape.total_heads() {
-        let row = |x: &[f32], i: usize| x[(h * n + i) * d..(h * n + i + 1) * d].to_vec();
+        let (q, k) = (
+            &q[h * n * d..(h + 1) * n * d],
+            &k[h * n * d..(h + 1) * n * d],
+        );
         for a in 0..n {
-            let qa = row(q, a);
+            let qa = &q[a * d..(a + 1) * d];
             let visible = if shape.causal { a + 1 } else { n };
             for b in 0..visible {
-                let kb = row(k, b);
-                let s: f64 = qa.iter().zip(&kb).map(|(&x, &y)| x as f64 * y as f64).sum();
+                let kb = &k[b * d..(b + 1) * d];
+                let s: f64 = qa.iter().zip(kb).map(|(&x, &y)| x as f64 * y as f64).sum();
                 max = max.max(s.abs());
             }
         }

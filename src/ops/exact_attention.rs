@@ -13,7 +13,7 @@ use wgpu::util::DeviceExt;
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::ops::{check_loop_budget, check_shape, AttentionGradients};
+use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
 
 const SHADER: &str = "exact_attention.wgsl";
 
@@ -49,8 +49,9 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// Tile sizes, the shader's override constants. Loops over a tile have constant trip counts
-/// and unroll; both stay at most 16 so that they do on llvmpipe too.
+/// Tile sizes, the shader's override constants. Loops over a tile have constant trip counts;
+/// the defaults stay at 16 or below, which llvmpipe unrolls (the loop budget counts every loop
+/// anyway, so larger tiles stay correct there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExactTiles {
     /// Keys per online-softmax step (1 to 16).
@@ -264,12 +265,6 @@ impl ExactAttention {
         )
     }
 
-    fn check_inputs(&self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor) -> Result<()> {
-        check_shape(q, &self.shape.qk_shape())?;
-        check_shape(k, &self.shape.qk_shape())?;
-        check_shape(v, &self.shape.v_shape())
-    }
-
     /// o = softmax(q k^T / sqrt(d_qk)) v, keeping the row statistics the backward needs.
     /// Submits without waiting.
     pub fn forward(
@@ -279,7 +274,7 @@ impl ExactAttention {
         k: &GpuTensor,
         v: &GpuTensor,
     ) -> Result<ExactForward> {
-        self.check_inputs(q, k, v)?;
+        check_inputs(&self.shape, q, k, v)?;
         let out = ExactForward {
             o: GpuTensor::output(ctx, "o", &self.shape.v_shape())?,
             stats: GpuTensor::output(ctx, "exact attention row stats", &self.stats_shape())?,
@@ -323,7 +318,7 @@ impl ExactAttention {
         saved: &ExactForward,
         d_o: &GpuTensor,
     ) -> Result<AttentionGradients> {
-        self.check_inputs(q, k, v)?;
+        check_inputs(&self.shape, q, k, v)?;
         check_shape(d_o, &self.shape.v_shape())?;
         check_shape(&saved.o, &self.shape.v_shape())?;
         let s = &self.shape;

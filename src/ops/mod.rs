@@ -143,6 +143,18 @@ pub struct AttentionGradients {
     pub dv: GpuTensor,
 }
 
+/// Refuses q, k or v when its shape does not match `shape`, naming the tensor.
+pub(crate) fn check_inputs(
+    shape: &AttentionShape,
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+) -> Result<()> {
+    check_shape(q, &shape.qk_shape())?;
+    check_shape(k, &shape.qk_shape())?;
+    check_shape(v, &shape.v_shape())
+}
+
 /// Refuses a tensor whose shape is not `expected`, naming it.
 pub(crate) fn check_shape(tensor: &GpuTensor, expected: &[usize]) -> Result<()> {
     if tensor.shape() != expected {

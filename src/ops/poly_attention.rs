@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, GpuContext, GpuTensor, TensorData};
-use crate::ops::{check_loop_budget, check_shape, AttentionGradients};
+use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
 use crate::poly::{self, MAX_D_QK};
 
 const SHADER: &str = "poly_attention.wgsl";
@@ -391,12 +391,6 @@ impl PolyAttention {
         (s[0] * s[2] * s[3]) as u64
     }
 
-    fn check_inputs(&self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor) -> Result<()> {
-        check_shape(q, &self.shape.qk_shape())?;
-        check_shape(k, &self.shape.qk_shape())?;
-        check_shape(v, &self.shape.v_shape())
-    }
-
     /// o = attention(q, k, v), keeping what the backward needs. Submits without waiting.
     pub fn forward(
         &self,
@@ -405,7 +399,7 @@ impl PolyAttention {
         k: &GpuTensor,
         v: &GpuTensor,
     ) -> Result<PolyForward> {
-        self.check_inputs(q, k, v)?;
+        check_inputs(&self.shape, q, k, v)?;
         let out = PolyForward {
             o: GpuTensor::output(ctx, "o", &self.shape.v_shape())?,
             row_terms: GpuTensor::output(
@@ -467,7 +461,7 @@ impl PolyAttention {
         saved: &PolyForward,
         d_o: &GpuTensor,
     ) -> Result<AttentionGradients> {
-        self.check_inputs(q, k, v)?;
+        check_inputs(&self.shape, q, k, v)?;
         check_shape(d_o, &self.shape.v_shape())?;
         check_shape(&saved.o, &self.shape.v_shape())?;
         let grad_states =
