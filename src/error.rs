@@ -59,6 +59,18 @@ pub enum Error {
         max: u64,
     },
 
+    #[error("config field {field}: {message}")]
+    Config { field: String, message: String },
+
+    #[error("tensor {tensor} is missing{}", if context.is_empty() { String::new() } else { format!(" from {context}") })]
+    MissingTensor { tensor: String, context: String },
+
+    #[error("tensor {tensor}: {message}")]
+    BadTensor { tensor: String, message: String },
+
+    #[error("file {path}: {message}")]
+    File { path: String, message: String },
+
     #[error("GPU error during {during}: {message}")]
     Gpu { during: String, message: String },
 
@@ -71,6 +83,27 @@ impl Error {
         Error::InvalidShape {
             what: what.into(),
             message: message.into(),
+        }
+    }
+
+    pub(crate) fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_tensor(tensor: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::BadTensor {
+            tensor: tensor.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn file(path: &std::path::Path, message: impl std::fmt::Display) -> Self {
+        Error::File {
+            path: path.display().to_string(),
+            message: message.to_string(),
         }
     }
 

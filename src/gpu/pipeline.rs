@@ -75,6 +75,17 @@ impl GpuContext {
         Ok(pipeline)
     }
 
+    /// A uniform buffer holding `value` (a shader's `Params`).
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
     fn module(&self, shader: &'static str) -> Result<wgpu::ShaderModule> {
         if let Some(m) = self
             .modules

@@ -6,6 +6,13 @@ pub const SHADERS: &[(&str, &str)] = &[
         "exact_attention.wgsl",
         include_str!("../../shaders/exact_attention.wgsl"),
     ),
+    ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
+    ("heads.wgsl", include_str!("../../shaders/heads.wgsl")),
+    (
+        "layer_norm.wgsl",
+        include_str!("../../shaders/layer_norm.wgsl"),
+    ),
+    ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
     (
         "poly_attention.wgsl",
         include_str!("../../shaders/poly_attention.wgsl"),

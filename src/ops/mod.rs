@@ -1,6 +1,10 @@
 //! Host modules, one per shader file: each checks shapes, builds bind groups and dispatches.
 
 pub mod exact_attention;
+pub mod gelu;
+pub mod heads;
+pub mod layer_norm;
+pub mod linear;
 pub mod poly_attention;
 
 use crate::attention::{Attention, AttentionShape};

@@ -4,6 +4,10 @@
 
 pub mod attention;
 pub mod finite_diff;
+pub mod gelu;
+pub mod layer_norm;
+pub mod linear;
+pub mod model;
 
 /// ‖a − b‖ / ‖b‖ over the whole tensor (b is the reference). 0 when both are zero, infinite
 /// when a holds a NaN, so that an unwritten (poisoned) element always fails.

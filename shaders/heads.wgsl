@@ -1,0 +1,60 @@
+// Moving between the model's layout [B, n, H, d] (one row per token, heads side by side, as
+// the projections produce it) and attention's layout [B, H, n, d] (one block per head).
+// Pure copies, one element per invocation, consecutive invocations writing consecutive outputs.
+
+override WORKGROUP: u32 = 64u;
+
+struct Params {
+    batch: u32,
+    seq_len: u32,
+    heads: u32,
+    width: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
+}
+
+// Index in [B, n, H, d] of the element at index `i` of [B, H, n, d].
+fn token_major(i: u32) -> u32 {
+    let d = params.width;
+    let n = params.seq_len;
+    let h_count = params.heads;
+    let e = i % d;
+    let t = (i / d) % n;
+    let h = (i / (d * n)) % h_count;
+    let b = i / (d * n * h_count);
+    return ((b * n + t) * h_count + h) * d + e;
+}
+
+// dst [B, H, n, d] from src [B, n, H, d].
+@compute @workgroup_size(WORKGROUP)
+fn split_heads(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = linear_id(wid, lid, nwg);
+    if (i >= params.batch * params.seq_len * params.heads * params.width) {
+        return;
+    }
+    dst[i] = src[token_major(i)];
+}
+
+// dst [B, n, H, d] from src [B, H, n, d].
+@compute @workgroup_size(WORKGROUP)
+fn merge_heads(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = linear_id(wid, lid, nwg);
+    if (i >= params.batch * params.seq_len * params.heads * params.width) {
+        return;
+    }
+    dst[token_major(i)] = src[i];
+}

@@ -1,0 +1,135 @@
+// LayerNorm over the last axis, biased variance:
+//   mean = sum_i x_i / D,  var = sum_i (x_i - mean)^2 / D,  rstd = 1 / sqrt(var + eps)
+//   xhat_i = (x_i - mean) rstd,  y_i = xhat_i w_i + b_i
+// Backward, with g_i = dy_i w_i:
+//   dx_i = rstd (g_i - mean_j(g_j) - xhat_i mean_j(g_j xhat_j))
+//   dw_i = sum_rows dy_i xhat_i,   db_i = sum_rows dy_i
+// The forward saves (mean, rstd) per row; the backward recomputes xhat from x.
+// One invocation per row (forward, input_grad) or per column (param_grad); every sum runs in a
+// fixed order in one invocation. param_grad covers a span of rows per dispatch and adds into
+// its outputs after the first span, so that no invocation loops past the driver's budget.
+
+override WORKGROUP: u32 = 64u;
+
+const ADD_INTO_OUTPUT: u32 = 1u;
+
+struct Params {
+    rows: u32,
+    width: u32,
+    row_begin: u32,
+    row_end: u32,
+    eps: f32,
+    flags: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// (mean, rstd) per row.
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(6) var<storage, read> dy: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> d_weight: array<f32>;
+@group(0) @binding(9) var<storage, read_write> d_bias: array<f32>;
+// Read-only view of the statistics for the backward entry points.
+@group(0) @binding(10) var<storage, read> saved_stats: array<f32>;
+
+fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.rows) {
+        return;
+    }
+    let base = row * params.width;
+    let inv_width = 1.0 / f32(params.width);
+    var sum = 0.0;
+    for (var i = 0u; i < params.width; i += 1u) {
+        sum += x[base + i];
+    }
+    let mean = sum * inv_width;
+    var sq = 0.0;
+    for (var i = 0u; i < params.width; i += 1u) {
+        let c = x[base + i] - mean;
+        sq += c * c;
+    }
+    let rstd = 1.0 / sqrt(sq * inv_width + params.eps);
+    for (var i = 0u; i < params.width; i += 1u) {
+        y[base + i] = (x[base + i] - mean) * rstd * weight[i] + bias[i];
+    }
+    stats[2u * row] = mean;
+    stats[2u * row + 1u] = rstd;
+}
+
+// dx (+)= the input gradient, one row per invocation.
+@compute @workgroup_size(WORKGROUP)
+fn input_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.rows) {
+        return;
+    }
+    let base = row * params.width;
+    let mean = saved_stats[2u * row];
+    let rstd = saved_stats[2u * row + 1u];
+    var sum_g = 0.0;
+    var sum_gx = 0.0;
+    for (var i = 0u; i < params.width; i += 1u) {
+        let g = dy[base + i] * weight[i];
+        sum_g += g;
+        sum_gx += g * (x[base + i] - mean) * rstd;
+    }
+    let inv_width = 1.0 / f32(params.width);
+    let mean_g = sum_g * inv_width;
+    let mean_gx = sum_gx * inv_width;
+    let add = (params.flags & ADD_INTO_OUTPUT) != 0u;
+    for (var i = 0u; i < params.width; i += 1u) {
+        let xhat = (x[base + i] - mean) * rstd;
+        var v = rstd * (dy[base + i] * weight[i] - mean_g - xhat * mean_gx);
+        if (add) {
+            v = dx[base + i] + v;
+        }
+        dx[base + i] = v;
+    }
+}
+
+// d_weight[i], d_bias[i] (+)= sums over rows [row_begin, row_end), one column per invocation.
+@compute @workgroup_size(WORKGROUP)
+fn param_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let col = linear_id(wid, lid, nwg);
+    if (col >= params.width) {
+        return;
+    }
+    var sum_w = 0.0;
+    var sum_b = 0.0;
+    for (var row = params.row_begin; row < params.row_end; row += 1u) {
+        let at = row * params.width + col;
+        let xhat = (x[at] - saved_stats[2u * row]) * saved_stats[2u * row + 1u];
+        sum_w += dy[at] * xhat;
+        sum_b += dy[at];
+    }
+    if ((params.flags & ADD_INTO_OUTPUT) != 0u) {
+        sum_w = d_weight[col] + sum_w;
+        sum_b = d_bias[col] + sum_b;
+    }
+    d_weight[col] = sum_w;
+    d_bias[col] = sum_b;
+}

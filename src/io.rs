@@ -1,0 +1,149 @@
+//! safetensors in and out, by the names of shared/DESIGN.md §4: models (parameters plus the
+//! `config` metadata key), inputs (`x` with `dy` or `target`) and gradients (`y`, `grad.x`,
+//! `grad.<name>`). Files are written to a temporary name beside the target and renamed into
+//! place, so that a failed write never leaves a half-written file under the real name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+use crate::model::{HostTensor, Loss, Model, ModelConfig, ModelGradients, Tensors};
+
+/// The tensors of a safetensors file (f32 only) and its metadata.
+pub fn read_tensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let not_safetensors = |e: safetensors::SafeTensorError| {
+        Error::file(path, format!("not a valid safetensors file: {e}"))
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
+    let file = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+    let mut tensors = Tensors::new();
+    for (name, view) in file.iter() {
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::bad_tensor(
+                name,
+                format!(
+                    "has dtype {:?}; polygrad reads F32 tensors only",
+                    view.dtype()
+                ),
+            ));
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.insert(
+            name.to_string(),
+            HostTensor::new(name, view.shape().to_vec(), data)?,
+        );
+    }
+    Ok((tensors, header.metadata().clone().unwrap_or_default()))
+}
+
+/// Writes f32 tensors and metadata to `path` through a temporary file and a rename.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &Tensors,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let raw = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), raw, t.shape.clone())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, raw, shape)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), raw)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| Error::bad_tensor(name.clone(), e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let encoded = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::file(path, format!("cannot encode: {e}")))?;
+    write_atomically(path, &encoded)
+}
+
+/// `path`'s bytes replaced by `bytes`, or `path` untouched on failure.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temporary = temporary_name(path);
+    let result = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(Error::file(path, format!("cannot write: {e}")));
+    }
+    Ok(())
+}
+
+fn temporary_name(path: &Path) -> PathBuf {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{file}.{}.partial", std::process::id()))
+}
+
+/// A model from a safetensors file with a `config` metadata key.
+pub fn read_model(path: &Path) -> Result<Model> {
+    let (tensors, metadata) = read_tensors(path)?;
+    let json = metadata.get("config").ok_or_else(|| {
+        Error::file(
+            path,
+            "has no metadata key \"config\" (the model's JSON config)",
+        )
+    })?;
+    Model::new(ModelConfig::from_json(json)?, tensors)
+}
+
+pub fn write_model(path: &Path, model: &Model) -> Result<()> {
+    let metadata = HashMap::from([("config".to_string(), model.config().to_json())]);
+    write_tensors(path, model.params(), metadata)
+}
+
+/// x and the loss's tensor (`dy` for [`LossKind::Vjp`], `target` for [`LossKind::Mse`]) from an
+/// input file.
+pub fn read_input(path: &Path, kind: LossKind) -> Result<(HostTensor, Loss)> {
+    let (mut tensors, _) = read_tensors(path)?;
+    let mut take = |name: &str| {
+        tensors.remove(name).ok_or_else(|| Error::MissingTensor {
+            tensor: name.into(),
+            context: path.display().to_string(),
+        })
+    };
+    let x = take("x")?;
+    let loss = match kind {
+        LossKind::Vjp => Loss::Vjp(take("dy")?),
+        LossKind::Mse => Loss::Mse(take("target")?),
+    };
+    Ok((x, loss))
+}
+
+/// The built-in ways to start the backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// dL/dy is given as `dy`.
+    Vjp,
+    /// L = mean((y - target)^2).
+    Mse,
+}
+
+/// Writes `y`, `grad.x` and `grad.<name>` for every parameter; metadata `loss` holds the value
+/// of a built-in loss.
+pub fn write_gradients(path: &Path, result: &ModelGradients) -> Result<()> {
+    let mut tensors = Tensors::new();
+    tensors.insert("y".into(), result.y.clone());
+    tensors.insert("grad.x".into(), result.grad_x.clone());
+    for (name, g) in &result.grads {
+        tensors.insert(format!("grad.{name}"), g.clone());
+    }
+    let mut metadata = HashMap::new();
+    if let Some(loss) = result.loss {
+        metadata.insert("loss".to_string(), format!("{loss:e}"));
+    }
+    write_tensors(path, &tensors, metadata)
+}

@@ -1,0 +1,157 @@
+//! The model's configuration: the JSON of the `config` metadata key (shared/DESIGN.md §4), and
+//! the names and shapes of the parameters it implies.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attention::Attention;
+use crate::error::{Error, Result};
+
+/// Sizes and settings of a model, as stored in the safetensors metadata key `config`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub d_qk: usize,
+    pub d_v: usize,
+    pub d_ff: usize,
+    pub causal: bool,
+    /// "exact" or "poly".
+    pub attention: String,
+    /// Degree of the Taylor polynomial (even, 2 to 8); read only when `attention` is "poly".
+    #[serde(default = "default_degree")]
+    pub degree: u32,
+    pub ln_eps: f64,
+}
+
+fn default_degree() -> u32 {
+    2
+}
+
+impl ModelConfig {
+    /// Parses the `config` JSON and checks every field.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: ModelConfig = serde_json::from_str(json)
+            .map_err(|e| Error::config("config", format!("not valid model JSON: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a ModelConfig always serialises")
+    }
+
+    /// Refuses sizes of zero, a non-positive or non-finite ln_eps, an unknown attention and
+    /// an odd or unsupported degree, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("n_layers", self.n_layers),
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("d_qk", self.d_qk),
+            ("d_v", self.d_v),
+            ("d_ff", self.d_ff),
+        ] {
+            if value == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        if !(self.ln_eps.is_finite() && self.ln_eps > 0.0) {
+            return Err(Error::config(
+                "ln_eps",
+                format!("must be positive and finite, got {}", self.ln_eps),
+            ));
+        }
+        self.attention_kind().map(|_| ())
+    }
+
+    /// The attention this config names.
+    pub fn attention_kind(&self) -> Result<Attention> {
+        Attention::from_setting(&self.attention, self.degree).map_err(|e| match e {
+            Error::InvalidDegree { .. } => Error::config("degree", e.to_string()),
+            other => Error::config("attention", other.to_string()),
+        })
+    }
+
+    /// The config with its attention replaced (what `--attention` and `--degree` do).
+    pub fn with_attention(&self, attention: Attention) -> Self {
+        let mut config = self.clone();
+        match attention {
+            Attention::Exact => config.attention = "exact".into(),
+            Attention::Poly { degree } => {
+                config.attention = "poly".into();
+                config.degree = degree;
+            }
+        }
+        config
+    }
+
+    /// Every parameter's name and shape, in the order of the forward pass.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, qk, v, ff) = (
+            self.d_model,
+            self.n_heads * self.d_qk,
+            self.n_heads * self.d_v,
+            self.d_ff,
+        );
+        let mut shapes = Vec::new();
+        for l in 0..self.n_layers {
+            let p = |name: &str| format!("blocks.{l}.{name}");
+            shapes.extend([
+                (p("ln1.weight"), vec![d]),
+                (p("ln1.bias"), vec![d]),
+                (p("attn.q.weight"), vec![qk, d]),
+                (p("attn.k.weight"), vec![qk, d]),
+                (p("attn.v.weight"), vec![v, d]),
+                (p("attn.o.weight"), vec![d, v]),
+                (p("ln2.weight"), vec![d]),
+                (p("ln2.bias"), vec![d]),
+                (p("mlp.fc1.weight"), vec![ff, d]),
+                (p("mlp.fc1.bias"), vec![ff]),
+                (p("mlp.fc2.weight"), vec![d, ff]),
+                (p("mlp.fc2.bias"), vec![d]),
+            ]);
+        }
+        shapes.push(("ln_f.weight".into(), vec![d]));
+        shapes.push(("ln_f.bias".into(), vec![d]));
+        shapes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json() -> &'static str {
+        r#"{"n_layers":2,"d_model":64,"n_heads":4,"d_qk":16,"d_v":16,"d_ff":256,"causal":true,
+            "attention":"poly","degree":2,"ln_eps":1e-5}"#
+    }
+
+    #[test]
+    fn the_design_example_parses_and_round_trips() {
+        let config = ModelConfig::from_json(json()).unwrap();
+        assert_eq!(config.n_layers, 2);
+        assert_eq!(
+            config.attention_kind().unwrap(),
+            Attention::Poly { degree: 2 }
+        );
+        assert_eq!(ModelConfig::from_json(&config.to_json()).unwrap(), config);
+        assert_eq!(config.parameter_shapes().len(), 2 * 12 + 2);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let bad = |from: &str, to: &str| {
+            ModelConfig::from_json(&json().replace(from, to))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("\"d_qk\":16", "\"d_qk\":0").contains("d_qk"));
+        assert!(bad("\"degree\":2", "\"degree\":3").contains("degree"));
+        assert!(bad("\"poly\"", "\"linear\"").contains("attention"));
+        assert!(bad("1e-5", "-1").contains("ln_eps"));
+        assert!(bad("\"causal\":true,", "").contains("causal"));
+        assert!(bad("\"causal\"", "\"casual\"").contains("casual"));
+    }
+}

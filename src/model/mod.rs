@@ -1,0 +1,56 @@
+//! The transformer of shared/DESIGN.md §1: its config, its parameters on the host ([`Model`]),
+//! and its forward and backward pass on the GPU ([`GpuModel`]).
+
+mod config;
+mod gpu;
+mod params;
+
+pub use config::ModelConfig;
+pub use gpu::{GpuModel, ModelGradients};
+pub use params::{HostTensor, Model, Tensors};
+
+/// What the backward pass starts from.
+#[derive(Clone, Debug)]
+pub enum Loss {
+    /// dL/dy `[B, n, d_model]` given by the caller: any loss it can differentiate.
+    Vjp(HostTensor),
+    /// L = mean((y - target)^2) over all elements, target `[B, n, d_model]`.
+    Mse(HostTensor),
+}
+
+impl Loss {
+    /// The name of the tensor this loss reads from an input file: `dy` or `target`.
+    pub fn tensor_name(&self) -> &'static str {
+        match self {
+            Loss::Vjp(_) => "dy",
+            Loss::Mse(_) => "target",
+        }
+    }
+
+    fn tensor(&self) -> &HostTensor {
+        match self {
+            Loss::Vjp(t) | Loss::Mse(t) => t,
+        }
+    }
+
+    /// The loss value (mse only) and dL/dy, from y computed on the GPU.
+    fn gradient(&self, y: &[f32]) -> (Option<f64>, Vec<f32>) {
+        match self {
+            Loss::Vjp(dy) => (None, dy.data.clone()),
+            Loss::Mse(target) => {
+                let n = y.len() as f64;
+                let mut value = 0.0;
+                let dy = y
+                    .iter()
+                    .zip(&target.data)
+                    .map(|(&a, &t)| {
+                        let diff = a as f64 - t as f64;
+                        value += diff * diff;
+                        (2.0 * diff / n) as f32
+                    })
+                    .collect();
+                (Some(value / n), dy)
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! A model on the host: its config and its parameters by name, checked against each other.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+
+use super::ModelConfig;
+
+/// A row-major f32 tensor on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Refuses data whose length is not the product of `shape`, naming `name`.
+    pub fn new(name: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
+        let expected: usize = shape.iter().product();
+        if data.len() != expected {
+            return Err(Error::LengthMismatch {
+                tensor: name.into(),
+                shape,
+                expected,
+                count: data.len(),
+            });
+        }
+        Ok(HostTensor { shape, data })
+    }
+
+    /// Refuses NaN and infinities, naming the tensor and the first bad index.
+    pub fn check_finite(&self, name: &str) -> Result<()> {
+        match self.data.iter().position(|v| !v.is_finite()) {
+            Some(index) => Err(Error::NonFinite {
+                tensor: name.into(),
+                index,
+                value: self.data[index],
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The Euclidean norm, in f64.
+    pub fn norm(&self) -> f64 {
+        self.data
+            .iter()
+            .map(|&v| (v as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    }
+}
+
+/// Tensors by name, sorted (the order safetensors writes them in).
+pub type Tensors = BTreeMap<String, HostTensor>;
+
+/// A config and parameters that agree with it: every parameter present, with its shape, finite,
+/// and nothing else.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    config: ModelConfig,
+    params: Tensors,
+}
+
+impl Model {
+    /// Checks `config` and that `params` holds exactly its parameters, with their shapes and
+    /// finite values; the error names the field or tensor at fault.
+    pub fn new(config: ModelConfig, params: Tensors) -> Result<Self> {
+        config.validate()?;
+        let shapes = config.parameter_shapes();
+        for (name, shape) in &shapes {
+            let tensor = params.get(name).ok_or_else(|| Error::MissingTensor {
+                tensor: name.clone(),
+                context: "the model".into(),
+            })?;
+            if &tensor.shape != shape {
+                return Err(Error::ShapeMismatch {
+                    tensor: name.clone(),
+                    expected: shape.clone(),
+                    got: tensor.shape.clone(),
+                });
+            }
+            tensor.check_finite(name)?;
+        }
+        if let Some(extra) = params.keys().find(|k| !shapes.iter().any(|(n, _)| n == *k)) {
+            return Err(Error::bad_tensor(
+                extra.clone(),
+                format!(
+                    "is not a parameter of the config ({} layers); the config contradicts the tensors",
+                    config.n_layers
+                ),
+            ));
+        }
+        Ok(Model { config, params })
+    }
+
+    /// A random model: weights uniform with standard deviation 1/sqrt(fan-in), LayerNorm
+    /// weights near 1, biases small, none of them zero.
+    pub fn random(config: ModelConfig, seed: u64) -> Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut params = Tensors::new();
+        for (name, shape) in config.parameter_shapes() {
+            let len: usize = shape.iter().product();
+            let data: Vec<f32> = if name.ends_with(".bias") {
+                (0..len).map(|_| rng.random_range(-0.1..0.1)).collect()
+            } else if shape.len() == 1 {
+                (0..len).map(|_| rng.random_range(0.8..1.2)).collect()
+            } else {
+                // Uniform on [-a, a] has standard deviation a / sqrt(3).
+                let a = (3.0 / shape[1] as f32).sqrt();
+                (0..len).map(|_| rng.random_range(-a..a)).collect()
+            };
+            params.insert(name, HostTensor { shape, data });
+        }
+        Model::new(config, params)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn params(&self) -> &Tensors {
+        &self.params
+    }
+
+    /// The parameter `name` (one of `config().parameter_shapes()`).
+    pub fn param(&self, name: &str) -> &HostTensor {
+        &self.params[name]
+    }
+
+    /// The same parameters under another attention setting.
+    pub fn with_config(&self, config: ModelConfig) -> Result<Self> {
+        Model::new(config, self.params.clone())
+    }
+
+    /// Checks that `x` is `[B, n, d_model]` and finite; returns (B, n).
+    pub fn check_input(&self, name: &str, x: &HostTensor) -> Result<(usize, usize)> {
+        let d = self.config.d_model;
+        match x.shape.as_slice() {
+            &[b, n, width] if b > 0 && n > 0 && width == d => {
+                x.check_finite(name)?;
+                Ok((b, n))
+            }
+            _ => Err(Error::bad_tensor(
+                name,
+                format!(
+                    "must be [B, n, d_model = {d}] with B, n >= 1, got shape {:?}",
+                    x.shape
+                ),
+            )),
+        }
+    }
+}
