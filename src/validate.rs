@@ -5,8 +5,10 @@ use rand::{Rng, SeedableRng};
 use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig};
 use crate::ops::{attention_forward_backward, AttentionInputs};
 use crate::reference::attention::{attention_backward, attention_forward};
+use crate::reference::model::{ReferenceLoss, ReferenceModel};
 use crate::reference::{gradient_error, relative_error, widen};
 
 /// The bar every attention output and gradient must clear (relative error over the tensor).
@@ -15,7 +17,7 @@ pub const ATTENTION_TOLERANCE: f64 = 1e-5;
 /// One tensor's comparison.
 #[derive(Clone, Debug)]
 pub struct TensorCheck {
-    pub tensor: &'static str,
+    pub tensor: String,
     pub error: f64,
 }
 
@@ -91,19 +93,19 @@ pub fn check_attention(
     let g = attention_backward(&shape, attention, &q, &k, &v, &d_o);
     Ok([
         TensorCheck {
-            tensor: "o",
+            tensor: "o".into(),
             error: relative_error(&gpu.o, &o),
         },
         TensorCheck {
-            tensor: "dq",
+            tensor: "dq".into(),
             error: gradient_error(&gpu.dq, &g.dq),
         },
         TensorCheck {
-            tensor: "dk",
+            tensor: "dk".into(),
             error: gradient_error(&gpu.dk, &g.dk),
         },
         TensorCheck {
-            tensor: "dv",
+            tensor: "dv".into(),
             error: relative_error(&gpu.dv, &g.dv),
         },
     ])
@@ -143,6 +145,116 @@ pub fn validation_cases() -> Vec<(Attention, AttentionShape)> {
             Attention::Poly { degree: 2 },
             shape(1, 1, 300, 1, 64, causal),
         ));
+    }
+    cases
+}
+
+/// The bar y, grad.x and every parameter gradient of a whole model must clear.
+pub const MODEL_TOLERANCE: f64 = 1e-4;
+
+/// Fresh x and dL/dy for a model, uniform in [-1, 1].
+pub fn random_model_input(
+    config: &ModelConfig,
+    batch: usize,
+    seq_len: usize,
+    seed: u64,
+) -> (HostTensor, HostTensor) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let shape = vec![batch, seq_len, config.d_model];
+    let len = batch * seq_len * config.d_model;
+    let mut fill = || -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..=1.0)).collect() };
+    let x = HostTensor {
+        shape: shape.clone(),
+        data: fill(),
+    };
+    let dy = HostTensor {
+        shape,
+        data: fill(),
+    };
+    (x, dy)
+}
+
+/// Runs the model forward and backward on the GPU (outputs poisoned first) and compares y,
+/// grad.x and every parameter gradient with the f64 reference on the same inputs.
+pub fn check_model(
+    ctx: &GpuContext,
+    model: &Model,
+    x: &HostTensor,
+    loss: &Loss,
+) -> Result<Vec<TensorCheck>> {
+    ctx.set_poison_outputs(true);
+    let gpu = GpuModel::new(ctx, model)?.gradients(ctx, x, loss)?;
+    let upstream = match loss {
+        Loss::Vjp(t) | Loss::Mse(t) => widen(&t.data),
+    };
+    let reference_loss = match loss {
+        Loss::Vjp(_) => ReferenceLoss::Vjp(&upstream),
+        Loss::Mse(_) => ReferenceLoss::Mse(&upstream),
+    };
+    let reference = ReferenceModel::from_model(model).gradients(
+        &widen(&x.data),
+        x.shape[0],
+        x.shape[1],
+        reference_loss,
+    );
+    let mut checks = vec![
+        TensorCheck {
+            tensor: "y".into(),
+            error: relative_error(&gpu.y.data, &reference.y),
+        },
+        TensorCheck {
+            tensor: "grad.x".into(),
+            error: gradient_error(&gpu.grad_x.data, &reference.grad_x),
+        },
+    ];
+    for (name, expected) in &reference.grads {
+        let error = gpu
+            .grads
+            .get(name)
+            .map_or(f64::INFINITY, |g| gradient_error(&g.data, expected));
+        checks.push(TensorCheck {
+            tensor: format!("grad.{name}"),
+            error,
+        });
+    }
+    Ok(checks)
+}
+
+/// A small model for validation and tests: width 16, d_qk 4, d_v 8, d_ff 32.
+pub fn small_model_config(
+    n_layers: usize,
+    n_heads: usize,
+    causal: bool,
+    attention: Attention,
+) -> ModelConfig {
+    ModelConfig {
+        n_layers,
+        d_model: 16,
+        n_heads,
+        d_qk: 4,
+        d_v: 8,
+        d_ff: 32,
+        causal,
+        attention: String::new(),
+        degree: 2,
+        ln_eps: 1e-5,
+    }
+    .with_attention(attention)
+}
+
+/// The whole-model cases `polygrad validate` runs: (config, batch, seq_len), both attentions,
+/// causal and not, one and several layers and heads.
+pub fn model_validation_cases() -> Vec<(ModelConfig, usize, usize)> {
+    let mut cases = Vec::new();
+    for causal in [false, true] {
+        for attention in [
+            Attention::Exact,
+            Attention::Poly { degree: 2 },
+            Attention::Poly { degree: 4 },
+        ] {
+            cases.push((small_model_config(2, 4, causal, attention), 2, 33));
+            cases.push((small_model_config(1, 1, causal, attention), 1, 200));
+        }
     }
     cases
 }
