@@ -12,6 +12,8 @@
 override WORKGROUP: u32 = 64u;
 
 const ADD_INTO_OUTPUT: u32 = 1u;
+// Rows per partial sum in param_grad.
+const SUM_BLOCK: u32 = 128u;
 
 struct Params {
     rows: u32,
@@ -118,13 +120,24 @@ fn param_grad(
     if (col >= params.width) {
         return;
     }
+    // Two-level sums: blocks of SUM_BLOCK rows summed on their own, then added, so rounding
+    // grows with SUM_BLOCK + rows / SUM_BLOCK terms rather than with every token.
     var sum_w = 0.0;
     var sum_b = 0.0;
-    for (var row = params.row_begin; row < params.row_end; row += 1u) {
-        let at = row * params.width + col;
-        let xhat = (x[at] - saved_stats[2u * row]) * saved_stats[2u * row + 1u];
-        sum_w += dy[at] * xhat;
-        sum_b += dy[at];
+    var row = params.row_begin;
+    while (row < params.row_end) {
+        let block_end = min(row + SUM_BLOCK, params.row_end);
+        var partial_w = 0.0;
+        var partial_b = 0.0;
+        while (row < block_end) {
+            let at = row * params.width + col;
+            let xhat = (x[at] - saved_stats[2u * row]) * saved_stats[2u * row + 1u];
+            partial_w += dy[at] * xhat;
+            partial_b += dy[at];
+            row += 1u;
+        }
+        sum_w += partial_w;
+        sum_b += partial_b;
     }
     if ((params.flags & ADD_INTO_OUTPUT) != 0u) {
         sum_w = d_weight[col] + sum_w;

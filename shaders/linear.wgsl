@@ -18,6 +18,8 @@ override WORKGROUP: u32 = 64u;
 
 const ADD_INTO_C: u32 = 1u;
 const ADD_BIAS: u32 = 2u;
+// Terms per partial sum of the two-level sums (a multiple of 4).
+const SUM_BLOCK: u32 = 128u;
 
 struct Params {
     rows: u32,
@@ -81,16 +83,30 @@ fn matmul_nt(
     var acc3 = vec4<f32>(0.0);
     let k_vec_end = params.k_begin + ((params.k_end - params.k_begin) / 4u) * 4u;
     var k = params.k_begin;
+    // Two-level sums: each block of SUM_BLOCK k is summed on its own, then added to the total,
+    // so rounding grows with SUM_BLOCK + K / SUM_BLOCK terms rather than K (dW sums over every
+    // token of the batch).
     while (k < k_vec_end) {
-        let b0 = load4(bb0, k, false);
-        let b1 = load4(bb1, k, false);
-        let b2 = load4(bb2, k, false);
-        let b3 = load4(bb3, k, false);
-        acc0 += row_block(a0, k, b0, b1, b2, b3);
-        acc1 += row_block(a1, k, b0, b1, b2, b3);
-        acc2 += row_block(a2, k, b0, b1, b2, b3);
-        acc3 += row_block(a3, k, b0, b1, b2, b3);
-        k += 4u;
+        let block_end = min(k + SUM_BLOCK, k_vec_end);
+        var p0 = vec4<f32>(0.0);
+        var p1 = vec4<f32>(0.0);
+        var p2 = vec4<f32>(0.0);
+        var p3 = vec4<f32>(0.0);
+        while (k < block_end) {
+            let b0 = load4(bb0, k, false);
+            let b1 = load4(bb1, k, false);
+            let b2 = load4(bb2, k, false);
+            let b3 = load4(bb3, k, false);
+            p0 += row_block(a0, k, b0, b1, b2, b3);
+            p1 += row_block(a1, k, b0, b1, b2, b3);
+            p2 += row_block(a2, k, b0, b1, b2, b3);
+            p3 += row_block(a3, k, b0, b1, b2, b3);
+            k += 4u;
+        }
+        acc0 += p0;
+        acc1 += p1;
+        acc2 += p2;
+        acc3 += p3;
     }
     while (k < params.k_end) {
         let bk = vec4<f32>(b[bb0 + k], b[bb1 + k], b[bb2 + k], b[bb3 + k]);
@@ -154,9 +170,17 @@ fn row_sum(
     if (row >= params.rows) {
         return;
     }
+    // Two-level sum, as in matmul_nt.
     var sum = 0.0;
-    for (var k = params.k_begin; k < params.k_end; k += 1u) {
-        sum += a[row * params.lda + k];
+    var k = params.k_begin;
+    while (k < params.k_end) {
+        let block_end = min(k + SUM_BLOCK, params.k_end);
+        var partial = 0.0;
+        while (k < block_end) {
+            partial += a[row * params.lda + k];
+            k += 1u;
+        }
+        sum += partial;
     }
     if ((params.flags & ADD_INTO_C) != 0u) {
         sum = c[row] + sum;

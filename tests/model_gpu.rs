@@ -69,3 +69,177 @@ fn poly_degree_2_models_match_the_reference() {
 fn poly_degree_4_models_match_the_reference() {
     matrix(Attention::Poly { degree: 4 });
 }
+
+fn bits(t: &polygrad::HostTensor) -> Vec<u32> {
+    t.data.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Every tensor of two results, bit for bit.
+fn assert_identical(a: &polygrad::ModelGradients, b: &polygrad::ModelGradients, what: &str) {
+    assert_eq!(bits(&a.y), bits(&b.y), "{what}: y differs");
+    assert_eq!(bits(&a.grad_x), bits(&b.grad_x), "{what}: grad.x differs");
+    assert_eq!(a.grads.len(), b.grads.len());
+    for (name, g) in &a.grads {
+        assert_eq!(bits(g), bits(&b.grads[name]), "{what}: grad.{name} differs");
+    }
+}
+
+#[test]
+fn two_runs_give_bit_identical_gradients() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("bit-identical");
+    for attention in [Attention::Exact, Attention::Poly { degree: 2 }] {
+        let seed = rand::Rng::random(&mut rng);
+        let model = Model::random(small_model_config(2, 4, true, attention), seed).unwrap();
+        let (x, dy) = random_model_input(model.config(), 2, 65, seed + 1);
+        let gpu_model = polygrad::GpuModel::new(&ctx, &model).unwrap();
+        let first = gpu_model
+            .gradients(&ctx, &x, &Loss::Vjp(dy.clone()))
+            .unwrap();
+        let second = gpu_model.gradients(&ctx, &x, &Loss::Vjp(dy)).unwrap();
+        assert_identical(&first, &second, &format!("{attention}"));
+    }
+}
+
+#[test]
+fn mse_loss_matches_the_reference() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("mse");
+    let seed = rand::Rng::random(&mut rng);
+    let model = Model::random(
+        small_model_config(2, 2, true, Attention::Poly { degree: 2 }),
+        seed,
+    )
+    .unwrap();
+    let (x, target) = random_model_input(model.config(), 2, 20, seed + 1);
+    for c in check_model(&ctx, &model, &x, &Loss::Mse(target.clone())).unwrap() {
+        assert!(
+            c.passed(MODEL_TOLERANCE),
+            "mse: {} relative error {:e}",
+            c.tensor,
+            c.error
+        );
+    }
+    let gpu = polygrad::GpuModel::new(&ctx, &model).unwrap();
+    let result = gpu.gradients(&ctx, &x, &Loss::Mse(target.clone())).unwrap();
+    let expected: f64 = result
+        .y
+        .data
+        .iter()
+        .zip(&target.data)
+        .map(|(&y, &t)| (y as f64 - t as f64).powi(2))
+        .sum::<f64>()
+        / x.data.len() as f64;
+    assert!((result.loss.unwrap() - expected).abs() <= 1e-12 * expected.max(1.0));
+}
+
+#[test]
+fn safetensors_round_trip_gives_identical_results() {
+    let Some(ctx) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = common::fresh_rng("round trip");
+    let seed = rand::Rng::random(&mut rng);
+    let model = Model::random(small_model_config(2, 4, false, Attention::Exact), seed).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 17, seed + 1);
+    let model_path = dir.path().join("model.safetensors");
+    polygrad::io::write_model(&model_path, &model).unwrap();
+    let read_back = polygrad::io::read_model(&model_path).unwrap();
+    assert_eq!(read_back, model, "the model read back differs");
+
+    let input_path = dir.path().join("input.safetensors");
+    let tensors = polygrad::model::Tensors::from([
+        ("x".to_string(), x.clone()),
+        ("dy".to_string(), dy.clone()),
+    ]);
+    polygrad::io::write_tensors(&input_path, &tensors, Default::default()).unwrap();
+    let (x2, loss2) = polygrad::io::read_input(&input_path, polygrad::io::LossKind::Vjp).unwrap();
+
+    let original = polygrad::GpuModel::new(&ctx, &model)
+        .unwrap()
+        .gradients(&ctx, &x, &Loss::Vjp(dy))
+        .unwrap();
+    let reread = polygrad::GpuModel::new(&ctx, &read_back)
+        .unwrap()
+        .gradients(&ctx, &x2, &loss2)
+        .unwrap();
+    assert_identical(&original, &reread, "after a safetensors round trip");
+
+    let out_path = dir.path().join("grads.safetensors");
+    polygrad::io::write_gradients(&out_path, &original).unwrap();
+    let (written, _) = polygrad::io::read_tensors(&out_path).unwrap();
+    assert_eq!(written["y"], original.y);
+    assert_eq!(written["grad.x"], original.grad_x);
+    for (name, g) in &original.grads {
+        assert_eq!(
+            &written[&format!("grad.{name}")],
+            g,
+            "grad.{name} written wrongly"
+        );
+    }
+    assert_eq!(written.len(), 2 + original.grads.len());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        3,
+        "temporary files left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn bad_inputs_are_refused_by_name_and_the_device_stays_usable() {
+    let Some(ctx) = common::gpu() else { return };
+    let model = Model::random(
+        small_model_config(1, 2, true, Attention::Poly { degree: 2 }),
+        5,
+    )
+    .unwrap();
+    let gpu = polygrad::GpuModel::new(&ctx, &model).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 8, 6);
+    let err = |x: &polygrad::HostTensor, loss: Loss| {
+        gpu.gradients(&ctx, x, &loss).unwrap_err().to_string()
+    };
+
+    let mut wide = random_model_input(
+        &polygrad::ModelConfig {
+            d_model: 17,
+            ..model.config().clone()
+        },
+        1,
+        8,
+        7,
+    )
+    .0;
+    let e = err(&wide, Loss::Vjp(dy.clone()));
+    assert!(e.contains("x") && e.contains("16"), "{e}");
+    wide.shape = vec![8, 17];
+    assert!(err(&wide, Loss::Vjp(dy.clone())).contains("x"));
+
+    let mut nan_x = x.clone();
+    nan_x.data[5] = f32::NAN;
+    let e = err(&nan_x, Loss::Vjp(dy.clone()));
+    assert!(
+        e.contains("x") && e.contains("non-finite") && e.contains("5"),
+        "{e}"
+    );
+
+    let short_dy = random_model_input(model.config(), 1, 7, 8).1;
+    let e = err(&x, Loss::Vjp(short_dy));
+    assert!(e.contains("dy"), "{e}");
+    let mut inf_target = dy.clone();
+    inf_target.data[0] = f32::INFINITY;
+    let e = err(&x, Loss::Mse(inf_target));
+    assert!(e.contains("target") && e.contains("non-finite"), "{e}");
+
+    // Still usable afterwards.
+    for c in check_model(&ctx, &model, &x, &Loss::Vjp(dy)).unwrap() {
+        assert!(
+            c.passed(MODEL_TOLERANCE),
+            "after errors: {} {:e}",
+            c.tensor,
+            c.error
+        );
+    }
+}

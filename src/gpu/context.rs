@@ -247,7 +247,7 @@ impl GpuContext {
     }
 
     /// Submits `encoder` without waiting; errors in its recording surface here.
-    pub(crate) fn submit(&self, during: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+    pub fn submit(&self, during: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
         self.checked(during, || {
             self.queue.submit([encoder.finish()]);
         })
@@ -275,7 +275,7 @@ impl GpuContext {
             .map_err(|e| Error::gpu(during, e))
     }
 
-    pub(crate) fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
         self.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }

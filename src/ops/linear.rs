@@ -17,8 +17,9 @@ const C: u32 = 4;
 const ADD_INTO_C: u32 = 1;
 const ADD_BIAS: u32 = 2;
 
-/// The most k one matmul_nt dispatch sums over (a loop of K_SPAN / 4 iterations), and the most
-/// rows one row_sum dispatch sums: both far inside llvmpipe's 65535 iterations per invocation.
+/// The most k one matmul_nt dispatch sums over (K_SPAN / 4 + K_SPAN / 128 loop iterations), and
+/// the most rows one row_sum or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128): both
+/// inside llvmpipe's 65535 iterations per invocation.
 /// Longer sums run span after span, adding into C in a fixed order.
 pub(crate) const K_SPAN: usize = 32768;
 

@@ -1,0 +1,157 @@
+//! The model's non-attention kernels one by one against their f64 twins, at sizes that make
+//! the row-summing kernels run over more than one span (more rows than ops::linear::K_SPAN).
+
+mod common;
+
+use polygrad::ops::gelu::{gelu_backward, gelu_forward};
+use polygrad::ops::layer_norm::{
+    layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
+};
+use polygrad::ops::linear::{linear_backward, linear_forward, InputGrad};
+use polygrad::reference::gelu::{gelu, gelu_derivative};
+use polygrad::reference::layer_norm::{
+    layer_norm_backward as ln_backward_ref, layer_norm_forward as ln_forward_ref,
+};
+use polygrad::reference::linear::{
+    linear_backward as linear_backward_ref, linear_forward as linear_forward_ref,
+};
+use polygrad::reference::{relative_error, widen};
+use polygrad::GpuTensor;
+
+/// More rows than one span of the row-summing kernels (32768).
+const ROWS: usize = 32768 + 1001;
+const TOLERANCE: f64 = 1e-5;
+
+fn assert_close(what: &str, gpu: &[f32], reference: &[f64]) {
+    let e = relative_error(gpu, reference);
+    eprintln!("{what}: {e:.1e}");
+    assert!(e <= TOLERANCE, "{what}: relative error {e:e}");
+}
+
+#[test]
+fn linear_forward_and_backward_over_two_spans() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("linear");
+    let (inp, out) = (7, 6);
+    let x = common::random_vec(&mut rng, ROWS * inp, 1.0);
+    let w = common::random_vec(&mut rng, out * inp, 1.0);
+    let b = common::random_vec(&mut rng, out, 1.0);
+    let dy = common::random_vec(&mut rng, ROWS * out, 1.0);
+    let up = |name: &str, shape: &[usize], data: &[f32]| {
+        GpuTensor::upload(&ctx, name, shape, data).unwrap()
+    };
+    let (gx, gw, gb, gdy) = (
+        up("x", &[ROWS, inp], &x),
+        up("w", &[out, inp], &w),
+        up("b", &[out], &b),
+        up("dy", &[ROWS, out], &dy),
+    );
+    let y = GpuTensor::output(&ctx, "y", &[ROWS, out]).unwrap();
+    let dx = GpuTensor::output(&ctx, "dx", &[ROWS, inp]).unwrap();
+    let dw = GpuTensor::output(&ctx, "dw", &[out, inp]).unwrap();
+    let db = GpuTensor::output(&ctx, "db", &[out]).unwrap();
+    let mut enc = ctx.encoder("linear test");
+    linear_forward(&ctx, &mut enc, &gx, &gw, Some(&gb), &y, false).unwrap();
+    linear_backward(
+        &ctx,
+        &mut enc,
+        (&gx, &gw, &gdy),
+        Some(InputGrad {
+            dx: &dx,
+            add: false,
+        }),
+        &dw,
+        Some(&db),
+    )
+    .unwrap();
+    ctx.submit("linear test", enc).unwrap();
+
+    let (x64, w64, dy64) = (widen(&x), widen(&w), widen(&dy));
+    assert_close(
+        "y",
+        &y.download(&ctx).unwrap(),
+        &linear_forward_ref(&x64, &w64, Some(&widen(&b)), out),
+    );
+    let (rdx, rdw, rdb) = linear_backward_ref(&x64, &w64, &dy64, out);
+    assert_close("dx", &dx.download(&ctx).unwrap(), &rdx);
+    assert_close("dw", &dw.download(&ctx).unwrap(), &rdw);
+    assert_close("db", &db.download(&ctx).unwrap(), &rdb);
+}
+
+#[test]
+fn layer_norm_forward_and_backward_over_two_spans() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("layer_norm");
+    let width = 5;
+    let mut x = common::random_vec(&mut rng, ROWS * width, 1.0);
+    // An offset row mean, where a one-pass variance would lose digits.
+    x.iter_mut().for_each(|v| *v += 10.0);
+    let w = common::random_vec(&mut rng, width, 1.0);
+    let b = common::random_vec(&mut rng, width, 1.0);
+    let dy = common::random_vec(&mut rng, ROWS * width, 1.0);
+    let eps = 1e-5;
+    let up = |name: &str, shape: &[usize], data: &[f32]| {
+        GpuTensor::upload(&ctx, name, shape, data).unwrap()
+    };
+    let (gx, gw, gb, gdy) = (
+        up("x", &[ROWS, width], &x),
+        up("w", &[width], &w),
+        up("b", &[width], &b),
+        up("dy", &[ROWS, width], &dy),
+    );
+    let y = GpuTensor::output(&ctx, "y", &[ROWS, width]).unwrap();
+    let dx = GpuTensor::output(&ctx, "dx", &[ROWS, width]).unwrap();
+    let dw = GpuTensor::output(&ctx, "dw", &[width]).unwrap();
+    let db = GpuTensor::output(&ctx, "db", &[width]).unwrap();
+    let ln = LayerNormParams {
+        weight: &gw,
+        bias: &gb,
+        eps,
+    };
+    let mut enc = ctx.encoder("layer norm test");
+    let stats = layer_norm_forward(&ctx, &mut enc, &gx, ln, &y).unwrap();
+    let grads = LayerNormGrads {
+        dx: &dx,
+        add_into_dx: false,
+        d_weight: &dw,
+        d_bias: &db,
+    };
+    layer_norm_backward(&ctx, &mut enc, (&gx, &stats, &gdy), ln, grads).unwrap();
+    ctx.submit("layer norm test", enc).unwrap();
+
+    let (x64, w64, dy64) = (widen(&x), widen(&w), widen(&dy));
+    assert_close(
+        "y",
+        &y.download(&ctx).unwrap(),
+        &ln_forward_ref(&x64, &w64, &widen(&b), eps),
+    );
+    let (rdx, rdw, rdb) = ln_backward_ref(&x64, &w64, eps, &dy64);
+    assert_close("dx", &dx.download(&ctx).unwrap(), &rdx);
+    assert_close("dw", &dw.download(&ctx).unwrap(), &rdw);
+    assert_close("db", &db.download(&ctx).unwrap(), &rdb);
+}
+
+#[test]
+fn gelu_forward_and_backward_including_large_inputs() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("gelu");
+    let mut t = common::random_vec(&mut rng, 10000, 4.0);
+    t.extend([-100.0, -12.0, -1e-3, 0.0, 1e-3, 12.0, 100.0]);
+    let upstream = common::random_vec(&mut rng, t.len(), 1.0);
+    let gt = GpuTensor::upload(&ctx, "t", &[t.len()], &t).unwrap();
+    let gup = GpuTensor::upload(&ctx, "upstream", &[t.len()], &upstream).unwrap();
+    let out = GpuTensor::output(&ctx, "gelu", &[t.len()]).unwrap();
+    let dt = GpuTensor::output(&ctx, "dt", &[t.len()]).unwrap();
+    let mut enc = ctx.encoder("gelu test");
+    gelu_forward(&ctx, &mut enc, &gt, &out).unwrap();
+    gelu_backward(&ctx, &mut enc, &gt, &gup, &dt).unwrap();
+    ctx.submit("gelu test", enc).unwrap();
+    let reference: Vec<f64> = t.iter().map(|&v| gelu(v as f64)).collect();
+    let d_reference: Vec<f64> = t
+        .iter()
+        .zip(&upstream)
+        .map(|(&v, &u)| u as f64 * gelu_derivative(v as f64))
+        .collect();
+    assert_close("gelu", &out.download(&ctx).unwrap(), &reference);
+    assert_close("gelu'", &dt.download(&ctx).unwrap(), &d_reference);
+}
