@@ -1,4 +1,4 @@
-//! Timing of attention forward + backward, shared by `polygrad bench` and the criterion bench.
+//! Timing of attention and whole-model forward + backward, shared by `polygrad bench` and the criterion bench.
 //! Wall time with the GPU synchronised after each iteration, after a warm-up iteration that
 //! compiles the pipelines; two input sets alternate so no cache sees the same data twice.
 
@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuTensor};
+use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig};
 use crate::ops::{upload_inputs, AttentionInputs, AttentionOp};
-use crate::validate::random_attention_inputs;
+use crate::validate::{random_attention_inputs, random_model_input};
 
 /// The shape of the attention benchmark: one head, d_qk = 16, d_v = 64, causal.
 pub fn benchmark_shape(seq_len: usize) -> AttentionShape {
@@ -67,6 +68,77 @@ pub fn median_forward_backward(
     ctx.set_poison_outputs(false);
     let mut run = AttentionRun::new(ctx, attention, shape)?;
     run.run_once(ctx)?;
+    let mut times = (0..reps.max(1))
+        .map(|_| run.run_once(ctx))
+        .collect::<Result<Vec<_>>>()?;
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// The whole-model benchmark: L = 4, D = 256, H = 4, d_qk = 16, d_v = 64, d_ff = 1024,
+/// causal, with `attention`.
+pub fn benchmark_model_config(attention: Attention) -> ModelConfig {
+    ModelConfig {
+        n_layers: 4,
+        d_model: 256,
+        n_heads: 4,
+        d_qk: 16,
+        d_v: 64,
+        d_ff: 1024,
+        causal: true,
+        attention: String::new(),
+        degree: 2,
+        ln_eps: 1e-5,
+    }
+    .with_attention(attention)
+}
+
+/// A prepared whole-model forward + backward: the model on the GPU and two inputs (B = 1).
+pub struct ModelRun {
+    model: GpuModel,
+    inputs: Vec<(HostTensor, Loss)>,
+    next: usize,
+}
+
+impl ModelRun {
+    pub fn new(ctx: &GpuContext, config: ModelConfig, seq_len: usize) -> Result<Self> {
+        let model = GpuModel::new(ctx, &Model::random(config, 7)?)?;
+        let inputs = (0..2u64)
+            .map(|seed| {
+                let (x, dy) = random_model_input(model.config(), 1, seq_len, seed);
+                (x, Loss::Vjp(dy))
+            })
+            .collect();
+        Ok(ModelRun {
+            model,
+            inputs,
+            next: 0,
+        })
+    }
+
+    /// One [`GpuModel::gradients`] call, as a program linking polygrad makes it: x and dy
+    /// uploaded, forward, backward, y and every gradient read back. Returns its wall time.
+    pub fn run_once(&mut self, ctx: &GpuContext) -> Result<Duration> {
+        let (x, loss) = &self.inputs[self.next];
+        self.next = (self.next + 1) % self.inputs.len();
+        let start = Instant::now();
+        let _gradients = self.model.gradients(ctx, x, loss)?;
+        Ok(start.elapsed())
+    }
+}
+
+/// Median wall time of `reps` whole-model forward + backward passes. The warm-up pass (which
+/// compiles every pipeline) runs at a short length, since one pass of exact attention at large
+/// n takes minutes on a software driver.
+pub fn median_model_forward_backward(
+    ctx: &GpuContext,
+    config: ModelConfig,
+    seq_len: usize,
+    reps: usize,
+) -> Result<Duration> {
+    ctx.set_poison_outputs(false);
+    ModelRun::new(ctx, config.clone(), seq_len.min(64))?.run_once(ctx)?;
+    let mut run = ModelRun::new(ctx, config, seq_len)?;
     let mut times = (0..reps.max(1))
         .map(|_| run.run_once(ctx))
         .collect::<Result<Vec<_>>>()?;

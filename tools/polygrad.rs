@@ -1,15 +1,21 @@
-//! The polygrad command line: `devices`, `validate`, `bench`.
+//! The polygrad command line: `devices`, `grad`, `validate`, `bench`.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use polygrad::bench::{benchmark_shape, median_forward_backward};
-use polygrad::gpu::list_adapters;
-use polygrad::validate::{
-    check_attention, validation_cases, validation_inputs, ATTENTION_TOLERANCE,
+use polygrad::bench::{
+    benchmark_model_config, benchmark_shape, median_forward_backward, median_model_forward_backward,
 };
-use polygrad::{Attention, GpuContext};
+use polygrad::gpu::list_adapters;
+use polygrad::io::LossKind;
+use polygrad::validate::{
+    check_attention, check_model, model_validation_cases, random_model_input, validation_cases,
+    validation_inputs, ATTENTION_TOLERANCE, MODEL_TOLERANCE,
+};
+use polygrad::{Attention, GpuContext, GpuModel, Loss, Model};
 
 #[derive(Parser)]
 #[command(
@@ -26,8 +32,33 @@ struct Cli {
 enum Command {
     /// List every GPU adapter wgpu finds (WGPU_BACKEND selects backends).
     Devices,
-    /// Run the attention kernels on an adapter and compare every output and gradient with the
-    /// f64 CPU reference; exits non-zero on any mismatch.
+    /// One forward and backward pass of a model: writes y, grad.x and grad.<name> for every
+    /// parameter to a safetensors file.
+    Grad {
+        /// The model: a safetensors file with the parameters and a "config" metadata key.
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+        /// The input: a safetensors file with x [B, n, d_model] and dy (or target, with
+        /// --loss mse) of the same shape.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Where to write the gradients (replaced whole, never left half-written).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Override the config's attention.
+        #[arg(long, value_enum)]
+        attention: Option<AttentionKind>,
+        /// Override the config's degree of polynomial attention (even, 2 to 8).
+        #[arg(long, value_name = "G")]
+        degree: Option<u32>,
+        /// vjp: the input's dy is dL/dy; mse: L = mean((y - target)^2).
+        #[arg(long, value_enum, default_value_t = LossArg::Vjp)]
+        loss: LossArg,
+        #[arg(long, value_name = "NAME")]
+        adapter: Option<String>,
+    },
+    /// Run the attention kernels and whole random models on an adapter and compare every
+    /// output and gradient with the f64 CPU reference; exits non-zero on any mismatch.
     Validate {
         /// Adapter whose name contains NAME (case-insensitive); default: WGPU_ADAPTER_NAME,
         /// else wgpu's default high-performance adapter.
@@ -40,11 +71,16 @@ enum Command {
         #[arg(long, value_enum)]
         attention: Option<AttentionKind>,
     },
-    /// Time attention forward + backward (causal, one head, d_qk = 16, d_v = 64) at several n;
-    /// exits non-zero if polynomial attention's time grows faster than --max-ratio allows.
+    /// Time attention forward + backward (causal, one head, d_qk = 16, d_v = 64), or with
+    /// --model a whole model, at several n; exits non-zero if the polynomial time grows faster
+    /// than --max-ratio allows.
     Bench {
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
+        /// Time the whole model (L = 4, D = 256, H = 4, d_qk = 16, d_v = 64, d_ff = 1024,
+        /// causal, B = 1) instead of one attention head.
+        #[arg(long)]
+        model: bool,
         /// Which attention to time (default: both, side by side, with the ratio).
         #[arg(long, value_enum)]
         attention: Option<AttentionKind>,
@@ -61,6 +97,13 @@ enum Command {
         #[arg(long, default_value_t = 20.0)]
         max_ratio: f64,
     },
+}
+
+/// The loss setting of the command line.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LossArg {
+    Vjp,
+    Mse,
 }
 
 /// The attention setting of the command line.
@@ -91,6 +134,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices(),
+        Command::Grad {
+            model,
+            input,
+            out,
+            attention,
+            degree,
+            loss,
+            adapter,
+        } => grad(GradArgs {
+            model,
+            input,
+            out,
+            attention,
+            degree,
+            loss,
+            adapter,
+        }),
         Command::Validate {
             adapter,
             seed,
@@ -98,12 +158,23 @@ fn main() -> ExitCode {
         } => validate(adapter.as_deref(), seed, attention),
         Command::Bench {
             adapter,
+            model,
             attention,
             degree,
             n,
             reps,
             max_ratio,
-        } => bench(adapter.as_deref(), attention, degree, &n, reps, max_ratio),
+        } => bench(
+            adapter.as_deref(),
+            BenchTarget {
+                model,
+                only: attention,
+                degree,
+            },
+            &n,
+            reps,
+            max_ratio,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -144,6 +215,50 @@ fn devices() -> polygrad::Result<ExitCode> {
             yes_no(a.timestamp_queries)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct GradArgs {
+    model: PathBuf,
+    input: PathBuf,
+    out: PathBuf,
+    attention: Option<AttentionKind>,
+    degree: Option<u32>,
+    loss: LossArg,
+    adapter: Option<String>,
+}
+
+fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
+    let mut model = polygrad::io::read_model(&args.model)?;
+    if args.attention.is_some() || args.degree.is_some() {
+        let kind = args
+            .attention
+            .map_or(model.config().attention.clone(), |k| k.name().to_string());
+        let degree = args.degree.unwrap_or(model.config().degree);
+        let attention = Attention::from_setting(&kind, degree)?;
+        model = model.with_config(model.config().with_attention(attention))?;
+    }
+    let kind = match args.loss {
+        LossArg::Vjp => LossKind::Vjp,
+        LossArg::Mse => LossKind::Mse,
+    };
+    let (x, loss) = polygrad::io::read_input(&args.input, kind)?;
+    model.check_input("x", &x)?;
+    let ctx = GpuContext::new(args.adapter.as_deref())?;
+    let attention = model.config().attention_kind()?;
+    let result = GpuModel::new(&ctx, &model)?.gradients(&ctx, &x, &loss)?;
+    polygrad::io::write_gradients(&args.out, &result)?;
+    eprintln!(
+        "{}: {} layers, {attention} attention, x {:?}, on {}{}",
+        args.out.display(),
+        model.config().n_layers,
+        x.shape,
+        ctx.adapter().label(),
+        result
+            .loss
+            .map(|l| format!(", loss {l:e}"))
+            .unwrap_or_default()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -199,6 +314,7 @@ fn validate(
             }
         }
     }
+    failures += validate_models(&ctx, seed, only);
     if failures > 0 {
         println!("{failures} check(s) FAILED on {}", ctx.adapter().label());
         return Ok(ExitCode::FAILURE);
@@ -207,25 +323,99 @@ fn validate(
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench(
-    adapter: Option<&str>,
+/// Whole random models against the reference: one line per model with its worst tensor, then
+/// the worst relative error of each tensor over all models. Returns the number of failures.
+fn validate_models(ctx: &GpuContext, seed: u64, only: Option<AttentionKind>) -> usize {
+    println!();
+    println!("whole models, tolerance {MODEL_TOLERANCE:e} relative");
+    let mut failures = 0;
+    let mut worst: BTreeMap<String, f64> = BTreeMap::new();
+    let cases = model_validation_cases().into_iter().enumerate();
+    for (i, (config, batch, seq_len)) in cases {
+        let Ok(attention) = config.attention_kind() else {
+            continue;
+        };
+        if only.is_some_and(|k| !k.matches(attention)) {
+            continue;
+        }
+        let label = format!(
+            "L={} H={} B={batch} n={seq_len} causal={} {attention}",
+            config.n_layers, config.n_heads, config.causal
+        );
+        let case_seed = seed.wrapping_add(1000 + i as u64);
+        let checks = Model::random(config, case_seed).and_then(|model| {
+            let (x, dy) = random_model_input(model.config(), batch, seq_len, case_seed + 1);
+            check_model(ctx, &model, &x, &Loss::Vjp(dy))
+        });
+        match checks {
+            Ok(checks) => {
+                let bad = checks.iter().filter(|c| !c.passed(MODEL_TOLERANCE)).count();
+                failures += bad;
+                let top = checks.iter().max_by(|a, b| a.error.total_cmp(&b.error));
+                if let Some(top) = top {
+                    let result = if bad == 0 { "pass" } else { "FAIL" };
+                    println!(
+                        "{label:<44} worst {:<32} {:>10.2e}  {result}",
+                        top.tensor, top.error
+                    );
+                }
+                for c in checks {
+                    let entry = worst.entry(c.tensor).or_insert(0.0);
+                    *entry = if c.error.is_nan() {
+                        f64::NAN
+                    } else {
+                        entry.max(c.error)
+                    };
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                println!("{label:<44} error: {e}");
+            }
+        }
+    }
+    println!();
+    println!("{:<40} {:>10}", "worst over all models", "error");
+    for (tensor, error) in &worst {
+        let result = if *error <= MODEL_TOLERANCE {
+            "pass"
+        } else {
+            "FAIL"
+        };
+        println!("{tensor:<40} {error:>10.2e}  {result}");
+    }
+    failures
+}
+
+/// What `polygrad bench` times.
+struct BenchTarget {
+    model: bool,
     only: Option<AttentionKind>,
     degree: u32,
+}
+
+fn bench(
+    adapter: Option<&str>,
+    target: BenchTarget,
     sizes: &[usize],
     reps: usize,
     max_ratio: f64,
 ) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
-    let kinds = match only {
+    let kinds = match target.only {
         Some(kind) => vec![kind],
         None => vec![AttentionKind::Exact, AttentionKind::Poly],
     };
     let attentions = kinds
         .iter()
-        .map(|k| Attention::from_setting(k.name(), degree))
+        .map(|k| Attention::from_setting(k.name(), target.degree))
         .collect::<polygrad::Result<Vec<_>>>()?;
     println!("adapter: {}", ctx.adapter().label());
-    println!("forward + backward, causal, B=1 H=1 d_qk=16 d_v=64, median of {reps}");
+    if target.model {
+        println!("whole model forward + backward (upload, passes, every gradient read back), L=4 D=256 H=4 d_qk=16 d_v=64 d_ff=1024, causal, B=1, median of {reps}");
+    } else {
+        println!("attention forward + backward, causal, B=1 H=1 d_qk=16 d_v=64, median of {reps}");
+    }
     let mut header = format!("{:>8}", "n");
     for a in &attentions {
         header += &format!(" {:>14}", a.to_string());
@@ -239,7 +429,11 @@ fn bench(
     for &n in sizes {
         let mut line = format!("{n:>8}");
         for (i, &attention) in attentions.iter().enumerate() {
-            let t = median_forward_backward(&ctx, attention, benchmark_shape(n), reps)?;
+            let t = if target.model {
+                median_model_forward_backward(&ctx, benchmark_model_config(attention), n, reps)?
+            } else {
+                median_forward_backward(&ctx, attention, benchmark_shape(n), reps)?
+            };
             line += &format!(" {:>11.2} ms", t.as_secs_f64() * 1e3);
             times[i].push(t);
         }

@@ -1,0 +1,181 @@
+//! `polygrad grad` end to end: files in, files out, errors that name what is wrong.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use polygrad::io::{read_tensors, write_model, write_tensors};
+use polygrad::model::Tensors;
+use polygrad::validate::{random_model_input, small_model_config};
+use polygrad::{Attention, GpuModel, HostTensor, Loss, Model};
+
+struct Files {
+    _dir: tempfile::TempDir,
+    model: PathBuf,
+    input: PathBuf,
+    out: PathBuf,
+}
+
+fn files(model: &Model, input: &[(&str, &HostTensor)]) -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, i, o) = (
+        dir.path().join("model.safetensors"),
+        dir.path().join("input.safetensors"),
+        dir.path().join("grads.safetensors"),
+    );
+    write_model(&m, model).unwrap();
+    let tensors: Tensors = input
+        .iter()
+        .map(|(n, t)| (n.to_string(), (*t).clone()))
+        .collect();
+    write_tensors(&i, &tensors, HashMap::new()).unwrap();
+    Files {
+        _dir: dir,
+        model: m,
+        input: i,
+        out: o,
+    }
+}
+
+/// Runs `polygrad grad` on the files with extra arguments; returns (success, stderr).
+fn grad(f: &Files, extra: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .arg("grad")
+        .args(["--model", f.model.to_str().unwrap()])
+        .args(["--input", f.input.to_str().unwrap()])
+        .args(["--out", f.out.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_file_matches(path: &Path, expected: &polygrad::ModelGradients) {
+    let (written, _) = read_tensors(path).unwrap();
+    assert_eq!(written.len(), 2 + expected.grads.len());
+    assert_eq!(written["y"], expected.y, "y");
+    assert_eq!(written["grad.x"], expected.grad_x, "grad.x");
+    for (name, g) in &expected.grads {
+        assert_eq!(&written[&format!("grad.{name}")], g, "grad.{name}");
+    }
+}
+
+#[test]
+fn grad_writes_what_the_library_computes() {
+    let Some(ctx) = common::gpu() else { return };
+    let model = Model::random(
+        small_model_config(2, 2, true, Attention::Poly { degree: 2 }),
+        9,
+    )
+    .unwrap();
+    let (x, dy) = random_model_input(model.config(), 2, 21, 10);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+
+    let (ok, err) = grad(&f, &[]);
+    assert!(ok, "{err}");
+    let expected = GpuModel::new(&ctx, &model)
+        .unwrap()
+        .gradients(&ctx, &x, &Loss::Vjp(dy.clone()))
+        .unwrap();
+    assert_file_matches(&f.out, &expected);
+
+    // --attention and --degree override the config.
+    let (ok, err) = grad(&f, &["--attention", "exact"]);
+    assert!(ok, "{err}");
+    let exact = model
+        .with_config(model.config().with_attention(Attention::Exact))
+        .unwrap();
+    let expected = GpuModel::new(&ctx, &exact)
+        .unwrap()
+        .gradients(&ctx, &x, &Loss::Vjp(dy.clone()))
+        .unwrap();
+    assert_file_matches(&f.out, &expected);
+    let (ok, err) = grad(&f, &["--degree", "4"]);
+    assert!(ok, "{err}");
+    let g4 = model
+        .with_config(model.config().with_attention(Attention::Poly { degree: 4 }))
+        .unwrap();
+    let expected = GpuModel::new(&ctx, &g4)
+        .unwrap()
+        .gradients(&ctx, &x, &Loss::Vjp(dy))
+        .unwrap();
+    assert_file_matches(&f.out, &expected);
+}
+
+#[test]
+fn grad_with_mse_records_the_loss() {
+    let Some(ctx) = common::gpu() else { return };
+    let model = Model::random(small_model_config(1, 2, false, Attention::Exact), 11).unwrap();
+    let (x, target) = random_model_input(model.config(), 1, 9, 12);
+    let f = files(&model, &[("x", &x), ("target", &target)]);
+    let (ok, err) = grad(&f, &["--loss", "mse"]);
+    assert!(ok, "{err}");
+    let expected = GpuModel::new(&ctx, &model)
+        .unwrap()
+        .gradients(&ctx, &x, &Loss::Mse(target))
+        .unwrap();
+    assert_file_matches(&f.out, &expected);
+    let (_, metadata) = read_tensors(&f.out).unwrap();
+    let loss: f64 = metadata["loss"].parse().unwrap();
+    assert_eq!(loss, expected.loss.unwrap());
+}
+
+#[test]
+fn grad_refuses_bad_input_and_leaves_the_output_alone() {
+    let Some(_ctx) = common::gpu() else { return };
+    let model = Model::random(
+        small_model_config(1, 2, true, Attention::Poly { degree: 2 }),
+        13,
+    )
+    .unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 5, 14);
+    let check = |f: &Files, extra: &[&str], names: &[&str]| {
+        std::fs::write(&f.out, b"previous").unwrap();
+        let (ok, err) = grad(f, extra);
+        assert!(!ok, "accepted: {extra:?}");
+        for n in names {
+            assert!(err.contains(n), "{extra:?}: {err:?} does not name {n}");
+        }
+        assert_eq!(
+            std::fs::read(&f.out).unwrap(),
+            b"previous",
+            "output touched"
+        );
+        let entries = std::fs::read_dir(f.out.parent().unwrap()).unwrap().count();
+        assert_eq!(entries, 3, "a temporary file was left behind");
+    };
+    let f = files(&model, &[("x", &x)]);
+    check(&f, &[], &["dy", "missing"]);
+    check(&f, &["--loss", "mse"], &["target"]);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    check(&f, &["--degree", "3"], &["degree"]);
+    check(
+        &f,
+        &["--adapter", "no-such-adapter-anywhere"],
+        &["no-such-adapter-anywhere"],
+    );
+    let wide = random_model_input(
+        &polygrad::ModelConfig {
+            d_model: 12,
+            ..model.config().clone()
+        },
+        1,
+        5,
+        15,
+    )
+    .0;
+    let f = files(&model, &[("x", &wide), ("dy", &wide)]);
+    check(&f, &[], &["x", "d_model = 16"]);
+    let mut nan = x.clone();
+    nan.data[3] = f32::NAN;
+    let f = files(&model, &[("x", &nan), ("dy", &dy)]);
+    check(&f, &[], &["x", "non-finite"]);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    std::fs::write(&f.model, b"truncated").unwrap();
+    check(&f, &[], &["model.safetensors"]);
+}
