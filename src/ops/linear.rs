@@ -13,6 +13,8 @@ const A: u32 = 1;
 const B: u32 = 2;
 const BIAS: u32 = 3;
 const C: u32 = 4;
+const A4: u32 = 5;
+const B4: u32 = 6;
 
 const ADD_INTO_C: u32 = 1;
 const ADD_BIAS: u32 = 2;
@@ -123,7 +125,12 @@ fn matmul_nt(
     if let Some(bias) = bias {
         check_matrix(bias, 1, cols)?;
     }
-    let pipeline = ctx.pipeline(SHADER, "matmul_nt", &[])?;
+    // Spans start at multiples of K_SPAN (a multiple of 4), so every span of a K that is a
+    // multiple of 4 can use vector loads.
+    let vec4 = k % 4 == 0;
+    let entry = if vec4 { "matmul_nt_vec4" } else { "matmul_nt" };
+    let (a_slot, b_slot) = if vec4 { (A4, B4) } else { (A, B) };
+    let pipeline = ctx.pipeline(SHADER, entry, &[])?;
     let invocations = (rows.div_ceil(4) * cols.div_ceil(4)) as u64;
     for (i, (k_begin, k_end)) in spans(k).enumerate() {
         let mut flags = 0;
@@ -153,8 +160,8 @@ fn matmul_nt(
             &pipeline,
             &[
                 (PARAMS, &params),
-                (A, &a.buffer),
-                (B, &b.buffer),
+                (a_slot, &a.buffer),
+                (b_slot, &b.buffer),
                 (BIAS, bias_buffer),
                 (C, &c.buffer),
             ],
