@@ -49,6 +49,8 @@ case "${1:-}" in
     test)
         setup
         cargo test --release
+        echo "== benchmarks compile"
+        cargo bench --no-run --quiet
         echo "== polygrad validate on Vulkan"
         WGPU_BACKEND=vulkan cargo run --release --quiet -- validate
         echo "== polygrad validate on GL"

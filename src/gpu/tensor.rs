@@ -148,8 +148,18 @@ impl GpuTensor {
 
     /// Copies the tensor back to the host (waits for all submitted work).
     pub fn download(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let during = format!("reading back tensor {}", self.name);
-        let size = self.buffer.size();
+        Ok(Self::download_all(ctx, &[self])?.remove(0))
+    }
+
+    /// Copies several tensors back in one readback: one staging buffer, one submission, one
+    /// wait (waits for all submitted work).
+    pub fn download_all(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<f32>>> {
+        let names: Vec<&str> = tensors.iter().map(|t| t.name()).collect();
+        let during = format!("reading back {}", names.join(", "));
+        let size: u64 = tensors.iter().map(|t| t.buffer.size()).sum();
+        if size == 0 {
+            return Ok(vec![Vec::new(); tensors.len()]);
+        }
         let staging = ctx.checked(&during, || {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
@@ -159,7 +169,12 @@ impl GpuTensor {
             })
         })?;
         let mut encoder = ctx.encoder("readback");
-        encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        let mut offset = 0;
+        for t in tensors {
+            // Every tensor is a whole number of f32, so offsets keep the 4-byte copy alignment.
+            encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, offset, t.buffer.size());
+            offset += t.buffer.size();
+        }
         ctx.submit_and_wait(&during, encoder)?;
         let slice = staging.slice(..);
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -175,7 +190,16 @@ impl GpuTensor {
             let view = slice
                 .get_mapped_range()
                 .map_err(|e| Error::gpu(&during, e))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            let all: &[f32] = bytemuck::cast_slice(&view);
+            let mut start = 0;
+            tensors
+                .iter()
+                .map(|t| {
+                    let part = all[start..start + t.len()].to_vec();
+                    start += t.len();
+                    part
+                })
+                .collect()
         };
         staging.unmap();
         Ok(values)

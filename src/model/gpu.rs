@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Every activation the backward needs stays on the GPU; nothing is read back between layers.
-//! y is read back once (the loss needs it), then the gradients at the end.
+//! y and every gradient come back in one readback at the end (with `Loss::Mse`, y is also read
+//! once before the backward, which needs it for dL/dy).
 
 use std::collections::BTreeMap;
 
@@ -129,19 +130,32 @@ impl GpuModel {
         }
         upstream.check_finite(loss.tensor_name())?;
         let state = self.forward_state(ctx, x, dims, &attention)?;
-        let y = download(ctx, &state.y)?;
-        let (loss_value, dy) = loss.gradient(&y.data);
+        // dL/dy: given (no readback before the backward), or from y for a built-in loss.
+        let (loss_value, dy) = match loss {
+            Loss::Vjp(dy) => (None, dy.data.clone()),
+            Loss::Mse(_) => loss.gradient(&state.y.download(ctx)?),
+        };
         let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
         let (grad_x, grads) = self.backward(ctx, &state, dims, &attention, dy)?;
-        let mut host_grads = Tensors::new();
-        for (name, g) in grads {
-            host_grads.insert(name, download(ctx, &g)?);
-        }
+        // Everything else comes back in one readback.
+        let mut wanted: Vec<&GpuTensor> = vec![&state.y, &grad_x];
+        wanted.extend(grads.values());
+        let mut values = GpuTensor::download_all(ctx, &wanted)?.into_iter();
+        let mut host = |t: &GpuTensor| HostTensor {
+            shape: t.shape().to_vec(),
+            data: values.next().expect("one value per tensor read back"),
+        };
+        let y = host(&state.y);
+        let grad_x = host(&grad_x);
+        let grads = grads
+            .iter()
+            .map(|(name, g)| (name.clone(), host(g)))
+            .collect();
         Ok(ModelGradients {
             y,
             loss: loss_value,
-            grad_x: download(ctx, &grad_x)?,
-            grads: host_grads,
+            grad_x,
+            grads,
         })
     }
 

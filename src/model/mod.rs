@@ -33,7 +33,7 @@ impl Loss {
         }
     }
 
-    /// The loss value (mse only) and dL/dy, from y computed on the GPU.
+    /// The loss value (a built-in loss only) and dL/dy, from y computed on the GPU.
     fn gradient(&self, y: &[f32]) -> (Option<f64>, Vec<f32>) {
         match self {
             Loss::Vjp(dy) => (None, dy.data.clone()),
