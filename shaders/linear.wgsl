@@ -45,17 +45,86 @@ fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
 }
 
-fn load4(base: u32, k: u32, from_a: bool) -> vec4<f32> {
-    if (from_a) {
-        return vec4<f32>(a[base + k], a[base + k + 1u], a[base + k + 2u], a[base + k + 3u]);
+// The top-left corner (row, column) of the 4 x 4 block of C this invocation computes; the row
+// is `rows` (out of range) for invocations past the last block.
+fn block_origin(id: u32) -> vec2<u32> {
+    let col_blocks = (params.cols + 3u) / 4u;
+    if (id >= ((params.rows + 3u) / 4u) * col_blocks) {
+        return vec2<u32>(params.rows, 0u);
     }
+    return vec2<u32>((id / col_blocks) * 4u, (id % col_blocks) * 4u);
+}
+
+// Start offsets of rows first..first+3 of a matrix with `count` rows and row stride `stride`.
+// Blocks that hang over the edge read the last row again; those results are not stored.
+fn row_offsets(first: u32, count: u32, stride: u32) -> vec4<u32> {
+    let last = count - 1u;
+    return vec4<u32>(min(first, last), min(first + 1u, last), min(first + 2u, last), min(first + 3u, last)) * stride;
+}
+
+// A[row, k..k+3] and B[row, k..k+3] from scalar loads.
+fn a_at(base: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(a[base + k], a[base + k + 1u], a[base + k + 2u], a[base + k + 3u]);
+}
+
+fn b_at(base: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(b[base + k], b[base + k + 1u], b[base + k + 2u], b[base + k + 3u]);
 }
 
-// One row of A against the four rows of B of this block, over k..k+3.
-fn row_block(a_row: u32, k: u32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
-    let x = load4(a_row, k, true);
+// One row x of A (4 consecutive k) against the same k of the block's four rows of B.
+fn dots(x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(dot(x, b0), dot(x, b1), dot(x, b2), dot(x, b3));
+}
+
+// A 4 x 4 block of C: four rows, each a vec4 over the block's four columns.
+struct Block {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+fn add_blocks(x: Block, y: Block) -> Block {
+    return Block(x.r0 + y.r0, x.r1 + y.r1, x.r2 + y.r2, x.r3 + y.r3);
+}
+
+// The block's sum over k in [k, end) (multiples of 4) from scalar loads.
+fn partial_scalar(a_rows: vec4<u32>, b_rows: vec4<u32>, k_start: u32, end: u32) -> Block {
+    var p = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var k = k_start; k < end; k += 4u) {
+        let b0 = b_at(b_rows.x, k);
+        let b1 = b_at(b_rows.y, k);
+        let b2 = b_at(b_rows.z, k);
+        let b3 = b_at(b_rows.w, k);
+        p.r0 += dots(a_at(a_rows.x, k), b0, b1, b2, b3);
+        p.r1 += dots(a_at(a_rows.y, k), b0, b1, b2, b3);
+        p.r2 += dots(a_at(a_rows.z, k), b0, b1, b2, b3);
+        p.r3 += dots(a_at(a_rows.w, k), b0, b1, b2, b3);
+    }
+    return p;
+}
+
+// The same from vector loads; offsets and k counted in vec4.
+fn partial_vec4(a_rows: vec4<u32>, b_rows: vec4<u32>, k4_start: u32, end4: u32) -> Block {
+    var p = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var k4 = k4_start; k4 < end4; k4 += 1u) {
+        let b0 = b4[b_rows.x + k4];
+        let b1 = b4[b_rows.y + k4];
+        let b2 = b4[b_rows.z + k4];
+        let b3 = b4[b_rows.w + k4];
+        p.r0 += dots(a4[a_rows.x + k4], b0, b1, b2, b3);
+        p.r1 += dots(a4[a_rows.y + k4], b0, b1, b2, b3);
+        p.r2 += dots(a4[a_rows.z + k4], b0, b1, b2, b3);
+        p.r3 += dots(a4[a_rows.w + k4], b0, b1, b2, b3);
+    }
+    return p;
+}
+
+fn store_block(origin: vec2<u32>, c_block: Block) {
+    store_row(origin.x, origin.y, c_block.r0);
+    store_row(origin.x + 1u, origin.y, c_block.r1);
+    store_row(origin.x + 2u, origin.y, c_block.r2);
+    store_row(origin.x + 3u, origin.y, c_block.r3);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -64,70 +133,32 @@ fn matmul_nt(
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let col_blocks = (params.cols + 3u) / 4u;
-    let id = linear_id(wid, lid, nwg);
-    if (id >= ((params.rows + 3u) / 4u) * col_blocks) {
+    let origin = block_origin(linear_id(wid, lid, nwg));
+    if (origin.x >= params.rows) {
         return;
     }
-    let r0 = (id / col_blocks) * 4u;
-    let c0 = (id % col_blocks) * 4u;
-    // Blocks that hang over the edge read the last row again; those results are not stored.
-    let a0 = min(r0, params.rows - 1u) * params.lda;
-    let a1 = min(r0 + 1u, params.rows - 1u) * params.lda;
-    let a2 = min(r0 + 2u, params.rows - 1u) * params.lda;
-    let a3 = min(r0 + 3u, params.rows - 1u) * params.lda;
-    let bb0 = min(c0, params.cols - 1u) * params.ldb;
-    let bb1 = min(c0 + 1u, params.cols - 1u) * params.ldb;
-    let bb2 = min(c0 + 2u, params.cols - 1u) * params.ldb;
-    let bb3 = min(c0 + 3u, params.cols - 1u) * params.ldb;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    let k_vec_end = params.k_begin + ((params.k_end - params.k_begin) / 4u) * 4u;
-    var k = params.k_begin;
+    let a_rows = row_offsets(origin.x, params.rows, params.lda);
+    let b_rows = row_offsets(origin.y, params.cols, params.ldb);
+    var total = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     // Two-level sums: each block of SUM_BLOCK k is summed on its own, then added to the total,
     // so rounding grows with SUM_BLOCK + K / SUM_BLOCK terms rather than K (dW sums over every
     // token of the batch).
+    let k_vec_end = params.k_begin + ((params.k_end - params.k_begin) / 4u) * 4u;
+    var k = params.k_begin;
     while (k < k_vec_end) {
-        let block_end = min(k + SUM_BLOCK, k_vec_end);
-        var p0 = vec4<f32>(0.0);
-        var p1 = vec4<f32>(0.0);
-        var p2 = vec4<f32>(0.0);
-        var p3 = vec4<f32>(0.0);
-        while (k < block_end) {
-            let b0 = load4(bb0, k, false);
-            let b1 = load4(bb1, k, false);
-            let b2 = load4(bb2, k, false);
-            let b3 = load4(bb3, k, false);
-            p0 += row_block(a0, k, b0, b1, b2, b3);
-            p1 += row_block(a1, k, b0, b1, b2, b3);
-            p2 += row_block(a2, k, b0, b1, b2, b3);
-            p3 += row_block(a3, k, b0, b1, b2, b3);
-            k += 4u;
-        }
-        acc0 += p0;
-        acc1 += p1;
-        acc2 += p2;
-        acc3 += p3;
+        let end = min(k + SUM_BLOCK, k_vec_end);
+        total = add_blocks(total, partial_scalar(a_rows, b_rows, k, end));
+        k = end;
     }
-    while (k < params.k_end) {
-        let bk = vec4<f32>(b[bb0 + k], b[bb1 + k], b[bb2 + k], b[bb3 + k]);
-        acc0 += a[a0 + k] * bk;
-        acc1 += a[a1 + k] * bk;
-        acc2 += a[a2 + k] * bk;
-        acc3 += a[a3 + k] * bk;
-        k += 1u;
+    // The last K mod 4 terms.
+    for (; k < params.k_end; k += 1u) {
+        let bk = vec4<f32>(b[b_rows.x + k], b[b_rows.y + k], b[b_rows.z + k], b[b_rows.w + k]);
+        total.r0 += a[a_rows.x + k] * bk;
+        total.r1 += a[a_rows.y + k] * bk;
+        total.r2 += a[a_rows.z + k] * bk;
+        total.r3 += a[a_rows.w + k] * bk;
     }
-    store_row(r0, c0, acc0);
-    store_row(r0 + 1u, c0, acc1);
-    store_row(r0 + 2u, c0, acc2);
-    store_row(r0 + 3u, c0, acc3);
-}
-
-fn row_block4(a_row: u32, k4: u32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
-    let x = a4[a_row + k4];
-    return vec4<f32>(dot(x, b0), dot(x, b1), dot(x, b2), dot(x, b3));
+    store_block(origin, total);
 }
 
 // matmul_nt where K, lda and ldb are multiples of 4: one vector load (and one bounds check)
@@ -139,56 +170,22 @@ fn matmul_nt_vec4(
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let col_blocks = (params.cols + 3u) / 4u;
-    let id = linear_id(wid, lid, nwg);
-    if (id >= ((params.rows + 3u) / 4u) * col_blocks) {
+    let origin = block_origin(linear_id(wid, lid, nwg));
+    if (origin.x >= params.rows) {
         return;
     }
-    let r0 = (id / col_blocks) * 4u;
-    let c0 = (id % col_blocks) * 4u;
-    let lda4 = params.lda / 4u;
-    let ldb4 = params.ldb / 4u;
-    let a0 = min(r0, params.rows - 1u) * lda4;
-    let a1 = min(r0 + 1u, params.rows - 1u) * lda4;
-    let a2 = min(r0 + 2u, params.rows - 1u) * lda4;
-    let a3 = min(r0 + 3u, params.rows - 1u) * lda4;
-    let bb0 = min(c0, params.cols - 1u) * ldb4;
-    let bb1 = min(c0 + 1u, params.cols - 1u) * ldb4;
-    let bb2 = min(c0 + 2u, params.cols - 1u) * ldb4;
-    let bb3 = min(c0 + 3u, params.cols - 1u) * ldb4;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    let k4_end = params.k_end / 4u;
+    let a_rows = row_offsets(origin.x, params.rows, params.lda / 4u);
+    let b_rows = row_offsets(origin.y, params.cols, params.ldb / 4u);
+    var total = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    let end4 = params.k_end / 4u;
     var k4 = params.k_begin / 4u;
     // Two-level sums, as in matmul_nt.
-    while (k4 < k4_end) {
-        let block_end = min(k4 + SUM_BLOCK / 4u, k4_end);
-        var p0 = vec4<f32>(0.0);
-        var p1 = vec4<f32>(0.0);
-        var p2 = vec4<f32>(0.0);
-        var p3 = vec4<f32>(0.0);
-        while (k4 < block_end) {
-            let b0 = b4[bb0 + k4];
-            let b1 = b4[bb1 + k4];
-            let b2 = b4[bb2 + k4];
-            let b3 = b4[bb3 + k4];
-            p0 += row_block4(a0, k4, b0, b1, b2, b3);
-            p1 += row_block4(a1, k4, b0, b1, b2, b3);
-            p2 += row_block4(a2, k4, b0, b1, b2, b3);
-            p3 += row_block4(a3, k4, b0, b1, b2, b3);
-            k4 += 1u;
-        }
-        acc0 += p0;
-        acc1 += p1;
-        acc2 += p2;
-        acc3 += p3;
+    while (k4 < end4) {
+        let end = min(k4 + SUM_BLOCK / 4u, end4);
+        total = add_blocks(total, partial_vec4(a_rows, b_rows, k4, end));
+        k4 = end;
     }
-    store_row(r0, c0, acc0);
-    store_row(r0 + 1u, c0, acc1);
-    store_row(r0 + 2u, c0, acc2);
-    store_row(r0 + 3u, c0, acc3);
+    store_block(origin, total);
 }
 
 fn store_row(row: u32, c0: u32, values: vec4<f32>) {
