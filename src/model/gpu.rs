@@ -1,16 +1,5 @@
-//! The model's forward and backward pass on the GPU, block by block:
-//!
-//! ```text
-//! forward, per block (two submissions around attention's own):
-//!   h1 = LN1(x)  q, k, v = h1 Wq^T, h1 Wk^T, h1 Wv^T  -> split into heads
-//!   o = attention(q, k, v)                           -> merge heads
-//!   x_mid = x + o Wo^T   h2 = LN2(x_mid)   u = fc1(h2)   act = gelu(u)   x_out = x_mid + fc2(act)
-//! y = LN_f(x_L)
-//! backward, per block in reverse, from d_out = dL/dx_out:
-//!   fc2, gelu, fc1 backward -> d_h2;  d_mid = d_out + LN2'(d_h2)
-//!   Wo backward -> d_o -> split;  attention backward -> dq, dk, dv -> merge
-//!   q, k, v backward -> d_h1 (summed);  d_in = d_mid + LN1'(d_h1)
-//! ```
+//! The model's forward and backward pass on the GPU: the blocks in order (src/model/block.rs),
+//! the final LayerNorm, then back through the final LayerNorm and the blocks in reverse.
 //!
 //! Every activation the backward needs stays on the GPU; nothing is read back between layers.
 //! y and every gradient come back in one readback at the end (with `Loss::Mse`, y is also read
@@ -21,14 +10,12 @@ use std::collections::BTreeMap;
 use crate::attention::{Attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::ops::gelu::{gelu_backward, gelu_forward};
-use crate::ops::heads::{merge_heads, split_heads, HeadLayout};
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
-use crate::ops::linear::{linear_backward, linear_forward, InputGrad};
-use crate::ops::{AttentionOp, AttentionSaved};
+use crate::ops::AttentionOp;
 
+use super::block::{BlockPass, BlockState, Dims};
 use super::{HostTensor, Loss, Model, ModelConfig, Tensors};
 
 /// A model's parameters on the GPU, ready for any number of forward and backward passes.
@@ -48,25 +35,6 @@ pub struct ModelGradients {
     pub grads: Tensors,
 }
 
-/// What one block's forward keeps for its backward.
-struct BlockState {
-    x_in: GpuTensor,
-    ln1_stats: GpuTensor,
-    h1: GpuTensor,
-    /// q, k, v in attention's layout [B, H, n, d].
-    q: GpuTensor,
-    k: GpuTensor,
-    v: GpuTensor,
-    attention: AttentionSaved,
-    /// The attention output, heads merged [B, n, H*d_v].
-    o: GpuTensor,
-    x_mid: GpuTensor,
-    ln2_stats: GpuTensor,
-    h2: GpuTensor,
-    u: GpuTensor,
-    act: GpuTensor,
-}
-
 /// The whole forward pass, kept for the backward.
 struct ForwardState {
     blocks: Vec<BlockState>,
@@ -74,13 +42,6 @@ struct ForwardState {
     x_last: GpuTensor,
     lnf_stats: GpuTensor,
     y: GpuTensor,
-}
-
-/// Sizes of one pass.
-#[derive(Clone, Copy)]
-struct Dims {
-    batch: usize,
-    seq_len: usize,
 }
 
 impl GpuModel {
@@ -120,15 +81,7 @@ impl GpuModel {
         loss: &Loss,
     ) -> Result<ModelGradients> {
         let (dims, attention) = self.prepare(ctx, x)?;
-        let upstream = loss.tensor();
-        if upstream.shape != x.shape {
-            return Err(Error::ShapeMismatch {
-                tensor: loss.tensor_name().into(),
-                expected: x.shape.clone(),
-                got: upstream.shape.clone(),
-            });
-        }
-        upstream.check_finite(loss.tensor_name())?;
+        check_upstream(x, loss)?;
         let state = self.forward_state(ctx, x, dims, &attention)?;
         // dL/dy: given (no readback before the backward), or from y for a built-in loss.
         let (loss_value, dy) = match loss {
@@ -137,26 +90,7 @@ impl GpuModel {
         };
         let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
         let (grad_x, grads) = self.backward(ctx, &state, dims, &attention, dy)?;
-        // Everything else comes back in one readback.
-        let mut wanted: Vec<&GpuTensor> = vec![&state.y, &grad_x];
-        wanted.extend(grads.values());
-        let mut values = GpuTensor::download_all(ctx, &wanted)?.into_iter();
-        let mut host = |t: &GpuTensor| HostTensor {
-            shape: t.shape().to_vec(),
-            data: values.next().expect("one value per tensor read back"),
-        };
-        let y = host(&state.y);
-        let grad_x = host(&grad_x);
-        let grads = grads
-            .iter()
-            .map(|(name, g)| (name.clone(), host(g)))
-            .collect();
-        Ok(ModelGradients {
-            y,
-            loss: loss_value,
-            grad_x,
-            grads,
-        })
+        read_back(ctx, &state.y, &grad_x, &grads, loss_value)
     }
 
     /// Checks x and builds the attention for its shape.
@@ -168,24 +102,21 @@ impl GpuModel {
         Ok((Dims { batch, seq_len }, attention))
     }
 
-    fn p(&self, layer: usize, name: &str) -> &GpuTensor {
-        &self.params[&format!("blocks.{layer}.{name}")]
-    }
-
-    fn ln(&self, prefix: &str) -> LayerNormParams<'_> {
+    fn final_ln(&self) -> LayerNormParams<'_> {
         LayerNormParams {
-            weight: &self.params[&format!("{prefix}.weight")],
-            bias: &self.params[&format!("{prefix}.bias")],
+            weight: &self.params["ln_f.weight"],
+            bias: &self.params["ln_f.bias"],
             eps: self.config().ln_eps,
         }
     }
 
-    fn heads(&self, dims: Dims, width: usize) -> HeadLayout {
-        HeadLayout {
-            batch: dims.batch,
-            seq_len: dims.seq_len,
-            heads: self.config().n_heads,
-            width,
+    fn block<'a>(&'a self, ctx: &'a GpuContext, layer: usize, dims: Dims) -> BlockPass<'a> {
+        BlockPass {
+            ctx,
+            config: self.config(),
+            params: &self.params,
+            layer,
+            dims,
         }
     }
 
@@ -199,13 +130,13 @@ impl GpuModel {
         let mut h = GpuTensor::upload(ctx, "x", &x.shape, &x.data)?;
         let mut blocks = Vec::new();
         for l in 0..self.config().n_layers {
-            let (block, next) = self.block_forward(ctx, l, h, dims, attention)?;
+            let (block, next) = self.block(ctx, l, dims).forward(h, attention)?;
             blocks.push(block);
             h = next;
         }
         let mut encoder = ctx.encoder("final LayerNorm");
         let y = GpuTensor::output(ctx, "y", &x.shape)?;
-        let lnf_stats = layer_norm_forward(ctx, &mut encoder, &h, self.ln("ln_f"), &y)?;
+        let lnf_stats = layer_norm_forward(ctx, &mut encoder, &h, self.final_ln(), &y)?;
         ctx.submit("final LayerNorm", encoder)?;
         Ok(ForwardState {
             blocks,
@@ -213,112 +144,6 @@ impl GpuModel {
             lnf_stats,
             y,
         })
-    }
-
-    fn block_forward(
-        &self,
-        ctx: &GpuContext,
-        l: usize,
-        x_in: GpuTensor,
-        dims: Dims,
-        attention: &AttentionOp,
-    ) -> Result<(BlockState, GpuTensor)> {
-        let c = self.config();
-        let name = |s: &str| format!("blocks.{l}.{s}");
-        let tokens = [dims.batch, dims.seq_len];
-        let activation = |s: &str, width: usize| {
-            GpuTensor::output(ctx, &name(s), &[tokens[0], tokens[1], width])
-        };
-        let during = format!("forward of block {l}");
-
-        let mut enc = ctx.encoder(&during);
-        let h1 = activation("h1", c.d_model)?;
-        let ln1_stats = layer_norm_forward(ctx, &mut enc, &x_in, self.ln(&name("ln1")), &h1)?;
-        let mut project = |which: &str, width: usize| -> Result<GpuTensor> {
-            let out = activation(&format!("attn.{which}"), c.n_heads * width)?;
-            let w = self.p(l, &format!("attn.{which}.weight"));
-            linear_forward(ctx, &mut enc, &h1, w, None, &out, false)?;
-            split_heads(
-                ctx,
-                &mut enc,
-                &out,
-                self.heads(dims, width),
-                &name(&format!("attn.{which} heads")),
-            )
-        };
-        let (q, k, v) = (
-            project("q", c.d_qk)?,
-            project("k", c.d_qk)?,
-            project("v", c.d_v)?,
-        );
-        ctx.submit(&during, enc)?;
-
-        let saved = attention.forward(ctx, &q, &k, &v)?;
-
-        let mut enc = ctx.encoder(&during);
-        let o = merge_heads(
-            ctx,
-            &mut enc,
-            saved.o(),
-            self.heads(dims, c.d_v),
-            &name("attn.o"),
-        )?;
-        let x_mid = activation("x_mid", c.d_model)?;
-        copy(&mut enc, &x_in, &x_mid);
-        linear_forward(
-            ctx,
-            &mut enc,
-            &o,
-            self.p(l, "attn.o.weight"),
-            None,
-            &x_mid,
-            true,
-        )?;
-        let h2 = activation("h2", c.d_model)?;
-        let ln2_stats = layer_norm_forward(ctx, &mut enc, &x_mid, self.ln(&name("ln2")), &h2)?;
-        let u = activation("mlp.fc1", c.d_ff)?;
-        let fc1_bias = Some(self.p(l, "mlp.fc1.bias"));
-        linear_forward(
-            ctx,
-            &mut enc,
-            &h2,
-            self.p(l, "mlp.fc1.weight"),
-            fc1_bias,
-            &u,
-            false,
-        )?;
-        let act = activation("mlp.gelu", c.d_ff)?;
-        gelu_forward(ctx, &mut enc, &u, &act)?;
-        let x_out = activation("x_out", c.d_model)?;
-        copy(&mut enc, &x_mid, &x_out);
-        let fc2_bias = Some(self.p(l, "mlp.fc2.bias"));
-        linear_forward(
-            ctx,
-            &mut enc,
-            &act,
-            self.p(l, "mlp.fc2.weight"),
-            fc2_bias,
-            &x_out,
-            true,
-        )?;
-        ctx.submit(&during, enc)?;
-
-        let block = BlockState {
-            x_in,
-            ln1_stats,
-            h1,
-            q,
-            k,
-            v,
-            attention: saved,
-            o,
-            x_mid,
-            ln2_stats,
-            h2,
-            u,
-            act,
-        };
-        Ok((block, x_out))
     }
 
     /// dL/dx and the parameter gradients (on the GPU) given dy.
@@ -341,7 +166,7 @@ impl GpuModel {
             ctx,
             &mut enc,
             (&state.x_last, &state.lnf_stats, &dy),
-            self.ln("ln_f"),
+            self.final_ln(),
             LayerNormGrads {
                 dx: &d,
                 add_into_dx: false,
@@ -351,146 +176,53 @@ impl GpuModel {
         )?;
         ctx.submit("backward of the final LayerNorm", enc)?;
         for (l, block) in state.blocks.iter().enumerate().rev() {
-            d = self.block_backward(ctx, l, block, dims, attention, d, &grads)?;
+            d = self
+                .block(ctx, l, dims)
+                .backward(block, attention, &d, &grads)?;
         }
         Ok((d, grads))
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn block_backward(
-        &self,
-        ctx: &GpuContext,
-        l: usize,
-        st: &BlockState,
-        dims: Dims,
-        attention: &AttentionOp,
-        d_out: GpuTensor,
-        grads: &BTreeMap<String, GpuTensor>,
-    ) -> Result<GpuTensor> {
-        let c = self.config();
-        let g = |s: &str| &grads[&format!("blocks.{l}.{s}")];
-        let name = |s: &str| format!("grad of blocks.{l}.{s}");
-        let activation = |s: &str, width: usize| {
-            GpuTensor::output(ctx, &name(s), &[dims.batch, dims.seq_len, width])
-        };
-        let during = format!("backward of block {l}");
-
-        let mut enc = ctx.encoder(&during);
-        let d_act = activation("mlp.gelu", c.d_ff)?;
-        linear_backward(
-            ctx,
-            &mut enc,
-            (&st.act, self.p(l, "mlp.fc2.weight"), &d_out),
-            Some(InputGrad {
-                dx: &d_act,
-                add: false,
-            }),
-            g("mlp.fc2.weight"),
-            Some(g("mlp.fc2.bias")),
-        )?;
-        let d_u = activation("mlp.fc1", c.d_ff)?;
-        gelu_backward(ctx, &mut enc, &st.u, &d_act, &d_u)?;
-        let d_h2 = activation("h2", c.d_model)?;
-        linear_backward(
-            ctx,
-            &mut enc,
-            (&st.h2, self.p(l, "mlp.fc1.weight"), &d_u),
-            Some(InputGrad {
-                dx: &d_h2,
-                add: false,
-            }),
-            g("mlp.fc1.weight"),
-            Some(g("mlp.fc1.bias")),
-        )?;
-        let d_mid = activation("x_mid", c.d_model)?;
-        copy(&mut enc, &d_out, &d_mid);
-        layer_norm_backward(
-            ctx,
-            &mut enc,
-            (&st.x_mid, &st.ln2_stats, &d_h2),
-            self.ln(&format!("blocks.{l}.ln2")),
-            LayerNormGrads {
-                dx: &d_mid,
-                add_into_dx: true,
-                d_weight: g("ln2.weight"),
-                d_bias: g("ln2.bias"),
-            },
-        )?;
-        let d_o = activation("attn.o", c.n_heads * c.d_v)?;
-        linear_backward(
-            ctx,
-            &mut enc,
-            (&st.o, self.p(l, "attn.o.weight"), &d_mid),
-            Some(InputGrad {
-                dx: &d_o,
-                add: false,
-            }),
-            g("attn.o.weight"),
-            None,
-        )?;
-        let d_o_heads = split_heads(
-            ctx,
-            &mut enc,
-            &d_o,
-            self.heads(dims, c.d_v),
-            &name("attn.o heads"),
-        )?;
-        ctx.submit(&during, enc)?;
-
-        let d_qkv = attention.backward(ctx, (&st.q, &st.k, &st.v), &st.attention, &d_o_heads)?;
-
-        let mut enc = ctx.encoder(&during);
-        let d_h1 = activation("h1", c.d_model)?;
-        for (i, (which, d_heads, width)) in [
-            ("q", &d_qkv.dq, c.d_qk),
-            ("k", &d_qkv.dk, c.d_qk),
-            ("v", &d_qkv.dv, c.d_v),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let d_proj = merge_heads(
-                ctx,
-                &mut enc,
-                d_heads,
-                self.heads(dims, width),
-                &name(&format!("attn.{which}")),
-            )?;
-            let weight = format!("attn.{which}.weight");
-            linear_backward(
-                ctx,
-                &mut enc,
-                (&st.h1, self.p(l, &weight), &d_proj),
-                Some(InputGrad {
-                    dx: &d_h1,
-                    add: i > 0,
-                }),
-                g(&weight),
-                None,
-            )?;
-        }
-        let d_in = activation("x_in", c.d_model)?;
-        copy(&mut enc, &d_mid, &d_in);
-        layer_norm_backward(
-            ctx,
-            &mut enc,
-            (&st.x_in, &st.ln1_stats, &d_h1),
-            self.ln(&format!("blocks.{l}.ln1")),
-            LayerNormGrads {
-                dx: &d_in,
-                add_into_dx: true,
-                d_weight: g("ln1.weight"),
-                d_bias: g("ln1.bias"),
-            },
-        )?;
-        ctx.submit(&during, enc)?;
-        Ok(d_in)
-    }
 }
 
-/// dst = src (same size), recorded into the encoder.
-fn copy(encoder: &mut wgpu::CommandEncoder, src: &GpuTensor, dst: &GpuTensor) {
-    encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, src.buffer.size());
+/// Refuses a `dy` or `target` whose shape is not x's, or which holds a NaN or infinity.
+fn check_upstream(x: &HostTensor, loss: &Loss) -> Result<()> {
+    let upstream = loss.tensor();
+    if upstream.shape != x.shape {
+        return Err(Error::ShapeMismatch {
+            tensor: loss.tensor_name().into(),
+            expected: x.shape.clone(),
+            got: upstream.shape.clone(),
+        });
+    }
+    upstream.check_finite(loss.tensor_name())
+}
+
+/// y and every gradient, in one readback.
+fn read_back(
+    ctx: &GpuContext,
+    y: &GpuTensor,
+    grad_x: &GpuTensor,
+    grads: &BTreeMap<String, GpuTensor>,
+    loss: Option<f64>,
+) -> Result<ModelGradients> {
+    let mut wanted = vec![y, grad_x];
+    wanted.extend(grads.values());
+    let mut values = GpuTensor::download_all(ctx, &wanted)?.into_iter();
+    let mut host = |t: &GpuTensor| HostTensor {
+        shape: t.shape().to_vec(),
+        data: values
+            .next()
+            .expect("download_all returns one vector per tensor"),
+    };
+    Ok(ModelGradients {
+        y: host(y),
+        loss,
+        grad_x: host(grad_x),
+        grads: grads
+            .iter()
+            .map(|(name, g)| (name.clone(), host(g)))
+            .collect(),
+    })
 }
 
 fn download(ctx: &GpuContext, t: &GpuTensor) -> Result<HostTensor> {

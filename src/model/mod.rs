@@ -1,6 +1,7 @@
 //! The transformer of shared/DESIGN.md §1: its config, its parameters on the host ([`Model`]),
 //! and its forward and backward pass on the GPU ([`GpuModel`]).
 
+mod block;
 mod config;
 mod gpu;
 mod params;

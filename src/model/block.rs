@@ -1,0 +1,358 @@
+//! One transformer block on the GPU, forward and backward, in steps that each record into an
+//! encoder (attention submits its own work between them):
+//!
+//! ```text
+//! forward                                          backward, from d_out = dL/dx_out
+//!   qkv:    h1 = LN1(x_in), q k v = h1 W^T, split    mlp:    fc2, gelu, fc1 back -> d_h2
+//!   [attention]                                              d_mid = d_out + LN2'(d_h2)
+//!   output: o = merge, x_mid = x_in + o Wo^T         output: Wo back -> d_o, split
+//!   mlp:    h2 = LN2(x_mid), u = fc1(h2),            [attention backward]
+//!           act = gelu(u), x_out = x_mid + fc2(act)  qkv:    merge, q k v back -> d_h1
+//!                                                            d_in = d_mid + LN1'(d_h1)
+//! ```
+
+use std::collections::BTreeMap;
+
+use crate::error::Result;
+use crate::gpu::{GpuContext, GpuTensor};
+use crate::ops::gelu::{gelu_backward, gelu_forward};
+use crate::ops::heads::{merge_heads, split_heads, HeadLayout};
+use crate::ops::layer_norm::{
+    layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
+};
+use crate::ops::linear::{linear_backward, linear_forward, InputGrad};
+use crate::ops::{AttentionGradients, AttentionOp, AttentionSaved};
+
+use super::ModelConfig;
+
+/// Sizes of one pass.
+#[derive(Clone, Copy)]
+pub(super) struct Dims {
+    pub batch: usize,
+    pub seq_len: usize,
+}
+
+/// What one block's forward keeps for its backward.
+pub(super) struct BlockState {
+    x_in: GpuTensor,
+    qkv: QkvState,
+    attention: AttentionSaved,
+    /// The attention output, heads merged [B, n, H*d_v].
+    o: GpuTensor,
+    x_mid: GpuTensor,
+    mlp: MlpState,
+}
+
+struct QkvState {
+    ln1_stats: GpuTensor,
+    h1: GpuTensor,
+    /// q, k, v in attention's layout [B, H, n, d].
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+}
+
+struct MlpState {
+    ln2_stats: GpuTensor,
+    h2: GpuTensor,
+    /// fc1's output (GELU's input) and GELU's output.
+    u: GpuTensor,
+    act: GpuTensor,
+}
+
+/// Block `layer` of a model during one pass: its parameters, the pass's sizes, and the
+/// gradient tensors it writes into (backward).
+pub(super) struct BlockPass<'a> {
+    pub ctx: &'a GpuContext,
+    pub config: &'a ModelConfig,
+    pub params: &'a BTreeMap<String, GpuTensor>,
+    pub layer: usize,
+    pub dims: Dims,
+}
+
+impl BlockPass<'_> {
+    fn name(&self, what: &str) -> String {
+        format!("blocks.{}.{what}", self.layer)
+    }
+
+    fn param<'p>(&self, params: &'p BTreeMap<String, GpuTensor>, what: &str) -> &'p GpuTensor {
+        &params[&self.name(what)]
+    }
+
+    fn weight(&self, what: &str) -> &GpuTensor {
+        self.param(self.params, what)
+    }
+
+    fn ln(&self, which: &str) -> LayerNormParams<'_> {
+        LayerNormParams {
+            weight: self.weight(&format!("{which}.weight")),
+            bias: self.weight(&format!("{which}.bias")),
+            eps: self.config.ln_eps,
+        }
+    }
+
+    fn heads(&self, width: usize) -> HeadLayout {
+        HeadLayout {
+            batch: self.dims.batch,
+            seq_len: self.dims.seq_len,
+            heads: self.config.n_heads,
+            width,
+        }
+    }
+
+    /// A new activation (or activation gradient) `[B, n, width]` named after the block.
+    fn activation(&self, what: &str, width: usize) -> Result<GpuTensor> {
+        let shape = [self.dims.batch, self.dims.seq_len, width];
+        GpuTensor::output(self.ctx, &self.name(what), &shape)
+    }
+
+    pub fn forward(
+        &self,
+        x_in: GpuTensor,
+        attention: &AttentionOp,
+    ) -> Result<(BlockState, GpuTensor)> {
+        let during = format!("forward of block {}", self.layer);
+        let mut enc = self.ctx.encoder(&during);
+        let qkv = self.qkv_forward(&mut enc, &x_in)?;
+        self.ctx.submit(&during, enc)?;
+
+        let saved = attention.forward(self.ctx, &qkv.q, &qkv.k, &qkv.v)?;
+
+        let mut enc = self.ctx.encoder(&during);
+        let (o, x_mid) = self.output_forward(&mut enc, &x_in, saved.o())?;
+        let (mlp, x_out) = self.mlp_forward(&mut enc, &x_mid)?;
+        self.ctx.submit(&during, enc)?;
+        let state = BlockState {
+            x_in,
+            qkv,
+            attention: saved,
+            o,
+            x_mid,
+            mlp,
+        };
+        Ok((state, x_out))
+    }
+
+    fn qkv_forward(&self, enc: &mut wgpu::CommandEncoder, x_in: &GpuTensor) -> Result<QkvState> {
+        let (ctx, c) = (self.ctx, self.config);
+        let h1 = self.activation("h1", c.d_model)?;
+        let ln1_stats = layer_norm_forward(ctx, enc, x_in, self.ln("ln1"), &h1)?;
+        let mut project = |which: &str, width: usize| -> Result<GpuTensor> {
+            let out = self.activation(&format!("attn.{which}"), c.n_heads * width)?;
+            let w = self.weight(&format!("attn.{which}.weight"));
+            linear_forward(ctx, enc, &h1, w, None, &out, false)?;
+            let name = self.name(&format!("attn.{which} heads"));
+            split_heads(ctx, enc, &out, self.heads(width), &name)
+        };
+        let (q, k, v) = (
+            project("q", c.d_qk)?,
+            project("k", c.d_qk)?,
+            project("v", c.d_v)?,
+        );
+        Ok(QkvState {
+            ln1_stats,
+            h1,
+            q,
+            k,
+            v,
+        })
+    }
+
+    /// (o with heads merged, x_mid = x_in + o Wo^T).
+    fn output_forward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x_in: &GpuTensor,
+        o_heads: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        let c = self.config;
+        let o = merge_heads(
+            self.ctx,
+            enc,
+            o_heads,
+            self.heads(c.d_v),
+            &self.name("attn.o"),
+        )?;
+        let x_mid = self.activation("x_mid", c.d_model)?;
+        copy(enc, x_in, &x_mid);
+        let wo = self.weight("attn.o.weight");
+        linear_forward(self.ctx, enc, &o, wo, None, &x_mid, true)?;
+        Ok((o, x_mid))
+    }
+
+    /// (the MLP's saved state, x_out = x_mid + fc2(gelu(fc1(LN2(x_mid))))).
+    fn mlp_forward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x_mid: &GpuTensor,
+    ) -> Result<(MlpState, GpuTensor)> {
+        let (ctx, c) = (self.ctx, self.config);
+        let h2 = self.activation("h2", c.d_model)?;
+        let ln2_stats = layer_norm_forward(ctx, enc, x_mid, self.ln("ln2"), &h2)?;
+        let u = self.activation("mlp.fc1", c.d_ff)?;
+        let (w1, b1) = (self.weight("mlp.fc1.weight"), self.weight("mlp.fc1.bias"));
+        linear_forward(ctx, enc, &h2, w1, Some(b1), &u, false)?;
+        let act = self.activation("mlp.gelu", c.d_ff)?;
+        gelu_forward(ctx, enc, &u, &act)?;
+        let x_out = self.activation("x_out", c.d_model)?;
+        copy(enc, x_mid, &x_out);
+        let (w2, b2) = (self.weight("mlp.fc2.weight"), self.weight("mlp.fc2.bias"));
+        linear_forward(ctx, enc, &act, w2, Some(b2), &x_out, true)?;
+        let state = MlpState {
+            ln2_stats,
+            h2,
+            u,
+            act,
+        };
+        Ok((state, x_out))
+    }
+
+    /// dL/dx_in given d_out = dL/dx_out, writing the block's parameter gradients into `grads`.
+    pub fn backward(
+        &self,
+        st: &BlockState,
+        attention: &AttentionOp,
+        d_out: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let during = format!("backward of block {}", self.layer);
+        let mut enc = self.ctx.encoder(&during);
+        let d_mid = self.mlp_backward(&mut enc, st, d_out, grads)?;
+        let d_o_heads = self.output_backward(&mut enc, st, &d_mid, grads)?;
+        self.ctx.submit(&during, enc)?;
+
+        let q = &st.qkv;
+        let d_qkv = attention.backward(self.ctx, (&q.q, &q.k, &q.v), &st.attention, &d_o_heads)?;
+
+        let mut enc = self.ctx.encoder(&during);
+        let d_in = self.qkv_backward(&mut enc, st, &d_qkv, &d_mid, grads)?;
+        self.ctx.submit(&during, enc)?;
+        Ok(d_in)
+    }
+
+    /// dL/dx_mid = d_out + LN2'(the MLP's backward of d_out).
+    fn mlp_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        st: &BlockState,
+        d_out: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let (ctx, c, m) = (self.ctx, self.config, &st.mlp);
+        let g = |what: &str| self.param(grads, what);
+        let d_act = self.activation("grad mlp.gelu", c.d_ff)?;
+        linear_backward(
+            ctx,
+            enc,
+            (&m.act, self.weight("mlp.fc2.weight"), d_out),
+            Some(InputGrad {
+                dx: &d_act,
+                add: false,
+            }),
+            g("mlp.fc2.weight"),
+            Some(g("mlp.fc2.bias")),
+        )?;
+        let d_u = self.activation("grad mlp.fc1", c.d_ff)?;
+        gelu_backward(ctx, enc, &m.u, &d_act, &d_u)?;
+        let d_h2 = self.activation("grad h2", c.d_model)?;
+        linear_backward(
+            ctx,
+            enc,
+            (&m.h2, self.weight("mlp.fc1.weight"), &d_u),
+            Some(InputGrad {
+                dx: &d_h2,
+                add: false,
+            }),
+            g("mlp.fc1.weight"),
+            Some(g("mlp.fc1.bias")),
+        )?;
+        let d_mid = self.activation("grad x_mid", c.d_model)?;
+        copy(enc, d_out, &d_mid);
+        let ln2_grads = LayerNormGrads {
+            dx: &d_mid,
+            add_into_dx: true,
+            d_weight: g("ln2.weight"),
+            d_bias: g("ln2.bias"),
+        };
+        let saved = (&st.x_mid, &m.ln2_stats, &d_h2);
+        layer_norm_backward(ctx, enc, saved, self.ln("ln2"), ln2_grads)?;
+        Ok(d_mid)
+    }
+
+    /// dL/do in attention's layout, from dL/dx_mid through Wo.
+    fn output_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        st: &BlockState,
+        d_mid: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let c = self.config;
+        let d_o = self.activation("grad attn.o", c.n_heads * c.d_v)?;
+        linear_backward(
+            self.ctx,
+            enc,
+            (&st.o, self.weight("attn.o.weight"), d_mid),
+            Some(InputGrad {
+                dx: &d_o,
+                add: false,
+            }),
+            self.param(grads, "attn.o.weight"),
+            None,
+        )?;
+        let name = self.name("grad attn.o heads");
+        split_heads(self.ctx, enc, &d_o, self.heads(c.d_v), &name)
+    }
+
+    /// dL/dx_in = d_mid + LN1'(the sum of q, k and v's backward).
+    fn qkv_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        st: &BlockState,
+        d_qkv: &AttentionGradients,
+        d_mid: &GpuTensor,
+        grads: &BTreeMap<String, GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let (ctx, c, q) = (self.ctx, self.config, &st.qkv);
+        let g = |what: &str| self.param(grads, what);
+        let d_h1 = self.activation("grad h1", c.d_model)?;
+        let projections = [
+            ("q", &d_qkv.dq, c.d_qk),
+            ("k", &d_qkv.dk, c.d_qk),
+            ("v", &d_qkv.dv, c.d_v),
+        ];
+        for (i, (which, d_heads, width)) in projections.into_iter().enumerate() {
+            let name = self.name(&format!("grad attn.{which}"));
+            let d_proj = merge_heads(ctx, enc, d_heads, self.heads(width), &name)?;
+            let weight = format!("attn.{which}.weight");
+            linear_backward(
+                ctx,
+                enc,
+                (&q.h1, self.weight(&weight), &d_proj),
+                // The three projections' input gradients add up in d_h1.
+                Some(InputGrad {
+                    dx: &d_h1,
+                    add: i > 0,
+                }),
+                g(&weight),
+                None,
+            )?;
+        }
+        let d_in = self.activation("grad x_in", c.d_model)?;
+        copy(enc, d_mid, &d_in);
+        let ln1_grads = LayerNormGrads {
+            dx: &d_in,
+            add_into_dx: true,
+            d_weight: g("ln1.weight"),
+            d_bias: g("ln1.bias"),
+        };
+        let saved = (&st.x_in, &q.ln1_stats, &d_h1);
+        layer_norm_backward(ctx, enc, saved, self.ln("ln1"), ln1_grads)?;
+        Ok(d_in)
+    }
+}
+
+/// dst = src (same size), recorded into the encoder.
+pub(super) fn copy(encoder: &mut wgpu::CommandEncoder, src: &GpuTensor, dst: &GpuTensor) {
+    encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, src.buffer.size());
+}
