@@ -7,7 +7,7 @@ use polygrad::ops::gelu::{gelu_backward, gelu_forward};
 use polygrad::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
-use polygrad::ops::linear::{linear_backward, linear_forward, InputGrad};
+use polygrad::ops::linear::{linear_backward, linear_forward, transpose, InputGrad};
 use polygrad::reference::gelu::{gelu, gelu_derivative};
 use polygrad::reference::layer_norm::{
     layer_norm_backward as ln_backward_ref, layer_norm_forward as ln_forward_ref,
@@ -58,10 +58,11 @@ fn linear_case(inp: usize, out: usize, rows: usize) {
     let db = GpuTensor::output(&ctx, "db", &[out]).unwrap();
     let mut enc = ctx.encoder("linear test");
     linear_forward(&ctx, &mut enc, &gx, &gw, Some(&gb), &y, false).unwrap();
+    let gx_t = transpose(&ctx, &mut enc, &gx).unwrap();
     linear_backward(
         &ctx,
         &mut enc,
-        (&gx, &gw, &gdy),
+        (&gx_t, &gw, &gdy),
         Some(InputGrad {
             dx: &dx,
             add: false,

@@ -98,6 +98,9 @@ fn two_runs_give_bit_identical_gradients() {
             .unwrap();
         let second = gpu_model.gradients(&ctx, &x, &Loss::Vjp(dy)).unwrap();
         assert_identical(&first, &second, &format!("{attention}"));
+        // The forward alone computes the same y.
+        let y = gpu_model.forward(&ctx, &x).unwrap();
+        assert_eq!(bits(&y), bits(&first.y), "{attention}: forward's y differs");
     }
 }
 

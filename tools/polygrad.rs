@@ -243,7 +243,7 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
         LossArg::Mse => LossKind::Mse,
     };
     let (x, loss) = polygrad::io::read_input(&args.input, kind)?;
-    model.check_input("x", &x)?;
+    model.config().check_input("x", &x)?;
     let ctx = GpuContext::new(args.adapter.as_deref())?;
     let attention = model.config().attention_kind()?;
     let result = GpuModel::new(&ctx, &model)?.gradients(&ctx, &x, &loss)?;

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::attention::Attention;
 use crate::error::{Error, Result};
 
+use super::HostTensor;
+
 /// Sizes and settings of a model, as stored in the safetensors metadata key `config`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +87,24 @@ impl ModelConfig {
             }
         }
         config
+    }
+
+    /// Checks that `x` is `[B, n, d_model]` and finite; returns (B, n).
+    pub fn check_input(&self, name: &str, x: &HostTensor) -> Result<(usize, usize)> {
+        let d = self.d_model;
+        match x.shape.as_slice() {
+            &[b, n, width] if b > 0 && n > 0 && width == d => {
+                x.check_finite(name)?;
+                Ok((b, n))
+            }
+            _ => Err(Error::bad_tensor(
+                name,
+                format!(
+                    "must be [B, n, d_model = {d}] with B, n >= 1, got shape {:?}",
+                    x.shape
+                ),
+            )),
+        }
     }
 
     /// Every parameter's name and shape, in the order of the forward pass.

@@ -20,7 +20,7 @@ use super::{HostTensor, Loss, Model, ModelConfig, Tensors};
 
 /// A model's parameters on the GPU, ready for any number of forward and backward passes.
 pub struct GpuModel {
-    model: Model,
+    config: ModelConfig,
     attention: Attention,
     params: BTreeMap<String, GpuTensor>,
 }
@@ -56,14 +56,14 @@ impl GpuModel {
             );
         }
         Ok(GpuModel {
-            model: model.clone(),
+            config: model.config().clone(),
             attention,
             params,
         })
     }
 
     pub fn config(&self) -> &ModelConfig {
-        self.model.config()
+        &self.config
     }
 
     /// y = model(x) for x `[B, n, d_model]`.
@@ -86,7 +86,10 @@ impl GpuModel {
         // dL/dy: given (no readback before the backward), or from y for a built-in loss.
         let (loss_value, dy) = match loss {
             Loss::Vjp(dy) => (None, dy.data.clone()),
-            Loss::Mse(_) => loss.gradient(&state.y.download(ctx)?),
+            Loss::Mse(target) => {
+                let (value, dy) = Loss::mse(target, &state.y.download(ctx)?);
+                (Some(value), dy)
+            }
         };
         let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
         let (grad_x, grads) = self.backward(ctx, &state, dims, &attention, dy)?;
@@ -95,7 +98,7 @@ impl GpuModel {
 
     /// Checks x and builds the attention for its shape.
     fn prepare(&self, ctx: &GpuContext, x: &HostTensor) -> Result<(Dims, AttentionOp)> {
-        let (batch, seq_len) = self.model.check_input("x", x)?;
+        let (batch, seq_len) = self.config.check_input("x", x)?;
         let c = self.config();
         let shape = AttentionShape::new(batch, c.n_heads, seq_len, c.d_qk, c.d_v, c.causal);
         let attention = AttentionOp::new(ctx, self.attention, shape)?;

@@ -34,24 +34,19 @@ impl Loss {
         }
     }
 
-    /// The loss value (a built-in loss only) and dL/dy, from y computed on the GPU.
-    fn gradient(&self, y: &[f32]) -> (Option<f64>, Vec<f32>) {
-        match self {
-            Loss::Vjp(dy) => (None, dy.data.clone()),
-            Loss::Mse(target) => {
-                let n = y.len() as f64;
-                let mut value = 0.0;
-                let dy = y
-                    .iter()
-                    .zip(&target.data)
-                    .map(|(&a, &t)| {
-                        let diff = a as f64 - t as f64;
-                        value += diff * diff;
-                        (2.0 * diff / n) as f32
-                    })
-                    .collect();
-                (Some(value / n), dy)
-            }
-        }
+    /// For `Mse`: the loss and dL/dy = 2 (y - target) / N, from y computed on the GPU.
+    fn mse(target: &HostTensor, y: &[f32]) -> (f64, Vec<f32>) {
+        let n = y.len() as f64;
+        let mut value = 0.0;
+        let dy = y
+            .iter()
+            .zip(&target.data)
+            .map(|(&a, &t)| {
+                let diff = a as f64 - t as f64;
+                value += diff * diff;
+                (2.0 * diff / n) as f32
+            })
+            .collect();
+        (value / n, dy)
     }
 }

@@ -133,22 +133,4 @@ impl Model {
     pub fn with_config(&self, config: ModelConfig) -> Result<Self> {
         Model::new(config, self.params.clone())
     }
-
-    /// Checks that `x` is `[B, n, d_model]` and finite; returns (B, n).
-    pub fn check_input(&self, name: &str, x: &HostTensor) -> Result<(usize, usize)> {
-        let d = self.config.d_model;
-        match x.shape.as_slice() {
-            &[b, n, width] if b > 0 && n > 0 && width == d => {
-                x.check_finite(name)?;
-                Ok((b, n))
-            }
-            _ => Err(Error::bad_tensor(
-                name,
-                format!(
-                    "must be [B, n, d_model = {d}] with B, n >= 1, got shape {:?}",
-                    x.shape
-                ),
-            )),
-        }
-    }
 }

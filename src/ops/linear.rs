@@ -86,18 +86,18 @@ pub struct InputGrad<'a> {
 }
 
 /// Gradients of y = x W^T (+ b) given dy: dw = dy^T x, db = column sums of dy (when given),
-/// dx (+)= dy W (when given).
+/// dx (+)= dy W (when given). Takes the layer's input already transposed, `x_t` = x^T from
+/// [`transpose`], so that layers sharing one input (q, k and v) transpose it once.
 pub fn linear_backward(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
-    (x, w, dy): (&GpuTensor, &GpuTensor, &GpuTensor),
+    (x_t, w, dy): (&GpuTensor, &GpuTensor, &GpuTensor),
     dx: Option<InputGrad>,
     dw: &GpuTensor,
     db: Option<&GpuTensor>,
 ) -> Result<()> {
     let dy_t = transpose(ctx, encoder, dy)?;
-    let x_t = transpose(ctx, encoder, x)?;
-    matmul_nt(ctx, encoder, &dy_t, &x_t, None, dw, false)?;
+    matmul_nt(ctx, encoder, &dy_t, x_t, None, dw, false)?;
     if let Some(db) = db {
         row_sum(ctx, encoder, &dy_t, db)?;
     }
@@ -172,7 +172,7 @@ fn matmul_nt(
 }
 
 /// a^T, a new tensor `[width, rows]` for a `[.., width]`.
-pub(crate) fn transpose(
+pub fn transpose(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
     a: &GpuTensor,
