@@ -4,11 +4,9 @@
 //!
 //! The key axis is cut into spans of at most `span` keys; each kernel runs once per span, in
 //! order, carrying its running state in its output buffers, so no invocation loops over more
-//! than one span (see the shader's header). Forward: forward_span per span (one submission).
-//! Backward: row_terms, then query_grad_span, key_grad_span and value_grad_span per span (one
-//! submission).
-
-use wgpu::util::DeviceExt;
+//! than one span (see the shader's header). Forward: split_rows for q and k, then pivot_span
+//! and forward_span per span (one submission). Backward: row_terms, then query_grad_span,
+//! key_grad_span and value_grad_span per span (one submission).
 
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
@@ -25,11 +23,26 @@ const V: u32 = 3;
 const O: u32 = 4;
 const STATS: u32 = 5;
 const D_O: u32 = 6;
-const LSE_DELTA: u32 = 7;
+const ROW_TERMS: u32 = 7;
 const GRAD: u32 = 8;
 const O_LO: u32 = 9;
-/// Floats per (row, column tile) of the row statistics: m, l_hi, l_lo.
-const STATS_PER_TILE: usize = 3;
+const PIVOTS: u32 = 10;
+const SPLIT_IN: u32 = 11;
+const SPLIT_OUT: u32 = 12;
+const V_SPLIT: u32 = 13;
+/// Floats per (row, column tile) of the forward's running sums: l as hi and lo.
+const STATS_PER_TILE: usize = 2;
+/// Floats per row of the pivots: the running max logit and its key.
+const PIVOTS_PER_ROW: usize = 2;
+/// Floats per row of the backward's row terms: log l, D, pivot, q . k_pivot in two parts, D's
+/// low half, dO . v_pivot in two parts.
+const ROW_TERMS_PER_ROW: usize = 8;
+/// The longest sequence whose key positions an f32 holds exactly (the shader keeps each row's
+/// pivot key in an f32).
+const MAX_SEQ_LEN: usize = 1 << 24;
+/// The widest rows of q, k, v and dL/do whose split (see split_rows in the shader) keeps at
+/// least 4 bits in the high parts.
+const MAX_WIDTH: usize = 1 << 16;
 
 /// The shader's `Params`, field for field.
 #[repr(C)]
@@ -42,7 +55,7 @@ struct Params {
     causal: u32,
     span_start: u32,
     span_end: u32,
-    _pad0: u32,
+    split_bits: u32,
     logit_scale: f32,
     /// 1.0, which the shader's compiler cannot constant-fold (see two_sum in the shader).
     one: f32,
@@ -54,7 +67,7 @@ struct Params {
 /// anyway, so larger tiles stay correct there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExactTiles {
-    /// Keys per online-softmax step (1 to 16).
+    /// Keys per block of the compensated sums (1 to 16).
     pub key_block: usize,
     /// Output columns per invocation (1 to 64).
     pub col_tile: usize,
@@ -73,8 +86,14 @@ impl Default for ExactTiles {
 pub struct ExactForward {
     /// The attention output, `[B, H, n, d_v]`.
     pub o: GpuTensor,
-    /// Running max and compensated sum of each row's softmax, `[B*H, n, v_tiles, 3]`.
+    /// The compensated softmax sum of each row, relative to its pivot, `[B*H, n, v_tiles, 2]`.
     stats: GpuTensor,
+    /// Each row's largest logit and its key, `[B*H, n, 2]`.
+    pivots: GpuTensor,
+    /// q and k as exact high and low parts, `[B*H, n, d_qk, 2]`: the logits of the backward
+    /// are taken from these, as the forward's were.
+    q_split: GpuTensor,
+    k_split: GpuTensor,
 }
 
 /// Exact softmax attention for one shape, with its per-span parameters built once.
@@ -110,6 +129,18 @@ impl ExactAttention {
                 format!("{tiles:?}: key_block must be 1 to 16, col_tile 1 to 64"),
             ));
         }
+        if shape.d_qk.max(shape.d_v) > MAX_WIDTH {
+            return Err(Error::shape(
+                format!("attention {shape}"),
+                format!("exact attention takes d_qk and d_v of at most {MAX_WIDTH}"),
+            ));
+        }
+        if shape.seq_len > MAX_SEQ_LEN {
+            return Err(Error::shape(
+                format!("attention {shape}"),
+                format!("exact attention takes sequences of at most {MAX_SEQ_LEN} tokens"),
+            ));
+        }
         if shape.total_heads() * shape.seq_len * shape.d_qk.max(shape.d_v) > u32::MAX as usize {
             return Err(Error::shape(
                 format!("attention {shape}"),
@@ -134,7 +165,7 @@ impl ExactAttention {
         GpuTensor::check_size(ctx, "exact attention row stats", &op.stats_shape())?;
         op.span_params = op
             .spans()
-            .map(|(s, e)| op.params_buffer(ctx, s, e))
+            .map(|(s, e)| ctx.uniform("exact_attention params", &op.params(s, e)))
             .collect();
         Ok(op)
     }
@@ -182,10 +213,16 @@ impl ExactAttention {
         let (block, cols, span) = (tiles.key_block as u64, tiles.col_tile as u64, span as u64);
         let load_store = 2 * cols;
         let per_gradient_block = 1 + block * (1 + d_qk + d_v + cols) + 2 * cols;
-        let gradients = span.div_ceil(block) * per_gradient_block + 2 * load_store;
-        let per_block = 1 + block * (1 + d_qk) + 2 * cols + block * (1 + cols);
-        let forward = span.div_ceil(block) * per_block + load_store;
-        gradients.max(forward).max(d_v)
+        // + cols: query_grad's pivot key tile.
+        let gradients = span.div_ceil(block) * per_gradient_block + 2 * load_store + cols;
+        // Per key: its logit and its weighted values; per block: the two sums. Before the
+        // loop: the pivot's logit and values.
+        let per_block = 1 + block * (1 + d_qk + cols) + cols;
+        let forward = span.div_ceil(block) * per_block + load_store + d_qk + cols;
+        let pivots = span * (1 + d_qk);
+        // row_terms and split_rows loop over one row.
+        let rows = (d_v + d_qk).max(2 * d_qk);
+        gradients.max(forward).max(pivots).max(rows)
     }
 
     /// [start, end) of each span of keys, in order.
@@ -195,9 +232,10 @@ impl ExactAttention {
             .map(|s| (s, (s + self.span).min(self.shape.seq_len)))
     }
 
-    fn params_buffer(&self, ctx: &GpuContext, start: usize, end: usize) -> wgpu::Buffer {
+    /// The parameters of the dispatch over keys (or queries) start..end.
+    fn params(&self, start: usize, end: usize) -> Params {
         let s = &self.shape;
-        let params = Params {
+        Params {
             heads: s.total_heads() as u32,
             rows: s.seq_len as u32,
             d_qk: s.d_qk as u32,
@@ -205,17 +243,11 @@ impl ExactAttention {
             causal: s.causal as u32,
             span_start: start as u32,
             span_end: end as u32,
-            _pad0: 0,
+            split_bits: split_bits(s.d_qk),
             logit_scale: (1.0 / (s.d_qk as f64).sqrt()) as f32,
             one: 1.0,
             _pad: [0; 2],
-        };
-        ctx.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("exact_attention params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
+        }
     }
 
     fn constants(&self) -> [(&'static str, f64); 2] {
@@ -265,8 +297,46 @@ impl ExactAttention {
         )
     }
 
-    /// o = softmax(q k^T / sqrt(d_qk)) v, keeping the row statistics the backward needs.
-    /// Submits without waiting.
+    /// A `[B*H, n, width, 2]` buffer for a split tensor.
+    fn split_output(&self, ctx: &GpuContext, name: &str, width: usize) -> Result<GpuTensor> {
+        let s = &self.shape;
+        GpuTensor::output(ctx, name, &[s.total_heads(), s.seq_len, width, 2])
+    }
+
+    /// Records split_rows: `input` ([B, H, n, width]) into exact high and low parts.
+    fn split(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+        out: &GpuTensor,
+    ) -> Result<()> {
+        let rows = self.shape.total_heads() * self.shape.seq_len;
+        let width = input.len() / rows;
+        let params = ctx.uniform(
+            "exact_attention split params",
+            &Params {
+                heads: 1,
+                rows: rows as u32,
+                d_qk: width as u32,
+                split_bits: split_bits(width),
+                ..self.params(0, 0)
+            },
+        );
+        ctx.dispatch(
+            encoder,
+            &*ctx.pipeline(SHADER, "split_rows", &self.constants())?,
+            &[
+                (PARAMS, &params),
+                (SPLIT_IN, &input.buffer),
+                (SPLIT_OUT, &out.buffer),
+            ],
+            rows as u64,
+        )
+    }
+
+    /// o = softmax(q k^T / sqrt(d_qk)) v, keeping what the backward needs. Submits without
+    /// waiting.
     pub fn forward(
         &self,
         ctx: &GpuContext,
@@ -275,30 +345,57 @@ impl ExactAttention {
         v: &GpuTensor,
     ) -> Result<ExactForward> {
         check_inputs(&self.shape, q, k, v)?;
+        let s = &self.shape;
         let out = ExactForward {
-            o: GpuTensor::output(ctx, "o", &self.shape.v_shape())?,
-            stats: GpuTensor::output(ctx, "exact attention row stats", &self.stats_shape())?,
+            o: GpuTensor::output(ctx, "o", &s.v_shape())?,
+            stats: GpuTensor::output(ctx, "exact attention row sums", &self.stats_shape())?,
+            pivots: GpuTensor::output(
+                ctx,
+                "exact attention pivots",
+                &[s.total_heads(), s.seq_len, PIVOTS_PER_ROW],
+            )?,
+            q_split: self.split_output(ctx, "q split", s.d_qk)?,
+            k_split: self.split_output(ctx, "k split", s.d_qk)?,
         };
         // The low half of the compensated accumulator, between spans.
-        let o_lo = GpuTensor::output(ctx, "exact attention accumulator", &self.shape.v_shape())?;
-        let pipeline = ctx.pipeline(SHADER, "forward_span", &self.constants())?;
+        let o_lo = GpuTensor::output(ctx, "exact attention accumulator", &s.v_shape())?;
+        let constants = self.constants();
         let mut encoder = ctx.encoder("exact attention forward");
         ctx.checked("recording exact attention forward", || -> Result<()> {
+            self.split(ctx, &mut encoder, q, &out.q_split)?;
+            self.split(ctx, &mut encoder, k, &out.k_split)?;
+            let pivot = ctx.pipeline(SHADER, "pivot_span", &constants)?;
             for ((start, _), params) in self.spans().zip(&self.span_params) {
                 let (first, last) = self.query_rows(start);
                 ctx.dispatch(
                     &mut encoder,
-                    &pipeline,
+                    &pivot,
                     &[
                         (PARAMS, params),
-                        (Q, &q.buffer),
-                        (K, &k.buffer),
+                        (Q, &out.q_split.buffer),
+                        (K, &out.k_split.buffer),
+                        (PIVOTS, &out.pivots.buffer),
+                    ],
+                    (s.total_heads() * (last - first)) as u64,
+                )?;
+            }
+            let forward = ctx.pipeline(SHADER, "forward_span", &constants)?;
+            for ((start, _), params) in self.spans().zip(&self.span_params) {
+                let (first, last) = self.query_rows(start);
+                ctx.dispatch(
+                    &mut encoder,
+                    &forward,
+                    &[
+                        (PARAMS, params),
+                        (Q, &out.q_split.buffer),
+                        (K, &out.k_split.buffer),
                         (V, &v.buffer),
                         (O, &out.o.buffer),
                         (STATS, &out.stats.buffer),
                         (O_LO, &o_lo.buffer),
+                        (PIVOTS, &out.pivots.buffer),
                     ],
-                    self.invocations(first, last, self.shape.d_v),
+                    self.invocations(first, last, s.d_v),
                 )?;
             }
             Ok(())
@@ -307,8 +404,8 @@ impl ExactAttention {
         Ok(out)
     }
 
-    /// dq, dk, dv given dL/do, recomputing the probabilities from q, k and the saved row
-    /// statistics.
+    /// dq, dk, dv given dL/do, recomputing the probabilities from the forward's split q and k
+    /// and its row sums.
     pub fn backward(
         &self,
         ctx: &GpuContext,
@@ -322,10 +419,10 @@ impl ExactAttention {
         check_shape(d_o, &self.shape.v_shape())?;
         check_shape(&saved.o, &self.shape.v_shape())?;
         let s = &self.shape;
-        let lse_delta = GpuTensor::output(
+        let row_terms = GpuTensor::output(
             ctx,
-            "exact attention lse and delta",
-            &[s.total_heads(), s.seq_len, 2],
+            "exact attention row terms",
+            &[s.total_heads(), s.seq_len, ROW_TERMS_PER_ROW],
         )?;
         let grads = AttentionGradients {
             dq: GpuTensor::output(ctx, "dq", &s.qk_shape())?,
@@ -333,20 +430,46 @@ impl ExactAttention {
             dv: GpuTensor::output(ctx, "dv", &s.v_shape())?,
         };
         let constants = self.constants();
+        let (q_split, k_split) = (&saved.q_split.buffer, &saved.k_split.buffer);
+        let v_split = self.split_output(ctx, "v split", s.d_v)?;
+        let d_o_split = self.split_output(ctx, "d_o split", s.d_v)?;
         let mut encoder = ctx.encoder("exact attention backward");
         ctx.checked("recording exact attention backward", || -> Result<()> {
+            self.split(ctx, &mut encoder, v, &v_split)?;
+            self.split(ctx, &mut encoder, d_o, &d_o_split)?;
+            let (v_split, d_o) = (&v_split.buffer, &d_o_split.buffer);
             ctx.dispatch(
                 &mut encoder,
                 &*ctx.pipeline(SHADER, "row_terms", &constants)?,
                 &[
                     (PARAMS, &self.span_params[0]),
-                    (O, &saved.o.buffer),
+                    (Q, q_split),
+                    (K, k_split),
                     (STATS, &saved.stats.buffer),
-                    (D_O, &d_o.buffer),
-                    (LSE_DELTA, &lse_delta.buffer),
+                    (PIVOTS, &saved.pivots.buffer),
+                    (V_SPLIT, v_split),
+                    (D_O, d_o),
+                    (ROW_TERMS, &row_terms.buffer),
                 ],
                 (s.total_heads() * s.seq_len) as u64,
             )?;
+            let delta = ctx.pipeline(SHADER, "delta_span", &constants)?;
+            for ((start, _), params) in self.spans().zip(&self.span_params) {
+                let (first, last) = self.query_rows(start);
+                ctx.dispatch(
+                    &mut encoder,
+                    &delta,
+                    &[
+                        (PARAMS, params),
+                        (Q, q_split),
+                        (K, k_split),
+                        (V_SPLIT, v_split),
+                        (D_O, d_o),
+                        (ROW_TERMS, &row_terms.buffer),
+                    ],
+                    (s.total_heads() * (last - first)) as u64,
+                )?;
+            }
             let kernels = [
                 ("query_grad_span", &grads.dq, s.d_qk),
                 ("key_grad_span", &grads.dk, s.d_qk),
@@ -362,14 +485,14 @@ impl ExactAttention {
                     };
                     let mut bindings = vec![
                         (PARAMS, params),
-                        (Q, &q.buffer),
-                        (K, &k.buffer),
-                        (D_O, &d_o.buffer),
-                        (LSE_DELTA, &lse_delta.buffer),
+                        (Q, q_split),
+                        (K, k_split),
+                        (D_O, d_o),
+                        (ROW_TERMS, &row_terms.buffer),
                         (GRAD, &grad.buffer),
                     ];
                     if entry != "value_grad_span" {
-                        bindings.push((V, &v.buffer));
+                        bindings.push((V_SPLIT, v_split));
                     }
                     ctx.dispatch(
                         &mut encoder,
@@ -384,4 +507,11 @@ impl ExactAttention {
         ctx.submit("exact attention backward", encoder)?;
         Ok(grads)
     }
+}
+
+/// Bits of the high parts of q and k (see split_rows in the shader): d_qk products of two
+/// such parts, each below 2^(2 bits), must sum within f32's 24-bit significand.
+fn split_bits(d_qk: usize) -> u32 {
+    let sum_bits = d_qk.next_power_of_two().trailing_zeros();
+    (24 - sum_bits) / 2
 }

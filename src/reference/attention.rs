@@ -15,6 +15,12 @@
 //! ```
 //!
 //! with w' = w for exp and P_g' = P_{g-1}.
+//!
+//! do_a . v_b - delta_a is evaluated as do_a . (v_b - v_m) - do_a . (o_a - v_m), with m the
+//! row's largest weight and o_a - v_m = sum_b w_ab (v_b - v_m) / Z_a: the same number, but where
+//! a row is nearly one-hot the textbook form subtracts two nearly equal dot products, and even
+//! f64 then keeps only a few digits of dq (measured: 6.5e-4 relative at |s| = 30, where the
+//! second largest weight is 3e-13).
 
 use crate::attention::{Attention, AttentionShape};
 use crate::poly::taylor_exp;
@@ -108,7 +114,6 @@ pub fn attention_backward(
 ) -> AttentionGrads {
     let (n, dk, dv) = (shape.seq_len, shape.d_qk, shape.d_v);
     let scale = 1.0 / (dk as f64).sqrt();
-    let o = attention_forward(shape, attention, q, k, v);
     let mut grads = AttentionGrads {
         dq: vec![0.0; q.len()],
         dk: vec![0.0; k.len()],
@@ -116,13 +121,19 @@ pub fn attention_backward(
     };
     for h in 0..shape.total_heads() {
         let (qh, kh, vh) = (head(q, h, n, dk), head(k, h, n, dk), head(v, h, n, dv));
-        let (doh, oh) = (head(d_o, h, n, dv), head(&o, h, n, dv));
+        let doh = head(d_o, h, n, dv);
         let hw = head_weights(shape, attention, qh, kh);
         for a in 0..n {
-            let delta: f64 = (0..dv).map(|j| doh[a * dv + j] * oh[a * dv + j]).sum();
+            let w = &hw.w[a];
+            let m = (0..w.len()).fold(0, |m, b| if w[b] > w[m] { b } else { m });
+            let do_dot_v_rel = |b: usize| -> f64 {
+                (0..dv)
+                    .map(|j| doh[a * dv + j] * (vh[b * dv + j] - vh[m * dv + j]))
+                    .sum()
+            };
+            let delta_rel: f64 = (0..w.len()).map(|b| w[b] / hw.z[a] * do_dot_v_rel(b)).sum();
             for (b, &w) in hw.w[a].iter().enumerate() {
-                let do_dot_v: f64 = (0..dv).map(|j| doh[a * dv + j] * vh[b * dv + j]).sum();
-                let dl_dw = (do_dot_v - delta) / hw.z[a];
+                let dl_dw = (do_dot_v_rel(b) - delta_rel) / hw.z[a];
                 let dl_ds = dl_dw * hw.dw_ds[a][b];
                 for i in 0..dk {
                     grads.dq[(h * n + a) * dk + i] += dl_ds * kh[b * dk + i] * scale;
