@@ -252,6 +252,28 @@ fn fold_block(acc: ptr<function, array<f32, 64>>, acc_lo: ptr<function, array<f3
     }
 }
 
+// e^x for x <= 0 to about one rounding: llvmpipe's exp, exp2(x log2 e), carries exp2's own
+// error (2.6e-7 relative, measured) plus the rounding of x log2 e times |x| (1.8e-6 at
+// |x| = 30). Cody and Waite's reduction: x = n ln 2 + r with n an integer and |r| <= ln 2 / 2,
+// n ln 2 exact (LN2_HI has 16 significant bits, |n| at most 8 bits), a Taylor polynomial for
+// e^r (the first term left out is below 2^-27 for |r| <= 0.347) and an exact scaling by 2^n.
+const LOG2_E: f32 = 1.4426950408889634;
+const LN2_HI: f32 = 0.693145751953125;
+const LN2_LO: f32 = 1.4286068203094172e-6;
+fn exp_accurate(x: f32) -> f32 {
+    let n = round(max(x, -120.0) * LOG2_E);
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    var p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    return ldexp(p, i32(n));
+}
+
 // ---- split ---------------------------------------------------------------------------------
 
 // Row r of a [rows, width] tensor as high + low parts, exactly: high is the row rounded to the
@@ -357,7 +379,7 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
         var block: array<f32, 64>;
         for (var j = 0u; j < KEY_BLOCK; j++) {
             let b = head_start + min(b0 + j, hi - 1u);
-            let weight = select(0.0, exp(logit_rel(row, b, pivot_parts)), b0 + j < hi);
+            let weight = select(0.0, exp_accurate(logit_rel(row, b, pivot_parts)), b0 + j < hi);
             block_l += weight;
             for (var c = 0u; c < COL_TILE; c++) {
                 // v_b* is loaded here rather than kept in a local array: the array made this
@@ -437,7 +459,7 @@ fn row_terms_of(a: u32) -> RowTerms {
 
 // p_ab for global rows a (query) and b (key): the forward's weight over the forward's sum.
 fn prob(a: u32, b: u32, t: RowTerms) -> f32 {
-    return exp(logit_rel(a, b, t.pivot_parts) - t.log_l);
+    return exp_accurate(logit_rel(a, b, t.pivot_parts) - t.log_l);
 }
 
 // dO_a . (v_b - v_b*), right to about one rounding of itself (exactly 0 at b = b*): an f32 dot
