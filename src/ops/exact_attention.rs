@@ -220,8 +220,9 @@ impl ExactAttention {
         let per_block = 1 + block * (1 + d_qk + cols) + cols;
         let forward = span.div_ceil(block) * per_block + load_store + d_qk + cols;
         let pivots = span * (1 + d_qk);
-        // row_terms and split_rows loop over one row.
-        let rows = (d_v + d_qk).max(2 * d_qk);
+        // row_terms (d_qk + d_v) and split_rows (twice the widest of d_qk and d_v) loop over
+        // one row.
+        let rows = (d_v + d_qk).max(2 * d_qk.max(d_v));
         gradients.max(forward).max(pivots).max(rows)
     }
 
