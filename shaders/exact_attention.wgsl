@@ -28,18 +28,19 @@
 // (measured: 1.7e-5 relative at n = 7, d_v = 64); summed over keys from the same
 // dO_a . (v_b - v_b*) the ds use, D_a's errors are those of the ds themselves.
 //
-// The logit differences x_ab are exact up to one rounding (see split_rows): where two keys
-// compete at |s| = 35, an f32 dot product of 64 terms gets x wrong by a few 1e-6, and that is
-// the relative error it leaves in p and hence in dq (measured up to 1.7e-5 in an f32 model of
-// these kernels; 4e-7 with the exact x).
+// The logit differences x_ab, and dO_a . (v_b - v_b*) likewise, are exact up to one rounding
+// (see split_rows): where two keys compete at |s| = 35, an f32 dot product of 64 terms gets x
+// wrong by a few 1e-6, and that is the relative error it leaves in p and hence in dq (measured
+// up to 1.7e-5 in an f32 model of these kernels; 4e-7 with the exact x).
 //
 // Kernels, in order:
-//   split_rows       q and k into exact high and low parts, per row (once per tensor)
+//   split_rows       q and k (forward), v and dO (backward) into exact high and low parts,
+//                    per row, so that q . k and dO . v differences are exact (see below)
 //   pivot_span       per row: running max of s_ab over the span's keys and its key (pivots)
 //   forward_span     per (row, value column tile): l and the compensated sum of
 //                    e^x_ab (v_b - v_b*) over the span's keys; the row's last span writes
 //                    o = v_b* + acc / l
-//   row_terms        per row: log l_a, b*_a and q_a . k_b* (for x)
+//   row_terms        per row: log l_a, b*_a, q_a . k_b* and dO_a . v_b* (as exact parts)
 //   delta_span       per row: the compensated sum D_a over the span's keys
 //   query_grad_span, key_grad_span (span over queries), value_grad_span: the gradients.
 // dq and dk get the 1/sqrt(d_qk) factor on their last span.
