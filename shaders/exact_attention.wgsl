@@ -307,33 +307,55 @@ fn split_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// ---- forward -------------------------------------------------------------------------------
+// ---- query rows over a span of keys ----------------------------------------------------------
 
-// The rows a span's dispatch covers: causal rows before the span saw all their keys earlier.
-fn forward_rows_first() -> u32 {
+// The first query row a span's dispatch covers: causal rows before the span saw all their keys
+// in earlier spans.
+fn first_query_row() -> u32 {
     return select(0u, params.span_start, is_causal());
 }
+
+// What query row `w` meets in this dispatch: keys [lo, hi) of its head (causal rows stop at
+// their own position), and whether this span is the row's last.
+struct RowSpan {
+    row: u32,        // global
+    head_start: u32, // global row of the head's first position
+    lo: u32,
+    hi: u32,
+    last: bool,
+}
+
+fn row_span(w: Work) -> RowSpan {
+    var r: RowSpan;
+    r.head_start = w.head * params.rows;
+    r.row = r.head_start + w.pos;
+    let end = select(params.rows, w.pos + 1u, is_causal());
+    r.lo = params.span_start;
+    r.hi = min(params.span_end, end);
+    r.last = r.hi == end;
+    return r;
+}
+
+// ---- forward -------------------------------------------------------------------------------
 
 @compute @workgroup_size(WORKGROUP)
 fn pivot_span(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let w = work_item(linear_id(wid, lid, nwg), forward_rows_first(), params.rows, 1u);
+    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, 1u);
     if (!w.valid) {
         return;
     }
-    let row = w.head * params.rows + w.pos;
-    let head_start = w.head * params.rows;
-    let row_end = select(params.rows, w.pos + 1u, is_causal());
-    let hi = min(params.span_end, row_end);
+    let r = row_span(w);
+    let row = r.row;
     var best = NEG_BIG;
-    var best_key = params.span_start;
-    if (params.span_start > 0u) {
+    var best_key = r.lo;
+    if (r.lo > 0u) {
         best = pivots[row * 2u];
         best_key = u32(pivots[row * 2u + 1u]);
     }
-    for (var b = params.span_start; b < hi; b++) {
-        let parts = logit_parts(row, head_start + b);
+    for (var b = r.lo; b < r.hi; b++) {
+        let parts = logit_parts(row, r.head_start + b);
         let s = parts.x + parts.y;
         // Strictly greater: of equal logits the earliest key is the pivot.
         if (s > best) {
@@ -350,15 +372,12 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let tiles = tiles_of(params.d_v);
-    let w = work_item(linear_id(wid, lid, nwg), forward_rows_first(), params.rows, tiles);
+    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, tiles);
     if (!w.valid) {
         return;
     }
-    let row = w.head * params.rows + w.pos;
-    let head_start = w.head * params.rows;
-    let row_end = select(params.rows, w.pos + 1u, is_causal());
-    let lo = params.span_start;
-    let hi = min(params.span_end, row_end);
+    let r = row_span(w);
+    let row = r.row;
     let state = (row * tiles + w.tile) * STATS;
     let pivot = pivot_of(row, pivots[row * 2u + 1u]);
     let pivot_parts = logit_parts(row, pivot);
@@ -367,7 +386,7 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
     var l = vec2<f32>(0.0, 0.0);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
-    if (lo > 0u) {
+    if (r.lo > 0u) {
         l = vec2<f32>(stats[state], stats[state + 1u]);
         for (var c = 0u; c < COL_TILE; c++) {
             let at = row * params.d_v + tile_col(w.tile, c, params.d_v);
@@ -375,12 +394,12 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
             acc_lo[c] = o_lo[at];
         }
     }
-    for (var b0 = lo; b0 < hi; b0 += KEY_BLOCK) {
+    for (var b0 = r.lo; b0 < r.hi; b0 += KEY_BLOCK) {
         var block_l = 0.0;
         var block: array<f32, 64>;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let b = head_start + min(b0 + j, hi - 1u);
-            let weight = select(0.0, exp_accurate(logit_rel(row, b, pivot_parts)), b0 + j < hi);
+            let b = r.head_start + min(b0 + j, r.hi - 1u);
+            let weight = select(0.0, exp_accurate(logit_rel(row, b, pivot_parts)), b0 + j < r.hi);
             block_l += weight;
             for (var c = 0u; c < COL_TILE; c++) {
                 // v_b* is loaded here rather than kept in a local array: the array made this
@@ -396,13 +415,12 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
 
     stats[state] = l.x;
     stats[state + 1u] = l.y;
-    let last = hi == row_end;
     let l_total = l.x + l.y;
     for (var c = 0u; c < COL_TILE; c++) {
         let col = w.tile * COL_TILE + c;
         if (col < params.d_v) {
             let at = row * params.d_v + col;
-            if (last) {
+            if (r.last) {
                 o[at] = v[pivot * params.d_v + col] + (acc[c] + acc_lo[c]) / l_total;
             } else {
                 // Earlier spans leave the accumulator for the next.
@@ -481,29 +499,26 @@ fn score_grad(a: u32, b: u32, t: RowTerms) -> f32 {
 fn delta_span(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let first_row = select(0u, params.span_start, is_causal());
-    let w = work_item(linear_id(wid, lid, nwg), first_row, params.rows, 1u);
+    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, 1u);
     if (!w.valid) {
         return;
     }
-    let row = w.head * params.rows + w.pos;
-    let head_start = w.head * params.rows;
-    let row_end = select(params.rows, w.pos + 1u, is_causal());
-    let hi = min(params.span_end, row_end);
+    let r = row_span(w);
+    let row = r.row;
     let terms = row_terms_of(row);
     let at = row * ROW_TERMS;
     var delta = vec2<f32>(row_terms_out[at + 1u], row_terms_out[at + 5u]);
-    for (var b0 = params.span_start; b0 < hi; b0 += KEY_BLOCK) {
+    for (var b0 = r.lo; b0 < r.hi; b0 += KEY_BLOCK) {
         var block = 0.0;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let b = head_start + min(b0 + j, hi - 1u);
+            let b = r.head_start + min(b0 + j, r.hi - 1u);
             let term = prob(row, b, terms) * dot_do_v_rel(row, b, terms);
-            block += select(0.0, term, b0 + j < hi);
+            block += select(0.0, term, b0 + j < r.hi);
         }
         let sum = two_sum(delta.x, block);
         delta = vec2<f32>(sum.x, delta.y + sum.y);
     }
-    if (hi == row_end) {
+    if (r.last) {
         row_terms_out[at + 1u] = delta.x + delta.y;
         row_terms_out[at + 5u] = 0.0;
     } else {
@@ -517,28 +532,23 @@ fn query_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let tiles = tiles_of(params.d_qk);
-    let first_row = select(0u, params.span_start, is_causal());
-    let w = work_item(linear_id(wid, lid, nwg), first_row, params.rows, tiles);
+    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, tiles);
     if (!w.valid) {
         return;
     }
-    let row = w.head * params.rows + w.pos;
-    let head_start = w.head * params.rows;
-    let row_end = select(params.rows, w.pos + 1u, is_causal());
-    let lo = params.span_start;
-    let hi = min(params.span_end, row_end);
-
+    let r = row_span(w);
+    let row = r.row;
     let terms = row_terms_of(row);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
-    if (lo > 0u) {
+    if (r.lo > 0u) {
         acc = load_tile(row, w.tile, params.d_qk);
     }
-    for (var b0 = lo; b0 < hi; b0 += KEY_BLOCK) {
+    for (var b0 = r.lo; b0 < r.hi; b0 += KEY_BLOCK) {
         var block: array<f32, 64>;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let b = head_start + min(b0 + j, hi - 1u);
-            let ds = select(0.0, score_grad(row, b, terms), b0 + j < hi);
+            let b = r.head_start + min(b0 + j, r.hi - 1u);
+            let ds = select(0.0, score_grad(row, b, terms), b0 + j < r.hi);
             for (var c = 0u; c < COL_TILE; c++) {
                 // Loaded here rather than kept in a local array: llvmpipe ran this loop several
                 // times slower with the array (measured in forward_span's twin).
@@ -549,8 +559,7 @@ fn query_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
         fold_block(&acc, &acc_lo, &block);
     }
     resolve(&acc, &acc_lo);
-    store_tile(row, w.tile, params.d_qk, &acc,
-               select(1.0, params.logit_scale, hi == row_end));
+    store_tile(row, w.tile, params.d_qk, &acc, select(1.0, params.logit_scale, r.last));
 }
 
 // The span of queries key `pos` meets in this dispatch, and whether it is the key's first and

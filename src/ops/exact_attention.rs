@@ -10,7 +10,7 @@
 
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, GpuTensor};
+use crate::gpu::{Binding, GpuContext, GpuTensor};
 use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
 
 const SHADER: &str = "exact_attention.wgsl";
@@ -298,6 +298,36 @@ impl ExactAttention {
         )
     }
 
+    /// Records `entry` once per span of keys, in order, each dispatch over the positions with
+    /// work in the span and one invocation per column tile of `width` (1: one per position);
+    /// the span's parameters go before `bindings`.
+    fn dispatch_spans(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        entry: &'static str,
+        over: Over,
+        width: usize,
+        bindings: &[Binding<'_>],
+    ) -> Result<()> {
+        let pipeline = ctx.pipeline(SHADER, entry, &self.constants())?;
+        for ((start, end), params) in self.spans().zip(&self.span_params) {
+            let (first, last) = match over {
+                Over::Queries => self.query_rows(start),
+                Over::Keys => self.key_rows(end),
+            };
+            let mut all = vec![(PARAMS, params)];
+            all.extend_from_slice(bindings);
+            ctx.dispatch(
+                encoder,
+                &pipeline,
+                &all,
+                self.invocations(first, last, width),
+            )?;
+        }
+        Ok(())
+    }
+
     /// A `[B*H, n, width, 2]` buffer for a split tensor.
     fn split_output(&self, ctx: &GpuContext, name: &str, width: usize) -> Result<GpuTensor> {
         let s = &self.shape;
@@ -360,46 +390,38 @@ impl ExactAttention {
         };
         // The low half of the compensated accumulator, between spans.
         let o_lo = GpuTensor::output(ctx, "exact attention accumulator", &s.v_shape())?;
-        let constants = self.constants();
         let mut encoder = ctx.encoder("exact attention forward");
         ctx.checked("recording exact attention forward", || -> Result<()> {
             self.split(ctx, &mut encoder, q, &out.q_split)?;
             self.split(ctx, &mut encoder, k, &out.k_split)?;
-            let pivot = ctx.pipeline(SHADER, "pivot_span", &constants)?;
-            for ((start, _), params) in self.spans().zip(&self.span_params) {
-                let (first, last) = self.query_rows(start);
-                ctx.dispatch(
-                    &mut encoder,
-                    &pivot,
-                    &[
-                        (PARAMS, params),
-                        (Q, &out.q_split.buffer),
-                        (K, &out.k_split.buffer),
-                        (PIVOTS, &out.pivots.buffer),
-                    ],
-                    (s.total_heads() * (last - first)) as u64,
-                )?;
-            }
-            let forward = ctx.pipeline(SHADER, "forward_span", &constants)?;
-            for ((start, _), params) in self.spans().zip(&self.span_params) {
-                let (first, last) = self.query_rows(start);
-                ctx.dispatch(
-                    &mut encoder,
-                    &forward,
-                    &[
-                        (PARAMS, params),
-                        (Q, &out.q_split.buffer),
-                        (K, &out.k_split.buffer),
-                        (V, &v.buffer),
-                        (O, &out.o.buffer),
-                        (STATS, &out.stats.buffer),
-                        (O_LO, &o_lo.buffer),
-                        (PIVOTS, &out.pivots.buffer),
-                    ],
-                    self.invocations(first, last, s.d_v),
-                )?;
-            }
-            Ok(())
+            let (q_split, k_split) = (&out.q_split.buffer, &out.k_split.buffer);
+            let pivot_bindings = [(Q, q_split), (K, k_split), (PIVOTS, &out.pivots.buffer)];
+            self.dispatch_spans(
+                ctx,
+                &mut encoder,
+                "pivot_span",
+                Over::Queries,
+                1,
+                &pivot_bindings,
+            )?;
+            let forward_bindings = [
+                (Q, q_split),
+                (K, k_split),
+                (V, &v.buffer),
+                (O, &out.o.buffer),
+                (STATS, &out.stats.buffer),
+                (O_LO, &o_lo.buffer),
+                (PIVOTS, &out.pivots.buffer),
+            ];
+            let (entry, width) = ("forward_span", s.d_v);
+            self.dispatch_spans(
+                ctx,
+                &mut encoder,
+                entry,
+                Over::Queries,
+                width,
+                &forward_bindings,
+            )
         })??;
         ctx.submit("exact attention forward", encoder)?;
         Ok(out)
@@ -454,60 +476,53 @@ impl ExactAttention {
                 ],
                 (s.total_heads() * s.seq_len) as u64,
             )?;
-            let delta = ctx.pipeline(SHADER, "delta_span", &constants)?;
-            for ((start, _), params) in self.spans().zip(&self.span_params) {
-                let (first, last) = self.query_rows(start);
-                ctx.dispatch(
-                    &mut encoder,
-                    &delta,
-                    &[
-                        (PARAMS, params),
-                        (Q, q_split),
-                        (K, k_split),
-                        (V_SPLIT, v_split),
-                        (D_O, d_o),
-                        (ROW_TERMS, &row_terms.buffer),
-                    ],
-                    (s.total_heads() * (last - first)) as u64,
-                )?;
-            }
-            let kernels = [
-                ("query_grad_span", &grads.dq, s.d_qk),
-                ("key_grad_span", &grads.dk, s.d_qk),
-                ("value_grad_span", &grads.dv, s.d_v),
+            let row_terms = &row_terms.buffer;
+            let delta_bindings = [
+                (Q, q_split),
+                (K, k_split),
+                (V_SPLIT, v_split),
+                (D_O, d_o),
+                (ROW_TERMS, row_terms),
             ];
-            for (entry, grad, width) in kernels {
-                let pipeline = ctx.pipeline(SHADER, entry, &constants)?;
-                for ((start, end), params) in self.spans().zip(&self.span_params) {
-                    let (first, last) = if entry == "query_grad_span" {
-                        self.query_rows(start)
-                    } else {
-                        self.key_rows(end)
-                    };
-                    let mut bindings = vec![
-                        (PARAMS, params),
-                        (Q, q_split),
-                        (K, k_split),
-                        (D_O, d_o),
-                        (ROW_TERMS, &row_terms.buffer),
-                        (GRAD, &grad.buffer),
-                    ];
-                    if entry != "value_grad_span" {
-                        bindings.push((V_SPLIT, v_split));
-                    }
-                    ctx.dispatch(
-                        &mut encoder,
-                        &pipeline,
-                        &bindings,
-                        self.invocations(first, last, width),
-                    )?;
+            self.dispatch_spans(
+                ctx,
+                &mut encoder,
+                "delta_span",
+                Over::Queries,
+                1,
+                &delta_bindings,
+            )?;
+            let kernels = [
+                ("query_grad_span", Over::Queries, &grads.dq, s.d_qk),
+                ("key_grad_span", Over::Keys, &grads.dk, s.d_qk),
+                ("value_grad_span", Over::Keys, &grads.dv, s.d_v),
+            ];
+            for (entry, over, grad, width) in kernels {
+                let mut bindings = vec![
+                    (Q, q_split),
+                    (K, k_split),
+                    (D_O, d_o),
+                    (ROW_TERMS, row_terms),
+                    (GRAD, &grad.buffer),
+                ];
+                if entry != "value_grad_span" {
+                    bindings.push((V_SPLIT, v_split));
                 }
+                self.dispatch_spans(ctx, &mut encoder, entry, over, width, &bindings)?;
             }
             Ok(())
         })??;
         ctx.submit("exact attention backward", encoder)?;
         Ok(grads)
     }
+}
+
+/// What a span's dispatch runs over: query rows (kernels that loop over a row's keys) or keys
+/// (kernels that loop over a key's queries).
+#[derive(Clone, Copy)]
+enum Over {
+    Queries,
+    Keys,
 }
 
 /// Bits of the high parts of q and k (see split_rows in the shader): d_qk products of two
