@@ -5,8 +5,9 @@
 //! The key axis is cut into spans of at most `span` keys; each kernel runs once per span, in
 //! order, carrying its running state in its output buffers, so no invocation loops over more
 //! than one span (see the shader's header). Forward: split_rows for q and k, then pivot_span
-//! and forward_span per span (one submission). Backward: row_terms, then query_grad_span,
-//! key_grad_span and value_grad_span per span (one submission).
+//! and forward_span per span (one submission). Backward: split_rows for v and dL/do,
+//! row_terms, then delta_span, query_grad_span, key_grad_span and value_grad_span per span
+//! (one submission).
 
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
@@ -212,13 +213,13 @@ impl ExactAttention {
         let (d_qk, d_v) = (shape.d_qk as u64, shape.d_v as u64);
         let (block, cols, span) = (tiles.key_block as u64, tiles.col_tile as u64, span as u64);
         let load_store = 2 * cols;
+        // Per key: its logit, its dO . v and its columns; per block: the compensated fold.
         let per_gradient_block = 1 + block * (1 + d_qk + d_v + cols) + 2 * cols;
-        // + cols: query_grad's pivot key tile.
-        let gradients = span.div_ceil(block) * per_gradient_block + 2 * load_store + cols;
-        // Per key: its logit and its weighted values; per block: the two sums. Before the
-        // loop: the pivot's logit and values.
+        let gradients = span.div_ceil(block) * per_gradient_block + 2 * load_store;
+        // Per key: its logit and its weighted values; per block: the fold. Before the loop: the
+        // pivot's logit.
         let per_block = 1 + block * (1 + d_qk + cols) + cols;
-        let forward = span.div_ceil(block) * per_block + load_store + d_qk + cols;
+        let forward = span.div_ceil(block) * per_block + load_store + d_qk;
         let pivots = span * (1 + d_qk);
         // row_terms (d_qk + d_v) and split_rows (twice the widest of d_qk and d_v) loop over
         // one row.
