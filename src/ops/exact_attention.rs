@@ -63,6 +63,36 @@ struct Params {
     _pad: [u32; 2],
 }
 
+impl Params {
+    /// The parameters of the dispatch over keys (or queries) start..end of `shape`.
+    fn span(shape: &AttentionShape, start: usize, end: usize) -> Self {
+        Params {
+            heads: shape.total_heads() as u32,
+            rows: shape.seq_len as u32,
+            d_qk: shape.d_qk as u32,
+            d_v: shape.d_v as u32,
+            causal: shape.causal as u32,
+            span_start: start as u32,
+            span_end: end as u32,
+            split_bits: split_bits(shape.d_qk),
+            logit_scale: (1.0 / (shape.d_qk as f64).sqrt()) as f32,
+            one: 1.0,
+            _pad: [0; 2],
+        }
+    }
+
+    /// split_rows' parameters for every row of a `[B, H, n, width]` tensor of `shape`.
+    fn split(shape: &AttentionShape, width: usize) -> Self {
+        Params {
+            heads: 1,
+            rows: (shape.total_heads() * shape.seq_len) as u32,
+            d_qk: width as u32,
+            split_bits: split_bits(width),
+            ..Params::span(shape, 0, 0)
+        }
+    }
+}
+
 /// Tile sizes, the shader's override constants. Loops over a tile have constant trip counts;
 /// the defaults stay at 16 or below, which llvmpipe unrolls (the loop budget counts every loop
 /// anyway, so larger tiles stay correct there).
@@ -104,6 +134,9 @@ pub struct ExactAttention {
     span: usize,
     /// One uniform buffer per span of keys, in order.
     span_params: Vec<wgpu::Buffer>,
+    /// split_rows' parameters for rows of width d_qk (q, k) and d_v (v, dL/do).
+    split_params_qk: wgpu::Buffer,
+    split_params_v: wgpu::Buffer,
 }
 
 impl ExactAttention {
@@ -157,16 +190,24 @@ impl ExactAttention {
         for (name, s) in [("q", shape.qk_shape()), ("v", shape.v_shape())] {
             GpuTensor::check_size(ctx, name, &s)?;
         }
+        let split_params = |width| {
+            ctx.uniform(
+                "exact_attention split params",
+                &Params::split(&shape, width),
+            )
+        };
         let mut op = ExactAttention {
             shape,
             tiles,
             span,
             span_params: Vec::new(),
+            split_params_qk: split_params(shape.d_qk),
+            split_params_v: split_params(shape.d_v),
         };
         GpuTensor::check_size(ctx, "exact attention row stats", &op.stats_shape())?;
         op.span_params = op
             .spans()
-            .map(|(s, e)| ctx.uniform("exact_attention params", &op.params(s, e)))
+            .map(|(s, e)| ctx.uniform("exact_attention params", &Params::span(&shape, s, e)))
             .collect();
         Ok(op)
     }
@@ -232,24 +273,6 @@ impl ExactAttention {
         (0..self.shape.seq_len)
             .step_by(self.span)
             .map(|s| (s, (s + self.span).min(self.shape.seq_len)))
-    }
-
-    /// The parameters of the dispatch over keys (or queries) start..end.
-    fn params(&self, start: usize, end: usize) -> Params {
-        let s = &self.shape;
-        Params {
-            heads: s.total_heads() as u32,
-            rows: s.seq_len as u32,
-            d_qk: s.d_qk as u32,
-            d_v: s.d_v as u32,
-            causal: s.causal as u32,
-            span_start: start as u32,
-            span_end: end as u32,
-            split_bits: split_bits(s.d_qk),
-            logit_scale: (1.0 / (s.d_qk as f64).sqrt()) as f32,
-            one: 1.0,
-            _pad: [0; 2],
-        }
     }
 
     fn constants(&self) -> [(&'static str, f64); 2] {
@@ -335,35 +358,24 @@ impl ExactAttention {
         GpuTensor::output(ctx, name, &[s.total_heads(), s.seq_len, width, 2])
     }
 
-    /// Records split_rows: `input` ([B, H, n, width]) into exact high and low parts.
+    /// Records split_rows: `input` ([B, H, n, width]) into exact high and low parts, with the
+    /// parameters built for its width.
     fn split(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
-        input: &GpuTensor,
+        (input, params): (&GpuTensor, &wgpu::Buffer),
         out: &GpuTensor,
     ) -> Result<()> {
-        let rows = self.shape.total_heads() * self.shape.seq_len;
-        let width = input.len() / rows;
-        let params = ctx.uniform(
-            "exact_attention split params",
-            &Params {
-                heads: 1,
-                rows: rows as u32,
-                d_qk: width as u32,
-                split_bits: split_bits(width),
-                ..self.params(0, 0)
-            },
-        );
         ctx.dispatch(
             encoder,
             &*ctx.pipeline(SHADER, "split_rows", &self.constants())?,
             &[
-                (PARAMS, &params),
+                (PARAMS, params),
                 (SPLIT_IN, &input.buffer),
                 (SPLIT_OUT, &out.buffer),
             ],
-            rows as u64,
+            (self.shape.total_heads() * self.shape.seq_len) as u64,
         )
     }
 
@@ -393,8 +405,8 @@ impl ExactAttention {
         let o_lo = GpuTensor::output(ctx, "exact attention accumulator", &s.v_shape())?;
         let mut encoder = ctx.encoder("exact attention forward");
         ctx.checked("recording exact attention forward", || -> Result<()> {
-            self.split(ctx, &mut encoder, q, &out.q_split)?;
-            self.split(ctx, &mut encoder, k, &out.k_split)?;
+            self.split(ctx, &mut encoder, (q, &self.split_params_qk), &out.q_split)?;
+            self.split(ctx, &mut encoder, (k, &self.split_params_qk), &out.k_split)?;
             let (q_split, k_split) = (&out.q_split.buffer, &out.k_split.buffer);
             let pivot_bindings = [(Q, q_split), (K, k_split), (PIVOTS, &out.pivots.buffer)];
             self.dispatch_spans(
@@ -459,8 +471,8 @@ impl ExactAttention {
         let d_o_split = self.split_output(ctx, "d_o split", s.d_v)?;
         let mut encoder = ctx.encoder("exact attention backward");
         ctx.checked("recording exact attention backward", || -> Result<()> {
-            self.split(ctx, &mut encoder, v, &v_split)?;
-            self.split(ctx, &mut encoder, d_o, &d_o_split)?;
+            self.split(ctx, &mut encoder, (v, &self.split_params_v), &v_split)?;
+            self.split(ctx, &mut encoder, (d_o, &self.split_params_v), &d_o_split)?;
             let (v_split, d_o) = (&v_split.buffer, &d_o_split.buffer);
             ctx.dispatch(
                 &mut encoder,
