@@ -8,8 +8,10 @@ use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig};
+use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape, Variant};
 use crate::ops::{upload_inputs, AttentionInputs, AttentionOp};
 use crate::validate::{random_attention_inputs, random_model_input};
+use rand::{Rng, SeedableRng};
 
 /// The shape of the attention benchmark: one head, d_qk = 16, d_v = 64, causal.
 pub fn benchmark_shape(seq_len: usize) -> AttentionShape {
@@ -141,6 +143,62 @@ pub fn median_model_forward_backward(
     let mut run = ModelRun::new(ctx, config, seq_len)?;
     let mut times = (0..reps.max(1))
         .map(|_| run.run_once(ctx))
+        .collect::<Result<Vec<_>>>()?;
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// Floating-point operations of one product (a multiply-add counts 2).
+pub fn matmul_flops(shape: &Shape) -> f64 {
+    2.0 * shape.batch as f64 * shape.m as f64 * shape.n as f64 * shape.k as f64
+}
+
+/// Median wall time of `reps` products of `shape` (dense, C = A B^T as a linear layer runs it,
+/// or with the given transposes) with `variant`, after a warm-up run; two input sets alternate.
+pub fn median_matmul(
+    ctx: &GpuContext,
+    shape: Shape,
+    (trans_a, trans_b): (bool, bool),
+    variant: Variant,
+    reps: usize,
+) -> Result<Duration> {
+    ctx.set_poison_outputs(false);
+    let layout = Layout::dense(&shape, trans_a, trans_b);
+    let len_a = shape.batch * shape.m * shape.k;
+    let len_b = shape.batch * shape.k * shape.n;
+    let operands = (0..2u64)
+        .map(|seed| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut values = |len: usize| -> Vec<f32> {
+                (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+            };
+            Ok((
+                GpuTensor::upload(ctx, "a", &[len_a], &values(len_a))?,
+                GpuTensor::upload(ctx, "b", &[len_b], &values(len_b))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let c = GpuTensor::output(ctx, "c", &[shape.batch * shape.m * shape.n])?;
+    let mut once = |i: usize| -> Result<Duration> {
+        let (a, b) = &operands[i % 2];
+        let start = Instant::now();
+        let mut encoder = ctx.encoder("matmul bench");
+        Matmul {
+            shape,
+            layout,
+            epilogue: Epilogue::default(),
+            a,
+            b,
+            c: &c,
+            bias: None,
+        }
+        .record(ctx, &mut encoder, variant)?;
+        ctx.submit_and_wait("matmul bench", encoder)?;
+        Ok(start.elapsed())
+    };
+    once(0)?;
+    let mut times = (1..=reps.max(1))
+        .map(&mut once)
         .collect::<Result<Vec<_>>>()?;
     times.sort();
     Ok(times[times.len() / 2])

@@ -7,7 +7,7 @@ use polygrad::ops::gelu::{gelu_backward, gelu_forward};
 use polygrad::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
-use polygrad::ops::linear::{linear_backward, linear_forward, transpose, InputGrad};
+use polygrad::ops::linear::{linear_backward, linear_forward, InputGrad};
 use polygrad::reference::gelu::{gelu, gelu_derivative};
 use polygrad::reference::layer_norm::{
     layer_norm_backward as ln_backward_ref, layer_norm_forward as ln_forward_ref,
@@ -28,8 +28,8 @@ fn assert_close(what: &str, gpu: &[f32], reference: &[f64]) {
     assert!(e <= TOLERANCE, "{what}: relative error {e:e}");
 }
 
-/// Both kernels: scalar loads (a width or row count that is not a multiple of 4) and vector
-/// loads (all multiples of 4).
+/// Both load paths of the product core: scalar (a width or row count that is not a multiple of
+/// 4) and vector (all multiples of 4); the bias gradient over two spans of rows.
 #[test]
 fn linear_forward_and_backward_over_two_spans() {
     linear_case(7, 6, ROWS);
@@ -58,11 +58,10 @@ fn linear_case(inp: usize, out: usize, rows: usize) {
     let db = GpuTensor::output(&ctx, "db", &[out]).unwrap();
     let mut enc = ctx.encoder("linear test");
     linear_forward(&ctx, &mut enc, &gx, &gw, Some(&gb), &y, false).unwrap();
-    let gx_t = transpose(&ctx, &mut enc, &gx).unwrap();
     linear_backward(
         &ctx,
         &mut enc,
-        (&gx_t, &gw, &gdy),
+        (&gx, &gw, &gdy),
         Some(InputGrad {
             dx: &dx,
             add: false,

@@ -7,6 +7,17 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 use super::pipeline::PipelineKey;
+use super::tune::{default_cache_dir, TuneMode, Tuner};
+
+/// What a tune cache is valid for: the adapter, its driver and this version of polygrad.
+fn tune_key(summary: &AdapterSummary) -> String {
+    format!(
+        "{} | {} | polygrad {}",
+        summary.label(),
+        summary.driver,
+        env!("CARGO_PKG_VERSION")
+    )
+}
 
 /// What `polygrad devices` prints about an adapter.
 #[derive(Clone, Debug)]
@@ -18,6 +29,10 @@ pub struct AdapterSummary {
     pub limits: wgpu::Limits,
     pub shader_f16: bool,
     pub timestamp_queries: bool,
+    /// Subgroup builtins (wgpu's `Features::SUBGROUP`).
+    pub subgroups: bool,
+    /// The subgroup size, where the adapter's minimum and maximum agree.
+    pub subgroup_size: Option<u32>,
 }
 
 impl AdapterSummary {
@@ -34,6 +49,9 @@ impl AdapterSummary {
             limits: adapter.limits(),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_size: (info.subgroup_min_size == info.subgroup_max_size)
+                .then_some(info.subgroup_min_size),
         }
     }
 
@@ -65,6 +83,11 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 const NEEDED_STORAGE_BUFFERS_PER_STAGE: u32 = 8;
 const NEEDED_INVOCATIONS_PER_WORKGROUP: u32 = 64;
 
+/// Features polygrad uses where the adapter has them (each kernel that needs one has a variant
+/// that does not).
+const OPTIONAL_FEATURES: wgpu::Features =
+    wgpu::Features::SUBGROUP.union(wgpu::Features::TIMESTAMP_QUERY);
+
 /// One adapter and its device. Create one per process and share it: creating devices
 /// concurrently has crashed drivers.
 pub struct GpuContext {
@@ -78,6 +101,7 @@ pub struct GpuContext {
     poison_outputs: AtomicBool,
     allocated_bytes: AtomicU64,
     largest_allocation: AtomicU64,
+    pub(crate) tuner: Mutex<Tuner>,
 }
 
 impl GpuContext {
@@ -144,7 +168,7 @@ impl GpuContext {
         // largest sequence, and nothing else is gained by asking for less.
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("polygrad"),
-            required_features: wgpu::Features::empty(),
+            required_features: adapter.features() & OPTIONAL_FEATURES,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -156,6 +180,7 @@ impl GpuContext {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(e.to_string());
         }));
+        let key = tune_key(&summary);
         Ok(GpuContext {
             device,
             queue,
@@ -167,6 +192,11 @@ impl GpuContext {
             poison_outputs: AtomicBool::new(false),
             allocated_bytes: AtomicU64::new(0),
             largest_allocation: AtomicU64::new(0),
+            tuner: Mutex::new(Tuner::new(
+                TuneMode::from_env(),
+                default_cache_dir().as_deref(),
+                &key,
+            )),
         })
     }
 
@@ -184,6 +214,24 @@ impl GpuContext {
             .to_lowercase()
             .contains("llvmpipe")
             .then_some(65535)
+    }
+
+    /// How kernel variants are chosen from now on (POLYGRAD_TUNE sets the initial mode), and
+    /// the directory of the tune cache (None: keep choices in memory only).
+    pub fn set_tuning(&self, mode: TuneMode, cache_dir: Option<&std::path::Path>) {
+        *self.tuner.lock().unwrap_or_else(|p| p.into_inner()) =
+            Tuner::new(mode, cache_dir, &tune_key(&self.summary));
+    }
+
+    /// The tuner's choices so far, by shape class.
+    pub fn tune_choices(&self) -> std::collections::BTreeMap<String, String> {
+        let tuner = self.tuner.lock().unwrap_or_else(|p| p.into_inner());
+        tuner.cache().choices.clone()
+    }
+
+    /// Whether the device was opened with subgroup builtins.
+    pub fn has_subgroups(&self) -> bool {
+        self.summary.subgroups
     }
 
     pub fn limits(&self) -> &wgpu::Limits {

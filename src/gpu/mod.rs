@@ -2,9 +2,12 @@
 //! with shapes, a pipeline cache, and submission with errors turned into values.
 
 mod context;
+pub mod kernel;
+pub mod kernel_check;
 mod pipeline;
 pub mod shaders;
 mod tensor;
+pub mod tune;
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use pipeline::Binding;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+use super::kernel::{Grid, Kernel, Needs};
 use super::shaders;
 use super::GpuContext;
 
@@ -73,6 +74,144 @@ impl GpuContext {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// The pipeline of a declared kernel with `constants`, compiled on first use, with the bind
+    /// group layout built from the declaration.
+    pub(crate) fn kernel_pipeline(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        kernel.check_constants(constants)?;
+        if kernel.needs == Needs::Subgroups && !self.has_subgroups() {
+            return Err(Error::Adapter {
+                adapter: self.adapter().label(),
+                message: format!("{} needs subgroups, which it lacks", kernel.label()),
+            });
+        }
+        let key = PipelineKey {
+            shader: kernel.shader,
+            entry: kernel.entry,
+            constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        };
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let module = self.module(kernel.shader)?;
+        let label = kernel.label();
+        let pipeline = self
+            .checked(&format!("building pipeline {label}"), || {
+                let group =
+                    self.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some(kernel.entry),
+                            entries: &kernel.layout_entries(),
+                        });
+                let layout = self
+                    .device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(kernel.entry),
+                        bind_group_layouts: &[Some(&group)],
+                        immediate_size: 0,
+                    });
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(kernel.entry),
+                        layout: Some(&layout),
+                        module: &module,
+                        entry_point: Some(kernel.entry),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants,
+                            ..Default::default()
+                        },
+                        cache: None,
+                    })
+            })
+            .map_err(|e| Error::Shader {
+                shader: label,
+                message: e.to_string(),
+            })?;
+        let pipeline = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Records one dispatch of a declared kernel: `params` in a uniform buffer, `buffers` bound
+    /// by the names the declaration gives them (every declared binding must be given).
+    pub(crate) fn run<P: bytemuck::Pod>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        params: &P,
+        buffers: &[(&str, &wgpu::Buffer)],
+        grid: Grid,
+    ) -> Result<()> {
+        if std::mem::size_of::<P>() != kernel.params.size {
+            return Err(Error::Shader {
+                shader: kernel.label(),
+                message: format!(
+                    "params of {} bytes given, {} declared",
+                    std::mem::size_of::<P>(),
+                    kernel.params.size
+                ),
+            });
+        }
+        let pipeline = self.kernel_pipeline(kernel, constants)?;
+        let uniform = self.uniform(kernel.entry, params);
+        let mut entries = Vec::with_capacity(kernel.bindings.len());
+        for decl in kernel.bindings {
+            let buffer = if decl.access == super::kernel::Access::Uniform {
+                &uniform
+            } else {
+                buffers
+                    .iter()
+                    .find(|(name, _)| *name == decl.name)
+                    .map(|(_, b)| *b)
+                    .ok_or_else(|| Error::Shader {
+                        shader: kernel.label(),
+                        message: format!("binding {} was not given", decl.name),
+                    })?
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: decl.slot,
+                resource: buffer.as_entire_binding(),
+            });
+        }
+        if let Some((name, _)) = buffers.iter().find(|(n, _)| kernel.binding(n).is_none()) {
+            return Err(Error::Shader {
+                shader: kernel.label(),
+                message: format!("no binding named {name}"),
+            });
+        }
+        let per_group = kernel.workgroup_invocations(constants) as u64;
+        let groups = match grid {
+            Grid::Invocations(n) => n.div_ceil(per_group),
+            Grid::Workgroups(n) => n,
+        };
+        let (x, y) = self.grid_of(groups, per_group)?;
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.entry),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
     }
 
     /// A uniform buffer holding `value` (a shader's `Params`).
@@ -148,14 +287,19 @@ impl GpuContext {
     /// A 2-D grid with at least `invocations / WORKGROUP` workgroups, each side within the
     /// adapter's max_compute_workgroups_per_dimension.
     fn grid(&self, invocations: u64) -> Result<(u32, u32)> {
-        let groups = invocations.div_ceil(WORKGROUP as u64).max(1);
+        self.grid_of(invocations.div_ceil(WORKGROUP as u64), WORKGROUP as u64)
+    }
+
+    /// A 2-D grid of at least `groups` workgroups of `per_group` invocations.
+    fn grid_of(&self, groups: u64, per_group: u64) -> Result<(u32, u32)> {
+        let groups = groups.max(1);
         let side = self.limits().max_compute_workgroups_per_dimension as u64;
         let x = groups.min(side);
         let y = groups.div_ceil(x);
         // Kernels index invocations with u32.
-        if y > side || x * y * WORKGROUP as u64 > u32::MAX as u64 {
+        if y > side || x * y * per_group > u32::MAX as u64 {
             return Err(Error::LimitExceeded {
-                what: format!("a dispatch of {invocations} invocations"),
+                what: format!("a dispatch of {groups} workgroups of {per_group}"),
                 limit: "max_compute_workgroups_per_dimension (squared)",
                 needed: groups,
                 max: side * side,

@@ -13,6 +13,15 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/layer_norm.wgsl"),
     ),
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
+    ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    // Not a module of its own: appended to matmul.wgsl (see its header).
+    (
+        "matmul_subgroup.wgsl",
+        concat!(
+            include_str!("../../shaders/matmul.wgsl"),
+            include_str!("../../shaders/matmul_subgroup.wgsl")
+        ),
+    ),
     (
         "poly_attention.wgsl",
         include_str!("../../shaders/poly_attention.wgsl"),
@@ -30,11 +39,23 @@ pub(crate) fn source(name: &str) -> &'static str {
 
 /// Parses and validates WGSL with naga, as wgpu would before building a pipeline. Needs no GPU.
 pub fn validate_wgsl(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, String> {
+    parse_wgsl(name, src).map(|(_, info)| info)
+}
+
+/// The naga module of a shader and its validation info; subgroup builtins are allowed (wgpu
+/// refuses them at run time on devices without the feature).
+pub fn parse_wgsl(
+    name: &str,
+    src: &str,
+) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
     let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
-    )
-    .validate(&module)
-    .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))
+    let caps = naga::valid::Capabilities::default()
+        | naga::valid::Capabilities::SUBGROUP
+        | naga::valid::Capabilities::SUBGROUP_BARRIER;
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+        .validate(&module)
+        .map_err(|e| format!("{name}: {}", e.emit_to_string(src)))?;
+    Ok((module, info))
 }

@@ -125,7 +125,9 @@ impl GpuTensor {
                 format!("{shape:?} has no elements"),
             ));
         }
-        let bytes = elements.saturating_mul(4);
+        // Padded to whole vec4s: kernels that bind tensors as vec4 arrays (matmul.wgsl) then
+        // read the last partial vec4 in bounds. The padding is zero and never part of the tensor.
+        let bytes = elements.saturating_mul(4).next_multiple_of(16);
         let limits = ctx.limits();
         for (limit, max) in [
             (
@@ -196,7 +198,7 @@ impl GpuTensor {
                 .iter()
                 .map(|t| {
                     let part = all[start..start + t.len()].to_vec();
-                    start += t.len();
+                    start += t.buffer.size() as usize / 4;
                     part
                 })
                 .collect()

@@ -20,7 +20,7 @@ use crate::ops::heads::{merge_heads, split_heads, HeadLayout};
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
-use crate::ops::linear::{linear_backward, linear_forward, transpose, InputGrad};
+use crate::ops::linear::{linear_backward, linear_forward, InputGrad};
 use crate::ops::{AttentionGradients, AttentionOp, AttentionSaved};
 
 use super::ModelConfig;
@@ -241,11 +241,10 @@ impl BlockPass<'_> {
         let (ctx, c, m) = (self.ctx, self.config, &st.mlp);
         let g = |what: &str| self.param(grads, what);
         let d_act = self.activation("grad mlp.gelu", c.d_ff)?;
-        let act_t = transpose(ctx, enc, &m.act)?;
         linear_backward(
             ctx,
             enc,
-            (&act_t, self.weight("mlp.fc2.weight"), d_out),
+            (&m.act, self.weight("mlp.fc2.weight"), d_out),
             Some(InputGrad {
                 dx: &d_act,
                 add: false,
@@ -256,11 +255,10 @@ impl BlockPass<'_> {
         let d_u = self.activation("grad mlp.fc1", c.d_ff)?;
         gelu_backward(ctx, enc, &m.u, &d_act, &d_u)?;
         let d_h2 = self.activation("grad h2", c.d_model)?;
-        let h2_t = transpose(ctx, enc, &m.h2)?;
         linear_backward(
             ctx,
             enc,
-            (&h2_t, self.weight("mlp.fc1.weight"), &d_u),
+            (&m.h2, self.weight("mlp.fc1.weight"), &d_u),
             Some(InputGrad {
                 dx: &d_h2,
                 add: false,
@@ -291,11 +289,10 @@ impl BlockPass<'_> {
     ) -> Result<GpuTensor> {
         let c = self.config;
         let d_o = self.activation("grad attn.o", c.n_heads * c.d_v)?;
-        let o_t = transpose(self.ctx, enc, &st.o)?;
         linear_backward(
             self.ctx,
             enc,
-            (&o_t, self.weight("attn.o.weight"), d_mid),
+            (&st.o, self.weight("attn.o.weight"), d_mid),
             Some(InputGrad {
                 dx: &d_o,
                 add: false,
@@ -319,8 +316,6 @@ impl BlockPass<'_> {
         let (ctx, c, q) = (self.ctx, self.config, &st.qkv);
         let g = |what: &str| self.param(grads, what);
         let d_h1 = self.activation("grad h1", c.d_model)?;
-        // One transpose of h1 serves all three projections' weight gradients.
-        let h1_t = transpose(ctx, enc, &q.h1)?;
         let projections = [
             ("q", &d_qkv.dq, c.d_qk),
             ("k", &d_qkv.dk, c.d_qk),
@@ -333,7 +328,7 @@ impl BlockPass<'_> {
             linear_backward(
                 ctx,
                 enc,
-                (&h1_t, self.weight(&weight), &d_proj),
+                (&q.h1, self.weight(&weight), &d_proj),
                 // The three projections' input gradients add up in d_h1.
                 Some(InputGrad {
                     dx: &d_h1,

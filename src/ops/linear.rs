@@ -1,43 +1,47 @@
-//! Host side of shaders/linear.wgsl: linear layers y = x W^T (+ b) and their gradients, all
-//! through one product kernel C = A B^T (see the shader's header for why the transposes).
-//! Every function records into the caller's encoder; nothing is submitted here.
+//! Host side of shaders/linear.wgsl: linear layers y = x W^T (+ b) and their gradients. The
+//! products run on the matrix-product core ([`super::matmul`]); the bias gradient is a fixed-order
+//! column sum. Every function records into the caller's encoder; nothing is submitted here.
 
 use crate::error::{Error, Result};
+use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 
-const SHADER: &str = "linear.wgsl";
+use super::matmul::{Epilogue, Layout, Matmul, Shape};
 
-// Binding slots of shaders/linear.wgsl.
-const PARAMS: u32 = 0;
-const A: u32 = 1;
-const B: u32 = 2;
-const BIAS: u32 = 3;
-const C: u32 = 4;
-const A4: u32 = 5;
-const B4: u32 = 6;
-
-const ADD_INTO_C: u32 = 1;
-const ADD_BIAS: u32 = 2;
-
-/// The most k one matmul_nt dispatch sums over (K_SPAN / 4 + K_SPAN / 128 loop iterations), and
-/// the most rows one row_sum or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128): both
-/// inside llvmpipe's 65535 iterations per invocation.
-/// Longer sums run span after span, adding into C in a fixed order.
+/// The most rows one bias_grad or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128
+/// loop iterations, inside llvmpipe's 65535 per invocation). Longer sums run span after span,
+/// adding into the output in a fixed order.
 pub(crate) const K_SPAN: usize = 32768;
 
-/// The shader's `Params`, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    k_begin: u32,
-    k_end: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    flags: u32,
+const ADD_INTO_OUT: u32 = 1;
+
+gpu_params! {
+    /// The shader's `Params`.
+    pub(crate) struct BiasGradParams as "Params" {
+        rows: u32,
+        cols: u32,
+        row_begin: u32,
+        row_end: u32,
+        flags: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
+
+pub const BIAS_GRAD: Kernel = Kernel {
+    shader: "linear.wgsl",
+    entry: "bias_grad",
+    bindings: &[
+        BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+        BindingDecl::new("dy", 1, Access::Read, Elem::F32),
+        BindingDecl::new("db", 2, Access::ReadWrite, Elem::F32),
+    ],
+    params: BiasGradParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &[],
+    needs: Needs::Core,
+};
 
 /// A tensor seen as a matrix: (rows, last dimension).
 pub(crate) fn matrix(t: &GpuTensor) -> (usize, usize) {
@@ -59,13 +63,6 @@ fn check_matrix(t: &GpuTensor, rows: usize, width: usize) -> Result<()> {
     Ok(())
 }
 
-/// [start, end) spans of at most K_SPAN covering 0..len.
-fn spans(len: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..len)
-        .step_by(K_SPAN)
-        .map(move |s| (s, (s + K_SPAN).min(len)))
-}
-
 /// y (+)= x W^T (+ b): x `[.., in]`, w `[out, in]`, bias `[out]`, y `[.., out]`.
 pub fn linear_forward(
     ctx: &GpuContext,
@@ -76,7 +73,32 @@ pub fn linear_forward(
     y: &GpuTensor,
     add_into_y: bool,
 ) -> Result<()> {
-    matmul_nt(ctx, encoder, x, w, bias, y, add_into_y)
+    let (rows, inp) = matrix(x);
+    let (out, _) = matrix(w);
+    check_matrix(w, out, inp)?;
+    check_matrix(y, rows, out)?;
+    if let Some(bias) = bias {
+        check_matrix(bias, 1, out)?;
+    }
+    let shape = Shape {
+        batch: 1,
+        m: rows,
+        n: out,
+        k: inp,
+    };
+    Matmul {
+        shape,
+        layout: Layout::dense(&shape, false, true),
+        epilogue: Epilogue {
+            alpha: 1.0,
+            add_into_c: add_into_y,
+        },
+        a: x,
+        b: w,
+        c: y,
+        bias,
+    }
+    .run(ctx, encoder)
 }
 
 /// Where a linear layer's backward writes dx, and whether it adds into what is there.
@@ -86,151 +108,91 @@ pub struct InputGrad<'a> {
 }
 
 /// Gradients of y = x W^T (+ b) given dy: dw = dy^T x, db = column sums of dy (when given),
-/// dx (+)= dy W (when given). Takes the layer's input already transposed, `x_t` = x^T from
-/// [`transpose`], so that layers sharing one input (q, k and v) transpose it once.
+/// dx (+)= dy W (when given).
 pub fn linear_backward(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
-    (x_t, w, dy): (&GpuTensor, &GpuTensor, &GpuTensor),
+    (x, w, dy): (&GpuTensor, &GpuTensor, &GpuTensor),
     dx: Option<InputGrad>,
     dw: &GpuTensor,
     db: Option<&GpuTensor>,
 ) -> Result<()> {
-    let dy_t = transpose(ctx, encoder, dy)?;
-    matmul_nt(ctx, encoder, &dy_t, x_t, None, dw, false)?;
+    let (rows, inp) = matrix(x);
+    let (out, _) = matrix(w);
+    check_matrix(w, out, inp)?;
+    check_matrix(dy, rows, out)?;
+    check_matrix(dw, out, inp)?;
+    // dW [out, in] = dy^T x: op(A) = dy^T with dy stored [rows, out], op(B) = x.
+    let dw_shape = Shape {
+        batch: 1,
+        m: out,
+        n: inp,
+        k: rows,
+    };
+    Matmul {
+        shape: dw_shape,
+        layout: Layout::dense(&dw_shape, true, false),
+        epilogue: Epilogue::default(),
+        a: dy,
+        b: x,
+        c: dw,
+        bias: None,
+    }
+    .run(ctx, encoder)?;
     if let Some(db) = db {
-        row_sum(ctx, encoder, &dy_t, db)?;
+        bias_grad(ctx, encoder, dy, db)?;
     }
     if let Some(InputGrad { dx, add }) = dx {
-        let w_t = transpose(ctx, encoder, w)?;
-        matmul_nt(ctx, encoder, dy, &w_t, None, dx, add)?;
-    }
-    Ok(())
-}
-
-/// c (+)= a b^T (+ bias): a `[rows, k]`, b `[cols, k]`, c `[rows, cols]`.
-fn matmul_nt(
-    ctx: &GpuContext,
-    encoder: &mut wgpu::CommandEncoder,
-    a: &GpuTensor,
-    b: &GpuTensor,
-    bias: Option<&GpuTensor>,
-    c: &GpuTensor,
-    add_into_c: bool,
-) -> Result<()> {
-    let (rows, k) = matrix(a);
-    let (cols, _) = matrix(b);
-    check_matrix(b, cols, k)?;
-    check_matrix(c, rows, cols)?;
-    if let Some(bias) = bias {
-        check_matrix(bias, 1, cols)?;
-    }
-    // Spans start at multiples of K_SPAN (a multiple of 4), so every span of a K that is a
-    // multiple of 4 can use vector loads.
-    let vec4 = k % 4 == 0;
-    let entry = if vec4 { "matmul_nt_vec4" } else { "matmul_nt" };
-    let (a_slot, b_slot) = if vec4 { (A4, B4) } else { (A, B) };
-    let pipeline = ctx.pipeline(SHADER, entry, &[])?;
-    let invocations = (rows.div_ceil(4) * cols.div_ceil(4)) as u64;
-    for (i, (k_begin, k_end)) in spans(k).enumerate() {
-        let mut flags = 0;
-        if add_into_c || i > 0 {
-            flags |= ADD_INTO_C;
-        }
-        if bias.is_some() && i == 0 {
-            flags |= ADD_BIAS;
-        }
-        let params = ctx.uniform(
-            "linear params",
-            &Params {
-                rows: rows as u32,
-                cols: cols as u32,
-                k_begin: k_begin as u32,
-                k_end: k_end as u32,
-                lda: k as u32,
-                ldb: k as u32,
-                ldc: cols as u32,
-                flags,
+        check_matrix(dx, rows, inp)?;
+        // dx [rows, in] = dy W: W stored [out, in] is op(B) as it is.
+        let dx_shape = Shape {
+            batch: 1,
+            m: rows,
+            n: inp,
+            k: out,
+        };
+        Matmul {
+            shape: dx_shape,
+            layout: Layout::dense(&dx_shape, false, false),
+            epilogue: Epilogue {
+                alpha: 1.0,
+                add_into_c: add,
             },
-        );
-        // Without a bias the slot still needs a buffer; b is never read through it.
-        let bias_buffer = bias.map_or(&b.buffer, |t| &t.buffer);
-        ctx.dispatch(
-            encoder,
-            &pipeline,
-            &[
-                (PARAMS, &params),
-                (a_slot, &a.buffer),
-                (b_slot, &b.buffer),
-                (BIAS, bias_buffer),
-                (C, &c.buffer),
-            ],
-            invocations,
-        )?;
+            a: dy,
+            b: w,
+            c: dx,
+            bias: None,
+        }
+        .run(ctx, encoder)?;
     }
     Ok(())
 }
 
-/// a^T, a new tensor `[width, rows]` for a `[.., width]`.
-pub fn transpose(
+/// db = column sums of dy `[.., out]`, span by span of rows.
+fn bias_grad(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
-    a: &GpuTensor,
-) -> Result<GpuTensor> {
-    let (rows, cols) = matrix(a);
-    let out = GpuTensor::output(ctx, &format!("{}^T", a.name()), &[cols, rows])?;
-    let params = ctx.uniform(
-        "transpose params",
-        &Params {
+    dy: &GpuTensor,
+    db: &GpuTensor,
+) -> Result<()> {
+    let (rows, cols) = matrix(dy);
+    check_matrix(db, 1, cols)?;
+    for (i, start) in (0..rows).step_by(K_SPAN).enumerate() {
+        let params = BiasGradParams {
             rows: rows as u32,
             cols: cols as u32,
-            k_begin: 0,
-            k_end: 0,
-            lda: cols as u32,
-            ldb: 0,
-            ldc: rows as u32,
-            flags: 0,
-        },
-    );
-    let pipeline = ctx.pipeline(SHADER, "transpose", &[])?;
-    ctx.dispatch(
-        encoder,
-        &pipeline,
-        &[(PARAMS, &params), (A, &a.buffer), (C, &out.buffer)],
-        (rows * cols) as u64,
-    )?;
-    Ok(out)
-}
-
-/// out[r] = sum of row r of a, span by span.
-fn row_sum(
-    ctx: &GpuContext,
-    encoder: &mut wgpu::CommandEncoder,
-    a: &GpuTensor,
-    out: &GpuTensor,
-) -> Result<()> {
-    let (rows, width) = matrix(a);
-    check_matrix(out, 1, rows)?;
-    let pipeline = ctx.pipeline(SHADER, "row_sum", &[])?;
-    for (i, (k_begin, k_end)) in spans(width).enumerate() {
-        let params = ctx.uniform(
-            "row_sum params",
-            &Params {
-                rows: rows as u32,
-                cols: 1,
-                k_begin: k_begin as u32,
-                k_end: k_end as u32,
-                lda: width as u32,
-                ldb: 0,
-                ldc: 1,
-                flags: if i > 0 { ADD_INTO_C } else { 0 },
-            },
-        );
-        ctx.dispatch(
+            row_begin: start as u32,
+            row_end: (start + K_SPAN).min(rows) as u32,
+            flags: if i > 0 { ADD_INTO_OUT } else { 0 },
+            ..Default::default()
+        };
+        ctx.run(
             encoder,
-            &pipeline,
-            &[(PARAMS, &params), (A, &a.buffer), (C, &out.buffer)],
-            rows as u64,
+            &BIAS_GRAD,
+            &[],
+            &params,
+            &[("dy", &dy.buffer), ("db", &db.buffer)],
+            Grid::Invocations(cols as u64),
         )?;
     }
     Ok(())

@@ -5,6 +5,7 @@ pub mod gelu;
 pub mod heads;
 pub mod layer_norm;
 pub mod linear;
+pub mod matmul;
 pub mod poly_attention;
 
 use crate::attention::{Attention, AttentionShape};
@@ -184,3 +185,12 @@ pub(crate) fn check_loop_budget(ctx: &GpuContext, what: &str, iterations: u64) -
         _ => Ok(()),
     }
 }
+
+/// Every kernel declared with [`crate::gpu::kernel::Kernel`]; `tests/kernels.rs` checks each
+/// against its WGSL.
+pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
+    &matmul::MATMUL_REG,
+    &matmul::MATMUL_TILED,
+    &matmul::MATMUL_SUBGROUP,
+    &linear::BIAS_GRAD,
+];

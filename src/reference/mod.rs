@@ -7,6 +7,7 @@ pub mod finite_diff;
 pub mod gelu;
 pub mod layer_norm;
 pub mod linear;
+pub mod matmul;
 pub mod model;
 
 /// ‖a − b‖ / ‖b‖ over the whole tensor (b is the reference). 0 when both are zero, infinite

@@ -1,0 +1,313 @@
+// Matrix products: every product polygrad runs goes through this file.
+//
+//   C[b] = alpha op(A[b]) op(B[b])  (+ C[b])  (+ bias)      op(A): M x K, op(B): K x N, f32
+//
+// for b in 0..batch, each operand at its own batch stride (0 broadcasts one matrix). A is
+// stored M x K (row stride lda), or K x M when TRANS_A; B is stored K x N, or N x K when
+// TRANS_B (a linear layer's weight [out, in] is op(B) = W^T with TRANS_B). The host sums long
+// K span by span, adding into C in a fixed order (flag ADD_INTO_C), to stay inside llvmpipe's
+// loop budget and to bound rounding with two-level sums; alpha and the bias apply per span.
+//
+// Variants (the host times them per adapter and keeps the fastest; they differ only by f32
+// rounding):
+//   matmul_reg       one TM x TN block of C per invocation, no workgroup memory: the software
+//                    driver's winner at 32 x 32, where a storage load costs tens of cycles and a
+//                    spilled accumulator one (BENCHMARKS.md has the measurements).
+//   matmul_tiled     64 x 64 blocks of C per workgroup of 16 x 16, staged through workgroup
+//                    memory in BK-deep steps: the usual GPU winner.
+//   matmul_subgroup  (matmul_subgroup.wgsl, appended to this file where the adapter has
+//                    subgroups) 4 x 4 per lane, the operands loaded once per subgroup and
+//                    passed between lanes with subgroupShuffle.
+//
+// Operands are bound as vec4 arrays. With VEC4 (host: K, lda, ldb and the batch strides are
+// multiples of 4) every load is a whole vec4 along the operand's stored rows; otherwise single
+// elements are picked out of vec4s with bounds checks. Tensor buffers are padded to 16 bytes so
+// that the last vec4 always exists.
+
+override WORKGROUP: u32 = 64u;
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override VEC4: bool = false;
+// Block of C per invocation of matmul_reg (multiples of 4, at most MAX_T).
+override TM: u32 = 4u;
+override TN: u32 = 4u;
+
+const MAX_T: u32 = 32u;
+const MAX_ACC: u32 = 1024u;
+const ADD_INTO_C: u32 = 1u;
+const ADD_BIAS: u32 = 2u;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k_begin: u32,
+    k_end: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    flags: u32,
+    batch: u32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    alpha: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+// 4 values along k (k..k+3) for each of up to MAX_T lines: rows of op(A) or columns of op(B).
+// (Filled in the kernel itself: written through a function's pointer parameter, lanes past
+// the fourth came out wrong on llvmpipe.)
+alias Tile = array<vec4<f32>, MAX_T>;
+
+fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
+}
+
+fn fetch4(from_a: bool, at4: u32) -> vec4<f32> {
+    if (from_a) {
+        return a[at4];
+    }
+    return b[at4];
+}
+
+// Element `at` (in floats), or 0 when `inside` is false.
+fn fetch1(from_a: bool, at: u32, inside: bool) -> f32 {
+    let v = fetch4(from_a, at >> 2u);
+    return select(0.0, v[at & 3u], inside);
+}
+
+// One operand as the loaders see it: `lines` rows of op(A) or columns of op(B) of length K.
+struct Operand {
+    from_a: bool,
+    // true: element (line, k) at base + k * ld + line (lines contiguous);
+    // false: at base + line * ld + k (k contiguous).
+    k_major: bool,
+    base: u32,
+    ld: u32,
+    lines: u32,
+}
+
+fn operand_a(batch: u32) -> Operand {
+    return Operand(true, TRANS_A, batch * params.stride_a, params.lda, params.m);
+}
+
+fn operand_b(batch: u32) -> Operand {
+    return Operand(false, !TRANS_B, batch * params.stride_b, params.ldb, params.n);
+}
+
+// The operand's line `line` (clamped to the last), at k..k+3: for k-contiguous operands.
+fn load_k4(op: Operand, line: u32, k: u32) -> vec4<f32> {
+    let at = op.base + min(line, op.lines - 1u) * op.ld + k;
+    if (VEC4) {
+        return fetch4(op.from_a, at >> 2u);
+    }
+    let end = params.k_end;
+    return vec4<f32>(fetch1(op.from_a, at, k < end), fetch1(op.from_a, at + 1u, k + 1u < end),
+                     fetch1(op.from_a, at + 2u, k + 2u < end), fetch1(op.from_a, at + 3u, k + 3u < end));
+}
+
+// The operand's lines line0..line0+3 at one k (0 past k_end): for k-major operands. Lines
+// past the end repeat earlier ones (their results are never stored); with VEC4, line0 is a
+// multiple of 4.
+fn load_lines4(op: Operand, line0: u32, k: u32) -> vec4<f32> {
+    let last = op.lines - 1u;
+    let row = op.base + k * op.ld;
+    let inside = k < params.k_end;
+    if (VEC4) {
+        return select(vec4<f32>(0.0), fetch4(op.from_a, (row + min(line0, last & ~3u)) >> 2u), inside);
+    }
+    return vec4<f32>(fetch1(op.from_a, row + min(line0, last), inside), fetch1(op.from_a, row + min(line0 + 1u, last), inside),
+                     fetch1(op.from_a, row + min(line0 + 2u, last), inside), fetch1(op.from_a, row + min(line0 + 3u, last), inside));
+}
+
+// The transpose of a 4 x 4 block held as four vec4s.
+fn transpose4(x: array<vec4<f32>, 4>) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(vec4<f32>(x[0].x, x[1].x, x[2].x, x[3].x), vec4<f32>(x[0].y, x[1].y, x[2].y, x[3].y),
+                               vec4<f32>(x[0].z, x[1].z, x[2].z, x[3].z), vec4<f32>(x[0].w, x[1].w, x[2].w, x[3].w));
+}
+
+// Lines line0..line0+3 of the operand, each at k..k+3, whatever its layout.
+fn load_block4(op: Operand, line0: u32, k: u32) -> array<vec4<f32>, 4> {
+    if (op.k_major) {
+        return transpose4(array<vec4<f32>, 4>(load_lines4(op, line0, k), load_lines4(op, line0, k + 1u),
+                                              load_lines4(op, line0, k + 2u), load_lines4(op, line0, k + 3u)));
+    }
+    return array<vec4<f32>, 4>(load_k4(op, line0, k), load_k4(op, line0 + 1u, k),
+                               load_k4(op, line0 + 2u, k), load_k4(op, line0 + 3u, k));
+}
+
+// C[row, col] of batch `batch` from one accumulated sum, with the epilogue; nothing outside C.
+fn store(batch: u32, row: u32, col: u32, sum: f32) {
+    if (row >= params.m || col >= params.n) {
+        return;
+    }
+    let at = batch * params.stride_c + row * params.ldc + col;
+    var v = params.alpha * sum;
+    if ((params.flags & ADD_INTO_C) != 0u) {
+        v = c[at] + v;
+    }
+    if ((params.flags & ADD_BIAS) != 0u) {
+        v = v + bias[col];
+    }
+    c[at] = v;
+}
+
+// (batch, first row, first column) of block `block` of tm x tn blocks, or batch == params.batch
+// past the last block.
+fn block_origin(block: u32, tm: u32, tn: u32) -> vec3<u32> {
+    let col_blocks = (params.n + tn - 1u) / tn;
+    let per_batch = ((params.m + tm - 1u) / tm) * col_blocks;
+    let batch = block / per_batch;
+    let r = block % per_batch;
+    return vec3<u32>(batch, (r / col_blocks) * tm, (r % col_blocks) * tn);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn matmul_reg(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let origin = block_origin(linear_id(wid, lid, nwg), TM, TN);
+    if (origin.x >= params.batch) {
+        return;
+    }
+    let op_a = operand_a(origin.x);
+    let op_b = operand_b(origin.x);
+    var acc: array<f32, MAX_ACC>;
+    var tile_a: Tile;
+    var tile_b: Tile;
+    for (var k = params.k_begin; k < params.k_end; k += 4u) {
+        for (var t4 = 0u; t4 < TM; t4 += 4u) {
+            let lines = load_block4(op_a, origin.y + t4, k);
+            for (var e = 0u; e < 4u; e++) {
+                tile_a[t4 + e] = lines[e];
+            }
+        }
+        for (var t4 = 0u; t4 < TN; t4 += 4u) {
+            let lines = load_block4(op_b, origin.z + t4, k);
+            for (var e = 0u; e < 4u; e++) {
+                tile_b[t4 + e] = lines[e];
+            }
+        }
+        for (var i = 0u; i < TM; i++) {
+            for (var j = 0u; j < TN; j++) {
+                acc[i * TN + j] += dot(tile_a[i], tile_b[j]);
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+            store(origin.x, origin.y + i, origin.z + j, acc[i * TN + j]);
+        }
+    }
+}
+
+// ---- workgroup-memory tiles ----------------------------------------------------------------
+
+// A 64 x 64 block of C per workgroup of 16 x 16 invocations, 4 x 4 per invocation; each step
+// stages op(A)[64 rows, BK] and op(B)[BK, 64 columns] in workgroup memory, as vec4s over four
+// consecutive rows (columns) at one k.
+const TILE: u32 = 64u;
+const TILE4: u32 = 16u;
+const BK: u32 = 16u;
+var<workgroup> stage_a: array<vec4<f32>, 256>; // [BK][TILE4]
+var<workgroup> stage_b: array<vec4<f32>, 256>;
+
+// Invocation t of 256 stages the 4 elements it owns of one operand's BK x TILE step, zero past
+// k_end. k-major operands: one vec4 of four lines at one k; k-contiguous operands: one line
+// at four k.
+fn stage_operand(op: Operand, into_a: bool, t: u32, line0: u32, k0: u32) {
+    let last = op.lines - 1u;
+    if (op.k_major) {
+        let kk = t / TILE4;
+        let l4 = t % TILE4;
+        let k = k0 + kk;
+        var v: vec4<f32>;
+        if (VEC4) {
+            let at = op.base + k * op.ld + min(line0 + 4u * l4, last & ~3u);
+            v = select(vec4<f32>(0.0), fetch4(op.from_a, at >> 2u), k < params.k_end);
+        } else {
+            for (var e = 0u; e < 4u; e++) {
+                v[e] = fetch1(op.from_a, op.base + k * op.ld + min(line0 + 4u * l4 + e, last), k < params.k_end);
+            }
+        }
+        stage_put(into_a, kk * TILE4 + l4, v);
+    } else {
+        let line = t / 4u;
+        let k4 = t % 4u;
+        let k = k0 + 4u * k4;
+        let at = op.base + min(line0 + line, last) * op.ld + k;
+        var v: vec4<f32>;
+        if (VEC4) {
+            v = select(vec4<f32>(0.0), fetch4(op.from_a, at >> 2u), k < params.k_end);
+        } else {
+            for (var e = 0u; e < 4u; e++) {
+                v[e] = fetch1(op.from_a, at + e, k + e < params.k_end);
+            }
+        }
+        for (var e = 0u; e < 4u; e++) {
+            stage_put_one(into_a, (4u * k4 + e) * TILE4 + line / 4u, line % 4u, v[e]);
+        }
+    }
+}
+
+fn stage_put(into_a: bool, at: u32, v: vec4<f32>) {
+    if (into_a) {
+        stage_a[at] = v;
+    } else {
+        stage_b[at] = v;
+    }
+}
+
+fn stage_put_one(into_a: bool, at: u32, lane: u32, v: f32) {
+    if (into_a) {
+        stage_a[at][lane] = v;
+    } else {
+        stage_b[at][lane] = v;
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // One block per workgroup; the whole workgroup leaves together past the last one.
+    let origin = block_origin(wid.y * nwg.x + wid.x, TILE, TILE);
+    if (origin.x >= params.batch) {
+        return;
+    }
+    let op_a = operand_a(origin.x);
+    let op_b = operand_b(origin.x);
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = params.k_begin; k0 < params.k_end; k0 += BK) {
+        stage_operand(op_a, true, lid, origin.y, k0);
+        stage_operand(op_b, false, lid, origin.z, k0);
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let rows = stage_a[kk * TILE4 + local.y];
+            let cols = stage_b[kk * TILE4 + local.x];
+            acc[0] += rows.x * cols;
+            acc[1] += rows.y * cols;
+            acc[2] += rows.z * cols;
+            acc[3] += rows.w * cols;
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            store(origin.x, origin.y + 4u * local.y + i, origin.z + 4u * local.x + j, acc[i][j]);
+        }
+    }
+}

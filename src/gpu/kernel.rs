@@ -1,0 +1,179 @@
+//! Kernel declarations: each WGSL entry point is described once on the host (its shader, its
+//! bindings, its params struct, its workgroup shape and the override constants it takes). Bind
+//! group layouts, pipelines and dispatch grids are built from the declaration, bindings are
+//! passed by name and checked against it, and `tests/kernels.rs` checks every declaration
+//! against the WGSL with naga, without a GPU. A new variant is a new declaration.
+
+use crate::error::{Error, Result};
+
+/// How an entry point reaches a binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<uniform>`: the params struct.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// The element type of a binding's runtime-sized array, or the params struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    Params,
+    F32,
+    Vec4F32,
+    U32,
+    /// An array of the WGSL struct of this name.
+    Struct(&'static str),
+}
+
+/// One binding of group 0.
+#[derive(Clone, Copy, Debug)]
+pub struct BindingDecl {
+    pub name: &'static str,
+    pub slot: u32,
+    pub access: Access,
+    pub elem: Elem,
+}
+
+impl BindingDecl {
+    pub const fn new(name: &'static str, slot: u32, access: Access, elem: Elem) -> Self {
+        BindingDecl {
+            name,
+            slot,
+            access,
+            elem,
+        }
+    }
+}
+
+/// The byte layout of a params struct: what the WGSL struct of the same name must match.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamsLayout {
+    pub type_name: &'static str,
+    pub size: usize,
+    pub fields: &'static [(&'static str, usize)],
+}
+
+/// Declares a `#[repr(C)]` params struct and its [`ParamsLayout`] (as `LAYOUT`) from one list
+/// of fields, so the names and offsets the declaration check compares come from the struct
+/// itself.
+macro_rules! gpu_params {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident as $wgsl:literal { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name { $($(#[$fmeta])* pub $field: $ty),* }
+
+        impl $name {
+            pub const LAYOUT: $crate::gpu::kernel::ParamsLayout = $crate::gpu::kernel::ParamsLayout {
+                type_name: $wgsl,
+                size: std::mem::size_of::<$name>(),
+                fields: &[$((stringify!($field), std::mem::offset_of!($name, $field))),*],
+            };
+        }
+    };
+}
+pub(crate) use gpu_params;
+
+/// The workgroup shape of an entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workgroup {
+    /// `@workgroup_size(NAME)`: one dimension, sized by the override constant `NAME`.
+    Override(&'static str),
+    /// A fixed shape.
+    Fixed([u32; 3]),
+}
+
+/// An adapter feature a kernel needs beyond core WebGPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Core,
+    Subgroups,
+}
+
+/// One entry point, declared once.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    /// File in shaders/ (a key of `gpu::shaders::SHADERS`).
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub bindings: &'static [BindingDecl],
+    pub params: ParamsLayout,
+    pub workgroup: Workgroup,
+    /// Override constants the host may set (besides the workgroup's).
+    pub constants: &'static [&'static str],
+    pub needs: Needs,
+}
+
+/// The invocations of one dispatch.
+#[derive(Clone, Copy, Debug)]
+pub enum Grid {
+    /// This many invocations, each finding its flat index from a 2-D grid of workgroups.
+    Invocations(u64),
+    /// This many workgroups, laid out the same way.
+    Workgroups(u64),
+}
+
+/// The value of the workgroup override every `Workgroup::Override` kernel gets unless the
+/// caller sets it.
+pub const DEFAULT_WORKGROUP: u32 = 64;
+
+impl Kernel {
+    /// "shader::entry", how errors name a kernel.
+    pub fn label(&self) -> String {
+        format!("{}::{}", self.shader, self.entry)
+    }
+
+    pub fn binding(&self, name: &str) -> Option<&BindingDecl> {
+        self.bindings.iter().find(|b| b.name == name)
+    }
+
+    /// Invocations per workgroup, with `constants` applied.
+    pub fn workgroup_invocations(&self, constants: &[(&'static str, f64)]) -> u32 {
+        match self.workgroup {
+            Workgroup::Override(name) => constants
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(DEFAULT_WORKGROUP, |(_, v)| *v as u32),
+            Workgroup::Fixed([x, y, z]) => x * y * z,
+        }
+    }
+
+    /// Refuses override constants the kernel does not declare.
+    pub fn check_constants(&self, constants: &[(&'static str, f64)]) -> Result<()> {
+        for (name, _) in constants {
+            let known = self.constants.contains(name)
+                || matches!(self.workgroup, Workgroup::Override(w) if w == *name);
+            if !known {
+                return Err(Error::Shader {
+                    shader: self.label(),
+                    message: format!("no override constant named {name}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The bind group layout entries of group 0.
+    pub fn layout_entries(&self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        self.bindings
+            .iter()
+            .map(|b| wgpu::BindGroupLayoutEntry {
+                binding: b.slot,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match b.access {
+                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect()
+    }
+}

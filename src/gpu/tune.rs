@@ -1,0 +1,159 @@
+//! Choice of kernel variant by measurement: on first use of a kernel family and shape class on
+//! an adapter, the candidates are timed briefly and the fastest kept, in memory and in a cache
+//! file keyed by adapter, driver and polygrad version. A cache that cannot be read, parsed or
+//! written, or that names a variant that no longer exists, gives a warning and a fresh
+//! measurement, never an error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// When the tuner measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuneMode {
+    /// No measurement: each family's built-in default for the adapter.
+    Off,
+    /// Cached choices where there are any, a measurement (then cached) where not. The default.
+    Cached,
+    /// Measure again, ignoring and then replacing what is cached.
+    Retune,
+}
+
+impl TuneMode {
+    /// POLYGRAD_TUNE=off|cached|retune; anything else (or unset) is `Cached`, with a warning
+    /// for a value that is set but not understood.
+    pub fn from_env() -> Self {
+        match std::env::var("POLYGRAD_TUNE") {
+            Ok(v) => v.parse().unwrap_or_else(|e| {
+                eprintln!("warning: {e}; tuning from the cache");
+                TuneMode::Cached
+            }),
+            Err(_) => TuneMode::Cached,
+        }
+    }
+}
+
+impl std::str::FromStr for TuneMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(TuneMode::Off),
+            "cached" => Ok(TuneMode::Cached),
+            "retune" => Ok(TuneMode::Retune),
+            other => Err(format!(
+                "POLYGRAD_TUNE={other} is not one of off, cached, retune"
+            )),
+        }
+    }
+}
+
+/// The cache file's contents: choices (variant names) by shape class, for one adapter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TuneCache {
+    /// "adapter name | driver | polygrad version": a cache made under another key is stale.
+    pub key: String,
+    pub choices: BTreeMap<String, String>,
+}
+
+/// The tuner of one context: its mode, where its cache lives, and what it has chosen.
+#[derive(Debug)]
+pub struct Tuner {
+    pub mode: TuneMode,
+    path: Option<PathBuf>,
+    cache: TuneCache,
+}
+
+/// The directory for tune caches: POLYGRAD_CACHE_DIR, else $XDG_CACHE_HOME/polygrad, else
+/// $HOME/.cache/polygrad.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    env("POLYGRAD_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("polygrad")))
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache").join("polygrad")))
+}
+
+impl Tuner {
+    /// A tuner for the adapter `key`, reading `dir`/tune.json when the mode is `Cached`.
+    pub fn new(mode: TuneMode, dir: Option<&Path>, key: &str) -> Self {
+        let path = dir.map(|d| d.join("tune.json"));
+        let mut cache = TuneCache {
+            key: key.to_string(),
+            choices: BTreeMap::new(),
+        };
+        if let (TuneMode::Cached, Some(path)) = (mode, &path) {
+            match read_cache(path) {
+                Ok(Some(found)) if found.key == key => cache.choices = found.choices,
+                Ok(Some(found)) => eprintln!(
+                    "note: tune cache {} was made for {}; measuring again for {key}",
+                    path.display(),
+                    found.key
+                ),
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: {e}; measuring again"),
+            }
+        }
+        Tuner { mode, path, cache }
+    }
+
+    pub fn cache(&self) -> &TuneCache {
+        &self.cache
+    }
+
+    /// The cached choice for `class`, unless the mode asks for a measurement.
+    pub fn cached(&self, class: &str) -> Option<&str> {
+        match self.mode {
+            TuneMode::Retune => None,
+            _ => self.cache.choices.get(class).map(String::as_str),
+        }
+    }
+
+    /// Forgets a cached choice that no longer names a variant (a stale entry), with a warning.
+    pub fn forget(&mut self, class: &str, why: &str) {
+        if let Some(old) = self.cache.choices.remove(class) {
+            eprintln!("warning: tune cache entry {class} = {old}: {why}; measuring again");
+        }
+    }
+
+    /// Records a measured choice and writes the cache file (a failure to write is a warning).
+    pub fn record(&mut self, class: &str, variant: &str) {
+        self.cache
+            .choices
+            .insert(class.to_string(), variant.to_string());
+        if let Some(path) = &self.path {
+            if let Err(e) = write_cache(path, &self.cache) {
+                eprintln!("warning: {e}; the choice is kept for this process only");
+            }
+        }
+    }
+}
+
+/// The cache at `path`: None when there is no file; an error naming the file when it cannot be
+/// read or parsed.
+pub fn read_cache(path: &Path) -> Result<Option<TuneCache>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("tune cache {} cannot be read: {e}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("tune cache {} is corrupt: {e}", path.display()))
+}
+
+/// Writes the cache atomically (a temporary file renamed over the old one).
+pub fn write_cache(path: &Path, cache: &TuneCache) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("tune cache {} cannot be written: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let text = serde_json::to_string_pretty(cache).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension(format!("json.{}.partial", std::process::id()));
+    std::fs::write(&tmp, text).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })
+}

@@ -1,0 +1,45 @@
+//! Every kernel declaration against its WGSL, with naga; no GPU needed.
+
+use polygrad::gpu::kernel_check::check_kernel;
+use polygrad::ops::DECLARED_KERNELS;
+
+#[test]
+fn every_declaration_matches_its_shader() {
+    let problems: Vec<String> = DECLARED_KERNELS
+        .iter()
+        .flat_map(|k| check_kernel(k))
+        .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_wrong_declaration_is_caught() {
+    use polygrad::gpu::kernel::{Access, BindingDecl, Elem, Kernel, Workgroup};
+    let mut kernel: Kernel = polygrad::ops::linear::BIAS_GRAD;
+    // A slot moved, an access widened, a params field renamed, a workgroup changed.
+    const WRONG: &[BindingDecl] = &[
+        BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+        BindingDecl::new("dy", 5, Access::ReadWrite, Elem::F32),
+        BindingDecl::new("db", 2, Access::ReadWrite, Elem::Vec4F32),
+        BindingDecl::new("unused", 3, Access::Read, Elem::F32),
+    ];
+    kernel.bindings = WRONG;
+    kernel.params.fields = &[("rows", 0), ("columns", 4)];
+    kernel.workgroup = Workgroup::Fixed([16, 16, 1]);
+    kernel.constants = &["NO_SUCH_OVERRIDE"];
+    let problems = check_kernel(&kernel).join("\n");
+    for expected in [
+        "dy is at",
+        "dy is Storage",
+        "db holds",
+        "declares unused",
+        "params fields",
+        "workgroup size",
+        "NO_SUCH_OVERRIDE",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "missing {expected:?} in:\n{problems}"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! The matrix-product core against its f64 definition: every variant the adapter offers, every
+//! transpose, every epilogue, ragged sizes, batches of 1 and 3.
+
+mod common;
+
+use polygrad::gpu::GpuTensor;
+use polygrad::ops::matmul::{Epilogue, Layout, Matmul, Shape, Variant};
+use polygrad::reference::{matmul::matmul as reference_matmul, relative_error, widen};
+use polygrad::GpuContext;
+use rand::Rng;
+
+const SIZES: [usize; 6] = [1, 3, 7, 64, 65, 257];
+
+/// The four epilogues every case cycles through: plain, scaled, added into C, with a bias.
+fn epilogue(case: usize) -> (Epilogue, bool) {
+    match case % 4 {
+        0 => (Epilogue::default(), false),
+        1 => (
+            Epilogue {
+                alpha: -0.75,
+                add_into_c: false,
+            },
+            false,
+        ),
+        2 => (
+            Epilogue {
+                alpha: 1.0,
+                add_into_c: true,
+            },
+            false,
+        ),
+        _ => (
+            Epilogue {
+                alpha: 0.5,
+                add_into_c: true,
+            },
+            true,
+        ),
+    }
+}
+
+/// Runs one product with `variant` and returns its relative error against f64.
+fn check(
+    ctx: &GpuContext,
+    rng: &mut impl Rng,
+    shape: Shape,
+    layout: Layout,
+    (epilogue, with_bias): (Epilogue, bool),
+    variant: Variant,
+) -> f64 {
+    let len_a = shape.batch * shape.m * shape.k;
+    let len_b = shape.batch * shape.k * shape.n;
+    let len_c = shape.batch * shape.m * shape.n;
+    let a = common::random_vec(rng, len_a, 1.0);
+    let b = common::random_vec(rng, len_b, 1.0);
+    let bias = common::random_vec(rng, shape.n, 1.0);
+    let c0 = common::random_vec(rng, len_c, 1.0);
+    let ga = GpuTensor::upload(ctx, "a", &[len_a], &a).unwrap();
+    let gb = GpuTensor::upload(ctx, "b", &[len_b], &b).unwrap();
+    let gbias = GpuTensor::upload(ctx, "bias", &[shape.n], &bias).unwrap();
+    // C starts as random values where the epilogue adds into it, as NaN (poisoned) otherwise.
+    let gc = if epilogue.add_into_c {
+        GpuTensor::upload(ctx, "c", &[len_c], &c0).unwrap()
+    } else {
+        GpuTensor::output(ctx, "c", &[len_c]).unwrap()
+    };
+    let mut encoder = ctx.encoder("matmul test");
+    Matmul {
+        shape,
+        layout,
+        epilogue,
+        a: &ga,
+        b: &gb,
+        c: &gc,
+        bias: with_bias.then_some(&gbias),
+    }
+    .record(ctx, &mut encoder, variant)
+    .unwrap();
+    ctx.submit("matmul test", encoder).unwrap();
+    let got = gc.download(ctx).unwrap();
+    let bias64 = widen(&bias);
+    let expected = reference_matmul(
+        &shape,
+        &layout,
+        epilogue.alpha as f64,
+        epilogue.add_into_c,
+        &widen(&a),
+        &widen(&b),
+        with_bias.then_some(bias64.as_slice()),
+        &widen(&c0),
+    );
+    relative_error(&got, &expected)
+}
+
+#[test]
+fn every_variant_matches_f64_over_ragged_shapes_transposes_and_epilogues() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("matmul variants");
+    let variants = Variant::candidates(&ctx);
+    eprintln!("variants: {variants:?}");
+    let mut case = 0;
+    for &variant in &variants {
+        for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+            // Every size appears as m, n and k against every other size of the other two sides
+            // (a Latin square over (m, n) with k = the third index), batches 1 and 3 alternating.
+            for (i, &m) in SIZES.iter().enumerate() {
+                for (j, &n) in SIZES.iter().enumerate() {
+                    let k = SIZES[(i + j + case) % SIZES.len()];
+                    let batch = if (i + j) % 2 == 0 { 1 } else { 3 };
+                    let shape = Shape { batch, m, n, k };
+                    let layout = Layout::dense(&shape, trans_a, trans_b);
+                    let epilogue = epilogue(case);
+                    let err = check(&ctx, &mut rng, shape, layout, epilogue, variant);
+                    assert!(
+                        err <= 1e-5,
+                        "{variant} {shape:?} trans ({trans_a}, {trans_b}) {epilogue:?}: relative error {err:.2e}"
+                    );
+                    case += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{case} products checked");
+}
+
+#[test]
+fn strided_operands_and_a_broadcast_matrix() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("matmul strides");
+    for &variant in &Variant::candidates(&ctx) {
+        let shape = Shape {
+            batch: 3,
+            m: 9,
+            n: 12,
+            k: 20,
+        };
+        // Rows padded (lda, ldc past the row length), B shared by every batch (stride 0).
+        let layout = Layout {
+            trans_a: false,
+            trans_b: true,
+            lda: 24,
+            ldb: 20,
+            ldc: 16,
+            stride_a: 9 * 24,
+            stride_b: 0,
+            stride_c: 9 * 16,
+        };
+        let padded = Shape {
+            batch: 3,
+            m: 9,
+            n: 16,
+            k: 24,
+        };
+        let err = check_padded(&ctx, &mut rng, shape, layout, padded, variant);
+        assert!(err <= 1e-5, "{variant}: relative error {err:.2e}");
+    }
+}
+
+/// [`check`] with tensors sized by `padded` (room for the strides), C added into.
+fn check_padded(
+    ctx: &GpuContext,
+    rng: &mut impl Rng,
+    shape: Shape,
+    layout: Layout,
+    padded: Shape,
+    variant: Variant,
+) -> f64 {
+    let a = common::random_vec(rng, padded.batch * padded.m * padded.k, 1.0);
+    let b = common::random_vec(rng, shape.n * shape.k, 1.0);
+    let c0 = common::random_vec(rng, padded.batch * padded.m * padded.n, 1.0);
+    let ga = GpuTensor::upload(ctx, "a", &[a.len()], &a).unwrap();
+    let gb = GpuTensor::upload(ctx, "b", &[b.len()], &b).unwrap();
+    let gc = GpuTensor::upload(ctx, "c", &[c0.len()], &c0).unwrap();
+    let epilogue = Epilogue {
+        alpha: 1.0,
+        add_into_c: true,
+    };
+    let mut encoder = ctx.encoder("matmul test");
+    Matmul {
+        shape,
+        layout,
+        epilogue,
+        a: &ga,
+        b: &gb,
+        c: &gc,
+        bias: None,
+    }
+    .record(ctx, &mut encoder, variant)
+    .unwrap();
+    ctx.submit("matmul test", encoder).unwrap();
+    let got = gc.download(ctx).unwrap();
+    let expected = reference_matmul(
+        &shape,
+        &layout,
+        1.0,
+        true,
+        &widen(&a),
+        &widen(&b),
+        None,
+        &widen(&c0),
+    );
+    relative_error(&got, &expected)
+}
+
+#[test]
+fn operands_too_small_are_refused_by_name() {
+    let Some(ctx) = common::gpu() else { return };
+    let a = GpuTensor::upload(&ctx, "small_a", &[6], &[1.0; 6]).unwrap();
+    let b = GpuTensor::upload(&ctx, "b", &[8], &[1.0; 8]).unwrap();
+    let c = GpuTensor::output(&ctx, "c", &[8]).unwrap();
+    let shape = Shape {
+        batch: 1,
+        m: 2,
+        n: 4,
+        k: 4,
+    };
+    let mut encoder = ctx.encoder("matmul test");
+    let err = Matmul {
+        shape,
+        layout: Layout::dense(&shape, false, false),
+        epilogue: Epilogue::default(),
+        a: &a,
+        b: &b,
+        c: &c,
+        bias: None,
+    }
+    .record(&ctx, &mut encoder, Variant::Registers { tm: 4, tn: 4 })
+    .unwrap_err();
+    assert!(err.to_string().contains("small_a"), "{err}");
+}
