@@ -28,12 +28,13 @@ override WORKGROUP: u32 = 64u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override VEC4: bool = false;
-// Block of C per invocation of matmul_reg (multiples of 4, at most MAX_T).
-override TM: u32 = 4u;
-override TN: u32 = 4u;
+// Block of C per invocation of matmul_reg (multiples of 4). Constants, not overrides, because
+// they size private arrays (WGSL sizes those by constants only): the host writes each variant's
+// values into the source (Kernel::source_constants). Arrays sized for the largest block and
+// used in part took llvmpipe 40 s to compile at 8 x 8, against 1 s sized exactly.
+const TM: u32 = 4u;
+const TN: u32 = 4u;
 
-const MAX_T: u32 = 32u;
-const MAX_ACC: u32 = 1024u;
 const ADD_INTO_C: u32 = 1u;
 const ADD_BIAS: u32 = 2u;
 
@@ -62,10 +63,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-// 4 values along k (k..k+3) for each of up to MAX_T lines: rows of op(A) or columns of op(B).
-// (Filled in the kernel itself: written through a function's pointer parameter, lanes past
-// the fourth came out wrong on llvmpipe.)
-alias Tile = array<vec4<f32>, MAX_T>;
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
@@ -114,16 +111,16 @@ fn load_k4(op: Operand, line: u32, k: u32) -> vec4<f32> {
                      fetch1(op.from_a, at + 2u, k + 2u < end), fetch1(op.from_a, at + 3u, k + 3u < end));
 }
 
-// The operand's lines line0..line0+3 at one k (0 past k_end): for k-major operands. Lines
-// past the end repeat earlier ones (their results are never stored); with VEC4, line0 is a
-// multiple of 4.
+// The operand's lines line0..line0+3 at one k: for k-major operands. Lines past the end
+// repeat earlier ones (their results are never stored). With VEC4, line0 is a multiple of 4
+// and k is inside the span (spans are whole multiples of 4); otherwise k past k_end reads 0.
 fn load_lines4(op: Operand, line0: u32, k: u32) -> vec4<f32> {
     let last = op.lines - 1u;
     let row = op.base + k * op.ld;
-    let inside = k < params.k_end;
     if (VEC4) {
-        return select(vec4<f32>(0.0), fetch4(op.from_a, (row + min(line0, last & ~3u)) >> 2u), inside);
+        return fetch4(op.from_a, (row + min(line0, last & ~3u)) >> 2u);
     }
+    let inside = k < params.k_end;
     return vec4<f32>(fetch1(op.from_a, row + min(line0, last), inside), fetch1(op.from_a, row + min(line0 + 1u, last), inside),
                      fetch1(op.from_a, row + min(line0 + 2u, last), inside), fetch1(op.from_a, row + min(line0 + 3u, last), inside));
 }
@@ -182,9 +179,10 @@ fn matmul_reg(
     }
     let op_a = operand_a(origin.x);
     let op_b = operand_b(origin.x);
-    var acc: array<f32, MAX_ACC>;
-    var tile_a: Tile;
-    var tile_b: Tile;
+    var acc: array<f32, TM * TN>;
+    // 4 values along k (k..k+3) for each row of op(A) and column of op(B) of the block.
+    var tile_a: array<vec4<f32>, TM>;
+    var tile_b: array<vec4<f32>, TN>;
     for (var k = params.k_begin; k < params.k_end; k += 4u) {
         for (var t4 = 0u; t4 < TM; t4 += 4u) {
             let lines = load_block4(op_a, origin.y + t4, k);

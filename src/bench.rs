@@ -60,21 +60,39 @@ impl AttentionRun {
     }
 }
 
-/// Median wall time of `reps` forward + backward passes after one warm-up pass.
+/// Median, fastest and slowest of a set of timed runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Timing {
+    fn of(mut times: Vec<Duration>) -> Self {
+        times.sort();
+        Timing {
+            median: times[times.len() / 2],
+            min: times[0],
+            max: times[times.len() - 1],
+        }
+    }
+}
+
+/// Wall times of `reps` forward + backward passes after one warm-up pass.
 pub fn median_forward_backward(
     ctx: &GpuContext,
     attention: Attention,
     shape: AttentionShape,
     reps: usize,
-) -> Result<Duration> {
+) -> Result<Timing> {
     ctx.set_poison_outputs(false);
     let mut run = AttentionRun::new(ctx, attention, shape)?;
     run.run_once(ctx)?;
-    let mut times = (0..reps.max(1))
+    let times = (0..reps.max(1))
         .map(|_| run.run_once(ctx))
         .collect::<Result<Vec<_>>>()?;
-    times.sort();
-    Ok(times[times.len() / 2])
+    Ok(Timing::of(times))
 }
 
 /// The whole-model benchmark: L = 4, D = 256, H = 4, d_qk = 16, d_v = 64, d_ff = 1024,
@@ -129,23 +147,23 @@ impl ModelRun {
     }
 }
 
-/// Median wall time of `reps` whole-model forward + backward passes. The warm-up pass (which
-/// compiles every pipeline) runs at a short length, since one pass of exact attention at large
-/// n takes minutes on a software driver.
+/// Wall times of `reps` whole-model forward + backward passes. The warm-up pass compiles every
+/// pipeline and lets the tuner measure every product's shape class (classes stop growing at 512
+/// rows, so a 512-long pass meets them all); it is no longer than that, since one pass of exact
+/// attention at large n takes minutes on a software driver.
 pub fn median_model_forward_backward(
     ctx: &GpuContext,
     config: ModelConfig,
     seq_len: usize,
     reps: usize,
-) -> Result<Duration> {
+) -> Result<Timing> {
     ctx.set_poison_outputs(false);
-    ModelRun::new(ctx, config.clone(), seq_len.min(64))?.run_once(ctx)?;
+    ModelRun::new(ctx, config.clone(), seq_len.min(512))?.run_once(ctx)?;
     let mut run = ModelRun::new(ctx, config, seq_len)?;
-    let mut times = (0..reps.max(1))
+    let times = (0..reps.max(1))
         .map(|_| run.run_once(ctx))
         .collect::<Result<Vec<_>>>()?;
-    times.sort();
-    Ok(times[times.len() / 2])
+    Ok(Timing::of(times))
 }
 
 /// Floating-point operations of one product (a multiply-add counts 2).
@@ -153,15 +171,15 @@ pub fn matmul_flops(shape: &Shape) -> f64 {
     2.0 * shape.batch as f64 * shape.m as f64 * shape.n as f64 * shape.k as f64
 }
 
-/// Median wall time of `reps` products of `shape` (dense, C = A B^T as a linear layer runs it,
-/// or with the given transposes) with `variant`, after a warm-up run; two input sets alternate.
+/// Wall times of `reps` products of `shape` (dense operands with the given transposes) with
+/// `variant`, after a warm-up run; two input sets alternate.
 pub fn median_matmul(
     ctx: &GpuContext,
     shape: Shape,
     (trans_a, trans_b): (bool, bool),
     variant: Variant,
     reps: usize,
-) -> Result<Duration> {
+) -> Result<Timing> {
     ctx.set_poison_outputs(false);
     let layout = Layout::dense(&shape, trans_a, trans_b);
     let len_a = shape.batch * shape.m * shape.k;
@@ -197,9 +215,8 @@ pub fn median_matmul(
         Ok(start.elapsed())
     };
     once(0)?;
-    let mut times = (1..=reps.max(1))
+    let times = (1..=reps.max(1))
         .map(&mut once)
         .collect::<Result<Vec<_>>>()?;
-    times.sort();
-    Ok(times[times.len() / 2])
+    Ok(Timing::of(times))
 }

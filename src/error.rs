@@ -76,6 +76,12 @@ pub enum Error {
 
     #[error("shader {shader} does not compile: {message}")]
     Shader { shader: String, message: String },
+
+    #[error("kernel {kernel}: {message}")]
+    Kernel { kernel: String, message: String },
+
+    #[error("option {option}: {message}")]
+    Option { option: String, message: String },
 }
 
 impl Error {

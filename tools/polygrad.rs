@@ -1,16 +1,19 @@
-//! The polygrad command line: `devices`, `grad`, `validate`, `bench`.
+//! The polygrad command line: `devices`, `grad`, `validate`, `bench`, `tune`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use polygrad::bench::{
-    benchmark_model_config, benchmark_shape, median_forward_backward, median_model_forward_backward,
+    benchmark_model_config, benchmark_shape, matmul_flops, median_forward_backward, median_matmul,
+    median_model_forward_backward, ModelRun, Timing,
 };
 use polygrad::gpu::list_adapters;
+use polygrad::gpu::tune::{default_cache_dir, TuneMode};
 use polygrad::io::LossKind;
+use polygrad::ops::matmul::{choose, shape_class, Layout, Shape, Variant};
 use polygrad::validate::{
     check_attention, check_model, model_validation_cases, random_model_input, validation_cases,
     validation_inputs, ATTENTION_TOLERANCE, MODEL_TOLERANCE,
@@ -71,14 +74,17 @@ enum Command {
         #[arg(long, value_enum)]
         attention: Option<AttentionKind>,
     },
-    /// Time attention forward + backward (causal, one head, d_qk = 16, d_v = 64), or with
-    /// --model a whole model, at several n; exits non-zero if the polynomial time grows faster
-    /// than --max-ratio allows.
+    /// Time attention forward + backward (causal, one head, d_qk = 16, d_v = 64), a whole
+    /// model, or the matrix-product core, at several sizes; for attention and models, exits
+    /// non-zero if the polynomial time grows faster than --max-ratio allows.
     Bench {
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
-        /// Time the whole model (L = 4, D = 256, H = 4, d_qk = 16, d_v = 64, d_ff = 1024,
-        /// causal, B = 1) instead of one attention head.
+        /// What to time: one attention head, the whole model (L = 4, D = 256, H = 4, d_qk = 16,
+        /// d_v = 64, d_ff = 1024, causal, B = 1), or one matrix product (--m, --n, --k).
+        #[arg(long, value_enum, default_value_t = BenchWhat::Attention)]
+        what: BenchWhat,
+        /// Same as --what model.
         #[arg(long)]
         model: bool,
         /// Which attention to time (default: both, side by side, with the ratio).
@@ -90,13 +96,46 @@ enum Command {
         /// Sequence lengths, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 4096, 16384])]
         n: Vec<usize>,
-        /// Timed repetitions per n (the median is reported).
+        /// Matrix product sizes (--what matmul): C [M, N] = A [M, K] B^T with B [N, K], as a
+        /// linear layer's forward runs it.
+        #[arg(long = "m", default_value_t = 1024)]
+        mat_m: usize,
+        #[arg(long = "k", default_value_t = 1024)]
+        mat_k: usize,
+        /// Matrix product: N (the columns of C), comma-separated for several.
+        #[arg(long = "cols", value_name = "N", value_delimiter = ',', default_values_t = [1024usize])]
+        mat_n: Vec<usize>,
+        /// Matrix product: time only this variant (default: every one the adapter offers, then
+        /// the tuner's choice).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Timed repetitions per size (the median is reported).
         #[arg(long, default_value_t = 5)]
         reps: usize,
         /// Largest allowed time(n_max) / time(n_min), for n_max / n_min = 16 by default.
         #[arg(long, default_value_t = 20.0)]
         max_ratio: f64,
+        /// Also write one CSV row per measurement to FILE.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
     },
+    /// Time every matrix-product variant on the shape classes of the whole benchmark model
+    /// at --n, keep the fastest per class in the tune cache, and print the choices.
+    Tune {
+        #[arg(long, value_name = "NAME")]
+        adapter: Option<String>,
+        /// Sequence length of the model pass whose products are tuned.
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+    },
+}
+
+/// What `polygrad bench` times.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchWhat {
+    Attention,
+    Model,
+    Matmul,
 }
 
 /// The loss setting of the command line.
@@ -158,23 +197,52 @@ fn main() -> ExitCode {
         } => validate(adapter.as_deref(), seed, attention),
         Command::Bench {
             adapter,
+            what,
             model,
             attention,
             degree,
             n,
+            mat_m,
+            mat_k,
+            mat_n,
+            variant,
             reps,
             max_ratio,
-        } => bench(
-            adapter.as_deref(),
-            BenchTarget {
-                model,
-                only: attention,
-                degree,
-            },
-            &n,
-            reps,
-            max_ratio,
-        ),
+            csv,
+        } => {
+            let what = if model { BenchWhat::Model } else { what };
+            let csv = csv.as_deref();
+            if reps == 0 {
+                Err(option_error("--reps", "must be at least 1".into()))
+            } else if max_ratio.is_nan() || max_ratio <= 0.0 {
+                Err(option_error(
+                    "--max-ratio",
+                    format!("{max_ratio} is not a positive number"),
+                ))
+            } else if what == BenchWhat::Matmul {
+                bench_matmul(
+                    adapter.as_deref(),
+                    (mat_m, &mat_n, mat_k),
+                    variant.as_deref(),
+                    reps,
+                    csv,
+                )
+            } else {
+                bench(
+                    adapter.as_deref(),
+                    BenchTarget {
+                        model: what == BenchWhat::Model,
+                        only: attention,
+                        degree,
+                    },
+                    &n,
+                    reps,
+                    max_ratio,
+                    csv,
+                )
+            }
+        }
+        Command::Tune { adapter, n } => tune(adapter.as_deref(), n),
     };
     match result {
         Ok(code) => code,
@@ -400,8 +468,10 @@ fn bench(
     sizes: &[usize],
     reps: usize,
     max_ratio: f64,
+    csv: Option<&Path>,
 ) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
+    let mut rows = Vec::new();
     let kinds = match target.only {
         Some(kind) => vec![kind],
         None => vec![AttentionKind::Exact, AttentionKind::Poly],
@@ -429,13 +499,15 @@ fn bench(
     for &n in sizes {
         let mut line = format!("{n:>8}");
         for (i, &attention) in attentions.iter().enumerate() {
-            let t = if target.model {
+            let timing = if target.model {
                 median_model_forward_backward(&ctx, benchmark_model_config(attention), n, reps)?
             } else {
                 median_forward_backward(&ctx, attention, benchmark_shape(n), reps)?
             };
+            let t = timing.median;
             line += &format!(" {:>11.2} ms", t.as_secs_f64() * 1e3);
             times[i].push(t);
+            rows.push(csv_row(target.model, attention, n, &timing));
         }
         if attentions.len() == 2 {
             let ratio =
@@ -469,9 +541,138 @@ fn bench(
             println!(" (quadratic: {:.0})", linear * linear);
         }
     }
+    if let Some(path) = csv {
+        write_csv(path, &rows)?;
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The columns of `polygrad bench --csv`, in order.
+const CSV_HEADER: &str = "what,attention,degree,n,batch,heads,d_qk,d_v,layers,causal,m,k,variant,forward_ms,backward_ms,total_ms,total_min_ms,total_max_ms,memory_bytes,gflops,timer";
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+/// One CSV row of an attention or whole-model measurement (forward and backward are timed
+/// together, so their own columns stay empty).
+fn csv_row(model: bool, attention: Attention, n: usize, t: &Timing) -> String {
+    let degree = match attention {
+        Attention::Poly { degree } => degree.to_string(),
+        Attention::Exact => String::new(),
+    };
+    let kind = if matches!(attention, Attention::Exact) {
+        "exact"
+    } else {
+        "poly"
+    };
+    let (what, heads, d_v, layers) = if model {
+        ("model", 4, 64, 4)
+    } else {
+        ("attention", 1, 64, 1)
+    };
+    format!(
+        "{what},{kind},{degree},{n},1,{heads},16,{d_v},{layers},true,,,,,,{},{},{},,,host",
+        ms(t.median),
+        ms(t.min),
+        ms(t.max)
+    )
+}
+
+/// Writes the header and rows to `path` (replaced whole).
+fn write_csv(path: &Path, rows: &[String]) -> polygrad::Result<()> {
+    let mut text = String::from(CSV_HEADER);
+    text.push('\n');
+    for row in rows {
+        text.push_str(row);
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| polygrad::Error::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// `polygrad bench --what matmul`: GFLOP/s of every variant (or one), then the tuner's choice.
+fn bench_matmul(
+    adapter: Option<&str>,
+    (m, cols, k): (usize, &[usize], usize),
+    only: Option<&str>,
+    reps: usize,
+    csv: Option<&Path>,
+) -> polygrad::Result<ExitCode> {
+    let ctx = GpuContext::new(adapter)?;
+    let variants = match only {
+        Some(name) => {
+            let v: Variant = name
+                .parse()
+                .map_err(|e: String| option_error("--variant", e))?;
+            vec![v]
+        }
+        None => Variant::candidates(&ctx),
+    };
+    println!("adapter: {}", ctx.adapter().label());
+    println!("C [M, N] = A [M, K] B^T, B [N, K] (a linear layer's forward), median of {reps}");
+    println!(
+        "{:>6} {:>6} {:>6} {:>16} {:>11} {:>9}",
+        "M", "N", "K", "variant", "ms", "GFLOP/s"
+    );
+    let mut rows = Vec::new();
+    for &n in cols {
+        let shape = Shape { batch: 1, m, n, k };
+        for &variant in &variants {
+            let t = median_matmul(&ctx, shape, (false, true), variant, reps)?;
+            let gflops = matmul_flops(&shape) / t.median.as_secs_f64() / 1e9;
+            println!(
+                "{m:>6} {n:>6} {k:>6} {variant:>16} {:>11.2} {gflops:>9.2}",
+                t.median.as_secs_f64() * 1e3
+            );
+            rows.push(format!(
+                "matmul,,,{n},1,,,,,,{m},{k},{variant},,,{},{},{},,{gflops:.3},host",
+                ms(t.median),
+                ms(t.min),
+                ms(t.max)
+            ));
+        }
+        if only.is_none() {
+            let chosen = choose(&ctx, &shape, &Layout::dense(&shape, false, true))?;
+            println!(
+                "tuner's choice for {}: {chosen}",
+                shape_class(&shape, &Layout::dense(&shape, false, true))
+            );
+        }
+    }
+    if let Some(path) = csv {
+        write_csv(path, &rows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `polygrad tune`: one whole-model pass at n with every product class measured afresh.
+fn tune(adapter: Option<&str>, n: usize) -> polygrad::Result<ExitCode> {
+    let ctx = GpuContext::new(adapter)?;
+    ctx.set_tuning(TuneMode::Retune, default_cache_dir().as_deref());
+    println!("adapter: {}", ctx.adapter().label());
+    let config = benchmark_model_config(Attention::Poly { degree: 2 });
+    ModelRun::new(&ctx, config, n)?.run_once(&ctx)?;
+    println!("{:<40} variant", "shape class");
+    for (class, variant) in ctx.tune_choices() {
+        println!("{class:<40} {variant}");
+    }
+    match default_cache_dir() {
+        Some(dir) => println!("cached in {}", dir.join("tune.json").display()),
+        None => println!("no cache directory (set POLYGRAD_CACHE_DIR or HOME)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn option_error(option: &str, message: String) -> polygrad::Error {
+    polygrad::Error::Option {
+        option: option.into(),
+        message,
+    }
 }

@@ -104,8 +104,16 @@ pub struct Kernel {
     pub workgroup: Workgroup,
     /// Override constants the host may set (besides the workgroup's).
     pub constants: &'static [&'static str],
+    /// `const` declarations (u32) whose values the host writes into the source, for what WGSL
+    /// sizes by constants only (private arrays); each set of values is a module of its own.
+    pub source_constants: &'static [&'static str],
     pub needs: Needs,
 }
+
+/// Values of source constants, by name.
+pub type SourceValues = Vec<(&'static str, u32)>;
+/// Values of pipeline override constants, by name.
+pub type Overrides = Vec<(&'static str, f64)>;
 
 /// The invocations of one dispatch.
 #[derive(Clone, Copy, Debug)]
@@ -141,19 +149,31 @@ impl Kernel {
         }
     }
 
-    /// Refuses override constants the kernel does not declare.
+    /// Refuses constants the kernel does not declare.
     pub fn check_constants(&self, constants: &[(&'static str, f64)]) -> Result<()> {
         for (name, _) in constants {
             let known = self.constants.contains(name)
+                || self.source_constants.contains(name)
                 || matches!(self.workgroup, Workgroup::Override(w) if w == *name);
             if !known {
-                return Err(Error::Shader {
-                    shader: self.label(),
+                return Err(Error::Kernel {
+                    kernel: self.label(),
                     message: format!("no override constant named {name}"),
                 });
             }
         }
         Ok(())
+    }
+
+    /// `constants` split into the source constants (as u32) and the pipeline overrides.
+    pub fn split_constants(&self, constants: &[(&'static str, f64)]) -> (SourceValues, Overrides) {
+        let (source, overrides): (Vec<_>, Vec<_>) = constants
+            .iter()
+            .partition(|(name, _)| self.source_constants.contains(name));
+        (
+            source.into_iter().map(|(n, v)| (n, v as u32)).collect(),
+            overrides,
+        )
     }
 
     /// The bind group layout entries of group 0.

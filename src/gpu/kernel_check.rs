@@ -90,6 +90,17 @@ pub fn check_kernel(kernel: &Kernel) -> Vec<String> {
             problems.push(format!("declares override {name}, which the shader lacks"));
         }
     }
+    for name in kernel.source_constants {
+        let found = module
+            .constants
+            .iter()
+            .any(|(_, c)| c.name.as_deref() == Some(name));
+        if !found || shaders::with_source_constants(src, &[(name, 4)]).is_err() {
+            problems.push(format!(
+                "declares source constant {name}, which the shader lacks as `const {name}: u32`"
+            ));
+        }
+    }
     problems
         .into_iter()
         .map(|p| format!("{}: {p}", kernel.label()))

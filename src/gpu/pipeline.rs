@@ -103,7 +103,8 @@ impl GpuContext {
         {
             return Ok(p.clone());
         }
-        let module = self.module(kernel.shader)?;
+        let (source_constants, overrides) = kernel.split_constants(constants);
+        let module = self.specialised_module(kernel.shader, &source_constants)?;
         let label = kernel.label();
         let pipeline = self
             .checked(&format!("building pipeline {label}"), || {
@@ -127,7 +128,7 @@ impl GpuContext {
                         module: &module,
                         entry_point: Some(kernel.entry),
                         compilation_options: wgpu::PipelineCompilationOptions {
-                            constants,
+                            constants: &overrides,
                             ..Default::default()
                         },
                         cache: None,
@@ -157,8 +158,8 @@ impl GpuContext {
         grid: Grid,
     ) -> Result<()> {
         if std::mem::size_of::<P>() != kernel.params.size {
-            return Err(Error::Shader {
-                shader: kernel.label(),
+            return Err(Error::Kernel {
+                kernel: kernel.label(),
                 message: format!(
                     "params of {} bytes given, {} declared",
                     std::mem::size_of::<P>(),
@@ -177,8 +178,8 @@ impl GpuContext {
                     .iter()
                     .find(|(name, _)| *name == decl.name)
                     .map(|(_, b)| *b)
-                    .ok_or_else(|| Error::Shader {
-                        shader: kernel.label(),
+                    .ok_or_else(|| Error::Kernel {
+                        kernel: kernel.label(),
                         message: format!("binding {} was not given", decl.name),
                     })?
             };
@@ -188,8 +189,8 @@ impl GpuContext {
             });
         }
         if let Some((name, _)) = buffers.iter().find(|(n, _)| kernel.binding(n).is_none()) {
-            return Err(Error::Shader {
-                shader: kernel.label(),
+            return Err(Error::Kernel {
+                kernel: kernel.label(),
                 message: format!("no binding named {name}"),
             });
         }
@@ -223,6 +224,53 @@ impl GpuContext {
                 contents: bytemuck::bytes_of(value),
                 usage: wgpu::BufferUsages::UNIFORM,
             })
+    }
+
+    /// The module of `shader` with source constants set (the plain module when there are none).
+    fn specialised_module(
+        &self,
+        shader: &'static str,
+        values: &[(&'static str, u32)],
+    ) -> Result<wgpu::ShaderModule> {
+        if values.is_empty() {
+            return self.module(shader);
+        }
+        let key = PipelineKey {
+            shader,
+            entry: "",
+            constants: values.iter().map(|(n, v)| (*n, *v as u64)).collect(),
+        };
+        if let Some(m) = self
+            .specialised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(m.clone());
+        }
+        let fail = |message: String| Error::Shader {
+            shader: format!("{shader} with {values:?}"),
+            message,
+        };
+        let source =
+            shaders::with_source_constants(shaders::source(shader), values).map_err(fail)?;
+        let module = self
+            .checked(
+                &format!("compiling shader {shader} with {values:?}"),
+                || {
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(shader),
+                            source: wgpu::ShaderSource::Wgsl(source.into()),
+                        })
+                },
+            )
+            .map_err(|e| fail(e.to_string()))?;
+        self.specialised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, module.clone());
+        Ok(module)
     }
 
     fn module(&self, shader: &'static str) -> Result<wgpu::ShaderModule> {

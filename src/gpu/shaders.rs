@@ -37,6 +37,21 @@ pub(crate) fn source(name: &str) -> &'static str {
         .unwrap_or_else(|| panic!("shader {name} is not registered in gpu::shaders::SHADERS"))
 }
 
+/// `src` with each `const NAME: u32 = ...;` of `values` given the new value. Refuses a name
+/// the source does not declare that way.
+pub fn with_source_constants(src: &str, values: &[(&str, u32)]) -> Result<String, String> {
+    let mut out = src.to_string();
+    for (name, value) in values {
+        let head = format!("const {name}: u32 = ");
+        let start = out
+            .find(&head)
+            .ok_or_else(|| format!("no `const {name}: u32` in the shader"))?;
+        let end = start + out[start..].find(';').ok_or("unterminated const")?;
+        out.replace_range(start..end, &format!("{head}{value}u"));
+    }
+    Ok(out)
+}
+
 /// Parses and validates WGSL with naga, as wgpu would before building a pipeline. Needs no GPU.
 pub fn validate_wgsl(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, String> {
     parse_wgsl(name, src).map(|(_, info)| info)

@@ -40,6 +40,7 @@ pub const BIAS_GRAD: Kernel = Kernel {
     params: BiasGradParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
+    source_constants: &[],
     needs: Needs::Core,
 };
 

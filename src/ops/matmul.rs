@@ -39,8 +39,10 @@ const ADD_BIAS: u32 = 2;
 /// invocation stays far inside llvmpipe's 65535 loop iterations (K_SPAN / 4).
 pub const K_SPAN: usize = 2048;
 
-/// The largest block edge a variant may ask for (the shader's MAX_T).
-pub const MAX_BLOCK: u32 = 32;
+/// The largest block edge a register-blocked variant may have. Compile time grows fast with the
+/// block: on llvmpipe 1 s at 4 x 4, 5 s at 16 x 16, 63 s at 32 x 32 (which ran 1.4x faster than
+/// 16 x 16 at 1024^3, not enough to pay for a minute per layout).
+pub const MAX_BLOCK: u32 = 16;
 
 const BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
@@ -56,7 +58,8 @@ pub const MATMUL_REG: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &["TRANS_A", "TRANS_B", "VEC4", "TM", "TN"],
+    constants: &["TRANS_A", "TRANS_B", "VEC4"],
+    source_constants: &["TM", "TN"],
     needs: Needs::Core,
 };
 
@@ -67,6 +70,7 @@ pub const MATMUL_TILED: Kernel = Kernel {
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Fixed([16, 16, 1]),
     constants: &["TRANS_A", "TRANS_B", "VEC4"],
+    source_constants: &[],
     needs: Needs::Core,
 };
 
@@ -77,6 +81,7 @@ pub const MATMUL_SUBGROUP: Kernel = Kernel {
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
+    source_constants: &["LANE_ROWS"],
     needs: Needs::Subgroups,
 };
 
@@ -90,8 +95,8 @@ pub enum Variant {
     Registers { tm: u32, tn: u32 },
     /// matmul_tiled: 64 x 64 per workgroup through workgroup memory.
     Tiled,
-    /// matmul_subgroup: subgroup-size rows x 16 columns per subgroup, 4 x 4 per lane.
-    Subgroup,
+    /// matmul_subgroup: `lane_rows` x 4 of C per lane (4 or 8), operands shared by shuffles.
+    Subgroup { lane_rows: u32 },
 }
 
 impl std::fmt::Display for Variant {
@@ -99,7 +104,7 @@ impl std::fmt::Display for Variant {
         match self {
             Variant::Registers { tm, tn } => write!(f, "registers-{tm}x{tn}"),
             Variant::Tiled => write!(f, "tiled-64x64"),
-            Variant::Subgroup => write!(f, "subgroup-4x4"),
+            Variant::Subgroup { lane_rows } => write!(f, "subgroup-{lane_rows}x4"),
         }
     }
 }
@@ -112,12 +117,10 @@ impl Variant {
             Variant::Registers { tm: 8, tn: 8 },
             Variant::Registers { tm: 16, tn: 8 },
             Variant::Registers { tm: 16, tn: 16 },
-            Variant::Registers { tm: 32, tn: 16 },
-            Variant::Registers { tm: 16, tn: 32 },
-            Variant::Registers { tm: 32, tn: 32 },
             Variant::Tiled,
         ];
-        all.push(Variant::Subgroup);
+        all.push(Variant::Subgroup { lane_rows: 4 });
+        all.push(Variant::Subgroup { lane_rows: 8 });
         all.retain(|v| v.available(ctx));
         all
     }
@@ -129,8 +132,9 @@ impl Variant {
                 tm % 4 == 0 && tn % 4 == 0 && tm <= MAX_BLOCK && tn <= MAX_BLOCK
             }
             Variant::Tiled => ctx.limits().max_compute_invocations_per_workgroup >= 256,
-            Variant::Subgroup => {
-                ctx.has_subgroups()
+            Variant::Subgroup { lane_rows } => {
+                matches!(lane_rows, 4 | 8)
+                    && ctx.has_subgroups()
                     && ctx
                         .adapter()
                         .subgroup_size
@@ -163,11 +167,11 @@ impl Variant {
                 vec![],
                 Grid::Workgroups(batch * m.div_ceil(TILE) * n.div_ceil(TILE)),
             ),
-            Variant::Subgroup => {
+            Variant::Subgroup { lane_rows } => {
                 let size = ctx.adapter().subgroup_size.unwrap_or(4) as u64;
-                let blocks = m.div_ceil(size) * n.div_ceil(16);
+                let blocks = m.div_ceil(size / 4 * lane_rows as u64) * n.div_ceil(16);
                 (
-                    vec![("SUBGROUP", size as f64)],
+                    vec![("SUBGROUP", size as f64), ("LANE_ROWS", lane_rows as f64)],
                     Grid::Invocations(batch * blocks * size),
                 )
             }
@@ -397,7 +401,8 @@ impl std::str::FromStr for Variant {
         };
         match s {
             "tiled-64x64" => Ok(Variant::Tiled),
-            "subgroup-4x4" => Ok(Variant::Subgroup),
+            "subgroup-4x4" => Ok(Variant::Subgroup { lane_rows: 4 }),
+            "subgroup-8x4" => Ok(Variant::Subgroup { lane_rows: 8 }),
             _ => s
                 .strip_prefix("registers-")
                 .and_then(block)
@@ -427,16 +432,20 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
     )
 }
 
-/// The variant used without measurement: large register blocks on a CPU adapter (loads cost,
-/// spills barely do), workgroup tiles elsewhere; smaller blocks where C is too small to keep
-/// every core busy with large ones.
+/// The variant used without measurement: subgroup shuffles on a CPU adapter that has them,
+/// else large register blocks (loads cost there, spills barely do); workgroup tiles on other
+/// adapters.
 pub fn default_variant(ctx: &GpuContext, shape: &Shape) -> Variant {
     if ctx.adapter().device_type != "Cpu" {
         return Variant::Tiled;
     }
+    let subgroup = Variant::Subgroup { lane_rows: 4 };
+    if subgroup.available(ctx) {
+        return subgroup;
+    }
     let side = |x: usize| match x {
-        256.. => 32,
         64.. => 16,
+        16.. => 8,
         _ => 4,
     };
     Variant::Registers {

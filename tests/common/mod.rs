@@ -15,6 +15,11 @@ pub fn gpu() -> Option<MutexGuard<'static, GpuContext>> {
     let slot = CONTEXT.get_or_init(|| match GpuContext::new(None) {
         Ok(ctx) => {
             ctx.set_poison_outputs(true);
+            // Tests choose kernel variants without timing them (fast and the same every run),
+            // unless POLYGRAD_TUNE asks otherwise; tests/matmul_gpu.rs checks every variant.
+            if std::env::var_os("POLYGRAD_TUNE").is_none() {
+                ctx.set_tuning(polygrad::gpu::tune::TuneMode::Off, None);
+            }
             eprintln!("GPU tests on {}", ctx.adapter().label());
             Some(Mutex::new(ctx))
         }

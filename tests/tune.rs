@@ -1,0 +1,103 @@
+//! The tune cache: round trip, a corrupt file, an unwritable directory, a stale entry. None of
+//! them is an error; each gives a warning and a fresh measurement.
+
+mod common;
+
+use polygrad::gpu::tune::{read_cache, write_cache, TuneCache, TuneMode, Tuner};
+use polygrad::ops::matmul::{choose, shape_class, Layout, Shape, Variant};
+
+fn cache_with(key: &str, class: &str, variant: &str) -> TuneCache {
+    TuneCache {
+        key: key.into(),
+        choices: [(class.to_string(), variant.to_string())].into(),
+    }
+}
+
+#[test]
+fn a_cache_round_trips_and_is_read_back_for_its_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tuner = Tuner::new(TuneMode::Cached, Some(dir.path()), "adapter A");
+    tuner.record("matmul NT vec4 m64 n64 k64", "registers-8x8");
+    let again = Tuner::new(TuneMode::Cached, Some(dir.path()), "adapter A");
+    assert_eq!(
+        again.cached("matmul NT vec4 m64 n64 k64"),
+        Some("registers-8x8")
+    );
+    // Another adapter (or driver, or version) does not reuse it; retune ignores it.
+    let other = Tuner::new(TuneMode::Cached, Some(dir.path()), "adapter B");
+    assert_eq!(other.cached("matmul NT vec4 m64 n64 k64"), None);
+    let retune = Tuner::new(TuneMode::Retune, Some(dir.path()), "adapter A");
+    assert_eq!(retune.cached("matmul NT vec4 m64 n64 k64"), None);
+}
+
+#[test]
+fn a_corrupt_cache_is_a_warning_and_an_empty_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.json");
+    std::fs::write(&path, "{ not json").unwrap();
+    assert!(read_cache(&path).unwrap_err().contains("corrupt"));
+    let mut tuner = Tuner::new(TuneMode::Cached, Some(dir.path()), "adapter A");
+    assert!(tuner.cache().choices.is_empty());
+    // Recording a new choice replaces the corrupt file with a good one.
+    tuner.record("c", "tiled-64x64");
+    assert_eq!(
+        read_cache(&path).unwrap().unwrap().choices["c"],
+        "tiled-64x64"
+    );
+}
+
+#[test]
+fn an_unwritable_cache_directory_keeps_choices_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the directory should be: nothing can be created under it, even as
+    // root.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    let mut tuner = Tuner::new(TuneMode::Cached, Some(&blocker), "adapter A");
+    tuner.record("c", "registers-4x4");
+    assert_eq!(tuner.cached("c"), Some("registers-4x4"));
+    assert!(write_cache(&blocker.join("tune.json"), tuner.cache()).is_err());
+}
+
+#[test]
+fn every_variant_name_parses_back() {
+    for v in [
+        Variant::Registers { tm: 4, tn: 4 },
+        Variant::Registers { tm: 16, tn: 8 },
+        Variant::Tiled,
+        Variant::Subgroup { lane_rows: 4 },
+        Variant::Subgroup { lane_rows: 8 },
+    ] {
+        assert_eq!(v.to_string().parse::<Variant>(), Ok(v));
+    }
+    assert!("registers-4".parse::<Variant>().is_err());
+    assert!("warp-speed".parse::<Variant>().is_err());
+}
+
+#[test]
+fn a_stale_entry_is_measured_again_and_replaced() {
+    let Some(ctx) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let shape = Shape {
+        batch: 1,
+        m: 8,
+        n: 8,
+        k: 8,
+    };
+    let layout = Layout::dense(&shape, false, true);
+    let class = shape_class(&shape, &layout);
+    // The key the context writes under, taken from a cache it makes itself.
+    ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
+    let first = choose(&ctx, &shape, &layout).unwrap();
+    let path = dir.path().join("tune.json");
+    let key = read_cache(&path).unwrap().unwrap().key;
+    // A variant that no longer exists.
+    write_cache(&path, &cache_with(&key, &class, "registers-99x3")).unwrap();
+    ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
+    let again = choose(&ctx, &shape, &layout).unwrap();
+    assert!(Variant::candidates(&ctx).contains(&again), "{again}");
+    let stored = read_cache(&path).unwrap().unwrap();
+    assert_eq!(stored.choices[&class], again.to_string());
+    eprintln!("first choice {first}, after the stale entry {again}");
+    ctx.set_tuning(TuneMode::Off, None);
+}
