@@ -42,6 +42,9 @@ fn files(model: &Model, input: &[(&str, &HostTensor)]) -> Files {
 /// Runs `polygrad grad` on the files with extra arguments; returns (success, stderr).
 fn grad(f: &Files, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        // The same kernel variants as the library in this process (tests tune nothing), and
+        // no tune cache written into the user's home.
+        .env("POLYGRAD_TUNE", "off")
         .arg("grad")
         .args(["--model", f.model.to_str().unwrap()])
         .args(["--input", f.input.to_str().unwrap()])
@@ -178,4 +181,56 @@ fn grad_refuses_bad_input_and_leaves_the_output_alone() {
     let f = files(&model, &[("x", &x), ("dy", &dy)]);
     std::fs::write(&f.model, b"truncated").unwrap();
     check(&f, &[], &["model.safetensors"]);
+}
+
+#[test]
+fn bench_times_the_matmul_core_and_writes_csv() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("bench.csv");
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .args([
+            "bench", "--what", "matmul", "--m", "32", "--cols", "16,20", "--k", "8",
+        ])
+        .args(["--reps", "1", "--csv", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("GFLOP/s"), "{stdout}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("what,attention,degree,n,batch,heads,d_qk,d_v,layers,causal,m,k,variant,forward_ms,backward_ms,total_ms,total_min_ms,total_max_ms,memory_bytes,gflops,timer")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(fields.len(), 21, "{row}");
+        assert_eq!(fields[0], "matmul");
+        assert!(fields[15].parse::<f64>().unwrap() > 0.0, "{row}");
+    }
+}
+
+#[test]
+fn bench_refuses_zero_reps_and_a_nan_bound() {
+    for args in [["--reps", "0"], ["--max-ratio", "NaN"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+    }
 }
