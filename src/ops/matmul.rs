@@ -439,7 +439,8 @@ pub fn default_variant(ctx: &GpuContext, shape: &Shape) -> Variant {
     if ctx.adapter().device_type != "Cpu" {
         return Variant::Tiled;
     }
-    let subgroup = Variant::Subgroup { lane_rows: 4 };
+    // The tuner's choice for nearly every class of the benchmark model on llvmpipe (BENCHMARKS.md).
+    let subgroup = Variant::Subgroup { lane_rows: 8 };
     if subgroup.available(ctx) {
         return subgroup;
     }
