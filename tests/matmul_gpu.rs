@@ -229,3 +229,37 @@ fn operands_too_small_are_refused_by_name() {
     .unwrap_err();
     assert!(err.to_string().contains("small_a"), "{err}");
 }
+
+/// Sums longer than one span (K_SPAN) and ragged: every variant's loops stay inside llvmpipe's
+/// per-invocation loop budget (a loop cut short there gives wrong numbers, not an error).
+#[test]
+fn long_sums_over_several_spans() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("matmul long sums");
+    let k = 2 * polygrad::ops::matmul::K_SPAN + 5;
+    for &variant in &Variant::candidates(&ctx) {
+        for (trans_a, trans_b) in [(false, true), (true, false)] {
+            let shape = Shape {
+                batch: 1,
+                m: 17,
+                n: 20,
+                k,
+            };
+            let layout = Layout::dense(&shape, trans_a, trans_b);
+            let err = check(&ctx, &mut rng, shape, layout, epilogue(3), variant);
+            assert!(
+                err <= 1e-5,
+                "{variant} k = {k} trans ({trans_a}, {trans_b}): relative error {err:.2e}"
+            );
+            // The same with vec4 loads (k a multiple of 4).
+            let shape = Shape { k: k - 1, ..shape };
+            let layout = Layout::dense(&shape, trans_a, trans_b);
+            let err = check(&ctx, &mut rng, shape, layout, epilogue(0), variant);
+            assert!(
+                err <= 1e-5,
+                "{variant} k = {} trans ({trans_a}, {trans_b}): relative error {err:.2e}",
+                k - 1
+            );
+        }
+    }
+}
