@@ -2,24 +2,41 @@
 //! the caller's encoder.
 
 use crate::error::Result;
+use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::check_shape;
 
-const SHADER: &str = "gelu.wgsl";
-
-// Binding slots of shaders/gelu.wgsl.
-const PARAMS: u32 = 0;
-const T: u32 = 1;
-const UPSTREAM: u32 = 2;
-const OUT: u32 = 3;
-
-/// The shader's `Params`, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    len: u32,
-    _pad: [u32; 3],
+gpu_params! {
+    /// The shader's `Params`.
+    pub(crate) struct GeluParams as "Params" {
+        len: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
+
+const PARAMS: BindingDecl = BindingDecl::new("params", 0, Access::Uniform, Elem::Params);
+const T: BindingDecl = BindingDecl::new("t", 1, Access::Read, Elem::F32);
+const UPSTREAM: BindingDecl = BindingDecl::new("upstream", 2, Access::Read, Elem::F32);
+const OUT: BindingDecl = BindingDecl::new("out", 3, Access::ReadWrite, Elem::F32);
+
+pub const GELU_FORWARD: Kernel = Kernel {
+    shader: "gelu.wgsl",
+    entry: "forward",
+    bindings: &[PARAMS, T, OUT],
+    params: GeluParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &[],
+    source_constants: &[],
+    needs: Needs::Core,
+};
+
+pub const GELU_BACKWARD: Kernel = Kernel {
+    entry: "backward",
+    bindings: &[PARAMS, T, UPSTREAM, OUT],
+    ..GELU_FORWARD
+};
 
 /// out = gelu(t).
 pub fn gelu_forward(
@@ -29,13 +46,8 @@ pub fn gelu_forward(
     out: &GpuTensor,
 ) -> Result<()> {
     check_shape(out, t.shape())?;
-    run(
-        ctx,
-        encoder,
-        "forward",
-        &[(T, &t.buffer), (OUT, &out.buffer)],
-        t.len(),
-    )
+    let buffers = [("t", &t.buffer), ("out", &out.buffer)];
+    run(ctx, encoder, &GELU_FORWARD, &buffers, t.len())
 }
 
 /// d_t = upstream * gelu'(t).
@@ -48,30 +60,31 @@ pub fn gelu_backward(
 ) -> Result<()> {
     check_shape(upstream, t.shape())?;
     check_shape(d_t, t.shape())?;
-    let bindings = [
-        (T, &t.buffer),
-        (UPSTREAM, &upstream.buffer),
-        (OUT, &d_t.buffer),
+    let buffers = [
+        ("t", &t.buffer),
+        ("upstream", &upstream.buffer),
+        ("out", &d_t.buffer),
     ];
-    run(ctx, encoder, "backward", &bindings, t.len())
+    run(ctx, encoder, &GELU_BACKWARD, &buffers, t.len())
 }
 
 fn run(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
-    entry: &'static str,
-    bindings: &[(u32, &wgpu::Buffer)],
+    kernel: &Kernel,
+    buffers: &[(&str, &wgpu::Buffer)],
     len: usize,
 ) -> Result<()> {
-    let uniform = ctx.uniform(
-        "gelu params",
-        &Params {
-            len: len as u32,
-            _pad: [0; 3],
-        },
-    );
-    let pipeline = ctx.pipeline(SHADER, entry, &[])?;
-    let mut all = vec![(PARAMS, &uniform)];
-    all.extend_from_slice(bindings);
-    ctx.dispatch(encoder, &pipeline, &all, len as u64)
+    let params = GeluParams {
+        len: len as u32,
+        ..Default::default()
+    };
+    ctx.run(
+        encoder,
+        kernel,
+        &[],
+        &params,
+        buffers,
+        Grid::Invocations(len as u64),
+    )
 }

@@ -193,4 +193,6 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::MATMUL_TILED,
     &matmul::MATMUL_SUBGROUP,
     &linear::BIAS_GRAD,
+    &gelu::GELU_FORWARD,
+    &gelu::GELU_BACKWARD,
 ];
