@@ -2,25 +2,39 @@
 //! attention's [B, H, n, d]. Records into the caller's encoder.
 
 use crate::error::Result;
+use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::check_shape;
 
-const SHADER: &str = "heads.wgsl";
-
-// Binding slots of shaders/heads.wgsl.
-const PARAMS: u32 = 0;
-const SRC: u32 = 1;
-const DST: u32 = 2;
-
-/// The shader's `Params`, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    seq_len: u32,
-    heads: u32,
-    width: u32,
+gpu_params! {
+    /// The shader's `Params`.
+    pub(crate) struct HeadsParams as "Params" {
+        batch: u32,
+        seq_len: u32,
+        heads: u32,
+        width: u32,
+    }
 }
+
+pub const SPLIT_HEADS: Kernel = Kernel {
+    shader: "heads.wgsl",
+    entry: "split_heads",
+    bindings: &[
+        BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+        BindingDecl::new("src", 1, Access::Read, Elem::F32),
+        BindingDecl::new("dst", 2, Access::ReadWrite, Elem::F32),
+    ],
+    params: HeadsParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &[],
+    source_constants: &[],
+    needs: Needs::Core,
+};
+
+pub const MERGE_HEADS: Kernel = Kernel {
+    entry: "merge_heads",
+    ..SPLIT_HEADS
+};
 
 /// Sizes of a multi-head tensor: batch, sequence, heads, width per head.
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +65,7 @@ pub fn split_heads(
 ) -> Result<GpuTensor> {
     check_shape(src, &layout.token_major())?;
     let dst = GpuTensor::output(ctx, name, &layout.head_major())?;
-    run(ctx, encoder, "split_heads", src, &dst, layout)?;
+    run(ctx, encoder, &SPLIT_HEADS, src, &dst, layout)?;
     Ok(dst)
 }
 
@@ -65,28 +79,25 @@ pub fn merge_heads(
 ) -> Result<GpuTensor> {
     check_shape(src, &layout.head_major())?;
     let dst = GpuTensor::output(ctx, name, &layout.token_major())?;
-    run(ctx, encoder, "merge_heads", src, &dst, layout)?;
+    run(ctx, encoder, &MERGE_HEADS, src, &dst, layout)?;
     Ok(dst)
 }
 
 fn run(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
-    entry: &'static str,
+    kernel: &Kernel,
     src: &GpuTensor,
     dst: &GpuTensor,
     layout: HeadLayout,
 ) -> Result<()> {
-    let uniform = ctx.uniform(
-        "heads params",
-        &Params {
-            batch: layout.batch as u32,
-            seq_len: layout.seq_len as u32,
-            heads: layout.heads as u32,
-            width: layout.width as u32,
-        },
-    );
-    let pipeline = ctx.pipeline(SHADER, entry, &[])?;
-    let bindings = [(PARAMS, &uniform), (SRC, &src.buffer), (DST, &dst.buffer)];
-    ctx.dispatch(encoder, &pipeline, &bindings, dst.len() as u64)
+    let params = HeadsParams {
+        batch: layout.batch as u32,
+        seq_len: layout.seq_len as u32,
+        heads: layout.heads as u32,
+        width: layout.width as u32,
+    };
+    let buffers = [("src", &src.buffer), ("dst", &dst.buffer)];
+    let grid = Grid::Invocations(dst.len() as u64);
+    ctx.run(encoder, kernel, &[], &params, &buffers, grid)
 }

@@ -195,4 +195,6 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &linear::BIAS_GRAD,
     &gelu::GELU_FORWARD,
     &gelu::GELU_BACKWARD,
+    &heads::SPLIT_HEADS,
+    &heads::MERGE_HEADS,
 ];
