@@ -96,9 +96,8 @@ pub struct GpuContext {
     summary: AdapterSummary,
     limits: wgpu::Limits,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
-    pub(crate) modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    /// Modules with source constants set, keyed by shader and values.
-    pub(crate) specialised: Mutex<HashMap<PipelineKey, wgpu::ShaderModule>>,
+    /// Modules keyed by shader and the values of its source constants (none: the file as it is).
+    pub(crate) modules: Mutex<HashMap<PipelineKey, wgpu::ShaderModule>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     poison_outputs: AtomicBool,
     allocated_bytes: AtomicU64,
@@ -190,7 +189,6 @@ impl GpuContext {
             limits,
             pipelines: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
-            specialised: Mutex::new(HashMap::new()),
             uncaptured,
             poison_outputs: AtomicBool::new(false),
             allocated_bytes: AtomicU64::new(0),

@@ -40,17 +40,9 @@ impl GpuContext {
             entry,
             constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         };
-        if let Some(p) = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(p.clone());
-        }
-        let module = self.module(shader)?;
-        let pipeline = self
-            .checked(&format!("building pipeline {shader}::{entry}"), || {
+        self.cached_pipeline(key, || {
+            let module = self.module(shader)?;
+            self.checked(&format!("building pipeline {shader}::{entry}"), || {
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                         label: Some(entry),
@@ -67,13 +59,8 @@ impl GpuContext {
             .map_err(|e| Error::Shader {
                 shader: format!("{shader}::{entry}"),
                 message: e.to_string(),
-            })?;
-        let pipeline = Arc::new(pipeline);
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, pipeline.clone());
-        Ok(pipeline)
+            })
+        })
     }
 
     /// The pipeline of a declared kernel with `constants`, compiled on first use, with the bind
@@ -95,19 +82,11 @@ impl GpuContext {
             entry: kernel.entry,
             constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         };
-        if let Some(p) = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(p.clone());
-        }
-        let (source_constants, overrides) = kernel.split_constants(constants);
-        let module = self.specialised_module(kernel.shader, &source_constants)?;
-        let label = kernel.label();
-        let pipeline = self
-            .checked(&format!("building pipeline {label}"), || {
+        self.cached_pipeline(key, || {
+            let (source_constants, overrides) = kernel.split_constants(constants);
+            let module = self.specialised_module(kernel.shader, &source_constants)?;
+            let label = kernel.label();
+            self.checked(&format!("building pipeline {label}"), || {
                 let group =
                     self.device
                         .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -137,13 +116,8 @@ impl GpuContext {
             .map_err(|e| Error::Shader {
                 shader: label,
                 message: e.to_string(),
-            })?;
-        let pipeline = Arc::new(pipeline);
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, pipeline.clone());
-        Ok(pipeline)
+            })
+        })
     }
 
     /// Records one dispatch of a declared kernel: `params` in a uniform buffer, `buffers` bound
@@ -215,6 +189,28 @@ impl GpuContext {
         Ok(())
     }
 
+    /// The pipeline cached under `key`, or the one `build` makes, then cached.
+    fn cached_pipeline(
+        &self,
+        key: PipelineKey,
+        build: impl FnOnce() -> Result<wgpu::ComputePipeline>,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let pipeline = Arc::new(build()?);
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
     /// A uniform buffer holding `value` (a shader's `Params`).
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
@@ -226,22 +222,20 @@ impl GpuContext {
             })
     }
 
-    /// The module of `shader` with source constants set (the plain module when there are none).
+    /// The module of `shader` with source constants set (the file as it is without any),
+    /// compiled once per set of values.
     fn specialised_module(
         &self,
         shader: &'static str,
         values: &[(&'static str, u32)],
     ) -> Result<wgpu::ShaderModule> {
-        if values.is_empty() {
-            return self.module(shader);
-        }
         let key = PipelineKey {
             shader,
             entry: "",
             constants: values.iter().map(|(n, v)| (*n, *v as u64)).collect(),
         };
         if let Some(m) = self
-            .specialised
+            .modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
@@ -266,7 +260,7 @@ impl GpuContext {
                 },
             )
             .map_err(|e| fail(e.to_string()))?;
-        self.specialised
+        self.modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, module.clone());
@@ -274,31 +268,7 @@ impl GpuContext {
     }
 
     fn module(&self, shader: &'static str) -> Result<wgpu::ShaderModule> {
-        if let Some(m) = self
-            .modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(shader)
-        {
-            return Ok(m.clone());
-        }
-        let module = self
-            .checked(&format!("compiling shader {shader}"), || {
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader),
-                        source: wgpu::ShaderSource::Wgsl(shaders::source(shader).into()),
-                    })
-            })
-            .map_err(|e| Error::Shader {
-                shader: shader.into(),
-                message: e.to_string(),
-            })?;
-        self.modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(shader, module.clone());
-        Ok(module)
+        self.specialised_module(shader, &[])
     }
 
     /// Records one dispatch of `invocations` invocations of `pipeline` into `encoder`, with
