@@ -45,7 +45,9 @@ pub enum AttentionOp {
     Poly(poly_attention::PolyAttention),
 }
 
-/// What either attention's forward keeps for its backward.
+/// What either attention's forward keeps for its backward (a few per layer: the size of
+/// the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum AttentionSaved {
     Exact(exact_attention::ExactForward),
     Poly(poly_attention::PolyForward),
@@ -197,4 +199,12 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &gelu::GELU_BACKWARD,
     &heads::SPLIT_HEADS,
     &heads::MERGE_HEADS,
+    &poly_attention::PHI_ROWS,
+    &poly_attention::PHI_GRAD_ROWS,
+    &poly_attention::COPY_ROWS,
+    &poly_attention::TAYLOR_WEIGHTS,
+    &poly_attention::TAYLOR_GRADS,
+    &poly_attention::NORMALISE,
+    &poly_attention::GRAD_ROWS,
+    &poly_attention::SCAN_STATES,
 ];

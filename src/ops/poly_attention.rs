@@ -1,64 +1,111 @@
 //! Host side of shaders/poly_attention.wgsl: polynomial-method attention in time linear in n,
-//! forward and backward, causal (by chunks) and not, and the feature map phi on its own.
+//! forward and backward, causal (by chunks) and not, as chunk-level matrix products on the
+//! matrix-product core (ops::matmul), and the feature map phi on its own.
 //!
-//! Forward: chunk_states -> scan_states -> attention_forward (one submission).
-//! Backward: row_delta -> chunk_states (mode 1) -> scan_states (mode 1) -> query_grad,
-//! key_grad, value_grad (one submission). See the shader's header for the math.
-
-use wgpu::util::DeviceExt;
+//! The shader's header lists every step. Phi(Q) and Phi(K) are materialised per row in global
+//! memory (O(n k) per head, linear in n) and kept from the forward for the backward, so that
+//! every heavy step is a batched product the tuner can choose a variant for.
 
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, GpuContext, GpuTensor, TensorData};
+use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
+use crate::gpu::{GpuContext, GpuTensor, TensorData};
+use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape};
 use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
 use crate::poly::{self, MAX_D_QK};
 
-const SHADER: &str = "poly_attention.wgsl";
 /// ONE_SLOT in the shader: the index of the constant 1.0 in its private row arrays.
 const ONE_SLOT: u8 = MAX_D_QK as u8;
 
-/// Value columns per invocation (TILE_V in the shader).
-const TILE_V: usize = 16;
-
-// Binding slots of shaders/poly_attention.wgsl.
-const PARAMS: u32 = 0;
-const MONOMIALS: u32 = 1;
-const Q: u32 = 2;
-const K: u32 = 3;
-const V: u32 = 4;
-const O: u32 = 5;
-const D_O: u32 = 6;
-const ROW_TERMS: u32 = 7;
-const STATES: u32 = 8;
-const GRAD_STATES: u32 = 9;
-const DQ: u32 = 10;
-const DK: u32 = 11;
-const DV: u32 = 12;
-const STATE_X: u32 = 13;
-const STATE_Y: u32 = 14;
-const CHUNK_STATES_OUT: u32 = 15;
-const SCANNED_STATES: u32 = 16;
-const FEATURES_OUT: u32 = 17;
-const FEATURE_GRADS: u32 = 18;
-const X_GRAD: u32 = 19;
-
-/// The shader's `Params`, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    heads: u32,
-    rows: u32,
-    d_qk: u32,
-    d_v: u32,
-    chunk: u32,
-    n_chunks: u32,
-    features: u32,
-    degree: u32,
-    causal: u32,
-    mode: u32,
-    logit_scale: f32,
-    _pad: u32,
+gpu_params! {
+    /// The shader's `Params`; each kernel reads the fields its comment in the shader names.
+    pub(crate) struct PolyParams as "Params" {
+        heads: u32,
+        rows: u32,
+        rows_pad: u32,
+        d_qk: u32,
+        width_in: u32,
+        width_out: u32,
+        features: u32,
+        features_pad: u32,
+        d_v: u32,
+        chunk: u32,
+        n_chunks: u32,
+        flags: u32,
+        ones_col: u32,
+        logit_scale: f32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
+
+/// `flags`: phi_grad_rows adds `addend`; scan_states runs a suffix.
+const ADD_ADDEND: u32 = 1;
+const SUFFIX: u32 = 2;
+/// `ones_col` when copy_rows sets no column to 1.
+const NO_ONES: u32 = u32::MAX;
+
+const PARAMS: BindingDecl = BindingDecl::new("params", 0, Access::Uniform, Elem::Params);
+const MONOMIALS: BindingDecl =
+    BindingDecl::new("monomials", 1, Access::Read, Elem::Struct("Monomial"));
+const X: BindingDecl = BindingDecl::new("x", 2, Access::Read, Elem::F32);
+const Y: BindingDecl = BindingDecl::new("y", 3, Access::Read, Elem::F32);
+const ADDEND: BindingDecl = BindingDecl::new("addend", 4, Access::Read, Elem::F32);
+const OUT: BindingDecl = BindingDecl::new("out", 5, Access::ReadWrite, Elem::F32);
+const AUX: BindingDecl = BindingDecl::new("aux", 6, Access::ReadWrite, Elem::F32);
+
+pub const PHI_ROWS: Kernel = Kernel {
+    shader: "poly_attention.wgsl",
+    entry: "phi_rows",
+    bindings: &[PARAMS, MONOMIALS, X, OUT],
+    params: PolyParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &["DEGREE"],
+    source_constants: &[],
+    needs: Needs::Core,
+};
+
+pub const PHI_GRAD_ROWS: Kernel = Kernel {
+    entry: "phi_grad_rows",
+    bindings: &[PARAMS, MONOMIALS, X, Y, ADDEND, OUT],
+    ..PHI_ROWS
+};
+
+pub const COPY_ROWS: Kernel = Kernel {
+    entry: "copy_rows",
+    bindings: &[PARAMS, X, OUT],
+    ..PHI_ROWS
+};
+
+pub const TAYLOR_WEIGHTS: Kernel = Kernel {
+    entry: "taylor_weights",
+    bindings: &[PARAMS, AUX],
+    ..PHI_ROWS
+};
+
+pub const TAYLOR_GRADS: Kernel = Kernel {
+    entry: "taylor_grads",
+    bindings: &[PARAMS, OUT, AUX],
+    ..PHI_ROWS
+};
+
+pub const NORMALISE: Kernel = Kernel {
+    entry: "normalise",
+    bindings: &[PARAMS, X, OUT, AUX],
+    ..PHI_ROWS
+};
+
+pub const GRAD_ROWS: Kernel = Kernel {
+    entry: "grad_rows",
+    bindings: &[PARAMS, X, Y, ADDEND, OUT],
+    ..PHI_ROWS
+};
+
+pub const SCAN_STATES: Kernel = Kernel {
+    entry: "scan_states",
+    bindings: &[PARAMS, AUX],
+    ..PHI_ROWS
+};
 
 /// The shader's `Monomial`: variables packed a byte each, coefficient, order.
 #[repr(C)]
@@ -98,6 +145,16 @@ pub struct FeatureMap {
     degree: u32,
     features: usize,
     table: GpuTensor,
+}
+
+/// Rows of a feature matrix: `rows` of `x` per head, written at a stride of `rows_pad` rows of
+/// `features_pad` columns (zero beyond the real rows and features).
+#[derive(Clone, Copy)]
+struct FeatureRows {
+    heads: usize,
+    rows: usize,
+    rows_pad: usize,
+    features_pad: usize,
 }
 
 impl FeatureMap {
@@ -140,29 +197,14 @@ impl FeatureMap {
         self.features
     }
 
-    /// Override constants of every pipeline that evaluates phi.
+    /// Override constants of every kernel of the family.
     fn constants(&self) -> [(&'static str, f64); 1] {
         [("DEGREE", self.degree as f64)]
     }
 
-    fn params(&self, ctx: &GpuContext, rows: usize) -> wgpu::Buffer {
-        params_buffer(
-            ctx,
-            Params {
-                heads: 1,
-                rows: rows as u32,
-                d_qk: self.d as u32,
-                d_v: 1,
-                chunk: 1,
-                n_chunks: 1,
-                features: self.features as u32,
-                degree: self.degree,
-                causal: 0,
-                mode: 0,
-                logit_scale: 1.0,
-                _pad: 0,
-            },
-        )
+    /// Loop iterations of one phi_grad_rows invocation (the feature loop and the row loops).
+    fn grad_loop_iterations(&self) -> u64 {
+        (self.features + 2 * self.d) as u64
     }
 
     fn rows_of(&self, x: &GpuTensor) -> Result<usize> {
@@ -176,28 +218,98 @@ impl FeatureMap {
         }
     }
 
+    /// The params every kernel of the family shares for these rows.
+    fn params(&self, rows: FeatureRows) -> PolyParams {
+        PolyParams {
+            heads: rows.heads as u32,
+            rows: rows.rows as u32,
+            rows_pad: rows.rows_pad as u32,
+            d_qk: self.d as u32,
+            features: self.features as u32,
+            features_pad: rows.features_pad as u32,
+            ..Default::default()
+        }
+    }
+
+    /// Records out = phi(x) row by row, padded as `rows` says.
+    fn record_forward(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        rows: FeatureRows,
+        out: &GpuTensor,
+    ) -> Result<()> {
+        let invocations = rows.heads * rows.rows_pad * rows.features_pad;
+        check_len(out, invocations)?;
+        ctx.run(
+            encoder,
+            &PHI_ROWS,
+            &self.constants(),
+            &self.params(rows),
+            &[
+                ("monomials", &self.table.buffer),
+                ("x", &x.buffer),
+                ("out", &out.buffer),
+            ],
+            Grid::Invocations(invocations as u64),
+        )
+    }
+
+    /// Records out = J_phi(x)^T feature_grads (+ addend, `[heads, rows_pad, addend width]`)
+    /// row by row.
+    fn record_backward(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        (x, rows): (&GpuTensor, FeatureRows),
+        feature_grads: &GpuTensor,
+        addend: Option<(&GpuTensor, usize)>,
+        out: &GpuTensor,
+    ) -> Result<()> {
+        check_loop_budget(ctx, "phi_grad_rows", self.grad_loop_iterations())?;
+        let params = PolyParams {
+            flags: if addend.is_some() { ADD_ADDEND } else { 0 },
+            width_out: addend.map_or(0, |(_, width)| width as u32),
+            ..self.params(rows)
+        };
+        // Without an addend the slot still needs a buffer; the kernel does not read it.
+        let addend = addend.map_or(feature_grads, |(t, _)| t);
+        ctx.run(
+            encoder,
+            &PHI_GRAD_ROWS,
+            &self.constants(),
+            &params,
+            &[
+                ("monomials", &self.table.buffer),
+                ("x", &x.buffer),
+                ("y", &feature_grads.buffer),
+                ("addend", &addend.buffer),
+                ("out", &out.buffer),
+            ],
+            Grid::Invocations((rows.heads * rows.rows) as u64),
+        )
+    }
+
+    /// The rows of an unpadded `[rows, d]` tensor.
+    fn plain_rows(&self, rows: usize) -> FeatureRows {
+        FeatureRows {
+            heads: 1,
+            rows,
+            rows_pad: rows,
+            features_pad: self.features,
+        }
+    }
+
     /// phi of every row of `x` `[rows, d]`: `[rows, k]`.
     pub fn forward(&self, ctx: &GpuContext, x: &GpuTensor) -> Result<GpuTensor> {
         let rows = self.rows_of(x)?;
         let out = GpuTensor::output(ctx, "phi(x)", &[rows, self.features])?;
-        let params = self.params(ctx, rows);
-        let pipeline = ctx.pipeline(SHADER, "phi_forward", &self.constants())?;
-        let mut encoder = ctx.encoder("phi_forward");
-        let bindings: &[Binding] = &[
-            (PARAMS, &params),
-            (MONOMIALS, &self.table.buffer),
-            (STATE_X, &x.buffer),
-            (FEATURES_OUT, &out.buffer),
-        ];
-        ctx.checked("phi_forward", || {
-            ctx.dispatch(
-                &mut encoder,
-                &pipeline,
-                bindings,
-                (rows * self.features) as u64,
-            )
+        let mut encoder = ctx.encoder("phi_rows");
+        ctx.checked("phi_rows", || {
+            self.record_forward(ctx, &mut encoder, x, self.plain_rows(rows), &out)
         })??;
-        ctx.submit("phi_forward", encoder)?;
+        ctx.submit("phi_rows", encoder)?;
         Ok(out)
     }
 
@@ -209,64 +321,76 @@ impl FeatureMap {
         feature_grads: &GpuTensor,
     ) -> Result<GpuTensor> {
         let rows = self.rows_of(x)?;
-        check_loop_budget(ctx, "phi_backward", (2 * self.d + self.features) as u64)?;
         check_shape(feature_grads, &[rows, self.features])?;
         let out = GpuTensor::output(ctx, "dx", &[rows, self.d])?;
-        let params = self.params(ctx, rows);
-        let pipeline = ctx.pipeline(SHADER, "phi_backward", &self.constants())?;
-        let mut encoder = ctx.encoder("phi_backward");
-        let bindings: &[Binding] = &[
-            (PARAMS, &params),
-            (MONOMIALS, &self.table.buffer),
-            (STATE_X, &x.buffer),
-            (FEATURE_GRADS, &feature_grads.buffer),
-            (X_GRAD, &out.buffer),
-        ];
-        ctx.checked("phi_backward", || {
-            ctx.dispatch(&mut encoder, &pipeline, bindings, rows as u64)
+        let mut encoder = ctx.encoder("phi_grad_rows");
+        ctx.checked("phi_grad_rows", || {
+            let rows = self.plain_rows(rows);
+            self.record_backward(ctx, &mut encoder, (x, rows), feature_grads, None, &out)
         })??;
-        ctx.submit("phi_backward", encoder)?;
+        ctx.submit("phi_grad_rows", encoder)?;
         Ok(out)
     }
 }
 
-fn concat<'b>(a: &[Binding<'b>], b: &[Binding<'b>]) -> Vec<Binding<'b>> {
-    a.iter().chain(b).copied().collect()
+/// Refuses an internal buffer whose length differs from what a kernel writes, naming it.
+fn check_len(tensor: &GpuTensor, len: usize) -> Result<()> {
+    if tensor.len() != len {
+        return Err(Error::shape(
+            format!("tensor {}", tensor.name()),
+            format!("holds {} elements where {len} are written", tensor.len()),
+        ));
+    }
+    Ok(())
 }
 
-fn params_buffer(ctx: &GpuContext, params: Params) -> wgpu::Buffer {
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("poly_attention params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+/// C = A B, nothing added.
+const PLAIN: Epilogue = Epilogue {
+    alpha: 1.0,
+    add_into_c: false,
+};
+
+/// A multiple of 4 at least `x`: padded widths let the products load whole vec4s.
+fn pad4(x: usize) -> usize {
+    x.div_ceil(4) * 4
 }
 
 /// What the forward pass keeps for the backward pass.
 pub struct PolyForward {
     /// The attention output, `[B, H, n, d_v]`.
     pub o: GpuTensor,
-    /// Per row [Z_a, delta_a]; the backward fills delta.
-    row_terms: GpuTensor,
-    /// Prefix (causal) or total states [B*H, n_chunks, k, d_v + 1].
+    /// The normaliser Z per row, `[B*H, n]`.
+    z: GpuTensor,
+    /// Phi(Q), Phi(K): `[B*H, n_pad, k_pad]`.
+    phi_q: GpuTensor,
+    phi_k: GpuTensor,
+    /// V' = [V, 1], `[B*H, n_pad, v_width]`.
+    v_ones: GpuTensor,
+    /// S_<c (causal) or S (full): `[B*H * n_chunks, k_pad, v_width]`.
     states: GpuTensor,
+    /// Q and K padded, `[B*H, n_pad, qk_width]` (causal only: the diagonal blocks).
+    q_pad: Option<GpuTensor>,
+    k_pad: Option<GpuTensor>,
 }
 
 /// Polynomial attention of degree `degree` for one shape, with its tables built once.
 pub struct PolyAttention {
     shape: AttentionShape,
+    /// The chunk size asked for.
     chunk: usize,
+    /// Rows per chunk as run: the chunk size (causal, at most n) or every row (full).
+    block: usize,
     n_chunks: usize,
     phi: FeatureMap,
-    forward_params: wgpu::Buffer,
-    backward_params: wgpu::Buffer,
 }
+
+/// An operand of a product and whether it is stored transposed.
+type Operand<'a> = (&'a GpuTensor, bool);
 
 impl PolyAttention {
     /// Rows per chunk of the causal decomposition; any value gives the same result up to
     /// rounding.
-    pub const DEFAULT_CHUNK: usize = 32;
+    pub const DEFAULT_CHUNK: usize = 64;
 
     pub fn new(ctx: &GpuContext, shape: AttentionShape, degree: u32) -> Result<Self> {
         Self::with_chunk(ctx, shape, degree, Self::DEFAULT_CHUNK)
@@ -291,16 +415,29 @@ impl PolyAttention {
             ));
         }
         let phi = FeatureMap::new(ctx, shape.d_qk, degree, (shape.d_qk as f64).powf(-0.25))?;
-        let n_chunks = shape.seq_len.div_ceil(chunk);
+        let block = if shape.causal {
+            chunk.min(shape.seq_len)
+        } else {
+            pad4(shape.seq_len)
+        };
         let op = PolyAttention {
             shape,
             chunk,
-            n_chunks,
-            forward_params: params_buffer(ctx, Self::params(&shape, chunk, n_chunks, &phi, 0)),
-            backward_params: params_buffer(ctx, Self::params(&shape, chunk, n_chunks, &phi, 1)),
+            block,
+            n_chunks: shape.seq_len.div_ceil(block),
             phi,
         };
         GpuTensor::check_size(ctx, "poly attention chunk states", &op.states_shape())?;
+        for (name, width) in [
+            ("phi(q)", op.features_pad()),
+            ("v'", op.v_width()),
+            ("q padded", op.qk_width()),
+        ] {
+            GpuTensor::check_size(ctx, name, &op.rows_shape(width))?;
+        }
+        if shape.causal {
+            GpuTensor::check_size(ctx, "poly attention scores", &op.scores_shape())?;
+        }
         check_loop_budget(
             ctx,
             &format!("poly attention {shape} g={degree} chunk={chunk}"),
@@ -310,29 +447,6 @@ impl PolyAttention {
             GpuTensor::check_size(ctx, name, &s)?;
         }
         Ok(op)
-    }
-
-    fn params(
-        shape: &AttentionShape,
-        chunk: usize,
-        n_chunks: usize,
-        phi: &FeatureMap,
-        mode: u32,
-    ) -> Params {
-        Params {
-            heads: shape.total_heads() as u32,
-            rows: shape.seq_len as u32,
-            d_qk: shape.d_qk as u32,
-            d_v: shape.d_v as u32,
-            chunk: chunk as u32,
-            n_chunks: n_chunks as u32,
-            features: phi.features as u32,
-            degree: phi.degree,
-            causal: shape.causal as u32,
-            mode,
-            logit_scale: (1.0 / (shape.d_qk as f64).sqrt()) as f32,
-            _pad: 0,
-        }
     }
 
     pub fn shape(&self) -> &AttentionShape {
@@ -350,45 +464,196 @@ impl PolyAttention {
     }
 
     /// An upper bound on the loop iterations any one invocation of this shape's kernels runs,
-    /// counting only loops whose trip count is not a compile-time constant (query_grad and
-    /// key_grad are the longest: the feature loop with its column tiles, then the chunk).
+    /// counting only loops whose trip count is not a compile-time constant: phi_grad_rows (the
+    /// features), grad_rows (the value columns) and scan_states (the chunks). The products
+    /// bound their own loops (ops::matmul::K_SPAN).
     pub fn loop_iterations(&self) -> u64 {
-        let s = &self.shape;
-        let col_tiles = s.d_v.div_ceil(TILE_V) as u64;
-        let features = self.phi.features as u64;
-        2 * s.d_qk as u64
-            + features * (1 + col_tiles)
-            + self.chunk.min(s.seq_len) as u64 * (1 + 2 * s.d_qk as u64 + s.d_v as u64)
-            + self.n_chunks as u64
-            + s.d_v as u64
+        let rows = (self.shape.d_v + self.v_width()) as u64;
+        self.phi
+            .grad_loop_iterations()
+            .max(rows)
+            .max(self.n_chunks as u64)
     }
 
-    fn states_shape(&self) -> [usize; 4] {
+    fn heads(&self) -> usize {
+        self.shape.total_heads()
+    }
+
+    /// Rows of the padded tensors: a whole number of chunks.
+    fn rows_pad(&self) -> usize {
+        self.n_chunks * self.block
+    }
+
+    fn features_pad(&self) -> usize {
+        pad4(self.phi.features)
+    }
+
+    /// Columns of V' (d_v values and the ones column), padded.
+    fn v_width(&self) -> usize {
+        pad4(self.shape.d_v + 1)
+    }
+
+    fn qk_width(&self) -> usize {
+        pad4(self.shape.d_qk)
+    }
+
+    fn rows_shape(&self, width: usize) -> [usize; 3] {
+        [self.heads(), self.rows_pad(), width]
+    }
+
+    fn states_shape(&self) -> [usize; 3] {
         [
-            self.shape.total_heads(),
-            self.n_chunks,
-            self.phi.features,
-            self.shape.d_v + 1,
+            self.heads() * self.n_chunks,
+            self.features_pad(),
+            self.v_width(),
         ]
     }
 
-    fn rows(&self) -> u64 {
-        (self.shape.total_heads() * self.shape.seq_len) as u64
+    fn scores_shape(&self) -> [usize; 3] {
+        [self.heads() * self.n_chunks, self.block, self.block]
     }
 
-    /// Invocations of a kernel that runs per (head, value column tile, row).
-    fn row_tile_invocations(&self) -> u64 {
-        self.rows() * self.shape.d_v.div_ceil(TILE_V) as u64
+    fn feature_rows(&self) -> FeatureRows {
+        FeatureRows {
+            heads: self.heads(),
+            rows: self.shape.seq_len,
+            rows_pad: self.rows_pad(),
+            features_pad: self.features_pad(),
+        }
     }
 
-    fn chunk_states_invocations(&self) -> u64 {
-        let s = self.states_shape();
-        (s[0] * s[1] * s[2] * s[3].div_ceil(TILE_V)) as u64
+    /// The params of the layout kernels for this shape.
+    fn params(&self) -> PolyParams {
+        PolyParams {
+            d_v: self.shape.d_v as u32,
+            chunk: self.block as u32,
+            n_chunks: self.n_chunks as u32,
+            logit_scale: (1.0 / (self.shape.d_qk as f64).sqrt()) as f32,
+            ones_col: NO_ONES,
+            ..self.phi.params(self.feature_rows())
+        }
     }
 
-    fn scan_invocations(&self) -> u64 {
-        let s = self.states_shape();
-        (s[0] * s[2] * s[3]) as u64
+    /// Records c = alpha op(a) op(b) (+ c), m x k by k x n, batched over every chunk of
+    /// every head.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        a: Operand,
+        b: Operand,
+        c: &GpuTensor,
+        [m, n, k]: [usize; 3],
+        epilogue: Epilogue,
+    ) -> Result<()> {
+        let shape = Shape {
+            batch: self.heads() * self.n_chunks,
+            m,
+            n,
+            k,
+        };
+        Matmul {
+            shape,
+            layout: Layout::dense(&shape, a.1, b.1),
+            epilogue,
+            a: a.0,
+            b: b.0,
+            c,
+            bias: None,
+        }
+        .run(ctx, enc)
+    }
+
+    /// Records one of the family's elementwise or per-row kernels.
+    fn kernel(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        params: PolyParams,
+        buffers: &[(&str, &GpuTensor)],
+        invocations: usize,
+    ) -> Result<()> {
+        let buffers: Vec<(&str, &wgpu::Buffer)> =
+            buffers.iter().map(|(n, t)| (*n, &t.buffer)).collect();
+        ctx.run(
+            enc,
+            kernel,
+            &self.phi.constants(),
+            &params,
+            &buffers,
+            Grid::Invocations(invocations as u64),
+        )
+    }
+
+    /// Records dst = src `[heads, rows, width_in]` copied into `[heads, rows_dst, width_out]`,
+    /// with column `ones_col` set to 1 on the source's rows.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_rows(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        src: (&GpuTensor, usize, usize),
+        dst: (&GpuTensor, usize, usize),
+        ones_col: u32,
+    ) -> Result<()> {
+        let ((src, rows, width_in), (dst, rows_dst, width_out)) = (src, dst);
+        check_len(src, self.heads() * rows * width_in)?;
+        check_len(dst, self.heads() * rows_dst * width_out)?;
+        let params = PolyParams {
+            rows: rows as u32,
+            rows_pad: rows_dst as u32,
+            width_in: width_in as u32,
+            width_out: width_out as u32,
+            ones_col,
+            ..self.params()
+        };
+        self.kernel(
+            ctx,
+            enc,
+            &COPY_ROWS,
+            params,
+            &[("x", src), ("out", dst)],
+            dst.len(),
+        )
+    }
+
+    /// Records the exclusive prefix (forward) or suffix (backward) of chunk states.
+    fn scan(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        states: &GpuTensor,
+        flags: u32,
+    ) -> Result<()> {
+        let per_chunk = self.features_pad() * self.v_width();
+        let params = PolyParams {
+            width_in: per_chunk as u32,
+            flags,
+            ..self.params()
+        };
+        self.kernel(
+            ctx,
+            enc,
+            &SCAN_STATES,
+            params,
+            &[("aux", states)],
+            self.heads() * per_chunk,
+        )
+    }
+
+    /// Records scores_c = Q_c K_c^T for every chunk.
+    fn scores(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        (q_pad, k_pad): (&GpuTensor, &GpuTensor),
+        scores: &GpuTensor,
+    ) -> Result<()> {
+        let c = self.block;
+        let dims = [c, c, self.qk_width()];
+        self.product(ctx, enc, (q_pad, false), (k_pad, true), scores, dims, PLAIN)
     }
 
     /// o = attention(q, k, v), keeping what the backward needs. Submits without waiting.
@@ -400,55 +665,76 @@ impl PolyAttention {
         v: &GpuTensor,
     ) -> Result<PolyForward> {
         check_inputs(&self.shape, q, k, v)?;
-        let out = PolyForward {
-            o: GpuTensor::output(ctx, "o", &self.shape.v_shape())?,
-            row_terms: GpuTensor::output(
-                ctx,
-                "poly attention row terms",
-                &[self.shape.total_heads(), self.shape.seq_len, 2],
-            )?,
-            states: GpuTensor::output(ctx, "poly attention chunk states", &self.states_shape())?,
+        let s = &self.shape;
+        let (kp, vw, qw, c) = (
+            self.features_pad(),
+            self.v_width(),
+            self.qk_width(),
+            self.block,
+        );
+        let out = |name: &str, shape: &[usize]| GpuTensor::output(ctx, name, shape);
+        let padded = |name: &str| -> Result<Option<GpuTensor>> {
+            s.causal
+                .then(|| out(name, &self.rows_shape(qw)))
+                .transpose()
         };
-        let (params, table) = (&self.forward_params, &self.phi.table.buffer);
-        let mut encoder = ctx.encoder("poly attention forward");
+        let saved = PolyForward {
+            o: out("o", &s.v_shape())?,
+            z: out("poly attention normaliser", &[self.heads(), s.seq_len])?,
+            phi_q: out("phi(q)", &self.rows_shape(kp))?,
+            phi_k: out("phi(k)", &self.rows_shape(kp))?,
+            v_ones: out("v'", &self.rows_shape(vw))?,
+            states: out("poly attention chunk states", &self.states_shape())?,
+            q_pad: padded("q padded")?,
+            k_pad: padded("k padded")?,
+        };
+        let o_ones = out("o'", &self.rows_shape(vw))?;
+        let scores = s
+            .causal
+            .then(|| out("poly attention scores", &self.scores_shape()))
+            .transpose()?;
+        let mut enc = ctx.encoder("poly attention forward");
         ctx.checked("recording poly attention forward", || -> Result<()> {
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "chunk_states", &self.phi.constants())?,
-                &[
-                    (PARAMS, params),
-                    (MONOMIALS, table),
-                    (STATE_X, &k.buffer),
-                    (STATE_Y, &v.buffer),
-                    (ROW_TERMS, &out.row_terms.buffer),
-                    (CHUNK_STATES_OUT, &out.states.buffer),
-                ],
-                self.chunk_states_invocations(),
-            )?;
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "scan_states", &self.phi.constants())?,
-                &[(PARAMS, params), (SCANNED_STATES, &out.states.buffer)],
-                self.scan_invocations(),
-            )?;
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "attention_forward", &self.phi.constants())?,
-                &[
-                    (PARAMS, params),
-                    (MONOMIALS, table),
-                    (Q, &q.buffer),
-                    (K, &k.buffer),
-                    (V, &v.buffer),
-                    (STATES, &out.states.buffer),
-                    (O, &out.o.buffer),
-                    (ROW_TERMS, &out.row_terms.buffer),
-                ],
-                self.row_tile_invocations(),
-            )
+            let enc = &mut enc;
+            let rows = self.feature_rows();
+            let (n, n_pad) = (s.seq_len, self.rows_pad());
+            self.phi.record_forward(ctx, enc, q, rows, &saved.phi_q)?;
+            self.phi.record_forward(ctx, enc, k, rows, &saved.phi_k)?;
+            let v_ones = (&saved.v_ones, n_pad, vw);
+            self.copy_rows(ctx, enc, (v, n, s.d_v), v_ones, s.d_v as u32)?;
+            // S_c = Phi(K_c)^T V'_c, then S_<c.
+            let states = &saved.states;
+            let (phi_k, v1) = ((&saved.phi_k, true), (&saved.v_ones, false));
+            self.product(ctx, enc, phi_k, v1, states, [kp, vw, c], PLAIN)?;
+            if s.causal {
+                self.scan(ctx, enc, states, 0)?;
+            }
+            // O'_c = Phi(Q_c) S_<c.
+            let (phi_q, s_prev) = ((&saved.phi_q, false), (states, false));
+            self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
+            if let (Some(q_pad), Some(k_pad), Some(scores)) = (&saved.q_pad, &saved.k_pad, &scores)
+            {
+                self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES)?;
+                self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES)?;
+                self.scores(ctx, enc, (q_pad, k_pad), scores)?;
+                let p = [("aux", scores)];
+                self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, scores.len())?;
+                // O'_c += P_c V'_c.
+                let add = Epilogue {
+                    add_into_c: true,
+                    ..PLAIN
+                };
+                self.product(ctx, enc, (scores, false), v1, &o_ones, [c, vw, c], add)?;
+            }
+            let params = PolyParams {
+                width_in: vw as u32,
+                ..self.params()
+            };
+            let buffers = [("x", &o_ones), ("out", &saved.o), ("aux", &saved.z)];
+            self.kernel(ctx, enc, &NORMALISE, params, &buffers, saved.o.len())
         })??;
-        ctx.submit("poly attention forward", encoder)?;
-        Ok(out)
+        ctx.submit("poly attention forward", enc)?;
+        Ok(saved)
     }
 
     /// dq, dk, dv given dL/do, from the inputs and what [`Self::forward`] kept.
@@ -464,93 +750,169 @@ impl PolyAttention {
         check_inputs(&self.shape, q, k, v)?;
         check_shape(d_o, &self.shape.v_shape())?;
         check_shape(&saved.o, &self.shape.v_shape())?;
-        let grad_states =
-            GpuTensor::output(ctx, "poly attention gradient states", &self.states_shape())?;
+        check_shape(&saved.states, &self.states_shape())?;
+        let s = &self.shape;
+        let (kp, vw, qw, c) = (
+            self.features_pad(),
+            self.v_width(),
+            self.qk_width(),
+            self.block,
+        );
+        let out = |name: &str, shape: &[usize]| GpuTensor::output(ctx, name, shape);
+        let g = out("poly attention G", &self.rows_shape(vw))?;
+        let r = out("poly attention gradient states", &self.states_shape())?;
+        let d_phi = out("dL/dphi", &self.rows_shape(kp))?;
+        let dv_ones = out("dv'", &self.rows_shape(vw))?;
         let grads = AttentionGradients {
-            dq: GpuTensor::output(ctx, "dq", &self.shape.qk_shape())?,
-            dk: GpuTensor::output(ctx, "dk", &self.shape.qk_shape())?,
-            dv: GpuTensor::output(ctx, "dv", &self.shape.v_shape())?,
+            dq: out("dq", &s.qk_shape())?,
+            dk: out("dk", &s.qk_shape())?,
+            dv: out("dv", &s.v_shape())?,
         };
-        let (params, table) = (&self.backward_params, &self.phi.table.buffer);
-        let row_terms = &saved.row_terms.buffer;
-        let mut encoder = ctx.encoder("poly attention backward");
+        let diagonal = match (&saved.q_pad, &saved.k_pad) {
+            (Some(q_pad), Some(k_pad)) => Some(Diagonal {
+                q_pad,
+                k_pad,
+                scores: out("poly attention scores", &self.scores_shape())?,
+                d_scores: out("poly attention score gradients", &self.scores_shape())?,
+                dq: out("dq diagonal", &self.rows_shape(qw))?,
+                dk: out("dk diagonal", &self.rows_shape(qw))?,
+            }),
+            _ => None,
+        };
+        let mut enc = ctx.encoder("poly attention backward");
         ctx.checked("recording poly attention backward", || -> Result<()> {
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "row_delta", &self.phi.constants())?,
-                &[
-                    (PARAMS, params),
-                    (D_O, &d_o.buffer),
-                    (O, &saved.o.buffer),
-                    (ROW_TERMS, row_terms),
-                ],
-                self.rows(),
-            )?;
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "chunk_states", &self.phi.constants())?,
-                &[
-                    (PARAMS, params),
-                    (MONOMIALS, table),
-                    (STATE_X, &q.buffer),
-                    (STATE_Y, &d_o.buffer),
-                    (ROW_TERMS, row_terms),
-                    (CHUNK_STATES_OUT, &grad_states.buffer),
-                ],
-                self.chunk_states_invocations(),
-            )?;
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "scan_states", &self.phi.constants())?,
-                &[(PARAMS, params), (SCANNED_STATES, &grad_states.buffer)],
-                self.scan_invocations(),
-            )?;
-            let shared = [
-                (PARAMS, params),
-                (MONOMIALS, table),
-                (Q, &q.buffer),
-                (K, &k.buffer),
-                (D_O, &d_o.buffer),
-                (ROW_TERMS, row_terms),
+            let enc = &mut enc;
+            let rows = self.feature_rows();
+            let params = PolyParams {
+                width_out: vw as u32,
+                ..self.params()
+            };
+            let buffers = [
+                ("x", &saved.o),
+                ("y", d_o),
+                ("addend", &saved.z),
+                ("out", &g),
             ];
-
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "query_grad", &self.phi.constants())?,
-                &concat(
-                    &shared,
-                    &[
-                        (V, &v.buffer),
-                        (STATES, &saved.states.buffer),
-                        (DQ, &grads.dq.buffer),
-                    ],
-                ),
-                self.rows(),
+            self.kernel(
+                ctx,
+                enc,
+                &GRAD_ROWS,
+                params,
+                &buffers,
+                rows.heads * rows.rows_pad,
             )?;
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "key_grad", &self.phi.constants())?,
-                &concat(
-                    &shared,
-                    &[
-                        (V, &v.buffer),
-                        (GRAD_STATES, &grad_states.buffer),
-                        (DK, &grads.dk.buffer),
-                    ],
-                ),
-                self.rows(),
-            )?;
-            ctx.dispatch(
-                &mut encoder,
-                &*ctx.pipeline(SHADER, "value_grad", &self.phi.constants())?,
-                &concat(
-                    &shared,
-                    &[(GRAD_STATES, &grad_states.buffer), (DV, &grads.dv.buffer)],
-                ),
-                self.row_tile_invocations(),
-            )
+            // R_c = Phi(Q_c)^T G_c, then R_>c.
+            let (phi_q, g_rows) = ((&saved.phi_q, true), (&g, false));
+            self.product(ctx, enc, phi_q, g_rows, &r, [kp, vw, c], PLAIN)?;
+            if s.causal {
+                self.scan(ctx, enc, &r, SUFFIX)?;
+            }
+            if let Some(diag) = &diagonal {
+                self.diagonal_backward(ctx, enc, diag, (&g, &saved.v_ones), &dv_ones)?;
+            }
+            // dPhi(Q_c) = G_c S_<c^T; dq = J_phi(q)^T dPhi(Q) (+ the diagonal's).
+            let states = (&saved.states, true);
+            self.product(ctx, enc, g_rows, states, &d_phi, [c, kp, vw], PLAIN)?;
+            let dq_diag = diagonal.as_ref().map(|d| (&d.dq, qw));
+            let dq = &grads.dq;
+            self.phi
+                .record_backward(ctx, enc, (q, rows), &d_phi, dq_diag, dq)?;
+            // dPhi(K_c) = V'_c R_>c^T; dk likewise.
+            let v1 = (&saved.v_ones, false);
+            self.product(ctx, enc, v1, (&r, true), &d_phi, [c, kp, vw], PLAIN)?;
+            let dk_diag = diagonal.as_ref().map(|d| (&d.dk, qw));
+            let dk = &grads.dk;
+            self.phi
+                .record_backward(ctx, enc, (k, rows), &d_phi, dk_diag, dk)?;
+            // dV'_c (+)= Phi(K_c) R_>c; dv = its first d_v columns.
+            let add = Epilogue {
+                add_into_c: s.causal,
+                ..PLAIN
+            };
+            let phi_k = (&saved.phi_k, false);
+            self.product(ctx, enc, phi_k, (&r, false), &dv_ones, [c, vw, kp], add)?;
+            let (n, n_pad) = (s.seq_len, self.rows_pad());
+            let dv = (&grads.dv, n, s.d_v);
+            self.copy_rows(ctx, enc, (&dv_ones, n_pad, vw), dv, NO_ONES)
         })??;
-        ctx.submit("poly attention backward", encoder)?;
+        ctx.submit("poly attention backward", enc)?;
         Ok(grads)
     }
+
+    /// Records the diagonal blocks' share of the backward: dQ', dK' into `diag` and dV' =
+    /// P_c^T G_c into `dv_ones`.
+    fn diagonal_backward(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        diag: &Diagonal,
+        (g, v_ones): (&GpuTensor, &GpuTensor),
+        dv_ones: &GpuTensor,
+    ) -> Result<()> {
+        let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
+        let (scores, d_scores) = (&diag.scores, &diag.d_scores);
+        self.scores(ctx, enc, (diag.q_pad, diag.k_pad), scores)?;
+        // dL/dP_c = G_c V'_c^T, then dL/ds and P_g(s) in place.
+        self.product(
+            ctx,
+            enc,
+            (g, false),
+            (v_ones, true),
+            d_scores,
+            [c, c, vw],
+            PLAIN,
+        )?;
+        let buffers = [("out", d_scores), ("aux", scores)];
+        self.kernel(
+            ctx,
+            enc,
+            &TAYLOR_GRADS,
+            self.params(),
+            &buffers,
+            scores.len(),
+        )?;
+        let scaled = Epilogue {
+            alpha: self.params().logit_scale,
+            ..PLAIN
+        };
+        let dims = [c, qw, c];
+        self.product(
+            ctx,
+            enc,
+            (d_scores, false),
+            (diag.k_pad, false),
+            &diag.dq,
+            dims,
+            scaled,
+        )?;
+        self.product(
+            ctx,
+            enc,
+            (d_scores, true),
+            (diag.q_pad, false),
+            &diag.dk,
+            dims,
+            scaled,
+        )?;
+        self.product(
+            ctx,
+            enc,
+            (scores, true),
+            (g, false),
+            dv_ones,
+            [c, vw, c],
+            PLAIN,
+        )
+    }
+}
+
+/// The causal backward's buffers for the diagonal blocks.
+struct Diagonal<'a> {
+    q_pad: &'a GpuTensor,
+    k_pad: &'a GpuTensor,
+    scores: GpuTensor,
+    d_scores: GpuTensor,
+    /// dq and dk from the diagonal blocks, `[B*H, n_pad, qk_width]`.
+    dq: GpuTensor,
+    dk: GpuTensor,
 }
