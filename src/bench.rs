@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
+use crate::gpu::profile::Profile;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape, Variant};
@@ -95,6 +96,23 @@ pub fn median_forward_backward(
     Ok(Timing::of(times))
 }
 
+/// GPU time per kernel of one forward + backward, after a warm-up pass (needs timestamp
+/// queries).
+pub fn profile_forward_backward(
+    ctx: &GpuContext,
+    attention: Attention,
+    shape: AttentionShape,
+) -> Result<Profile> {
+    ctx.set_poison_outputs(false);
+    let mut run = AttentionRun::new(ctx, attention, shape)?;
+    run.run_once(ctx)?;
+    ctx.start_profile()?;
+    let ran = run.run_once(ctx);
+    let profile = ctx.finish_profile();
+    ran?;
+    profile
+}
+
 /// The whole-model benchmark: L = 4, D = 256, H = 4, d_qk = 16, d_v = 64, d_ff = 1024,
 /// causal, with `attention`.
 pub fn benchmark_model_config(attention: Attention) -> ModelConfig {
@@ -164,6 +182,22 @@ pub fn median_model_forward_backward(
         .map(|_| run.run_once(ctx))
         .collect::<Result<Vec<_>>>()?;
     Ok(Timing::of(times))
+}
+
+/// GPU time per kernel of one whole-model forward + backward, after a warm-up pass.
+pub fn profile_model_forward_backward(
+    ctx: &GpuContext,
+    config: ModelConfig,
+    seq_len: usize,
+) -> Result<Profile> {
+    ctx.set_poison_outputs(false);
+    let mut run = ModelRun::new(ctx, config, seq_len)?;
+    run.run_once(ctx)?;
+    ctx.start_profile()?;
+    let ran = run.run_once(ctx);
+    let profile = ctx.finish_profile();
+    ran?;
+    profile
 }
 
 /// Floating-point operations of one product (a multiply-add counts 2).

@@ -8,9 +8,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use polygrad::bench::{
     benchmark_model_config, benchmark_shape, matmul_flops, median_forward_backward, median_matmul,
-    median_model_forward_backward, ModelRun, Timing,
+    median_model_forward_backward, profile_forward_backward, profile_model_forward_backward,
+    ModelRun, Timing,
 };
 use polygrad::gpu::list_adapters;
+use polygrad::gpu::profile::Profile;
 use polygrad::gpu::tune::{default_cache_dir, TuneMode};
 use polygrad::io::LossKind;
 use polygrad::ops::matmul::{choose, shape_class, Layout, Shape, Variant};
@@ -118,6 +120,10 @@ enum Command {
         /// Also write one CSV row per measurement to FILE.
         #[arg(long, value_name = "FILE")]
         csv: Option<PathBuf>,
+        /// After the timings, run each measured size once more with timestamp queries and
+        /// print the GPU time per kernel (attention and model).
+        #[arg(long)]
+        profile: bool,
     },
     /// Time every matrix-product variant on the shape classes of the whole benchmark model
     /// at --n, keep the fastest per class in the tune cache, and print the choices.
@@ -209,6 +215,7 @@ fn main() -> ExitCode {
             reps,
             max_ratio,
             csv,
+            profile,
         } => {
             let what = if model { BenchWhat::Model } else { what };
             let csv = csv.as_deref();
@@ -234,6 +241,7 @@ fn main() -> ExitCode {
                         model: what == BenchWhat::Model,
                         only: attention,
                         degree,
+                        profile,
                     },
                     &n,
                     reps,
@@ -460,6 +468,7 @@ struct BenchTarget {
     model: bool,
     only: Option<AttentionKind>,
     degree: u32,
+    profile: bool,
 }
 
 fn bench(
@@ -544,11 +553,52 @@ fn bench(
     if let Some(path) = csv {
         write_csv(path, &rows)?;
     }
+    if target.profile {
+        for &n in sizes {
+            for &attention in &attentions {
+                let profile = if target.model {
+                    profile_model_forward_backward(&ctx, benchmark_model_config(attention), n)?
+                } else {
+                    profile_forward_backward(&ctx, attention, benchmark_shape(n))?
+                };
+                println!();
+                println!("GPU time per kernel, {attention}, n = {n}, one forward + backward:");
+                print_profile(&profile);
+            }
+        }
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The per-kernel table of `polygrad bench --profile`.
+fn print_profile(profile: &Profile) {
+    let total = profile.total_millis();
+    println!(
+        "{:<44} {:>6} {:>11} {:>7} {:>9}",
+        "kernel", "calls", "total ms", "share", "GFLOP/s"
+    );
+    for k in &profile.kernels {
+        let gflops = k.gflops().map_or("-".into(), |g| format!("{g:.2}"));
+        println!(
+            "{:<44} {:>6} {:>11.3} {:>6.1}% {:>9}",
+            k.name,
+            k.calls,
+            k.millis,
+            100.0 * k.millis / total.max(f64::MIN_POSITIVE),
+            gflops
+        );
+    }
+    println!("{:<44} {:>6} {:>11.3}", "all kernels", "", total);
+    if profile.untimed_passes > 0 {
+        println!(
+            "({} passes after the first 2048 were not timed)",
+            profile.untimed_passes
+        );
+    }
 }
 
 /// The columns of `polygrad bench --csv`, in order.

@@ -103,6 +103,8 @@ pub struct GpuContext {
     allocated_bytes: AtomicU64,
     largest_allocation: AtomicU64,
     pub(crate) tuner: Mutex<Tuner>,
+    /// The profile being recorded, if any.
+    pub(crate) profiler: Mutex<Option<super::profile::Recorder>>,
 }
 
 impl GpuContext {
@@ -198,6 +200,7 @@ impl GpuContext {
                 default_cache_dir().as_deref(),
                 &key,
             )),
+            profiler: Mutex::new(None),
         })
     }
 

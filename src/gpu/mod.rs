@@ -5,6 +5,7 @@ mod context;
 pub mod kernel;
 pub mod kernel_check;
 mod pipeline;
+pub mod profile;
 pub mod shaders;
 mod tensor;
 pub mod tune;

@@ -9,6 +9,13 @@ use super::kernel::{Grid, Kernel, Needs};
 use super::shaders;
 use super::GpuContext;
 
+/// What wgpu checks inside polygrad's shaders: every index (the default), but no loop counters.
+const SHADER_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
+    bounds_checks: true,
+    force_loop_bounding: false,
+    ..wgpu::ShaderRuntimeChecks::checked()
+};
+
 /// Invocations per workgroup of every polygrad kernel (the WGSL override `WORKGROUP`).
 pub(crate) const WORKGROUP: u32 = 64;
 
@@ -131,6 +138,22 @@ impl GpuContext {
         buffers: &[(&str, &wgpu::Buffer)],
         grid: Grid,
     ) -> Result<()> {
+        self.run_counted(encoder, kernel, constants, params, buffers, grid, None)
+    }
+
+    /// [`Self::run`] for a kernel that declares the floating-point operations of this dispatch
+    /// (a profile reports GFLOP/s from them).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_counted<P: bytemuck::Pod>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        params: &P,
+        buffers: &[(&str, &wgpu::Buffer)],
+        grid: Grid,
+        flops: Option<u64>,
+    ) -> Result<()> {
         if std::mem::size_of::<P>() != kernel.params.size {
             return Err(Error::Kernel {
                 kernel: kernel.label(),
@@ -179,9 +202,13 @@ impl GpuContext {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
+        let mut profiler = self.profiler.lock().unwrap_or_else(|p| p.into_inner());
+        let timestamp_writes = profiler
+            .as_mut()
+            .and_then(|p| p.next_pass(kernel.label(), flops));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.entry),
-            timestamp_writes: None,
+            timestamp_writes,
         });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &group, &[]);
@@ -252,11 +279,20 @@ impl GpuContext {
             .checked(
                 &format!("compiling shader {shader} with {values:?}"),
                 || {
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(shader),
-                            source: wgpu::ShaderSource::Wgsl(source.into()),
-                        })
+                    // SAFETY: bounds checks stay on; only naga's loop bounding is off. It
+                    // adds a counter and a break to every loop in case a loop never ends; every
+                    // loop of polygrad's shaders ends after a count the host has checked
+                    // (loop budgets, K spans). On llvmpipe the counters cost 30-50% of the
+                    // matrix products' speed (BENCHMARKS.md).
+                    unsafe {
+                        self.device.create_shader_module_trusted(
+                            wgpu::ShaderModuleDescriptor {
+                                label: Some(shader),
+                                source: wgpu::ShaderSource::Wgsl(source.into()),
+                            },
+                            SHADER_CHECKS,
+                        )
+                    }
                 },
             )
             .map_err(|e| fail(e.to_string()))?;
@@ -295,7 +331,16 @@ impl GpuContext {
             layout: &layout,
             entries: &entries,
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        // Passes of kernels not yet declared are profiled under one name: this path does not
+        // know the entry point.
+        let mut profiler = self.profiler.lock().unwrap_or_else(|p| p.into_inner());
+        let timestamp_writes = profiler
+            .as_mut()
+            .and_then(|p| p.next_pass("undeclared kernels".into(), None));
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes,
+        });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, 1);

@@ -373,7 +373,10 @@ impl Matmul<'_> {
                 alpha: self.epilogue.alpha,
                 ..Default::default()
             };
-            ctx.run(
+            // Declared FLOPs: a multiply and an add per term of every sum.
+            let terms =
+                (shape.batch * shape.m * shape.n) as u64 * (params.k_end - start as u32) as u64;
+            ctx.run_counted(
                 encoder,
                 variant.kernel(),
                 &constants,
@@ -385,6 +388,7 @@ impl Matmul<'_> {
                     ("c", &self.c.buffer),
                 ],
                 grid,
+                Some(2 * terms),
             )?;
         }
         Ok(())
