@@ -67,6 +67,8 @@ pub struct Timing {
     pub median: Duration,
     pub min: Duration,
     pub max: Duration,
+    /// GPU memory the last timed run allocated (buffers created during it), where measured.
+    pub memory_bytes: Option<u64>,
 }
 
 impl Timing {
@@ -76,6 +78,7 @@ impl Timing {
             median: times[times.len() / 2],
             min: times[0],
             max: times[times.len() - 1],
+            memory_bytes: None,
         }
     }
 }
@@ -91,9 +94,15 @@ pub fn median_forward_backward(
     let mut run = AttentionRun::new(ctx, attention, shape)?;
     run.run_once(ctx)?;
     let times = (0..reps.max(1))
-        .map(|_| run.run_once(ctx))
+        .map(|_| {
+            ctx.reset_allocation_counters();
+            run.run_once(ctx)
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Timing::of(times))
+    Ok(Timing {
+        memory_bytes: Some(ctx.allocated_bytes()),
+        ..Timing::of(times)
+    })
 }
 
 /// GPU time per kernel of one forward + backward, after a warm-up pass (needs timestamp

@@ -223,7 +223,7 @@ fn bench_times_the_matmul_core_and_writes_csv() {
 
 #[test]
 fn bench_refuses_zero_reps_and_a_nan_bound() {
-    for args in [["--reps", "0"], ["--max-ratio", "NaN"]] {
+    for args in [["--reps", "0"], ["--max-slope", "NaN"]] {
         let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
             .arg("bench")
             .args(args)
