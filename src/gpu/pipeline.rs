@@ -9,6 +9,24 @@ use super::kernel::{Grid, Kernel, Needs};
 use super::shaders;
 use super::GpuContext;
 
+/// What one dispatch of a declared kernel does, for profiles.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Work {
+    /// Floating-point operations (a multiply-add counts 2), where the kernel declares them.
+    pub flops: Option<u64>,
+    /// What distinguishes this dispatch in a profile (a product's layout and shape class).
+    pub detail: Option<String>,
+}
+
+impl Work {
+    fn profile_name(&self, kernel: &Kernel) -> String {
+        match &self.detail {
+            Some(detail) => format!("{} {detail}", kernel.label()),
+            None => kernel.label(),
+        }
+    }
+}
+
 /// What wgpu checks inside polygrad's shaders: every index (the default), but no loop counters.
 const SHADER_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
     bounds_checks: true,
@@ -138,11 +156,19 @@ impl GpuContext {
         buffers: &[(&str, &wgpu::Buffer)],
         grid: Grid,
     ) -> Result<()> {
-        self.run_counted(encoder, kernel, constants, params, buffers, grid, None)
+        self.run_counted(
+            encoder,
+            kernel,
+            constants,
+            params,
+            buffers,
+            grid,
+            Work::default(),
+        )
     }
 
-    /// [`Self::run`] for a kernel that declares the floating-point operations of this dispatch
-    /// (a profile reports GFLOP/s from them).
+    /// [`Self::run`] for a kernel that declares the work of this dispatch (a profile reports
+    /// GFLOP/s from it, and lists each detail on a line of its own).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_counted<P: bytemuck::Pod>(
         &self,
@@ -152,7 +178,7 @@ impl GpuContext {
         params: &P,
         buffers: &[(&str, &wgpu::Buffer)],
         grid: Grid,
-        flops: Option<u64>,
+        work: Work,
     ) -> Result<()> {
         if std::mem::size_of::<P>() != kernel.params.size {
             return Err(Error::Kernel {
@@ -205,7 +231,7 @@ impl GpuContext {
         let mut profiler = self.profiler.lock().unwrap_or_else(|p| p.into_inner());
         let timestamp_writes = profiler
             .as_mut()
-            .and_then(|p| p.next_pass(kernel.label(), flops));
+            .and_then(|p| p.next_pass(work.profile_name(kernel), work.flops));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.entry),
             timestamp_writes,

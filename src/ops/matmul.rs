@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::tune::TuneMode;
+use crate::gpu::Work;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::reference::{relative_error, widen};
 
@@ -388,7 +389,10 @@ impl Matmul<'_> {
                     ("c", &self.c.buffer),
                 ],
                 grid,
-                Some(2 * terms),
+                Work {
+                    flops: Some(2 * terms),
+                    detail: Some(format!("{variant}, {}", shape_class(shape, l))),
+                },
             )?;
         }
         Ok(())
