@@ -1,10 +1,13 @@
-//! The tune cache: round trip, a corrupt file, an unwritable directory, a stale entry. None of
-//! them is an error; each gives a warning and a fresh measurement.
+//! The tune cache: round trip, a corrupt file, an unwritable directory, a stale entry (a matmul
+//! variant, a chunk size). None of them is an error; each gives a warning and a fresh
+//! measurement.
 
 mod common;
 
 use polygrad::gpu::tune::{read_cache, write_cache, TuneCache, TuneMode, Tuner};
 use polygrad::ops::matmul::{choose, shape_class, Layout, Shape, Variant};
+use polygrad::ops::poly_attention::{chunk_class, PolyAttention, CHUNK_CANDIDATES};
+use polygrad::AttentionShape;
 
 fn cache_with(key: &str, class: &str, variant: &str) -> TuneCache {
     TuneCache {
@@ -100,4 +103,41 @@ fn a_stale_entry_is_measured_again_and_replaced() {
     assert_eq!(stored.choices[&class], again.to_string());
     eprintln!("first choice {first}, after the stale entry {again}");
     ctx.set_tuning(TuneMode::Off, None);
+}
+
+/// The chunk size of causal polynomial attention is tuned like a matmul variant: measured once,
+/// cached, and a stale value is measured again.
+#[test]
+fn the_chunk_size_is_tuned_cached_and_a_stale_value_replaced() {
+    let Some(ctx) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let shape = AttentionShape::new(1, 2, 300, 8, 16, true);
+    let class = chunk_class(&shape, 2);
+    ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
+    let first = PolyAttention::new(&ctx, shape, 2).unwrap().chunk();
+    assert!(CHUNK_CANDIDATES.contains(&first), "{first}");
+    let path = dir.path().join("tune.json");
+    let cache = read_cache(&path).unwrap().unwrap();
+    assert_eq!(cache.choices[&class], first.to_string());
+    // Read back from the cache, not measured again.
+    ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
+    assert_eq!(PolyAttention::new(&ctx, shape, 2).unwrap().chunk(), first);
+    // A chunk size polygrad does not time.
+    let mut stale = cache.clone();
+    stale.choices.insert(class.clone(), "7".into());
+    write_cache(&path, &stale).unwrap();
+    ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
+    let again = PolyAttention::new(&ctx, shape, 2).unwrap().chunk();
+    assert!(CHUNK_CANDIDATES.contains(&again), "{again}");
+    assert_eq!(
+        read_cache(&path).unwrap().unwrap().choices[&class],
+        again.to_string()
+    );
+    // Tuning off: the default, whatever is cached.
+    ctx.set_tuning(TuneMode::Off, None);
+    assert_eq!(
+        PolyAttention::new(&ctx, shape, 2).unwrap().chunk(),
+        PolyAttention::DEFAULT_CHUNK
+    );
+    eprintln!("chunk {first}, after the stale entry {again}");
 }

@@ -9,10 +9,12 @@
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
+use crate::gpu::tune::TuneMode;
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape};
 use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
 use crate::poly::{self, MAX_D_QK};
+use crate::reference::{relative_error, widen};
 
 /// ONE_SLOT in the shader: the index of the constant 1.0 in its private row arrays.
 const ONE_SLOT: u8 = MAX_D_QK as u8;
@@ -392,8 +394,16 @@ impl PolyAttention {
     /// rounding.
     pub const DEFAULT_CHUNK: usize = 64;
 
+    /// Causal attention with the chunk size the tuner chooses for this adapter (or
+    /// [`Self::DEFAULT_CHUNK`] with tuning off); full attention has no chunks.
     pub fn new(ctx: &GpuContext, shape: AttentionShape, degree: u32) -> Result<Self> {
-        Self::with_chunk(ctx, shape, degree, Self::DEFAULT_CHUNK)
+        shape.validate()?;
+        let chunk = if shape.causal && shape.seq_len > CHUNK_CANDIDATES[0] {
+            choose_chunk(ctx, &shape, degree)?
+        } else {
+            Self::DEFAULT_CHUNK
+        };
+        Self::with_chunk(ctx, shape, degree, chunk)
     }
 
     /// Checks the shape, the degree and every buffer's size against the device before
@@ -904,6 +914,96 @@ impl PolyAttention {
             PLAIN,
         )
     }
+}
+
+/// Chunk sizes the tuner times. Larger chunks make the diagonal blocks dearer (O(n C d) time),
+/// smaller ones the state scan (O(n k d_v / C)); on llvmpipe 64 won (BENCHMARKS.md).
+pub const CHUNK_CANDIDATES: [usize; 3] = [32, 64, 128];
+/// Rows of the probe the chunk tuner times: enough chunks of every candidate for both costs to
+/// show, about a second in all on a software driver.
+const CHUNK_PROBE_ROWS: usize = 2048;
+
+/// The tune-cache class of a chunk choice: the chunk trades costs that depend on the widths and
+/// the degree, not on n or the number of heads.
+pub fn chunk_class(shape: &AttentionShape, degree: u32) -> String {
+    format!(
+        "poly_attention chunk g{degree} d_qk{} d_v{}",
+        shape.d_qk, shape.d_v
+    )
+}
+
+/// The chunk size for causal attention of this shape's widths: cached, measured, or the default
+/// with tuning off.
+pub fn choose_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
+    let class = chunk_class(shape, degree);
+    {
+        let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
+        if tuner.mode == TuneMode::Off {
+            return Ok(PolyAttention::DEFAULT_CHUNK);
+        }
+        if let Some(value) = tuner.cached(&class).map(str::to_string) {
+            match value.parse::<usize>() {
+                Ok(chunk) if CHUNK_CANDIDATES.contains(&chunk) => return Ok(chunk),
+                _ => tuner.forget(&class, "not one of the chunk sizes polygrad times"),
+            }
+        }
+    }
+    let chosen = measure_chunk(ctx, shape, degree)?;
+    let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
+    tuner.record(&class, &chosen.to_string());
+    Ok(chosen)
+}
+
+/// Times forward + backward of one head of CHUNK_PROBE_ROWS rows with each candidate (a warm-up
+/// run, then the best of two) and returns the fastest whose output agrees with the first's.
+/// A candidate the device refuses (states too large) is skipped.
+fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
+    let probe = AttentionShape::new(1, 1, CHUNK_PROBE_ROWS, shape.d_qk, shape.d_v, true);
+    let fill = |name: &str, dims: &[usize], salt: usize| {
+        let len: usize = dims.iter().product();
+        let values: Vec<f32> = (0..len)
+            .map(|i| (((i + salt) * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        GpuTensor::upload(ctx, name, dims, &values)
+    };
+    let q = fill("tune q", &probe.qk_shape(), 1)?;
+    let k = fill("tune k", &probe.qk_shape(), 2)?;
+    let v = fill("tune v", &probe.v_shape(), 3)?;
+    let d_o = fill("tune d_o", &probe.v_shape(), 4)?;
+    let mut best: Option<(usize, std::time::Duration)> = None;
+    let mut first: Option<Vec<f32>> = None;
+    for chunk in CHUNK_CANDIDATES {
+        let Ok(op) = PolyAttention::with_chunk(ctx, probe, degree, chunk) else {
+            continue;
+        };
+        let mut times = Vec::new();
+        let mut output = None;
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            let saved = op.forward(ctx, &q, &k, &v)?;
+            op.backward(ctx, &q, &k, &v, &saved, &d_o)?;
+            ctx.synchronize()?;
+            times.push(start.elapsed());
+            output = Some(saved.o);
+        }
+        let result = output.map(|o| o.download(ctx)).transpose()?;
+        let time = times[1..].iter().min().copied().unwrap_or_default();
+        match (&first, result) {
+            (None, result) => first = result,
+            (Some(expected), Some(result)) if relative_error(&result, &widen(expected)) > 1e-4 => {
+                eprintln!(
+                    "warning: poly attention chunk {chunk} disagrees with chunk {}; not used",
+                    CHUNK_CANDIDATES[0]
+                );
+                continue;
+            }
+            _ => {}
+        }
+        if best.is_none_or(|(_, t)| time < t) {
+            best = Some((chunk, time));
+        }
+    }
+    Ok(best.map_or(PolyAttention::DEFAULT_CHUNK, |(c, _)| c))
 }
 
 /// The causal backward's buffers for the diagonal blocks.
