@@ -2,39 +2,61 @@
 //! and 1/std of each row) and backward. Records into the caller's encoder.
 
 use crate::error::{Error, Result};
+use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::check_loop_budget;
 use crate::ops::linear::{matrix, K_SPAN};
 
-const SHADER: &str = "layer_norm.wgsl";
-
-// Binding slots of shaders/layer_norm.wgsl.
-const PARAMS: u32 = 0;
-const X: u32 = 1;
-const WEIGHT: u32 = 2;
-const BIAS: u32 = 3;
-const Y: u32 = 4;
-const STATS: u32 = 5;
-const DY: u32 = 6;
-const DX: u32 = 7;
-const D_WEIGHT: u32 = 8;
-const D_BIAS: u32 = 9;
-const SAVED_STATS: u32 = 10;
+gpu_params! {
+    /// The shader's `Params`.
+    pub(crate) struct LayerNormKernelParams as "Params" {
+        rows: u32,
+        width: u32,
+        row_begin: u32,
+        row_end: u32,
+        eps: f32,
+        flags: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
 
 const ADD_INTO_OUTPUT: u32 = 1;
 
-/// The shader's `Params`, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    width: u32,
-    row_begin: u32,
-    row_end: u32,
-    eps: f32,
-    flags: u32,
-    _pad: [u32; 2],
-}
+const PARAMS: BindingDecl = BindingDecl::new("params", 0, Access::Uniform, Elem::Params);
+const X: BindingDecl = BindingDecl::new("x", 1, Access::Read, Elem::F32);
+const WEIGHT: BindingDecl = BindingDecl::new("weight", 2, Access::Read, Elem::F32);
+const BIAS: BindingDecl = BindingDecl::new("bias", 3, Access::Read, Elem::F32);
+const Y: BindingDecl = BindingDecl::new("y", 4, Access::ReadWrite, Elem::F32);
+const STATS: BindingDecl = BindingDecl::new("stats", 5, Access::ReadWrite, Elem::F32);
+const DY: BindingDecl = BindingDecl::new("dy", 6, Access::Read, Elem::F32);
+const DX: BindingDecl = BindingDecl::new("dx", 7, Access::ReadWrite, Elem::F32);
+const D_WEIGHT: BindingDecl = BindingDecl::new("d_weight", 8, Access::ReadWrite, Elem::F32);
+const D_BIAS: BindingDecl = BindingDecl::new("d_bias", 9, Access::ReadWrite, Elem::F32);
+const SAVED_STATS: BindingDecl = BindingDecl::new("saved_stats", 10, Access::Read, Elem::F32);
+
+pub const LAYER_NORM_FORWARD: Kernel = Kernel {
+    shader: "layer_norm.wgsl",
+    entry: "forward",
+    bindings: &[PARAMS, X, WEIGHT, BIAS, Y, STATS],
+    params: LayerNormKernelParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &[],
+    source_constants: &[],
+    needs: Needs::Core,
+};
+
+pub const LAYER_NORM_INPUT_GRAD: Kernel = Kernel {
+    entry: "input_grad",
+    bindings: &[PARAMS, X, WEIGHT, SAVED_STATS, DY, DX],
+    ..LAYER_NORM_FORWARD
+};
+
+pub const LAYER_NORM_PARAM_GRAD: Kernel = Kernel {
+    entry: "param_grad",
+    bindings: &[PARAMS, X, SAVED_STATS, DY, D_WEIGHT, D_BIAS],
+    ..LAYER_NORM_FORWARD
+};
 
 /// A LayerNorm's parameters and epsilon.
 #[derive(Clone, Copy)]
@@ -44,15 +66,21 @@ pub struct LayerNormParams<'a> {
     pub eps: f64,
 }
 
-fn params(rows: usize, width: usize, span: (usize, usize), eps: f64, flags: u32) -> Params {
-    Params {
+fn params(
+    rows: usize,
+    width: usize,
+    span: (usize, usize),
+    eps: f64,
+    flags: u32,
+) -> LayerNormKernelParams {
+    LayerNormKernelParams {
         rows: rows as u32,
         width: width as u32,
         row_begin: span.0 as u32,
         row_end: span.1 as u32,
         eps: eps as f32,
         flags,
-        _pad: [0; 2],
+        ..Default::default()
     }
 }
 
@@ -86,23 +114,19 @@ pub fn layer_norm_forward(
 ) -> Result<GpuTensor> {
     let (rows, width) = check(ctx, x, &ln)?;
     let stats = GpuTensor::output(ctx, &format!("{} LayerNorm stats", x.name()), &[rows, 2])?;
-    let uniform = ctx.uniform(
-        "layer_norm params",
-        &params(rows, width, (0, rows), ln.eps, 0),
-    );
-    let pipeline = ctx.pipeline(SHADER, "forward", &[])?;
-    ctx.dispatch(
+    ctx.run(
         encoder,
-        &pipeline,
+        &LAYER_NORM_FORWARD,
+        &[],
+        &params(rows, width, (0, rows), ln.eps, 0),
         &[
-            (PARAMS, &uniform),
-            (X, &x.buffer),
-            (WEIGHT, &ln.weight.buffer),
-            (BIAS, &ln.bias.buffer),
-            (Y, &y.buffer),
-            (STATS, &stats.buffer),
+            ("x", &x.buffer),
+            ("weight", &ln.weight.buffer),
+            ("bias", &ln.bias.buffer),
+            ("y", &y.buffer),
+            ("stats", &stats.buffer),
         ],
-        rows as u64,
+        Grid::Invocations(rows as u64),
     )?;
     Ok(stats)
 }
@@ -126,44 +150,36 @@ pub fn layer_norm_backward(
 ) -> Result<()> {
     let (rows, width) = check(ctx, x, &ln)?;
     let flags = if out.add_into_dx { ADD_INTO_OUTPUT } else { 0 };
-    let uniform = ctx.uniform(
-        "layer_norm params",
-        &params(rows, width, (0, rows), ln.eps, flags),
-    );
-    let pipeline = ctx.pipeline(SHADER, "input_grad", &[])?;
-    ctx.dispatch(
+    ctx.run(
         encoder,
-        &pipeline,
+        &LAYER_NORM_INPUT_GRAD,
+        &[],
+        &params(rows, width, (0, rows), ln.eps, flags),
         &[
-            (PARAMS, &uniform),
-            (X, &x.buffer),
-            (WEIGHT, &ln.weight.buffer),
-            (SAVED_STATS, &stats.buffer),
-            (DY, &dy.buffer),
-            (DX, &out.dx.buffer),
+            ("x", &x.buffer),
+            ("weight", &ln.weight.buffer),
+            ("saved_stats", &stats.buffer),
+            ("dy", &dy.buffer),
+            ("dx", &out.dx.buffer),
         ],
-        rows as u64,
+        Grid::Invocations(rows as u64),
     )?;
-    let pipeline = ctx.pipeline(SHADER, "param_grad", &[])?;
     for (i, span) in (0..rows).step_by(K_SPAN).enumerate() {
         let span = (span, (span + K_SPAN).min(rows));
         let flags = if i > 0 { ADD_INTO_OUTPUT } else { 0 };
-        let uniform = ctx.uniform(
-            "layer_norm params",
-            &params(rows, width, span, ln.eps, flags),
-        );
-        ctx.dispatch(
+        ctx.run(
             encoder,
-            &pipeline,
+            &LAYER_NORM_PARAM_GRAD,
+            &[],
+            &params(rows, width, span, ln.eps, flags),
             &[
-                (PARAMS, &uniform),
-                (X, &x.buffer),
-                (SAVED_STATS, &stats.buffer),
-                (DY, &dy.buffer),
-                (D_WEIGHT, &out.d_weight.buffer),
-                (D_BIAS, &out.d_bias.buffer),
+                ("x", &x.buffer),
+                ("saved_stats", &stats.buffer),
+                ("dy", &dy.buffer),
+                ("d_weight", &out.d_weight.buffer),
+                ("d_bias", &out.d_bias.buffer),
             ],
-            width as u64,
+            Grid::Invocations(width as u64),
         )?;
     }
     Ok(())
