@@ -234,3 +234,103 @@ fn bench_refuses_zero_reps_and_a_nan_bound() {
         assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
     }
 }
+
+/// An attention sweep with every output the bench offers: the CSV (with the memory column),
+/// the per-kernel profile, and the plot as SVG and as PNG.
+#[test]
+fn bench_writes_csv_profile_and_plots() {
+    let Some(ctx) = common::gpu() else { return };
+    let timestamps = ctx.adapter().timestamp_queries;
+    drop(ctx);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv");
+    for plot in ["sweep.svg", "sweep.png"] {
+        let plot = dir.path().join(plot);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_polygrad"));
+        command
+            .env("POLYGRAD_TUNE", "off")
+            .args([
+                "bench",
+                "--attention",
+                "poly",
+                "--n",
+                "16,40",
+                "--reps",
+                "1",
+            ])
+            // At such small n, fixed costs dominate and the slope is noise: no gate here.
+            .args(["--max-slope", "100"])
+            .args([
+                "--csv",
+                csv.to_str().unwrap(),
+                "--plot",
+                plot.to_str().unwrap(),
+            ]);
+        if timestamps {
+            command.arg("--profile");
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}{stderr}");
+        assert!(
+            stdout.contains("slope of log time against log n"),
+            "{stdout}"
+        );
+        if timestamps {
+            assert!(stdout.contains("GPU time per kernel"), "{stdout}");
+            assert!(stdout.contains("matmul"), "{stdout}");
+            assert!(stdout.contains("poly_attention.wgsl::phi_rows"), "{stdout}");
+        }
+        let bytes = std::fs::read(&plot).unwrap();
+        if plot.extension().unwrap() == "svg" {
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(
+                text.starts_with("<svg") && text.contains("poly g=2"),
+                "{text}"
+            );
+        } else {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        }
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        for row in rows {
+            assert_eq!((row[0], row[1]), ("attention", "poly"), "{row:?}");
+            assert!(row[18].parse::<u64>().unwrap() > 0, "memory_bytes: {row:?}");
+        }
+    }
+}
+
+#[test]
+fn bench_refuses_a_plot_it_cannot_draw() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("sweep.jpg");
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .args(["bench", "--attention", "poly", "--n", "16", "--reps", "1"])
+        .args(["--plot", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("sweep.jpg") && stderr.contains(".svg or .png"),
+        "{stderr}"
+    );
+    assert!(!bad.exists());
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .args(["bench", "--what", "matmul", "--plot", "x.svg"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--plot"), "{stderr}");
+}

@@ -34,6 +34,13 @@ setup() {
         DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
             mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
     fi
+    # `polygrad bench --plot` draws its text with a TrueType font (DejaVu Sans).
+    if [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+        echo "installing fonts-dejavu-core (the font of bench --plot)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+            fonts-dejavu-core >/dev/null
+    fi
     # Mesa complains on every start without it; harmless, but noisy.
     if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
         export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/polygrad-runtime-$(id -u)"

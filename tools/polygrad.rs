@@ -11,6 +11,8 @@ use polygrad::bench::{
     median_model_forward_backward, profile_forward_backward, profile_model_forward_backward,
     ModelRun, Timing,
 };
+mod plot;
+
 use polygrad::gpu::list_adapters;
 use polygrad::gpu::profile::Profile;
 use polygrad::gpu::tune::{default_cache_dir, TuneMode};
@@ -125,6 +127,9 @@ enum Command {
         /// print the GPU time per kernel (attention and model).
         #[arg(long)]
         profile: bool,
+        /// Draw time against n, log-log, one line per attention, into FILE (.svg or .png).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
     /// Time every matrix-product variant on the shape classes of the whole benchmark model
     /// at --n, keep the fastest per class in the tune cache, and print the choices.
@@ -217,6 +222,7 @@ fn main() -> ExitCode {
             max_slope,
             csv,
             profile,
+            plot,
         } => {
             let what = if model { BenchWhat::Model } else { what };
             let csv = csv.as_deref();
@@ -226,6 +232,11 @@ fn main() -> ExitCode {
                 Err(option_error(
                     "--max-slope",
                     format!("{max_slope} is not a positive number"),
+                ))
+            } else if what == BenchWhat::Matmul && plot.is_some() {
+                Err(option_error(
+                    "--plot",
+                    "draws attention and model sweeps against n; --what matmul has none".into(),
                 ))
             } else if what == BenchWhat::Matmul {
                 bench_matmul(
@@ -243,6 +254,7 @@ fn main() -> ExitCode {
                         only: attention,
                         degree,
                         profile,
+                        plot: plot.as_deref(),
                     },
                     &n,
                     reps,
@@ -465,16 +477,17 @@ fn validate_models(ctx: &GpuContext, seed: u64, only: Option<AttentionKind>) -> 
 }
 
 /// What `polygrad bench` times.
-struct BenchTarget {
+struct BenchTarget<'a> {
     model: bool,
     only: Option<AttentionKind>,
     degree: u32,
     profile: bool,
+    plot: Option<&'a Path>,
 }
 
 fn bench(
     adapter: Option<&str>,
-    target: BenchTarget,
+    target: BenchTarget<'_>,
     sizes: &[usize],
     reps: usize,
     max_slope: f64,
@@ -506,9 +519,11 @@ fn bench(
     println!("{header}");
     // times[i][j]: attention i at size j.
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); attentions.len()];
+    let progress = progress_bar((sizes.len() * attentions.len()) as u64);
     for &n in sizes {
         let mut line = format!("{n:>8}");
         for (i, &attention) in attentions.iter().enumerate() {
+            progress.set_message(format!("{attention}, n = {n}"));
             let timing = if target.model {
                 median_model_forward_backward(&ctx, benchmark_model_config(attention), n, reps)?
             } else {
@@ -518,14 +533,16 @@ fn bench(
             line += &format!(" {:>11.2} ms", t.as_secs_f64() * 1e3);
             times[i].push(t);
             rows.push(csv_row(target.model, attention, n, &timing));
+            progress.inc(1);
         }
         if attentions.len() == 2 {
             let ratio =
                 times[0].last().unwrap().as_secs_f64() / times[1].last().unwrap().as_secs_f64();
             line += &format!(" {ratio:>14.2}");
         }
-        println!("{line}");
+        progress.suspend(|| println!("{line}"));
     }
+    progress.finish_and_clear();
     let mut failed = false;
     for (attention, t) in attentions.iter().zip(&times) {
         let Some(slope) = growth_slope(sizes, t) else {
@@ -548,6 +565,31 @@ fn bench(
     }
     if let Some(path) = csv {
         write_csv(path, &rows)?;
+    }
+    if let Some(path) = target.plot {
+        let series: Vec<plot::Series> = attentions
+            .iter()
+            .zip(&times)
+            .map(|(a, t)| plot::Series {
+                label: a.to_string(),
+                points: sizes
+                    .iter()
+                    .zip(t)
+                    .map(|(&n, d)| (n as f64, d.as_secs_f64() * 1e3))
+                    .collect(),
+            })
+            .collect();
+        let what = if target.model {
+            "whole model"
+        } else {
+            "attention"
+        };
+        let title = format!("{what} forward + backward, {}", ctx.adapter().name);
+        plot::plot(path, &title, &series).map_err(|message| polygrad::Error::File {
+            path: path.display().to_string(),
+            message,
+        })?;
+        println!("plot written to {}", path.display());
     }
     if target.profile {
         for &n in sizes {
@@ -583,6 +625,18 @@ fn growth_slope(sizes: &[usize], times: &[Duration]) -> Option<f64> {
     let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
     let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
     (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// A progress bar on stderr for a sweep of `len` measurements; indicatif hides it when stderr
+/// is not a terminal.
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar
 }
 
 /// The per-kernel table of `polygrad bench --profile`.

@@ -1,0 +1,133 @@
+//! `polygrad bench --plot FILE.svg|png`: time against n on log-log axes, one line per attention.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+/// One line of the plot: its label and (n, milliseconds) points.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// TrueType fonts tried, in order, for the plot's text (plotters draws text with ab_glyph, which
+/// needs a font file; Debian's fonts-dejavu-core provides the first).
+const FONT_FILES: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+/// Registers the first font found as "sans-serif" (once per process).
+fn register_font() -> Result<(), String> {
+    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            let (path, bytes) = FONT_FILES
+                .iter()
+                .find_map(|p| std::fs::read(p).ok().map(|b| (p, b)))
+                .ok_or_else(|| {
+                    format!(
+                        "no TrueType font for the plot's text; looked for {}",
+                        FONT_FILES.join(", ")
+                    )
+                })?;
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes.leak())
+                .map_err(|_| format!("{path} is not a font plotters can read"))
+        })
+        .clone()
+}
+
+/// Draws `series` into `path` (SVG or PNG, by extension), replacing it whole: the plot is drawn
+/// to a temporary file beside it and renamed into place.
+pub fn plot(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let svg = match ext.as_deref() {
+        Some("svg") => true,
+        Some("png") => false,
+        _ => return Err("the plot's file name must end in .svg or .png".into()),
+    };
+    let points = || series.iter().flat_map(|s| s.points.iter());
+    if points().any(|&(n, ms)| n <= 0.0 || ms <= 0.0 || !ms.is_finite()) || points().count() == 0 {
+        return Err("nothing positive to plot on log axes".into());
+    }
+    register_font()?;
+    // The bitmap encoder picks the format by extension, so the temporary name keeps it.
+    let tmp = path.with_extension(if svg { "partial.svg" } else { "partial.png" });
+    let size = (900, 600);
+    let drawn = if svg {
+        draw(
+            SVGBackend::new(&tmp, size).into_drawing_area(),
+            title,
+            series,
+        )
+    } else {
+        draw(
+            BitMapBackend::new(&tmp, size).into_drawing_area(),
+            title,
+            series,
+        )
+    };
+    if let Err(e) = drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn draw<B: DrawingBackend>(
+    area: DrawingArea<B, plotters::coord::Shift>,
+    title: &str,
+    series: &[Series],
+) -> Result<(), String>
+where
+    B::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<B::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(err)?;
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let (n_min, n_max) = all().fold((f64::MAX, 0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let (t_min, t_max) = all().fold((f64::MAX, 0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let mut chart = ChartBuilder::on(&area)
+        .caption(title, ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (n_min / 1.5..n_max * 1.5).log_scale(),
+            (t_min / 2.0..t_max * 2.0).log_scale(),
+        )
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("n (sequence length)")
+        .y_desc("forward + backward, ms")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, s) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)
+}
