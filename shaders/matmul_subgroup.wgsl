@@ -59,6 +59,11 @@ fn gather_lines4(op: Operand, mine: array<vec4<f32>, MAX_PER_LANE>, per_lane: u3
     return got;
 }
 
+// One row of op(A) against four columns of op(B), each at the same 4 k.
+fn dots4(row: vec4<f32>, cols: array<vec4<f32>, 4>) -> vec4<f32> {
+    return vec4<f32>(dot(row, cols[0]), dot(row, cols[1]), dot(row, cols[2]), dot(row, cols[3]));
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn matmul_subgroup(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -77,7 +82,10 @@ fn matmul_subgroup(
     let op_b = operand_b(batch);
     let row0 = LANE_ROWS * (lane / 4u);
     let col0 = 4u * (lane % 4u);
-    var acc: array<vec4<f32>, LANE_ROWS>;
+    // Accumulators as separate variables, not an array indexed in loops: llvmpipe kept such
+    // arrays in memory (BENCHMARKS.md: 1.3-1.4x). Rows 4..7 exist only at LANE_ROWS = 8.
+    var acc0: vec4<f32>; var acc1: vec4<f32>; var acc2: vec4<f32>; var acc3: vec4<f32>;
+    var acc4: vec4<f32>; var acc5: vec4<f32>; var acc6: vec4<f32>; var acc7: vec4<f32>;
     for (var k = params.k_begin; k < params.k_end; k += 4u) {
         var a_mine: array<vec4<f32>, MAX_PER_LANE>;
         for (var slot = 0u; slot < a_per_lane; slot++) {
@@ -88,18 +96,101 @@ fn matmul_subgroup(
             b_mine[slot] = load_share(op_b, origin.z, 16u, lane, slot, k);
         }
         let cols = gather_lines4(op_b, b_mine, b_per_lane, 16u, col0);
-        for (var g = 0u; g < LANE_ROWS; g += 4u) {
-            let rows = gather_lines4(op_a, a_mine, a_per_lane, block_rows, row0 + g);
-            for (var i = 0u; i < 4u; i++) {
-                acc[g + i] += vec4<f32>(dot(rows[i], cols[0]), dot(rows[i], cols[1]),
-                                        dot(rows[i], cols[2]), dot(rows[i], cols[3]));
-            }
+        let rows = gather_lines4(op_a, a_mine, a_per_lane, block_rows, row0);
+        acc0 += dots4(rows[0], cols);
+        acc1 += dots4(rows[1], cols);
+        acc2 += dots4(rows[2], cols);
+        acc3 += dots4(rows[3], cols);
+        if (LANE_ROWS == 8u) {
+            let more = gather_lines4(op_a, a_mine, a_per_lane, block_rows, row0 + 4u);
+            acc4 += dots4(more[0], cols);
+            acc5 += dots4(more[1], cols);
+            acc6 += dots4(more[2], cols);
+            acc7 += dots4(more[3], cols);
         }
     }
     if (live) {
+        let acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
         for (var i = 0u; i < LANE_ROWS; i++) {
             for (var j = 0u; j < 4u; j++) {
                 store(batch, origin.y + row0 + i, origin.z + col0 + j, acc[i][j]);
+            }
+        }
+    }
+}
+
+// ---- matmul_broadcast: subgroups of exactly 8 lanes -------------------------------------------
+// A subgroup computes 16 rows by 32 columns of C; lane l owns all 16 rows of columns 4l..4l+3.
+// Per 4 k each lane loads 2 of the 16 vec4s of op(A) and its own 4 of op(B), and takes the other
+// rows of A from their lanes with subgroupBroadcast: 6 loads and 16 broadcasts per 256
+// multiply-adds, against 8 loads and 48 shuffles for subgroup-8x4. WGSL wants a broadcast's
+// lane as a constant expression, so the 8 lanes are written out, and the variant runs only
+// where subgroups have 8 lanes (lavapipe's size).
+
+// The 16 row vec4s of op(A) from the 2 each lane loaded (element e in lane e % 8, slot e / 8).
+fn broadcast16(lo: vec4<f32>, hi: vec4<f32>) -> array<vec4<f32>, 16> {
+    return array<vec4<f32>, 16>(
+        subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u), subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u),
+        subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u), subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u),
+        subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u), subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
+        subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn matmul_broadcast(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
+    // Past the last block a subgroup still runs the broadcasts with its lanes, and stores nothing.
+    let live = origin.x < params.batch;
+    let batch = min(origin.x, params.batch - 1u);
+    let op_a = operand_a(batch);
+    let op_b = operand_b(batch);
+    let col0 = 4u * lane;
+    // Accumulators as separate variables (see matmul_subgroup).
+    var acc0: vec4<f32>; var acc1: vec4<f32>; var acc2: vec4<f32>; var acc3: vec4<f32>;
+    var acc4: vec4<f32>; var acc5: vec4<f32>; var acc6: vec4<f32>; var acc7: vec4<f32>;
+    var acc8: vec4<f32>; var acc9: vec4<f32>; var acc10: vec4<f32>; var acc11: vec4<f32>;
+    var acc12: vec4<f32>; var acc13: vec4<f32>; var acc14: vec4<f32>; var acc15: vec4<f32>;
+    for (var k = params.k_begin; k < params.k_end; k += 4u) {
+        var rows = broadcast16(load_share(op_a, origin.y, 16u, lane, 0u, k),
+                               load_share(op_a, origin.y, 16u, lane, 1u, k));
+        if (op_a.k_major) {
+            // Element e holds lines 4 (e % 4).. at k + e / 4: regroup to lines at k..k+3.
+            let by_k = rows;
+            for (var g = 0u; g < 4u; g++) {
+                let lines = transpose4(array<vec4<f32>, 4>(by_k[g], by_k[g + 4u], by_k[g + 8u], by_k[g + 12u]));
+                for (var i = 0u; i < 4u; i++) {
+                    rows[4u * g + i] = lines[i];
+                }
+            }
+        }
+        let cols = load_block4(op_b, origin.z + col0, k);
+        acc0 += dots4(rows[0], cols);
+        acc1 += dots4(rows[1], cols);
+        acc2 += dots4(rows[2], cols);
+        acc3 += dots4(rows[3], cols);
+        acc4 += dots4(rows[4], cols);
+        acc5 += dots4(rows[5], cols);
+        acc6 += dots4(rows[6], cols);
+        acc7 += dots4(rows[7], cols);
+        acc8 += dots4(rows[8], cols);
+        acc9 += dots4(rows[9], cols);
+        acc10 += dots4(rows[10], cols);
+        acc11 += dots4(rows[11], cols);
+        acc12 += dots4(rows[12], cols);
+        acc13 += dots4(rows[13], cols);
+        acc14 += dots4(rows[14], cols);
+        acc15 += dots4(rows[15], cols);
+    }
+    if (live) {
+        let acc = array<vec4<f32>, 16>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15);
+        for (var i = 0u; i < 16u; i++) {
+            for (var j = 0u; j < 4u; j++) {
+                store(batch, origin.y + i, origin.z + col0 + j, acc[i][j]);
             }
         }
     }

@@ -70,6 +70,7 @@ fn every_variant_name_parses_back() {
         Variant::Tiled,
         Variant::Subgroup { lane_rows: 4 },
         Variant::Subgroup { lane_rows: 8 },
+        Variant::Broadcast,
     ] {
         assert_eq!(v.to_string().parse::<Variant>(), Ok(v));
     }

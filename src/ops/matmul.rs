@@ -76,6 +76,20 @@ pub const MATMUL_TILED: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+pub const MATMUL_BROADCAST: Kernel = Kernel {
+    shader: "matmul_subgroup.wgsl",
+    entry: "matmul_broadcast",
+    bindings: BINDINGS,
+    params: MatmulParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
+    source_constants: &[],
+    needs: Needs::Subgroups,
+};
+
+/// The subgroup size matmul_broadcast is written for (its lanes are spelled out).
+const BROADCAST_LANES: u32 = 8;
+
 pub const MATMUL_SUBGROUP: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
     entry: "matmul_subgroup",
@@ -99,6 +113,9 @@ pub enum Variant {
     Tiled,
     /// matmul_subgroup: `lane_rows` x 4 of C per lane (4 or 8), operands shared by shuffles.
     Subgroup { lane_rows: u32 },
+    /// matmul_broadcast: 16 x 4 of C per lane, rows of A shared by broadcasts (8-lane
+    /// subgroups only).
+    Broadcast,
 }
 
 impl std::fmt::Display for Variant {
@@ -107,6 +124,7 @@ impl std::fmt::Display for Variant {
             Variant::Registers { tm, tn } => write!(f, "registers-{tm}x{tn}"),
             Variant::Tiled => write!(f, "tiled-64x64"),
             Variant::Subgroup { lane_rows } => write!(f, "subgroup-{lane_rows}x4"),
+            Variant::Broadcast => write!(f, "broadcast-16x4"),
         }
     }
 }
@@ -123,6 +141,7 @@ impl Variant {
         ];
         all.push(Variant::Subgroup { lane_rows: 4 });
         all.push(Variant::Subgroup { lane_rows: 8 });
+        all.push(Variant::Broadcast);
         all.retain(|v| v.available(ctx));
         all
     }
@@ -134,6 +153,9 @@ impl Variant {
                 tm % 4 == 0 && tn % 4 == 0 && tm <= MAX_BLOCK && tn <= MAX_BLOCK
             }
             Variant::Tiled => ctx.limits().max_compute_invocations_per_workgroup >= 256,
+            Variant::Broadcast => {
+                ctx.has_subgroups() && ctx.adapter().subgroup_size == Some(BROADCAST_LANES)
+            }
             Variant::Subgroup { lane_rows } => {
                 matches!(lane_rows, 4 | 8)
                     && ctx.has_subgroups()
@@ -150,6 +172,7 @@ impl Variant {
             Variant::Registers { .. } => &MATMUL_REG,
             Variant::Tiled => &MATMUL_TILED,
             Variant::Subgroup { .. } => &MATMUL_SUBGROUP,
+            Variant::Broadcast => &MATMUL_BROADCAST,
         }
     }
 
@@ -169,6 +192,13 @@ impl Variant {
                 vec![],
                 Grid::Workgroups(batch * m.div_ceil(TILE) * n.div_ceil(TILE)),
             ),
+            Variant::Broadcast => {
+                let lanes = BROADCAST_LANES as u64;
+                (
+                    vec![("SUBGROUP", lanes as f64)],
+                    Grid::Invocations(batch * m.div_ceil(16) * n.div_ceil(8 * 4) * lanes),
+                )
+            }
             Variant::Subgroup { lane_rows } => {
                 let size = ctx.adapter().subgroup_size.unwrap_or(4) as u64;
                 let blocks = m.div_ceil(size / 4 * lane_rows as u64) * n.div_ceil(16);
@@ -412,6 +442,7 @@ impl std::str::FromStr for Variant {
             "tiled-64x64" => Ok(Variant::Tiled),
             "subgroup-4x4" => Ok(Variant::Subgroup { lane_rows: 4 }),
             "subgroup-8x4" => Ok(Variant::Subgroup { lane_rows: 8 }),
+            "broadcast-16x4" => Ok(Variant::Broadcast),
             _ => s
                 .strip_prefix("registers-")
                 .and_then(block)
@@ -448,10 +479,11 @@ pub fn default_variant(ctx: &GpuContext, shape: &Shape) -> Variant {
     if ctx.adapter().device_type != "Cpu" {
         return Variant::Tiled;
     }
-    // The tuner's choice for nearly every class of the benchmark model on llvmpipe (BENCHMARKS.md).
-    let subgroup = Variant::Subgroup { lane_rows: 8 };
-    if subgroup.available(ctx) {
-        return subgroup;
+    // The fastest on llvmpipe at every shape of the benchmarks (BENCHMARKS.md).
+    for preferred in [Variant::Broadcast, Variant::Subgroup { lane_rows: 8 }] {
+        if preferred.available(ctx) {
+            return preferred;
+        }
     }
     let side = |x: usize| match x {
         64.. => 16,

@@ -194,6 +194,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::MATMUL_REG,
     &matmul::MATMUL_TILED,
     &matmul::MATMUL_SUBGROUP,
+    &matmul::MATMUL_BROADCAST,
     &linear::BIAS_GRAD,
     &gelu::GELU_FORWARD,
     &gelu::GELU_BACKWARD,
