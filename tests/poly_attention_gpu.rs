@@ -3,6 +3,7 @@
 
 mod common;
 
+use polygrad::ops::matmul::{pin_variant, Variant};
 use polygrad::ops::poly_attention::PolyAttention;
 use polygrad::ops::{upload_inputs, AttentionInputs};
 use polygrad::reference::{relative_error, widen};
@@ -139,6 +140,26 @@ fn chunk_size_changes_nothing_beyond_rounding() {
                 e <= 1e-6,
                 "chunk {chunk} vs 64: {name} differs by {e:.2e} relative"
             );
+        }
+    }
+}
+
+/// Every matrix-product variant the adapter offers gives the same attention and gradients up
+/// to rounding (the tuner may pick any of them per product).
+#[test]
+fn matmul_variant_changes_nothing_beyond_rounding() {
+    let Some(ctx) = common::gpu() else { return };
+    let s = shape(1, 2, 300, 16, 64, true);
+    let inputs = random_inputs(&s, "matmul variants");
+    let base = run_with_chunk(&ctx, s, 2, 64, &inputs);
+    for variant in Variant::candidates(&ctx) {
+        pin_variant(&ctx, Some(variant)).unwrap();
+        let other = run_with_chunk(&ctx, s, 2, 64, &inputs);
+        pin_variant(&ctx, None).unwrap();
+        for (name, (a, b)) in ["o", "dq", "dk", "dv"].iter().zip(other.iter().zip(&base)) {
+            let e = relative_error(a, &widen(b));
+            eprintln!("{variant}: {name} {e:.2e}");
+            assert!(e <= 1e-6, "{variant}: {name} differs by {e:.2e} relative");
         }
     }
 }

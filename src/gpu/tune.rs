@@ -63,6 +63,8 @@ pub struct Tuner {
     pub mode: TuneMode,
     path: Option<PathBuf>,
     cache: TuneCache,
+    /// A matmul variant used for every product whatever the mode (`ops::matmul::pin_variant`).
+    pub pinned_matmul: Option<String>,
 }
 
 /// The directory for tune caches: POLYGRAD_CACHE_DIR, else $XDG_CACHE_HOME/polygrad, else
@@ -95,7 +97,12 @@ impl Tuner {
                 Err(e) => eprintln!("warning: {e}; measuring again"),
             }
         }
-        Tuner { mode, path, cache }
+        Tuner {
+            mode,
+            path,
+            cache,
+            pinned_matmul: None,
+        }
     }
 
     pub fn cache(&self) -> &TuneCache {

@@ -496,12 +496,32 @@ pub fn default_variant(ctx: &GpuContext, shape: &Shape) -> Variant {
     }
 }
 
-/// The variant for this product on this adapter: the tuner's cached choice, a fresh
-/// measurement, or the default when tuning is off.
+/// Runs every product with `variant` from now on (None: the tuner chooses again), for tests
+/// and measurements that compare variants through whole operations. Refuses a variant the
+/// adapter cannot run.
+pub fn pin_variant(ctx: &GpuContext, variant: Option<Variant>) -> Result<()> {
+    if let Some(v) = variant.filter(|v| !v.available(ctx)) {
+        return Err(Error::Adapter {
+            adapter: ctx.adapter().label(),
+            message: format!("matmul variant {v} cannot run here"),
+        });
+    }
+    ctx.tuner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pinned_matmul = variant.map(|v| v.to_string());
+    Ok(())
+}
+
+/// The variant for this product on this adapter: a pinned variant, the tuner's cached choice,
+/// a fresh measurement, or the default when tuning is off.
 pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> {
     let class = shape_class(shape, layout);
     {
         let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pinned) = tuner.pinned_matmul.as_deref().and_then(|n| n.parse().ok()) {
+            return Ok(pinned);
+        }
         if tuner.mode == TuneMode::Off {
             return Ok(default_variant(ctx, shape));
         }
