@@ -39,9 +39,9 @@ override WORKGROUP: u32 = 64u;
 // The degree g of P_g, constant so that every loop over a monomial's variables unrolls.
 override DEGREE: u32 = 2u;
 
-// Widest q/k row the private row arrays hold; the host refuses wider. Row arrays have one more
-// slot, ONE_SLOT, that holds 1.0: a monomial of order below DEGREE pads its variables with it.
-const MAX_D: u32 = 64u;
+// Widest q/k row the private row arrays hold (the host's MAX_D_QK, which it writes here as a
+// source constant and refuses wider rows against). Row arrays have one more slot, ONE_SLOT,
+// that holds 1.0: a monomial of order below DEGREE pads its variables with it.
 const ONE_SLOT: u32 = 64u;
 
 // flags: phi_grad_rows adds `addend`; scan_states runs a suffix instead of a prefix.
@@ -149,13 +149,13 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let padded_row = (row / params.rows) * params.rows_pad + row % params.rows;
-    var xs: array<f32, 65>;
+    var xs: array<f32, ONE_SLOT + 1u>;
     xs[ONE_SLOT] = 1.0;
     for (var i = 0u; i < params.d_qk; i++) {
         xs[i] = x[row * params.d_qk + i];
     }
     // Padding slots add into dx[ONE_SLOT], which nobody reads.
-    var dx: array<f32, 65>;
+    var dx: array<f32, ONE_SLOT + 1u>;
     let grads = padded_row * params.features_pad;
     for (var f = 0u; f < params.features; f++) {
         let m = monomials[f];

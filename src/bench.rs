@@ -112,11 +112,17 @@ pub fn profile_forward_backward(
     attention: Attention,
     shape: AttentionShape,
 ) -> Result<Profile> {
-    ctx.set_poison_outputs(false);
     let mut run = AttentionRun::new(ctx, attention, shape)?;
-    run.run_once(ctx)?;
+    profile_pass(ctx, || run.run_once(ctx))
+}
+
+/// Runs `pass` once to warm up, then once more with timestamp queries; the profile is finished
+/// (its query set released) whether the pass succeeds or not.
+fn profile_pass(ctx: &GpuContext, mut pass: impl FnMut() -> Result<Duration>) -> Result<Profile> {
+    ctx.set_poison_outputs(false);
+    pass()?;
     ctx.start_profile()?;
-    let ran = run.run_once(ctx);
+    let ran = pass();
     let profile = ctx.finish_profile();
     ran?;
     profile
@@ -199,14 +205,8 @@ pub fn profile_model_forward_backward(
     config: ModelConfig,
     seq_len: usize,
 ) -> Result<Profile> {
-    ctx.set_poison_outputs(false);
     let mut run = ModelRun::new(ctx, config, seq_len)?;
-    run.run_once(ctx)?;
-    ctx.start_profile()?;
-    let ran = run.run_once(ctx);
-    let profile = ctx.finish_profile();
-    ran?;
-    profile
+    profile_pass(ctx, || run.run_once(ctx))
 }
 
 /// Floating-point operations of one product (a multiply-add counts 2).

@@ -70,6 +70,8 @@ pub const PHI_ROWS: Kernel = Kernel {
 pub const PHI_GRAD_ROWS: Kernel = Kernel {
     entry: "phi_grad_rows",
     bindings: &[PARAMS, MONOMIALS, X, Y, ADDEND, OUT],
+    // Sizes its private row arrays (MAX_D_QK values and the 1.0 slot).
+    source_constants: &["ONE_SLOT"],
     ..PHI_ROWS
 };
 
@@ -199,9 +201,14 @@ impl FeatureMap {
         self.features
     }
 
-    /// Override constants of every kernel of the family.
-    fn constants(&self) -> [(&'static str, f64); 1] {
-        [("DEGREE", self.degree as f64)]
+    /// The constants `kernel` takes: the degree (an override of every kernel of the family)
+    /// and, where it sizes private rows, ONE_SLOT (a source constant).
+    fn constants(&self, kernel: &Kernel) -> Vec<(&'static str, f64)> {
+        let mut constants = vec![("DEGREE", self.degree as f64)];
+        if kernel.source_constants.contains(&"ONE_SLOT") {
+            constants.push(("ONE_SLOT", ONE_SLOT as f64));
+        }
+        constants
     }
 
     /// Loop iterations of one phi_grad_rows invocation (the feature loop and the row loops).
@@ -247,7 +254,7 @@ impl FeatureMap {
         ctx.run(
             encoder,
             &PHI_ROWS,
-            &self.constants(),
+            &self.constants(&PHI_ROWS),
             &self.params(rows),
             &[
                 ("monomials", &self.table.buffer),
@@ -280,7 +287,7 @@ impl FeatureMap {
         ctx.run(
             encoder,
             &PHI_GRAD_ROWS,
-            &self.constants(),
+            &self.constants(&PHI_GRAD_ROWS),
             &params,
             &[
                 ("monomials", &self.table.buffer),
@@ -590,7 +597,7 @@ impl PolyAttention {
         ctx.run(
             enc,
             kernel,
-            &self.phi.constants(),
+            &self.phi.constants(kernel),
             &params,
             &buffers,
             Grid::Invocations(invocations as u64),
