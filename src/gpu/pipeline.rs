@@ -228,18 +228,32 @@ impl GpuContext {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut profiler = self.profiler.lock().unwrap_or_else(|p| p.into_inner());
-        let timestamp_writes = profiler
-            .as_mut()
-            .and_then(|p| p.next_pass(work.profile_name(kernel), work.flops));
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.entry),
-            timestamp_writes,
+        let mut pass = self.begin_pass(encoder, Some(kernel.entry), || {
+            (work.profile_name(kernel), work.flops)
         });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, 1);
         Ok(())
+    }
+
+    /// A compute pass, with timestamps around it while a profile is recording; `profiled` names
+    /// the pass in the profile and gives its FLOPs (called only then).
+    fn begin_pass<'e>(
+        &self,
+        encoder: &'e mut wgpu::CommandEncoder,
+        label: Option<&str>,
+        profiled: impl FnOnce() -> (String, Option<u64>),
+    ) -> wgpu::ComputePass<'e> {
+        let mut profiler = self.profiler.lock().unwrap_or_else(|p| p.into_inner());
+        let timestamp_writes = profiler.as_mut().and_then(|p| {
+            let (name, flops) = profiled();
+            p.next_pass(name, flops)
+        });
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label,
+            timestamp_writes,
+        })
     }
 
     /// The pipeline cached under `key`, or the one `build` makes, then cached.
@@ -359,14 +373,7 @@ impl GpuContext {
         });
         // Passes of kernels not yet declared are profiled under one name: this path does not
         // know the entry point.
-        let mut profiler = self.profiler.lock().unwrap_or_else(|p| p.into_inner());
-        let timestamp_writes = profiler
-            .as_mut()
-            .and_then(|p| p.next_pass("undeclared kernels".into(), None));
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes,
-        });
+        let mut pass = self.begin_pass(encoder, None, || ("undeclared kernels".into(), None));
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, 1);

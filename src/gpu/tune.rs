@@ -6,8 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::reference::{relative_error, widen};
 
 /// When the tuner measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,4 +166,60 @@ pub fn write_cache(path: &Path, cache: &TuneCache) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         fail(e)
     })
+}
+
+/// Deterministic probe inputs in [-1, 1), different for each `salt`: the same data on every
+/// run, so that candidates are timed on the same work.
+pub(crate) fn probe_values(len: usize, salt: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i + salt) * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+/// The time of one candidate: `run` (which waits for the GPU) three times, the best of the last
+/// two (the first compiles pipelines).
+pub(crate) fn time_runs(mut run: impl FnMut() -> crate::Result<()>) -> crate::Result<Duration> {
+    let mut best = None;
+    for i in 0..3 {
+        let start = Instant::now();
+        run()?;
+        let took = start.elapsed();
+        if i > 0 && best.is_none_or(|b| took < b) {
+            best = Some(took);
+        }
+    }
+    Ok(best.unwrap_or_default())
+}
+
+/// The fastest of `candidates` whose result agrees with the first measured candidate's to f32
+/// rounding (relative error over the whole result at most 1e-4, as the tests measure it); a
+/// disagreeing candidate is warned about and not used. `measure` returns a candidate's time and
+/// result, or None for one that cannot run here. None when no candidate ran.
+pub(crate) fn fastest_agreeing<C: Copy + std::fmt::Display>(
+    family: &str,
+    candidates: &[C],
+    mut measure: impl FnMut(C) -> crate::Result<Option<(Duration, Vec<f32>)>>,
+) -> crate::Result<Option<C>> {
+    let mut best: Option<(C, Duration)> = None;
+    let mut first: Option<(C, Vec<f32>)> = None;
+    for &candidate in candidates {
+        let Some((time, result)) = measure(candidate)? else {
+            continue;
+        };
+        match &first {
+            None => first = Some((candidate, result)),
+            Some((reference, expected)) => {
+                if relative_error(&result, &widen(expected)) > 1e-4 {
+                    eprintln!(
+                        "warning: {family} {candidate} disagrees with {reference} on this adapter; not used"
+                    );
+                    continue;
+                }
+            }
+        }
+        if best.is_none_or(|(_, t)| time < t) {
+            best = Some((candidate, time));
+        }
+    }
+    Ok(best.map(|(c, _)| c))
 }

@@ -6,10 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
-use crate::gpu::tune::TuneMode;
+use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
 use crate::gpu::Work;
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::reference::{relative_error, widen};
 
 gpu_params! {
     /// The shader's `Params`.
@@ -472,9 +471,9 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
     )
 }
 
-/// The variant used without measurement: subgroup shuffles on a CPU adapter that has them,
-/// else large register blocks (loads cost there, spills barely do); workgroup tiles on other
-/// adapters.
+/// The variant used without measurement: on a CPU adapter, broadcast-16x4 where subgroups have
+/// 8 lanes, else subgroup-8x4 where there are subgroups, else large register blocks (loads cost
+/// there, spills barely do); workgroup tiles on other adapters.
 pub fn default_variant(ctx: &GpuContext, shape: &Shape) -> Variant {
     if ctx.adapter().device_type != "Cpu" {
         return Variant::Tiled;
@@ -539,8 +538,8 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Varian
     Ok(chosen)
 }
 
-/// Times every candidate on a probe of the shape's class (one warm-up run, then the best of
-/// two) and returns the fastest whose result agrees with the first candidate's.
+/// Times every candidate on a probe of the shape's class and returns the fastest whose result
+/// agrees with the others (`tune::fastest_agreeing`).
 fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> {
     let probe = Shape {
         batch: 1,
@@ -558,14 +557,11 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> 
         ..probe
     };
     let probe_layout = Layout::dense(&probe, layout.trans_a, layout.trans_b);
-    let fill = |name: &str, len: usize| {
-        let values: Vec<f32> = (0..len)
-            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        GpuTensor::upload(ctx, name, &[len], &values)
+    let fill = |name: &str, len: usize, salt: usize| {
+        GpuTensor::upload(ctx, name, &[len], &probe_values(len, salt))
     };
-    let a = fill("tune a", probe.m * probe.k)?;
-    let b = fill("tune b", probe.k * probe.n)?;
+    let a = fill("tune a", probe.m * probe.k, 0)?;
+    let b = fill("tune b", probe.k * probe.n, 1)?;
     let c = GpuTensor::output(ctx, "tune c", &[probe.m * probe.n])?;
     let product = Matmul {
         shape: probe,
@@ -576,42 +572,15 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> 
         c: &c,
         bias: None,
     };
-    let mut best: Option<(Variant, std::time::Duration)> = None;
-    let mut first: Option<Vec<f32>> = None;
-    let candidates = Variant::candidates(ctx);
-    for &variant in &candidates {
-        let mut times = Vec::new();
-        for _ in 0..3 {
-            let start = std::time::Instant::now();
+    let chosen = fastest_agreeing("matmul variant", &Variant::candidates(ctx), |variant| {
+        let time = time_runs(|| {
             let mut encoder = ctx.encoder("tune matmul");
             product.record(ctx, &mut encoder, variant)?;
-            ctx.submit_and_wait("tune matmul", encoder)?;
-            times.push(start.elapsed());
-        }
-        let time = times[1..].iter().min().copied().unwrap_or_default();
-        let result = c.download(ctx)?;
-        match &first {
-            None => first = Some(result),
-            Some(expected) if !agrees(&result, expected) => {
-                eprintln!(
-                    "warning: matmul variant {variant} disagrees with {} on this adapter; not used",
-                    Variant::candidates(ctx)[0]
-                );
-                continue;
-            }
-            Some(_) => {}
-        }
-        if best.is_none_or(|(_, t)| time < t) {
-            best = Some((variant, time));
-        }
-    }
-    Ok(best.map_or_else(|| default_variant(ctx, shape), |(v, _)| v))
-}
-
-/// Whether a result agrees with another variant's to f32 rounding (relative error over the
-/// whole tensor, as every test measures it).
-fn agrees(result: &[f32], other: &[f32]) -> bool {
-    relative_error(result, &widen(other)) <= 1e-4
+            ctx.submit_and_wait("tune matmul", encoder)
+        })?;
+        Ok(Some((time, c.download(ctx)?)))
+    })?;
+    Ok(chosen.unwrap_or_else(|| default_variant(ctx, shape)))
 }
 
 impl Matmul<'_> {

@@ -9,12 +9,11 @@
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
-use crate::gpu::tune::TuneMode;
+use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape};
 use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
 use crate::poly::{self, MAX_D_QK};
-use crate::reference::{relative_error, widen};
 
 /// ONE_SLOT in the shader: the index of the constant 1.0 in its private row arrays.
 const ONE_SLOT: u8 = MAX_D_QK as u8;
@@ -961,56 +960,33 @@ pub fn choose_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Re
     Ok(chosen)
 }
 
-/// Times forward + backward of one head of CHUNK_PROBE_ROWS rows with each candidate (a warm-up
-/// run, then the best of two) and returns the fastest whose output agrees with the first's.
-/// A candidate the device refuses (states too large) is skipped.
+/// Times forward + backward of one head of CHUNK_PROBE_ROWS rows with each candidate and
+/// returns the fastest whose output agrees with the others (`tune::fastest_agreeing`). A
+/// candidate the device refuses (states too large) is skipped.
 fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
     let probe = AttentionShape::new(1, 1, CHUNK_PROBE_ROWS, shape.d_qk, shape.d_v, true);
     let fill = |name: &str, dims: &[usize], salt: usize| {
-        let len: usize = dims.iter().product();
-        let values: Vec<f32> = (0..len)
-            .map(|i| (((i + salt) * 7919) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        GpuTensor::upload(ctx, name, dims, &values)
+        GpuTensor::upload(ctx, name, dims, &probe_values(dims.iter().product(), salt))
     };
     let q = fill("tune q", &probe.qk_shape(), 1)?;
     let k = fill("tune k", &probe.qk_shape(), 2)?;
     let v = fill("tune v", &probe.v_shape(), 3)?;
     let d_o = fill("tune d_o", &probe.v_shape(), 4)?;
-    let mut best: Option<(usize, std::time::Duration)> = None;
-    let mut first: Option<Vec<f32>> = None;
-    for chunk in CHUNK_CANDIDATES {
+    let chosen = fastest_agreeing("poly attention chunk", &CHUNK_CANDIDATES, |chunk| {
         let Ok(op) = PolyAttention::with_chunk(ctx, probe, degree, chunk) else {
-            continue;
+            return Ok(None);
         };
-        let mut times = Vec::new();
         let mut output = None;
-        for _ in 0..3 {
-            let start = std::time::Instant::now();
+        let time = time_runs(|| {
             let saved = op.forward(ctx, &q, &k, &v)?;
             op.backward(ctx, &q, &k, &v, &saved, &d_o)?;
             ctx.synchronize()?;
-            times.push(start.elapsed());
             output = Some(saved.o);
-        }
-        let result = output.map(|o| o.download(ctx)).transpose()?;
-        let time = times[1..].iter().min().copied().unwrap_or_default();
-        match (&first, result) {
-            (None, result) => first = result,
-            (Some(expected), Some(result)) if relative_error(&result, &widen(expected)) > 1e-4 => {
-                eprintln!(
-                    "warning: poly attention chunk {chunk} disagrees with chunk {}; not used",
-                    CHUNK_CANDIDATES[0]
-                );
-                continue;
-            }
-            _ => {}
-        }
-        if best.is_none_or(|(_, t)| time < t) {
-            best = Some((chunk, time));
-        }
-    }
-    Ok(best.map_or(PolyAttention::DEFAULT_CHUNK, |(c, _)| c))
+            Ok(())
+        })?;
+        output.map(|o| Ok((time, o.download(ctx)?))).transpose()
+    })?;
+    Ok(chosen.unwrap_or(PolyAttention::DEFAULT_CHUNK))
 }
 
 /// The causal backward's buffers for the diagonal blocks.
