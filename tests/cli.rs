@@ -326,6 +326,9 @@ fn bench_refuses_a_plot_it_cannot_draw() {
         "{stderr}"
     );
     assert!(!bad.exists());
+    // Refused before anything was timed.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("adapter:"), "{stdout}");
     let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
         .args(["bench", "--what", "matmul", "--plot", "x.svg"])
         .output()

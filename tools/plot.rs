@@ -41,9 +41,9 @@ fn register_font() -> Result<(), String> {
         .clone()
 }
 
-/// Draws `series` into `path` (SVG or PNG, by extension), replacing it whole: the plot is drawn
-/// to a temporary file beside it and renamed into place.
-pub fn plot(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+/// Whether a plot can be drawn into `path`, before any measurement: its extension names a
+/// format (returns true for SVG, false for PNG) and a font for its text is found.
+pub fn check(path: &Path) -> Result<bool, String> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -53,11 +53,18 @@ pub fn plot(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
         Some("png") => false,
         _ => return Err("the plot's file name must end in .svg or .png".into()),
     };
+    register_font()?;
+    Ok(svg)
+}
+
+/// Draws `series` into `path` (SVG or PNG, by extension), replacing it whole: the plot is drawn
+/// to a temporary file beside it and renamed into place.
+pub fn plot(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+    let svg = check(path)?;
     let points = || series.iter().flat_map(|s| s.points.iter());
     if points().any(|&(n, ms)| n <= 0.0 || ms <= 0.0 || !ms.is_finite()) || points().count() == 0 {
         return Err("nothing positive to plot on log axes".into());
     }
-    register_font()?;
     // The bitmap encoder picks the format by extension, so the temporary name keeps it.
     let tmp = path.with_extension(if svg { "partial.svg" } else { "partial.png" });
     let size = (900, 600);

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod plot;
+
 use clap::{Parser, Subcommand};
 use polygrad::bench::{
     benchmark_model_config, benchmark_shape, matmul_flops, median_forward_backward, median_matmul,
     median_model_forward_backward, profile_forward_backward, profile_model_forward_backward,
     ModelRun, Timing,
 };
-mod plot;
-
 use polygrad::gpu::list_adapters;
 use polygrad::gpu::profile::Profile;
 use polygrad::gpu::tune::{default_cache_dir, TuneMode};
@@ -80,7 +80,7 @@ enum Command {
     },
     /// Time attention forward + backward (causal, one head, d_qk = 16, d_v = 64), a whole
     /// model, or the matrix-product core, at several sizes; for attention and models, exits
-    /// non-zero if the polynomial time grows faster than --max-ratio allows.
+    /// non-zero if the polynomial time grows faster than --max-slope allows.
     Bench {
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
@@ -238,6 +238,12 @@ fn main() -> ExitCode {
                     "--plot",
                     "draws attention and model sweeps against n; --what matmul has none".into(),
                 ))
+            } else if let Some(Err(message)) = plot.as_deref().map(plot::check) {
+                // Refused before any measurement, not after minutes of it.
+                Err(polygrad::Error::File {
+                    path: plot.unwrap_or_default().display().to_string(),
+                    message,
+                })
             } else if what == BenchWhat::Matmul {
                 bench_matmul(
                     adapter.as_deref(),
