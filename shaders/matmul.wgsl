@@ -28,6 +28,8 @@ override WORKGROUP: u32 = 64u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override VEC4: bool = false;
+// pack_windows: pack op(B) rather than op(A).
+override PACK_B: bool = false;
 // Block of C per invocation of matmul_reg (multiples of 4). Constants, not overrides, because
 // they size private arrays (WGSL sizes those by constants only): the host writes each variant's
 // values into the source (Kernel::source_constants). Arrays sized for the largest block and
@@ -52,6 +54,17 @@ struct Params {
     stride_b: u32,
     stride_c: u32,
     alpha: f32,
+    // Uniform windows (pack_windows, matmul_windows): k per window, lines of op(A) and of
+    // op(B) per window, the windows' stride in the packed buffer (vec4s), and for one dispatch
+    // of matmul_windows: how many k windows it sums and where its block of C starts.
+    window_k: u32,
+    window_lines_a: u32,
+    window_lines_b: u32,
+    window_stride: u32,
+    windows: u32,
+    row0: u32,
+    col0: u32,
+    batch0: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -62,6 +75,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> packed: array<vec4<f32>>;
 
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
@@ -155,6 +169,33 @@ fn store(batch: u32, row: u32, col: u32, sum: f32) {
         v = v + bias[col];
     }
     c[at] = v;
+}
+
+// C[row, col..col + 3] of batch `batch` from four sums, as `store` four times, but with one
+// bounds check of the row and no load of C unless the epilogue adds into it: on llvmpipe a
+// storage load costs several stores.
+fn store4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
+    if (row >= params.m) {
+        return;
+    }
+    if (col + 3u >= params.n) {
+        for (var j = 0u; j < 4u; j++) {
+            store(batch, row, col + j, sums[j]);
+        }
+        return;
+    }
+    let at = batch * params.stride_c + row * params.ldc + col;
+    var v = params.alpha * sums;
+    if ((params.flags & ADD_INTO_C) != 0u) {
+        v += vec4<f32>(c[at], c[at + 1u], c[at + 2u], c[at + 3u]);
+    }
+    if ((params.flags & ADD_BIAS) != 0u) {
+        v += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+    }
+    c[at] = v.x;
+    c[at + 1u] = v.y;
+    c[at + 2u] = v.z;
+    c[at + 3u] = v.w;
 }
 
 // (batch, first row, first column) of block `block` of tm x tn blocks, or batch == params.batch
@@ -307,5 +348,47 @@ fn matmul_tiled(
         for (var j = 0u; j < 4u; j++) {
             store(origin.x, origin.y + 4u * local.y + i, origin.z + 4u * local.x + j, acc[i][j]);
         }
+    }
+}
+
+// ---- pack_windows: op(A) or op(B) copied into uniform windows for matmul_windows -------------
+// Window (batch, line window lw, k window kw) is at (((batch * line_windows) + lw) * k_windows
+// + kw) * window_stride vec4s and holds lines lw * L.. (L = window_lines_a or _b) at k kw * K..
+// (K = window_k), line r at r * K / 4 vec4s, k contiguous. k past the operand's end is 0 (so
+// padded sums add nothing); lines past its end repeat the last line (their results are never
+// stored). One invocation packs 4 lines by 4 k.
+@compute @workgroup_size(WORKGROUP)
+fn pack_windows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let lines = select(params.m, params.n, PACK_B);
+    let per_window = select(params.window_lines_a, params.window_lines_b, PACK_B);
+    let line_windows = (lines + per_window - 1u) / per_window;
+    let k_windows = (params.k_end + params.window_k - 1u) / params.window_k;
+    let quads_k = params.window_k / 4u;
+    let quads = quads_k * (per_window / 4u);
+    let i = linear_id(wid, lid, nwg);
+    let window = i / quads;
+    if (window >= params.batch * line_windows * k_windows) {
+        return;
+    }
+    let line_quad = (i % quads) / quads_k;
+    let k_quad = i % quads_k;
+    let k = (window % k_windows) * params.window_k + 4u * k_quad;
+    let line0 = ((window / k_windows) % line_windows) * per_window + 4u * line_quad;
+    let batch = window / (k_windows * line_windows);
+    var block = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if (k < params.k_end) {
+        if (PACK_B) {
+            block = load_block4(operand_b(batch), line0, k);
+        } else {
+            block = load_block4(operand_a(batch), line0, k);
+        }
+    }
+    let at = window * params.window_stride + 4u * line_quad * quads_k + k_quad;
+    for (var r = 0u; r < 4u; r++) {
+        packed[at + r * quads_k] = block[r];
     }
 }

@@ -195,3 +195,113 @@ fn matmul_broadcast(
         }
     }
 }
+
+// ---- matmul_windows: operands read from uniform windows, subgroups of exactly 8 lanes --------
+// llvmpipe loads a storage buffer lane by lane with a branch per lane and component (about 225
+// core-ns per 8-lane vec4 on the machine of BENCHMARKS.md), a uniform buffer by a plain gather
+// (about 10): so the operands are first packed (pack_windows) into windows of at most
+// WINDOW_VEC4S vec4s, and each dispatch binds up to four k windows of op(A) and of op(B)
+// (dynamic offsets) and sums over them into one window-sized block of C. The block of a
+// subgroup, its loads and its broadcasts are matmul_broadcast's: 16 rows by 32 columns, lane l
+// owning columns 4l..4l+3.
+
+// A window's size: the largest uniform binding WebGPU guarantees (the host's WINDOW_BYTES).
+const WINDOW_VEC4S: u32 = 4096u;
+struct Window {
+    v: array<vec4<f32>, WINDOW_VEC4S>,
+}
+
+@group(0) @binding(6) var<uniform> a0: Window;
+@group(0) @binding(7) var<uniform> a1: Window;
+@group(0) @binding(8) var<uniform> a2: Window;
+@group(0) @binding(9) var<uniform> a3: Window;
+@group(0) @binding(10) var<uniform> b0: Window;
+@group(0) @binding(11) var<uniform> b1: Window;
+@group(0) @binding(12) var<uniform> b2: Window;
+@group(0) @binding(13) var<uniform> b3: Window;
+
+// The block's 16 rows of op(A) at 4 k (lo: rows 0..7, hi: 8..15, one per lane) against the
+// lane's 4 columns of op(B), added into acc (constant indices only, so the accumulators stay in
+// registers).
+fn accumulate(acc: ptr<function, array<vec4<f32>, 16>>, lo: vec4<f32>, hi: vec4<f32>,
+              cols: array<vec4<f32>, 4>) {
+    let rows = broadcast16(lo, hi);
+    (*acc)[0] += dots4(rows[0], cols);
+    (*acc)[1] += dots4(rows[1], cols);
+    (*acc)[2] += dots4(rows[2], cols);
+    (*acc)[3] += dots4(rows[3], cols);
+    (*acc)[4] += dots4(rows[4], cols);
+    (*acc)[5] += dots4(rows[5], cols);
+    (*acc)[6] += dots4(rows[6], cols);
+    (*acc)[7] += dots4(rows[7], cols);
+    (*acc)[8] += dots4(rows[8], cols);
+    (*acc)[9] += dots4(rows[9], cols);
+    (*acc)[10] += dots4(rows[10], cols);
+    (*acc)[11] += dots4(rows[11], cols);
+    (*acc)[12] += dots4(rows[12], cols);
+    (*acc)[13] += dots4(rows[13], cols);
+    (*acc)[14] += dots4(rows[14], cols);
+    (*acc)[15] += dots4(rows[15], cols);
+}
+
+@compute @workgroup_size(8)
+fn matmul_windows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let quads = params.window_k / 4u;
+    let col_blocks = params.window_lines_b / 32u;
+    let block = wid.y * nwg.x + wid.x;
+    let row = (block / col_blocks) * 16u;
+    let col = (block % col_blocks) * 32u + 4u * lane;
+    // vec4 index of k 0 of this lane's rows of op(A) (row + lane, row + 8 + lane) and columns
+    // of op(B) in every window.
+    let lo = (row + lane) * quads;
+    let hi = lo + 8u * quads;
+    let at_b = col * quads;
+    var acc: array<vec4<f32>, 16>;
+    // One loop per bound window: WGSL cannot index bindings.
+    for (var q = 0u; q < quads; q++) {
+        accumulate(&acc, a0.v[lo + q], a0.v[hi + q], array<vec4<f32>, 4>(b0.v[at_b + q],
+                   b0.v[at_b + quads + q], b0.v[at_b + 2u * quads + q], b0.v[at_b + 3u * quads + q]));
+    }
+    if (params.windows > 1u) {
+        for (var q = 0u; q < quads; q++) {
+            accumulate(&acc, a1.v[lo + q], a1.v[hi + q], array<vec4<f32>, 4>(b1.v[at_b + q],
+                       b1.v[at_b + quads + q], b1.v[at_b + 2u * quads + q], b1.v[at_b + 3u * quads + q]));
+        }
+    }
+    if (params.windows > 2u) {
+        for (var q = 0u; q < quads; q++) {
+            accumulate(&acc, a2.v[lo + q], a2.v[hi + q], array<vec4<f32>, 4>(b2.v[at_b + q],
+                       b2.v[at_b + quads + q], b2.v[at_b + 2u * quads + q], b2.v[at_b + 3u * quads + q]));
+        }
+    }
+    if (params.windows > 3u) {
+        for (var q = 0u; q < quads; q++) {
+            accumulate(&acc, a3.v[lo + q], a3.v[hi + q], array<vec4<f32>, 4>(b3.v[at_b + q],
+                       b3.v[at_b + quads + q], b3.v[at_b + 2u * quads + q], b3.v[at_b + 3u * quads + q]));
+        }
+    }
+    // Constant indices: a loop over acc would keep it in memory for the whole kernel.
+    let r = params.row0 + row;
+    let cc = params.col0 + col;
+    let b = params.batch0;
+    store4(b, r + 0u, cc, acc[0]);
+    store4(b, r + 1u, cc, acc[1]);
+    store4(b, r + 2u, cc, acc[2]);
+    store4(b, r + 3u, cc, acc[3]);
+    store4(b, r + 4u, cc, acc[4]);
+    store4(b, r + 5u, cc, acc[5]);
+    store4(b, r + 6u, cc, acc[6]);
+    store4(b, r + 7u, cc, acc[7]);
+    store4(b, r + 8u, cc, acc[8]);
+    store4(b, r + 9u, cc, acc[9]);
+    store4(b, r + 10u, cc, acc[10]);
+    store4(b, r + 11u, cc, acc[11]);
+    store4(b, r + 12u, cc, acc[12]);
+    store4(b, r + 13u, cc, acc[13]);
+    store4(b, r + 14u, cc, acc[14]);
+    store4(b, r + 15u, cc, acc[15]);
+}

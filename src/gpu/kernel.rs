@@ -15,7 +15,14 @@ pub enum Access {
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
+    /// `var<uniform>` holding a [`Elem::Window`]: [`WINDOW_BYTES`] of a larger buffer, placed
+    /// by a dynamic offset at each dispatch.
+    Window,
 }
+
+/// The bytes of one uniform window: the largest uniform binding WebGPU guarantees (the WGSL
+/// struct `Window` must be exactly this large; the declaration check compares them).
+pub const WINDOW_BYTES: u64 = 65536;
 
 /// The element type of a binding's runtime-sized array, or the params struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +33,8 @@ pub enum Elem {
     U32,
     /// An array of the WGSL struct of this name.
     Struct(&'static str),
+    /// The WGSL struct `Window`: vec4s filling [`WINDOW_BYTES`].
+    Window,
 }
 
 /// One binding of group 0.
@@ -176,8 +185,27 @@ impl Kernel {
         )
     }
 
+    /// Whether the kernel reads uniform windows: then it runs as many dispatches in one pass,
+    /// each placing its params and its windows by dynamic offsets.
+    pub fn windowed(&self) -> bool {
+        self.bindings.iter().any(|b| b.access == Access::Window)
+    }
+
+    /// The bindings placed by a dynamic offset at each dispatch, in slot order (the order
+    /// `set_bind_group` takes their offsets in).
+    pub fn dynamic_bindings(&self) -> Vec<&BindingDecl> {
+        let mut dynamic: Vec<&BindingDecl> = self
+            .bindings
+            .iter()
+            .filter(|b| self.windowed() && matches!(b.access, Access::Uniform | Access::Window))
+            .collect();
+        dynamic.sort_by_key(|b| b.slot);
+        dynamic
+    }
+
     /// The bind group layout entries of group 0.
     pub fn layout_entries(&self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        let dynamic = self.dynamic_bindings();
         self.bindings
             .iter()
             .map(|b| wgpu::BindGroupLayoutEntry {
@@ -185,12 +213,15 @@ impl Kernel {
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: match b.access {
-                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        Access::Uniform | Access::Window => wgpu::BufferBindingType::Uniform,
                         Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
                         Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                     },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
+                    has_dynamic_offset: dynamic.iter().any(|d| d.slot == b.slot),
+                    min_binding_size: match b.access {
+                        Access::Window => std::num::NonZeroU64::new(WINDOW_BYTES),
+                        _ => None,
+                    },
                 },
                 count: None,
             })

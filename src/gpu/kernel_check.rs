@@ -5,7 +5,7 @@
 
 use naga::{AddressSpace, Module, ScalarKind, StorageAccess, TypeInner};
 
-use super::kernel::{Access, Elem, Kernel, Workgroup};
+use super::kernel::{Access, Elem, Kernel, Workgroup, WINDOW_BYTES};
 use super::shaders;
 
 /// Every disagreement between `kernel` and its shader, one line each (empty: they agree).
@@ -51,6 +51,7 @@ pub fn check_kernel(kernel: &Kernel) -> Vec<String> {
             ));
         }
         let access = match var.space {
+            AddressSpace::Uniform if decl.access == Access::Window => Some(Access::Window),
             AddressSpace::Uniform => Some(Access::Uniform),
             AddressSpace::Storage { access } if access.contains(StorageAccess::STORE) => {
                 Some(Access::ReadWrite)
@@ -70,6 +71,14 @@ pub fn check_kernel(kernel: &Kernel) -> Vec<String> {
         }
         if decl.elem == Elem::Params {
             problems.extend(check_params(&module, var.ty, kernel));
+        }
+        if decl.elem == Elem::Window {
+            let size = module.types[var.ty].inner.size(module.to_ctx()) as u64;
+            if size != WINDOW_BYTES {
+                problems.push(format!(
+                    "{name} is {size} bytes, a window is {WINDOW_BYTES}"
+                ));
+            }
         }
     }
     for decl in kernel.bindings {
@@ -122,6 +131,9 @@ fn element_of(module: &Module, ty: naga::Handle<naga::Type>) -> Option<Elem> {
         _ => None,
     };
     match &module.types[ty].inner {
+        TypeInner::Struct { .. } if module.types[ty].name.as_deref() == Some("Window") => {
+            Some(Elem::Window)
+        }
         TypeInner::Struct { .. } => Some(Elem::Params),
         TypeInner::Array { base, .. } => match &module.types[*base].inner {
             TypeInner::Struct { .. } => module.types[*base]

@@ -12,5 +12,5 @@ pub mod tune;
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use pipeline::Binding;
-pub(crate) use pipeline::Work;
+pub(crate) use pipeline::{WindowedDispatch, Work};
 pub use tensor::{GpuTensor, TensorData};

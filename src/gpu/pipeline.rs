@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-use super::kernel::{Grid, Kernel, Needs};
+use super::kernel::{Access, Grid, Kernel, Needs, WINDOW_BYTES};
 use super::shaders;
 use super::GpuContext;
 
@@ -43,6 +43,14 @@ pub(crate) struct PipelineKey {
     entry: &'static str,
     /// Override constants by name, values as f64 bits (f64 is not Hash).
     constants: Vec<(&'static str, u64)>,
+}
+
+/// One dispatch of a windowed kernel: its params, the byte offset of each window binding (by
+/// name) in its buffer, and its workgroups.
+pub(crate) struct WindowedDispatch<P> {
+    pub params: P,
+    pub windows: Vec<(&'static str, u64)>,
+    pub workgroups: u64,
 }
 
 /// A buffer bound at `slot` of group 0.
@@ -234,6 +242,119 @@ impl GpuContext {
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// Records the dispatches of a windowed kernel ([`Kernel::windowed`]) in one pass, with one
+    /// bind group: each dispatch's params sit in one uniform buffer at their own aligned
+    /// offset, and its windows at the byte offsets it gives per window binding. `buffers` binds
+    /// every other binding, and the buffers windows are taken from, by name.
+    pub(crate) fn run_windowed<P: bytemuck::Pod>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        dispatches: &[WindowedDispatch<P>],
+        buffers: &[(&str, &wgpu::Buffer)],
+        work: Work,
+    ) -> Result<()> {
+        let fail = |message: String| Error::Kernel {
+            kernel: kernel.label(),
+            message,
+        };
+        if std::mem::size_of::<P>() != kernel.params.size || !kernel.windowed() {
+            return Err(fail(format!(
+                "params of {} bytes given, {} declared, for a windowed run",
+                std::mem::size_of::<P>(),
+                kernel.params.size
+            )));
+        }
+        let pipeline = self.kernel_pipeline(kernel, constants)?;
+        let align = self.limits().min_uniform_buffer_offset_alignment as usize;
+        let stride = std::mem::size_of::<P>().next_multiple_of(align);
+        let mut bytes = vec![0u8; stride * dispatches.len().max(1)];
+        for (i, d) in dispatches.iter().enumerate() {
+            bytes[i * stride..][..std::mem::size_of::<P>()]
+                .copy_from_slice(bytemuck::bytes_of(&d.params));
+        }
+        let uniform = {
+            use wgpu::util::DeviceExt;
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(kernel.entry),
+                    contents: &bytes,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+        };
+        let named = |name: &str| {
+            buffers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| *b)
+                .ok_or_else(|| fail(format!("binding {name} was not given")))
+        };
+        let mut entries = Vec::with_capacity(kernel.bindings.len());
+        for decl in kernel.bindings {
+            let resource = match decl.access {
+                Access::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &uniform,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(std::mem::size_of::<P>() as u64),
+                }),
+                Access::Window => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: named(decl.name)?,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(WINDOW_BYTES),
+                }),
+                Access::Read | Access::ReadWrite => named(decl.name)?.as_entire_binding(),
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: decl.slot,
+                resource,
+            });
+        }
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let dynamic = kernel.dynamic_bindings();
+        let per_group = kernel.workgroup_invocations(constants) as u64;
+        let mut pass = self.begin_pass(encoder, Some(kernel.entry), || {
+            (work.profile_name(kernel), work.flops)
+        });
+        pass.set_pipeline(&pipeline);
+        for (i, d) in dispatches.iter().enumerate() {
+            let mut offsets = Vec::with_capacity(dynamic.len());
+            for decl in &dynamic {
+                let offset = match decl.access {
+                    Access::Window => {
+                        let offset = d
+                            .windows
+                            .iter()
+                            .find(|(n, _)| *n == decl.name)
+                            .map(|(_, o)| *o)
+                            .ok_or_else(|| fail(format!("window {} was not placed", decl.name)))?;
+                        let size = named(decl.name)?.size();
+                        if offset % align as u64 != 0 || offset + WINDOW_BYTES > size {
+                            return Err(fail(format!(
+                                "window {} at byte {offset} of a {size}-byte buffer is unaligned or past its end",
+                                decl.name
+                            )));
+                        }
+                        offset
+                    }
+                    _ => (i * stride) as u64,
+                };
+                offsets.push(
+                    u32::try_from(offset)
+                        .map_err(|_| fail(format!("window offset {offset} exceeds 32 bits")))?,
+                );
+            }
+            let (x, y) = self.grid_of(d.workgroups, per_group)?;
+            pass.set_bind_group(0, &group, &offsets);
+            pass.dispatch_workgroups(x, y, 1);
+        }
         Ok(())
     }
 

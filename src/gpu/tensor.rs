@@ -88,9 +88,23 @@ impl GpuTensor {
         Ok(tensor)
     }
 
+    /// A scratch tensor that kernels also bind as uniform windows (`Access::Window`).
+    pub(crate) fn windows(ctx: &GpuContext, name: &str, len: usize) -> Result<Self> {
+        Self::allocate_for(ctx, name, &[len], wgpu::BufferUsages::UNIFORM)
+    }
+
     /// Checks the size against max_buffer_size and max_storage_buffer_binding_size, then
     /// allocates, with allocation failures caught as errors.
     fn allocate(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<Self> {
+        Self::allocate_for(ctx, name, shape, wgpu::BufferUsages::empty())
+    }
+
+    fn allocate_for(
+        ctx: &GpuContext,
+        name: &str,
+        shape: &[usize],
+        extra_usage: wgpu::BufferUsages,
+    ) -> Result<Self> {
         let bytes = Self::check_size(ctx, name, shape)?;
         let buffer = ctx.checked(&format!("allocating tensor {name}"), || {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -98,7 +112,8 @@ impl GpuTensor {
                 size: bytes,
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
+                    | wgpu::BufferUsages::COPY_DST
+                    | extra_usage,
                 mapped_at_creation: false,
             })
         })?;

@@ -5,10 +5,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
+use crate::gpu::kernel::{
+    gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
+};
 use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
-use crate::gpu::Work;
 use crate::gpu::{GpuContext, GpuTensor};
+use crate::gpu::{WindowedDispatch, Work};
 
 gpu_params! {
     /// The shader's `Params`.
@@ -26,6 +28,14 @@ gpu_params! {
         stride_b: u32,
         stride_c: u32,
         alpha: f32,
+        window_k: u32,
+        window_lines_a: u32,
+        window_lines_b: u32,
+        window_stride: u32,
+        windows: u32,
+        row0: u32,
+        col0: u32,
+        batch0: u32,
         _pad0: u32,
         _pad1: u32,
         _pad2: u32,
@@ -86,8 +96,68 @@ pub const MATMUL_BROADCAST: Kernel = Kernel {
     needs: Needs::Subgroups,
 };
 
-/// The subgroup size matmul_broadcast is written for (its lanes are spelled out).
+/// The subgroup size matmul_broadcast and matmul_windows are written for (their lanes are
+/// spelled out).
 const BROADCAST_LANES: u32 = 8;
+
+const PACK_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("a", 1, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("b", 2, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("packed", 5, Access::ReadWrite, Elem::Vec4F32),
+];
+
+pub const PACK_WINDOWS: Kernel = Kernel {
+    shader: "matmul.wgsl",
+    entry: "pack_windows",
+    bindings: PACK_BINDINGS,
+    params: MatmulParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &["TRANS_A", "TRANS_B", "VEC4", "PACK_B"],
+    source_constants: &[],
+    needs: Needs::Core,
+};
+
+/// The window bindings of matmul_windows: k windows 0..3 of op(A), then of op(B).
+const WINDOW_NAMES: [[&str; WINDOWS_PER_DISPATCH]; 2] =
+    [["a0", "a1", "a2", "a3"], ["b0", "b1", "b2", "b3"]];
+/// k windows one dispatch of matmul_windows sums over (its window bindings per operand).
+const WINDOWS_PER_DISPATCH: usize = 4;
+
+const WINDOWED_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
+    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    BindingDecl::new("a0", 6, Access::Window, Elem::Window),
+    BindingDecl::new("a1", 7, Access::Window, Elem::Window),
+    BindingDecl::new("a2", 8, Access::Window, Elem::Window),
+    BindingDecl::new("a3", 9, Access::Window, Elem::Window),
+    BindingDecl::new("b0", 10, Access::Window, Elem::Window),
+    BindingDecl::new("b1", 11, Access::Window, Elem::Window),
+    BindingDecl::new("b2", 12, Access::Window, Elem::Window),
+    BindingDecl::new("b3", 13, Access::Window, Elem::Window),
+];
+
+pub const MATMUL_WINDOWS: Kernel = Kernel {
+    shader: "matmul_subgroup.wgsl",
+    entry: "matmul_windows",
+    bindings: WINDOWED_BINDINGS,
+    params: MatmulParams::LAYOUT,
+    workgroup: Workgroup::Fixed([BROADCAST_LANES, 1, 1]),
+    constants: &[],
+    source_constants: &[],
+    needs: Needs::Subgroups,
+};
+
+/// Rows and columns of C one subgroup of matmul_windows computes.
+const WINDOW_BLOCK: (usize, usize) = (16, 32);
+/// The most k one window holds: more k per window means fewer lines, so smaller blocks of C
+/// per dispatch and more dispatches (about 23 us each on llvmpipe); less means more groups of
+/// k windows, each adding into C (a load of C costs several stores there).
+const WINDOW_K_MAX: usize = 256;
+/// Products of more matrices than this run on the other variants: matmul_windows dispatches
+/// once per block of C per matrix.
+const WINDOWED_MAX_BATCH: usize = 4;
 
 pub const MATMUL_SUBGROUP: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
@@ -115,6 +185,9 @@ pub enum Variant {
     /// matmul_broadcast: 16 x 4 of C per lane, rows of A shared by broadcasts (8-lane
     /// subgroups only).
     Broadcast,
+    /// matmul_broadcast's blocks with both operands packed into uniform windows first
+    /// (pack_windows, then matmul_windows; 8-lane subgroups only).
+    Windows,
 }
 
 impl std::fmt::Display for Variant {
@@ -124,6 +197,7 @@ impl std::fmt::Display for Variant {
             Variant::Tiled => write!(f, "tiled-64x64"),
             Variant::Subgroup { lane_rows } => write!(f, "subgroup-{lane_rows}x4"),
             Variant::Broadcast => write!(f, "broadcast-16x4"),
+            Variant::Windows => write!(f, "windows-16x4"),
         }
     }
 }
@@ -141,6 +215,7 @@ impl Variant {
         all.push(Variant::Subgroup { lane_rows: 4 });
         all.push(Variant::Subgroup { lane_rows: 8 });
         all.push(Variant::Broadcast);
+        all.push(Variant::Windows);
         all.retain(|v| v.available(ctx));
         all
     }
@@ -155,6 +230,14 @@ impl Variant {
             Variant::Broadcast => {
                 ctx.has_subgroups() && ctx.adapter().subgroup_size == Some(BROADCAST_LANES)
             }
+            Variant::Windows => {
+                let limits = ctx.limits();
+                let uniforms = 1 + 2 * WINDOWS_PER_DISPATCH as u32;
+                Variant::Broadcast.available(ctx)
+                    && limits.max_uniform_buffer_binding_size >= WINDOW_BYTES
+                    && limits.max_uniform_buffers_per_shader_stage >= uniforms
+                    && limits.max_dynamic_uniform_buffers_per_pipeline_layout >= uniforms
+            }
             Variant::Subgroup { lane_rows } => {
                 matches!(lane_rows, 4 | 8)
                     && ctx.has_subgroups()
@@ -166,12 +249,18 @@ impl Variant {
         }
     }
 
+    /// Whether the variant may run this product (windows-16x4 only where [`windows_fit`]).
+    pub fn suits(&self, ctx: &GpuContext, shape: &Shape) -> bool {
+        *self != Variant::Windows || windows_fit(ctx, shape)
+    }
+
     fn kernel(&self) -> &'static Kernel {
         match self {
             Variant::Registers { .. } => &MATMUL_REG,
             Variant::Tiled => &MATMUL_TILED,
             Variant::Subgroup { .. } => &MATMUL_SUBGROUP,
             Variant::Broadcast => &MATMUL_BROADCAST,
+            Variant::Windows => &MATMUL_WINDOWS,
         }
     }
 
@@ -191,6 +280,8 @@ impl Variant {
                 vec![],
                 Grid::Workgroups(batch * m.div_ceil(TILE) * n.div_ceil(TILE)),
             ),
+            // Dispatched window by window (Matmul::record_windowed).
+            Variant::Windows => (vec![], Grid::Workgroups(0)),
             Variant::Broadcast => {
                 let lanes = BROADCAST_LANES as u64;
                 (
@@ -370,6 +461,9 @@ impl Matmul<'_> {
                 message: format!("matmul variant {variant} cannot run here"),
             });
         }
+        if variant == Variant::Windows {
+            return self.record_windowed(ctx, encoder);
+        }
         let (shape, l) = (&self.shape, &self.layout);
         let (mut constants, grid) = variant.constants_and_grid(ctx, shape);
         constants.extend([
@@ -428,6 +522,220 @@ impl Matmul<'_> {
     }
 }
 
+/// How matmul_windows sees a product: k per window, lines of op(A) and of op(B) per window,
+/// and the windows of each packed operand.
+#[derive(Clone, Copy, Debug)]
+struct WindowGeometry {
+    k: usize,
+    lines_a: usize,
+    lines_b: usize,
+    k_windows: usize,
+    line_windows_a: usize,
+    line_windows_b: usize,
+    /// Bytes from one window of op(A) (op(B)) to the next: aligned for dynamic offsets.
+    stride_a: u64,
+    stride_b: u64,
+}
+
+impl WindowGeometry {
+    fn of(ctx: &GpuContext, shape: &Shape) -> Self {
+        let floats = (WINDOW_BYTES / 4) as usize;
+        // The whole sum in one dispatch where k windows of up to WINDOW_K_MAX allow: C is
+        // then written once, never read back.
+        let k = shape
+            .k
+            .div_ceil(WINDOWS_PER_DISPATCH)
+            .next_multiple_of(4)
+            .min(WINDOW_K_MAX);
+        let fit = floats / k;
+        let (block_rows, block_cols) = WINDOW_BLOCK;
+        let lines_a = (fit / block_rows * block_rows).min(shape.m.next_multiple_of(block_rows));
+        let lines_b = (fit / block_cols * block_cols).min(shape.n.next_multiple_of(block_cols));
+        let align = ctx.limits().min_uniform_buffer_offset_alignment as u64;
+        WindowGeometry {
+            k,
+            lines_a,
+            lines_b,
+            k_windows: shape.k.div_ceil(k),
+            line_windows_a: shape.m.div_ceil(lines_a),
+            line_windows_b: shape.n.div_ceil(lines_b),
+            stride_a: ((lines_a * k * 4) as u64).next_multiple_of(align),
+            stride_b: ((lines_b * k * 4) as u64).next_multiple_of(align),
+        }
+    }
+
+    /// Floats of the packed copy of op(A) (op(B)): every window, and a whole window's binding
+    /// past the last one's offset.
+    fn packed_len(&self, batch: usize, operand_b: bool) -> usize {
+        let (line_windows, stride) = if operand_b {
+            (self.line_windows_b, self.stride_b)
+        } else {
+            (self.line_windows_a, self.stride_a)
+        };
+        let windows = batch * line_windows * self.k_windows;
+        ((windows as u64 - 1) * stride + WINDOW_BYTES) as usize / 4
+    }
+
+    /// Byte offset of window (batch, line window, k window) of the packed op(A) (op(B)).
+    fn offset(&self, operand_b: bool, batch: usize, line_window: usize, k_window: usize) -> u64 {
+        let (line_windows, stride) = if operand_b {
+            (self.line_windows_b, self.stride_b)
+        } else {
+            (self.line_windows_a, self.stride_a)
+        };
+        ((batch * line_windows + line_window) * self.k_windows + k_window) as u64 * stride
+    }
+}
+
+/// Whether windows-16x4 may run this product here: few matrices, and packed copies the
+/// device can bind (it runs on other variants otherwise).
+fn windows_fit(ctx: &GpuContext, shape: &Shape) -> bool {
+    let geometry = WindowGeometry::of(ctx, shape);
+    let max = ctx.limits().max_storage_buffer_binding_size;
+    shape.batch <= WINDOWED_MAX_BATCH
+        && [false, true]
+            .iter()
+            .all(|&b| (geometry.packed_len(shape.batch, b) as u64 * 4) <= max)
+}
+
+impl Matmul<'_> {
+    /// windows-16x4: packs op(A) and op(B) into uniform windows, then dispatches matmul_windows
+    /// once per block of C and group of up to four k windows, the groups in order, each
+    /// adding into C after the first (a two-level sum, as K_SPAN gives the other variants).
+    fn record_windowed(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (shape, l) = (&self.shape, &self.layout);
+        if !windows_fit(ctx, shape) {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "{} x {} x {} x {} (batch, m, n, k) is too large for windows-16x4",
+                    shape.batch, shape.m, shape.n, shape.k
+                ),
+            ));
+        }
+        let g = WindowGeometry::of(ctx, shape);
+        let base = MatmulParams {
+            m: shape.m as u32,
+            n: shape.n as u32,
+            k_begin: 0,
+            k_end: shape.k as u32,
+            lda: l.lda as u32,
+            ldb: l.ldb as u32,
+            ldc: l.ldc as u32,
+            batch: shape.batch as u32,
+            stride_a: l.stride_a as u32,
+            stride_b: l.stride_b as u32,
+            stride_c: l.stride_c as u32,
+            alpha: self.epilogue.alpha,
+            window_k: g.k as u32,
+            window_lines_a: g.lines_a as u32,
+            window_lines_b: g.lines_b as u32,
+            ..Default::default()
+        };
+        let mut packed = Vec::with_capacity(2);
+        for operand_b in [false, true] {
+            let name = if operand_b {
+                "packed op(B)"
+            } else {
+                "packed op(A)"
+            };
+            let tensor = GpuTensor::windows(ctx, name, g.packed_len(shape.batch, operand_b))?;
+            let (lines, line_windows, stride) = if operand_b {
+                (g.lines_b, g.line_windows_b, g.stride_b)
+            } else {
+                (g.lines_a, g.line_windows_a, g.stride_a)
+            };
+            let params = MatmulParams {
+                window_stride: (stride / 16) as u32,
+                ..base
+            };
+            let quads = (shape.batch * line_windows * g.k_windows * lines * g.k / 16) as u64;
+            ctx.run(
+                encoder,
+                &PACK_WINDOWS,
+                &[
+                    ("TRANS_A", l.trans_a as u8 as f64),
+                    ("TRANS_B", l.trans_b as u8 as f64),
+                    ("VEC4", l.vec4(shape) as u8 as f64),
+                    ("PACK_B", operand_b as u8 as f64),
+                ],
+                &params,
+                &[
+                    ("a", &self.a.buffer),
+                    ("b", &self.b.buffer),
+                    ("packed", &tensor.buffer),
+                ],
+                Grid::Invocations(quads),
+            )?;
+            packed.push(tensor);
+        }
+        let (block_rows, block_cols) = WINDOW_BLOCK;
+        let workgroups = ((g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
+        let mut dispatches = Vec::new();
+        for batch in 0..shape.batch {
+            for wa in 0..g.line_windows_a {
+                for wb in 0..g.line_windows_b {
+                    for first in (0..g.k_windows).step_by(WINDOWS_PER_DISPATCH) {
+                        let count = (g.k_windows - first).min(WINDOWS_PER_DISPATCH);
+                        let mut flags = 0;
+                        if self.epilogue.add_into_c || first > 0 {
+                            flags |= ADD_INTO_C;
+                        }
+                        if self.bias.is_some() && first == 0 {
+                            flags |= ADD_BIAS;
+                        }
+                        // Windows past `count` are bound to the last one and never read.
+                        let mut windows = Vec::with_capacity(2 * WINDOWS_PER_DISPATCH);
+                        for (operand_b, names) in
+                            [(false, WINDOW_NAMES[0]), (true, WINDOW_NAMES[1])]
+                        {
+                            let line_window = if operand_b { wb } else { wa };
+                            for (i, name) in names.iter().enumerate() {
+                                let k_window = first + i.min(count - 1);
+                                windows.push((
+                                    *name,
+                                    g.offset(operand_b, batch, line_window, k_window),
+                                ));
+                            }
+                        }
+                        dispatches.push(WindowedDispatch {
+                            params: MatmulParams {
+                                flags,
+                                windows: count as u32,
+                                row0: (wa * g.lines_a) as u32,
+                                col0: (wb * g.lines_b) as u32,
+                                batch0: batch as u32,
+                                ..base
+                            },
+                            windows,
+                            workgroups,
+                        });
+                    }
+                }
+            }
+        }
+        // Without a bias the slot still needs a buffer (a read-only one); it is never read.
+        let bias = self.bias.unwrap_or(self.a);
+        let mut buffers: Vec<(&str, &wgpu::Buffer)> =
+            vec![("bias", &bias.buffer), ("c", &self.c.buffer)];
+        for (names, tensor) in WINDOW_NAMES.iter().zip(&packed) {
+            buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
+        }
+        let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
+        ctx.run_windowed(
+            encoder,
+            &MATMUL_WINDOWS,
+            &[],
+            &dispatches,
+            &buffers,
+            Work {
+                flops: Some(2 * terms),
+                detail: Some(format!("{}, {}", Variant::Windows, shape_class(shape, l))),
+            },
+        )
+    }
+}
+
 impl std::str::FromStr for Variant {
     type Err = String;
 
@@ -442,6 +750,7 @@ impl std::str::FromStr for Variant {
             "subgroup-4x4" => Ok(Variant::Subgroup { lane_rows: 4 }),
             "subgroup-8x4" => Ok(Variant::Subgroup { lane_rows: 8 }),
             "broadcast-16x4" => Ok(Variant::Broadcast),
+            "windows-16x4" => Ok(Variant::Windows),
             _ => s
                 .strip_prefix("registers-")
                 .and_then(block)
@@ -461,26 +770,37 @@ const PROBE_K: usize = 256;
 pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
     let bucket = |x: usize, cap: usize| x.next_power_of_two().min(cap);
     format!(
-        "matmul {}{} {} m{} n{} k{}",
+        "matmul {}{} {} m{} n{} k{}{}",
         if layout.trans_a { "T" } else { "N" },
         if layout.trans_b { "T" } else { "N" },
         if layout.vec4(shape) { "vec4" } else { "scalar" },
         bucket(shape.m, PROBE_MN),
         bucket(shape.n, PROBE_MN),
         bucket(shape.k, PROBE_K),
+        // Many matrices: windows-16x4 does not run them, so the choice may differ.
+        if shape.batch > WINDOWED_MAX_BATCH {
+            " batched"
+        } else {
+            ""
+        },
     )
 }
 
-/// The variant used without measurement: on a CPU adapter, broadcast-16x4 where subgroups have
-/// 8 lanes, else subgroup-8x4 where there are subgroups, else large register blocks (loads cost
-/// there, spills barely do); workgroup tiles on other adapters.
+/// The variant used without measurement: on a CPU adapter, windows-16x4 where it fits the
+/// product, else broadcast-16x4 where subgroups have 8 lanes, else subgroup-8x4 where there are
+/// subgroups, else large register blocks (loads cost there, spills barely do); workgroup tiles
+/// on other adapters.
 pub fn default_variant(ctx: &GpuContext, shape: &Shape) -> Variant {
     if ctx.adapter().device_type != "Cpu" {
         return Variant::Tiled;
     }
     // The fastest on llvmpipe at every shape of the benchmarks (BENCHMARKS.md).
-    for preferred in [Variant::Broadcast, Variant::Subgroup { lane_rows: 8 }] {
-        if preferred.available(ctx) {
+    for preferred in [
+        Variant::Windows,
+        Variant::Broadcast,
+        Variant::Subgroup { lane_rows: 8 },
+    ] {
+        if preferred.available(ctx) && preferred.suits(ctx, shape) {
             return preferred;
         }
     }
@@ -518,15 +838,25 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Varian
     let class = shape_class(shape, layout);
     {
         let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pinned) = tuner.pinned_matmul.as_deref().and_then(|n| n.parse().ok()) {
-            return Ok(pinned);
+        if let Some(pinned) = tuner
+            .pinned_matmul
+            .as_deref()
+            .and_then(|n| n.parse::<Variant>().ok())
+        {
+            // A pinned windows-16x4 runs only where it fits (as it would if chosen).
+            return Ok(if pinned.suits(ctx, shape) {
+                pinned
+            } else {
+                default_variant(ctx, shape)
+            });
         }
         if tuner.mode == TuneMode::Off {
             return Ok(default_variant(ctx, shape));
         }
         if let Some(name) = tuner.cached(&class).map(str::to_string) {
             match name.parse::<Variant>() {
-                Ok(v) if v.available(ctx) => return Ok(v),
+                Ok(v) if v.available(ctx) && v.suits(ctx, shape) => return Ok(v),
+                Ok(v) if v.available(ctx) => return Ok(default_variant(ctx, shape)),
                 Ok(_) => tuner.forget(&class, "that variant cannot run on this adapter"),
                 Err(e) => tuner.forget(&class, &e),
             }
@@ -572,7 +902,11 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> 
         c: &c,
         bias: None,
     };
-    let chosen = fastest_agreeing("matmul variant", &Variant::candidates(ctx), |variant| {
+    let candidates: Vec<Variant> = Variant::candidates(ctx)
+        .into_iter()
+        .filter(|v| v.suits(ctx, shape))
+        .collect();
+    let chosen = fastest_agreeing("matmul variant", &candidates, |variant| {
         let time = time_runs(|| {
             let mut encoder = ctx.encoder("tune matmul");
             product.record(ctx, &mut encoder, variant)?;

@@ -195,6 +195,8 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::MATMUL_TILED,
     &matmul::MATMUL_SUBGROUP,
     &matmul::MATMUL_BROADCAST,
+    &matmul::PACK_WINDOWS,
+    &matmul::MATMUL_WINDOWS,
     &linear::BIAS_GRAD,
     &gelu::GELU_FORWARD,
     &gelu::GELU_BACKWARD,

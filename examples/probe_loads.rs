@@ -1,0 +1,237 @@
+//! What one memory access costs a kernel on this adapter, in core-nanoseconds per 8 lanes
+//! (the machine's 2 cores assumed): a vec4 load from a storage buffer and from a uniform buffer,
+//! a store of an f32 and of a vec4, against a loop with no access. llvmpipe loads storage lane by
+//! lane and uniforms by a gather, which is why the windows-16x4 product packs its operands into
+//! uniform windows (BENCHMARKS.md has the figures).
+//!
+//! `cargo run --release --example probe_loads` (`WGPU_BACKEND=gl` for the GL driver).
+use std::time::Instant;
+
+const ITERS: u32 = 1024;
+const GROUPS: u32 = 512;
+
+fn shader(kind: &str) -> String {
+    let decl = match kind {
+        "storage" => "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;",
+        "store_f32" => "@group(0) @binding(0) var<storage, read_write> dst: array<f32>;",
+        "store_vec4" => "@group(0) @binding(0) var<storage, read_write> dst: array<vec4<f32>>;",
+        "uniform" => "@group(0) @binding(0) var<uniform> src: array<vec4<f32>, 4096>;",
+        _ => "",
+    };
+    let load = match kind {
+        "storage" | "uniform" => "src[(lid * 33u + i * 4u + wid.x) & 4095u]",
+        "none" => "vec4<f32>(f32(i), f32(lid), 1.0, 2.0)",
+        "store_f32" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc.x",
+        "store_vec4" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc",
+        _ => unreachable!(),
+    };
+    format!(
+        "{decl}
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {{
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < {ITERS}u; i++) {{
+        let v = {load};
+        acc = fma(acc, vec4<f32>(1.0001), v);
+    }}
+    out[wid.x * 64u + lid] = acc;
+}}"
+    )
+}
+
+fn main() {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default())).unwrap();
+    println!(
+        "{:?} uniform range {} align {} ubos/stage {} dyn ubos {}",
+        adapter.get_info().name,
+        adapter.limits().max_uniform_buffer_binding_size,
+        adapter.limits().min_uniform_buffer_offset_alignment,
+        adapter.limits().max_uniform_buffers_per_shader_stage,
+        adapter
+            .limits()
+            .max_dynamic_uniform_buffers_per_pipeline_layout
+    );
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let data: Vec<f32> = (0..16384).map(|i| (i % 7) as f32 * 0.1).collect();
+    let src = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 65536,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::UNIFORM
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&src, 0, bytemuck::cast_slice(&data));
+    let src2 = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 65536,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let out = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (GROUPS * 64 * 16) as u64,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    for kind in ["none", "storage", "uniform", "store_f32", "store_vec4"] {
+        let module = unsafe {
+            device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: None,
+                    source: wgpu::ShaderSource::Wgsl(shader(kind).into()),
+                },
+                wgpu::ShaderRuntimeChecks::unchecked(),
+            )
+        };
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: None,
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 1,
+            resource: out.as_entire_binding(),
+        }];
+        match kind {
+            "none" => {}
+            "store_f32" | "store_vec4" => entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: src2.as_entire_binding(),
+            }),
+            _ => entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: src.as_entire_binding(),
+            }),
+        }
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        });
+        let mut best = f64::MAX;
+        for _ in 0..4 {
+            let mut enc = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(GROUPS, 1, 1);
+            }
+            let t = Instant::now();
+            queue.submit([enc.finish()]);
+            device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let lane_loads = (GROUPS * 64 * ITERS) as f64;
+        // 2 cores: core-ns per 8-lane load = time * 2 / (lane_loads / 8)
+        println!(
+            "{kind:14} {:8.2} ms  {:6.2} core-ns per 8-lane access",
+            best * 1e3,
+            best * 2e9 / (lane_loads / 8.0)
+        );
+    }
+
+    // Dispatch overhead: 1000 dispatches of 8 workgroups of 8 lanes with a dynamic offset each.
+    let src_text = "struct W { v: array<vec4<f32>, 64> }
+@group(0) @binding(0) var<uniform> w: W;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(8)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    out[wid.x * 8u + lid] += w.v[lid];
+}";
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(src_text.into()),
+    });
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: None,
+        entries: &[
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: None,
+                },
+                count: None,
+            },
+            wgpu::BindGroupLayoutEntry {
+                binding: 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            },
+        ],
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: None,
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: Some(&pl),
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &bgl,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &src,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(1024),
+                }),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: out.as_entire_binding(),
+            },
+        ],
+    });
+    for dispatches in [10u32, 1000] {
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let mut enc = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                for d in 0..dispatches {
+                    pass.set_bind_group(0, &group, &[(d % 60) * 1024]);
+                    pass.dispatch_workgroups(8, 1, 1);
+                }
+            }
+            let t = Instant::now();
+            queue.submit([enc.finish()]);
+            device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{dispatches} dispatches: {:.2} ms, {:.1} us each",
+            best * 1e3,
+            best * 1e6 / dispatches as f64
+        );
+    }
+}
