@@ -55,8 +55,9 @@ struct Params {
     stride_c: u32,
     alpha: f32,
     // Uniform windows (pack_windows, matmul_windows): k per window, lines of op(A) and of
-    // op(B) per window, the windows' stride in the packed buffer (vec4s), and for one dispatch
-    // of matmul_windows: how many k windows it sums and where its block of C starts.
+    // op(B) per matrix in a window, the windows' stride in the packed buffer (vec4s), matrices
+    // per window, and for one dispatch of matmul_windows: how many k windows it sums and where
+    // its block of C starts.
     window_k: u32,
     window_lines_a: u32,
     window_lines_b: u32,
@@ -65,7 +66,7 @@ struct Params {
     row0: u32,
     col0: u32,
     batch0: u32,
-    _pad0: u32,
+    window_batch: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -352,11 +353,12 @@ fn matmul_tiled(
 }
 
 // ---- pack_windows: op(A) or op(B) copied into uniform windows for matmul_windows -------------
-// Window (batch, line window lw, k window kw) is at (((batch * line_windows) + lw) * k_windows
-// + kw) * window_stride vec4s and holds lines lw * L.. (L = window_lines_a or _b) at k kw * K..
-// (K = window_k), line r at r * K / 4 vec4s, k contiguous. k past the operand's end is 0 (so
-// padded sums add nothing); lines past its end repeat the last line (their results are never
-// stored). One invocation packs 4 lines by 4 k.
+// A window holds window_batch matrices (consecutive batches), each as L lines (L =
+// window_lines_a or _b) at K k (K = window_k); window (batch group g, line window lw, k window
+// kw) is at ((g * line_windows + lw) * k_windows + kw) * window_stride vec4s, and in it line r
+// of matrix e at (e * L + r) * K / 4 vec4s, k contiguous. k past the operand's end is 0 (so
+// padded sums add nothing); lines past its end repeat the last line and batches past the last
+// repeat the last batch (their results are never stored). One invocation packs 4 lines by 4 k.
 @compute @workgroup_size(WORKGROUP)
 fn pack_windows(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -367,18 +369,22 @@ fn pack_windows(
     let per_window = select(params.window_lines_a, params.window_lines_b, PACK_B);
     let line_windows = (lines + per_window - 1u) / per_window;
     let k_windows = (params.k_end + params.window_k - 1u) / params.window_k;
+    let groups = (params.batch + params.window_batch - 1u) / params.window_batch;
     let quads_k = params.window_k / 4u;
-    let quads = quads_k * (per_window / 4u);
+    let quads_matrix = quads_k * (per_window / 4u);
+    let quads = quads_matrix * params.window_batch;
     let i = linear_id(wid, lid, nwg);
     let window = i / quads;
-    if (window >= params.batch * line_windows * k_windows) {
+    if (window >= groups * line_windows * k_windows) {
         return;
     }
-    let line_quad = (i % quads) / quads_k;
+    let in_window = i % quads;
+    let e = in_window / quads_matrix;
+    let line_quad = (in_window % quads_matrix) / quads_k;
     let k_quad = i % quads_k;
     let k = (window % k_windows) * params.window_k + 4u * k_quad;
     let line0 = ((window / k_windows) % line_windows) * per_window + 4u * line_quad;
-    let batch = window / (k_windows * line_windows);
+    let batch = min((window / (k_windows * line_windows)) * params.window_batch + e, params.batch - 1u);
     var block = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     if (k < params.k_end) {
         if (PACK_B) {
@@ -387,7 +393,7 @@ fn pack_windows(
             block = load_block4(operand_a(batch), line0, k);
         }
     }
-    let at = window * params.window_stride + 4u * line_quad * quads_k + k_quad;
+    let at = window * params.window_stride + (e * per_window + 4u * line_quad) * quads_k + k_quad;
     for (var r = 0u; r < 4u; r++) {
         packed[at + r * quads_k] = block[r];
     }

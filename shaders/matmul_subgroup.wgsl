@@ -201,7 +201,8 @@ fn matmul_broadcast(
 // core-ns per 8-lane vec4 on the machine of BENCHMARKS.md), a uniform buffer by a plain gather
 // (about 10): so the operands are first packed (pack_windows) into windows of at most
 // WINDOW_VEC4S vec4s, and each dispatch binds up to four k windows of op(A) and of op(B)
-// (dynamic offsets) and sums over them into one window-sized block of C. The block of a
+// (dynamic offsets) and sums over them into one window-sized block of C, or into the whole C of
+// each of the window's matrices where several fit in a window. The block of a
 // subgroup, its loads and its broadcasts are matmul_broadcast's: 16 rows by 32 columns, lane l
 // owning columns 4l..4l+3.
 
@@ -252,14 +253,18 @@ fn matmul_windows(
 ) {
     let quads = params.window_k / 4u;
     let col_blocks = params.window_lines_b / 32u;
-    let block = wid.y * nwg.x + wid.x;
+    let blocks = (params.window_lines_a / 16u) * col_blocks;
+    let flat = wid.y * nwg.x + wid.x;
+    // Matrix e of the window's batch group, and this block of it.
+    let e = flat / blocks;
+    let block = flat % blocks;
     let row = (block / col_blocks) * 16u;
     let col = (block % col_blocks) * 32u + 4u * lane;
     // vec4 index of k 0 of this lane's rows of op(A) (row + lane, row + 8 + lane) and columns
     // of op(B) in every window.
-    let lo = (row + lane) * quads;
+    let lo = (e * params.window_lines_a + row + lane) * quads;
     let hi = lo + 8u * quads;
-    let at_b = col * quads;
+    let at_b = (e * params.window_lines_b + col) * quads;
     var acc: array<vec4<f32>, 16>;
     // One loop per bound window: WGSL cannot index bindings.
     for (var q = 0u; q < quads; q++) {
@@ -287,7 +292,10 @@ fn matmul_windows(
     // Constant indices: a loop over acc would keep it in memory for the whole kernel.
     let r = params.row0 + row;
     let cc = params.col0 + col;
-    let b = params.batch0;
+    let b = params.batch0 + e;
+    if (b >= params.batch) {
+        return;
+    }
     store4(b, r + 0u, cc, acc[0]);
     store4(b, r + 1u, cc, acc[1]);
     store4(b, r + 2u, cc, acc[2]);

@@ -43,3 +43,31 @@ fn a_wrong_declaration_is_caught() {
         );
     }
 }
+
+#[test]
+fn a_wrong_window_declaration_is_caught() {
+    use polygrad::gpu::kernel::{Access, BindingDecl, Elem, Kernel};
+    let mut kernel: Kernel = polygrad::ops::matmul::MATMUL_WINDOWS;
+    // A window declared as a storage array, and a storage array declared as a window.
+    let mut bindings: Vec<BindingDecl> = kernel.bindings.to_vec();
+    for b in &mut bindings {
+        match b.name {
+            "a0" => *b = BindingDecl::new("a0", b.slot, Access::Read, Elem::Vec4F32),
+            "c" => *b = BindingDecl::new("c", b.slot, Access::Window, Elem::Window),
+            _ => {}
+        }
+    }
+    kernel.bindings = Box::leak(bindings.into_boxed_slice());
+    let problems = check_kernel(&kernel).join("\n");
+    for expected in [
+        "a0 is Uniform",
+        "a0 holds Some(Window)",
+        "c is Storage",
+        "c holds",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "missing {expected:?} in:\n{problems}"
+        );
+    }
+}

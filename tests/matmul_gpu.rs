@@ -263,3 +263,51 @@ fn long_sums_over_several_spans() {
         }
     }
 }
+
+#[test]
+fn windows_reruns_are_bit_identical() {
+    let Some(ctx) = common::gpu() else { return };
+    if !Variant::Windows.available(&ctx) {
+        eprintln!("windows-16x4 is not offered on {}", ctx.adapter().label());
+        return;
+    }
+    let mut rng = common::fresh_rng("matmul windows reruns");
+    // Two matrices, lines over several windows, k over two groups of k windows (C added into).
+    let shape = Shape {
+        batch: 2,
+        m: 300,
+        n: 70,
+        k: 1100,
+    };
+    let layout = Layout::dense(&shape, true, false);
+    let a = common::random_vec(&mut rng, shape.batch * shape.m * shape.k, 1.0);
+    let b = common::random_vec(&mut rng, shape.batch * shape.k * shape.n, 1.0);
+    let ga = GpuTensor::upload(&ctx, "a", &[a.len()], &a).unwrap();
+    let gb = GpuTensor::upload(&ctx, "b", &[b.len()], &b).unwrap();
+    let run = || {
+        let gc = GpuTensor::output(&ctx, "c", &[shape.batch * shape.m * shape.n]).unwrap();
+        let mut encoder = ctx.encoder("matmul reruns");
+        Matmul {
+            shape,
+            layout,
+            epilogue: Epilogue::default(),
+            a: &ga,
+            b: &gb,
+            c: &gc,
+            bias: None,
+        }
+        .record(&ctx, &mut encoder, Variant::Windows)
+        .unwrap();
+        ctx.submit("matmul reruns", encoder).unwrap();
+        gc.download(&ctx).unwrap()
+    };
+    let (first, second) = (run(), run());
+    assert!(first.iter().all(|x| x.is_finite()));
+    assert!(
+        first
+            .iter()
+            .zip(&second)
+            .all(|(x, y)| x.to_bits() == y.to_bits()),
+        "two runs of windows-16x4 differ"
+    );
+}

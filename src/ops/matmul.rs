@@ -36,7 +36,7 @@ gpu_params! {
         row0: u32,
         col0: u32,
         batch0: u32,
-        _pad0: u32,
+        window_batch: u32,
         _pad1: u32,
         _pad2: u32,
     }
@@ -155,9 +155,9 @@ const WINDOW_BLOCK: (usize, usize) = (16, 32);
 /// per dispatch and more dispatches (about 23 us each on llvmpipe); less means more groups of
 /// k windows, each adding into C (a load of C costs several stores there).
 const WINDOW_K_MAX: usize = 256;
-/// Products of more matrices than this run on the other variants: matmul_windows dispatches
-/// once per block of C per matrix.
-const WINDOWED_MAX_BATCH: usize = 4;
+/// Products of more matrices than this are "batched": windows-16x4 does not run them
+/// ([`windows_fit`]), and their shape class is timed apart, batched.
+const BATCHED: usize = 4;
 
 pub const MATMUL_SUBGROUP: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
@@ -522,16 +522,21 @@ impl Matmul<'_> {
     }
 }
 
-/// How matmul_windows sees a product: k per window, lines of op(A) and of op(B) per window,
-/// and the windows of each packed operand.
+/// How matmul_windows sees a product: k per window, lines of op(A) and of op(B) per matrix in
+/// a window, matrices per window, and the windows of each packed operand.
 #[derive(Clone, Copy, Debug)]
 struct WindowGeometry {
     k: usize,
     lines_a: usize,
     lines_b: usize,
-    k_windows: usize,
+    /// Matrices of the batch per window: several where whole matrices fit, so that a batch of
+    /// small products takes few dispatches.
+    batch: usize,
+    /// Windows along the batch (groups of `batch` matrices), op(A)'s lines, op(B)'s lines, k.
+    batch_groups: usize,
     line_windows_a: usize,
     line_windows_b: usize,
+    k_windows: usize,
     /// Bytes from one window of op(A) (op(B)) to the next: aligned for dynamic offsets.
     stride_a: u64,
     stride_b: u64,
@@ -549,53 +554,65 @@ impl WindowGeometry {
             .min(WINDOW_K_MAX);
         let fit = floats / k;
         let (block_rows, block_cols) = WINDOW_BLOCK;
-        let lines_a = (fit / block_rows * block_rows).min(shape.m.next_multiple_of(block_rows));
-        let lines_b = (fit / block_cols * block_cols).min(shape.n.next_multiple_of(block_cols));
+        let (whole_a, whole_b) = (
+            shape.m.next_multiple_of(block_rows),
+            shape.n.next_multiple_of(block_cols),
+        );
+        let lines_a = (fit / block_rows * block_rows).min(whole_a);
+        let lines_b = (fit / block_cols * block_cols).min(whole_b);
+        let batch = (fit / whole_a).min(fit / whole_b).clamp(1, shape.batch);
         let align = ctx.limits().min_uniform_buffer_offset_alignment as u64;
+        let stride = |lines: usize| ((batch * lines * k * 4) as u64).next_multiple_of(align);
         WindowGeometry {
             k,
             lines_a,
             lines_b,
-            k_windows: shape.k.div_ceil(k),
+            batch,
+            batch_groups: shape.batch.div_ceil(batch),
             line_windows_a: shape.m.div_ceil(lines_a),
             line_windows_b: shape.n.div_ceil(lines_b),
-            stride_a: ((lines_a * k * 4) as u64).next_multiple_of(align),
-            stride_b: ((lines_b * k * 4) as u64).next_multiple_of(align),
+            k_windows: shape.k.div_ceil(k),
+            stride_a: stride(lines_a),
+            stride_b: stride(lines_b),
+        }
+    }
+
+    /// (line windows, stride) of the packed op(A) or op(B).
+    fn operand(&self, operand_b: bool) -> (usize, u64) {
+        if operand_b {
+            (self.line_windows_b, self.stride_b)
+        } else {
+            (self.line_windows_a, self.stride_a)
         }
     }
 
     /// Floats of the packed copy of op(A) (op(B)): every window, and a whole window's binding
     /// past the last one's offset.
-    fn packed_len(&self, batch: usize, operand_b: bool) -> usize {
-        let (line_windows, stride) = if operand_b {
-            (self.line_windows_b, self.stride_b)
-        } else {
-            (self.line_windows_a, self.stride_a)
-        };
-        let windows = batch * line_windows * self.k_windows;
+    fn packed_len(&self, operand_b: bool) -> usize {
+        let (line_windows, stride) = self.operand(operand_b);
+        let windows = self.batch_groups * line_windows * self.k_windows;
         ((windows as u64 - 1) * stride + WINDOW_BYTES) as usize / 4
     }
 
-    /// Byte offset of window (batch, line window, k window) of the packed op(A) (op(B)).
-    fn offset(&self, operand_b: bool, batch: usize, line_window: usize, k_window: usize) -> u64 {
-        let (line_windows, stride) = if operand_b {
-            (self.line_windows_b, self.stride_b)
-        } else {
-            (self.line_windows_a, self.stride_a)
-        };
-        ((batch * line_windows + line_window) * self.k_windows + k_window) as u64 * stride
+    /// Byte offset of window (batch group, line window, k window) of the packed op(A) (op(B)).
+    fn offset(&self, operand_b: bool, group: usize, line_window: usize, k_window: usize) -> u64 {
+        let (line_windows, stride) = self.operand(operand_b);
+        ((group * line_windows + line_window) * self.k_windows + k_window) as u64 * stride
     }
 }
 
-/// Whether windows-16x4 may run this product here: few matrices, and packed copies the
-/// device can bind (it runs on other variants otherwise).
+/// Whether windows-16x4 may run this product here: few matrices, and packed copies the device
+/// can bind (it runs on other variants otherwise). Batches of many small products (polynomial
+/// attention's chunks) read each operand only a few times, so packing them costs about what it
+/// saves: at n = 16384 their attention pass took 1578 ms with windows-16x4 pinned against 1392
+/// with subgroup-8x4 (BENCHMARKS.md).
 fn windows_fit(ctx: &GpuContext, shape: &Shape) -> bool {
     let geometry = WindowGeometry::of(ctx, shape);
     let max = ctx.limits().max_storage_buffer_binding_size;
-    shape.batch <= WINDOWED_MAX_BATCH
+    shape.batch <= BATCHED
         && [false, true]
             .iter()
-            .all(|&b| (geometry.packed_len(shape.batch, b) as u64 * 4) <= max)
+            .all(|&b| (geometry.packed_len(b) as u64 * 4) <= max)
 }
 
 impl Matmul<'_> {
@@ -630,6 +647,7 @@ impl Matmul<'_> {
             window_k: g.k as u32,
             window_lines_a: g.lines_a as u32,
             window_lines_b: g.lines_b as u32,
+            window_batch: g.batch as u32,
             ..Default::default()
         };
         let mut packed = Vec::with_capacity(2);
@@ -639,17 +657,15 @@ impl Matmul<'_> {
             } else {
                 "packed op(A)"
             };
-            let tensor = GpuTensor::windows(ctx, name, g.packed_len(shape.batch, operand_b))?;
-            let (lines, line_windows, stride) = if operand_b {
-                (g.lines_b, g.line_windows_b, g.stride_b)
-            } else {
-                (g.lines_a, g.line_windows_a, g.stride_a)
-            };
+            let tensor = GpuTensor::windows(ctx, name, g.packed_len(operand_b))?;
+            let (line_windows, stride) = g.operand(operand_b);
+            let lines = if operand_b { g.lines_b } else { g.lines_a };
             let params = MatmulParams {
                 window_stride: (stride / 16) as u32,
                 ..base
             };
-            let quads = (shape.batch * line_windows * g.k_windows * lines * g.k / 16) as u64;
+            let windows = g.batch_groups * line_windows * g.k_windows;
+            let quads = (windows * g.batch * lines * g.k / 16) as u64;
             ctx.run(
                 encoder,
                 &PACK_WINDOWS,
@@ -670,9 +686,9 @@ impl Matmul<'_> {
             packed.push(tensor);
         }
         let (block_rows, block_cols) = WINDOW_BLOCK;
-        let workgroups = ((g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
+        let workgroups = (g.batch * (g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
         let mut dispatches = Vec::new();
-        for batch in 0..shape.batch {
+        for group in 0..g.batch_groups {
             for wa in 0..g.line_windows_a {
                 for wb in 0..g.line_windows_b {
                     for first in (0..g.k_windows).step_by(WINDOWS_PER_DISPATCH) {
@@ -694,7 +710,7 @@ impl Matmul<'_> {
                                 let k_window = first + i.min(count - 1);
                                 windows.push((
                                     *name,
-                                    g.offset(operand_b, batch, line_window, k_window),
+                                    g.offset(operand_b, group, line_window, k_window),
                                 ));
                             }
                         }
@@ -704,7 +720,7 @@ impl Matmul<'_> {
                                 windows: count as u32,
                                 row0: (wa * g.lines_a) as u32,
                                 col0: (wb * g.lines_b) as u32,
-                                batch0: batch as u32,
+                                batch0: (group * g.batch) as u32,
                                 ..base
                             },
                             windows,
@@ -777,8 +793,8 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
         bucket(shape.m, PROBE_MN),
         bucket(shape.n, PROBE_MN),
         bucket(shape.k, PROBE_K),
-        // Many matrices: windows-16x4 does not run them, so the choice may differ.
-        if shape.batch > WINDOWED_MAX_BATCH {
+        // Many matrices: no windows-16x4, and the probe is batched too.
+        if shape.batch > BATCHED {
             " batched"
         } else {
             ""
@@ -871,12 +887,21 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Varian
 /// Times every candidate on a probe of the shape's class and returns the fastest whose result
 /// agrees with the others (`tune::fastest_agreeing`).
 fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> {
-    let probe = Shape {
-        batch: 1,
-        m: shape.m.min(PROBE_MN),
-        n: shape.n.min(PROBE_MN),
-        k: shape.k.min(PROBE_K),
+    let (m, n, k) = (
+        shape.m.min(PROBE_MN),
+        shape.n.min(PROBE_MN),
+        shape.k.min(PROBE_K),
+    );
+    // A batched class is timed batched (how many matrices a dispatch takes matters), with
+    // about as many multiply-adds as an unbatched probe.
+    let batch = if shape.batch > BATCHED {
+        shape
+            .batch
+            .min((PROBE_MN * PROBE_MN * PROBE_K / (m * n * k)).max(BATCHED + 1))
+    } else {
+        1
     };
+    let probe = Shape { batch, m, n, k };
     // The probe keeps the layout's transposes and alignment (odd k stays odd).
     let probe = Shape {
         k: if layout.vec4(shape) {
@@ -890,9 +915,9 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> 
     let fill = |name: &str, len: usize, salt: usize| {
         GpuTensor::upload(ctx, name, &[len], &probe_values(len, salt))
     };
-    let a = fill("tune a", probe.m * probe.k, 0)?;
-    let b = fill("tune b", probe.k * probe.n, 1)?;
-    let c = GpuTensor::output(ctx, "tune c", &[probe.m * probe.n])?;
+    let a = fill("tune a", batch * probe.m * probe.k, 0)?;
+    let b = fill("tune b", batch * probe.k * probe.n, 1)?;
+    let c = GpuTensor::output(ctx, "tune c", &[batch * probe.m * probe.n])?;
     let product = Matmul {
         shape: probe,
         layout: probe_layout,
