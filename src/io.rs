@@ -69,8 +69,102 @@ pub fn write_tensors(
     write_atomically(path, &encoded)
 }
 
-/// `path`'s bytes replaced by `bytes`, or `path` untouched on failure.
+/// Refuses an output path before any work is done: one that names the same file as an input
+/// (after following links), one that exists but is not a regular file (a FIFO, a device, a
+/// directory would be replaced by the rename), and one whose directory cannot take the
+/// temporary file the write goes through (tried by creating and removing it).
+pub fn check_output_path(out: &Path, inputs: &[&Path]) -> Result<()> {
+    if let Ok(meta) = std::fs::metadata(out) {
+        if !meta.is_file() {
+            return Err(Error::file(
+                out,
+                format!(
+                    "exists and is {}, not a regular file: refusing to replace it",
+                    file_kind(&meta)
+                ),
+            ));
+        }
+        for input in inputs {
+            if same_file(out, input) {
+                return Err(Error::file(
+                    out,
+                    format!(
+                        "is the same file as the input {}: refusing to overwrite it",
+                        input.display()
+                    ),
+                ));
+            }
+        }
+    }
+    let temporary = temporary_name(out);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(|e| Error::file(out, format!("cannot be written ({e})")))?;
+    std::fs::remove_file(&temporary)
+        .map_err(|e| Error::file(&temporary, format!("cannot be removed ({e})")))?;
+    Ok(())
+}
+
+/// Whether two paths name one file (device and inode on Unix, after following links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// What a non-regular file is, for errors.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    if meta.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "a special file"
+}
+
+/// `path`'s bytes replaced by `bytes`, or `path` untouched on failure. A path that exists and
+/// is not a regular file is refused (the rename would replace a FIFO or a device).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(Error::file(
+                path,
+                format!(
+                    "cannot write: it exists and is {}, not a regular file",
+                    file_kind(&meta)
+                ),
+            ));
+        }
+    }
     let temporary = temporary_name(path);
     let result = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
     if let Err(e) = result {
@@ -120,6 +214,21 @@ pub fn read_input(path: &Path, kind: LossKind) -> Result<(HostTensor, Loss)> {
         LossKind::Vjp => Loss::Vjp(take("dy")?),
         LossKind::Mse => Loss::Mse(take("target")?),
     };
+    // One rule for anything else, whatever its dtype: refused by name, as a model file's
+    // unknown tensors are (a misspelt or misplaced tensor is not silently ignored).
+    if let Some(extra) = tensors.keys().next() {
+        let wanted = match kind {
+            LossKind::Vjp => "x and dy",
+            LossKind::Mse => "x and target (--loss mse)",
+        };
+        return Err(Error::bad_tensor(
+            extra.clone(),
+            format!(
+                "is not read from {}: an input holds {wanted} only",
+                path.display()
+            ),
+        ));
+    }
     Ok((x, loss))
 }
 

@@ -41,6 +41,11 @@ fn files(model: &Model, input: &[(&str, &HostTensor)]) -> Files {
 
 /// Runs `polygrad grad` on the files with extra arguments; returns (success, stderr).
 fn grad(f: &Files, extra: &[&str]) -> (bool, String) {
+    grad_to(f, &f.out, extra)
+}
+
+/// [`grad`] writing to `out` instead of the files' output.
+fn grad_to(f: &Files, out: &Path, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
         // The same kernel variants as the library in this process (tests tune nothing), and
         // no tune cache written into the user's home.
@@ -48,7 +53,7 @@ fn grad(f: &Files, extra: &[&str]) -> (bool, String) {
         .arg("grad")
         .args(["--model", f.model.to_str().unwrap()])
         .args(["--input", f.input.to_str().unwrap()])
-        .args(["--out", f.out.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
         .args(extra)
         .output()
         .unwrap();
@@ -336,4 +341,95 @@ fn bench_refuses_a_plot_it_cannot_draw() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--plot"), "{stderr}");
+}
+
+/// A model and input on disk, for tests that need no GPU: everything they check happens before
+/// one is opened.
+fn small_files() -> Files {
+    let model = Model::random(small_model_config(1, 2, true, Attention::Exact), 21).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 4, 22);
+    files(&model, &[("x", &x), ("dy", &dy)])
+}
+
+#[test]
+fn grad_refuses_an_output_that_is_one_of_its_inputs() {
+    let f = small_files();
+    let before = std::fs::read(&f.model).unwrap();
+    let run = |out: &Path| grad_to(&f, out, &[]);
+    // The model itself, then a link to the input.
+    let (ok, err) = run(&f.model);
+    assert!(!ok && err.contains("same file"), "{err}");
+    assert_eq!(
+        std::fs::read(&f.model).unwrap(),
+        before,
+        "the model was touched"
+    );
+    #[cfg(unix)]
+    {
+        let link = f.out.with_file_name("link.safetensors");
+        std::os::unix::fs::symlink(&f.input, &link).unwrap();
+        let input_before = std::fs::read(&f.input).unwrap();
+        let (ok, err) = run(&link);
+        assert!(!ok && err.contains("same file"), "{err}");
+        assert_eq!(std::fs::read(&f.input).unwrap(), input_before);
+    }
+}
+
+#[test]
+fn grad_refuses_an_output_that_is_not_a_regular_file_or_cannot_be_written() {
+    let f = small_files();
+    let dir = f.out.with_file_name("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let (ok, err) = grad_to(&f, &dir, &[]);
+    assert!(!ok && err.contains("a directory"), "{err}");
+    assert!(dir.is_dir());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let fifo = f.out.with_file_name("a-fifo");
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success(), "mkfifo failed");
+        let (ok, err) = grad_to(&f, &fifo, &[]);
+        assert!(!ok && err.contains("FIFO"), "{err}");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+    let missing = f
+        .out
+        .with_file_name("no-such-dir")
+        .join("grads.safetensors");
+    let (ok, err) = grad_to(&f, &missing, &[]);
+    assert!(!ok && err.contains("cannot be written"), "{err}");
+    // Nothing was left beside the files: model, input, the directory and (unix) the FIFO.
+    let entries = std::fs::read_dir(f.out.parent().unwrap()).unwrap().count();
+    assert_eq!(entries, if cfg!(unix) { 4 } else { 3 });
+}
+
+#[test]
+fn grad_refuses_a_config_of_absurd_size_before_sizing_anything() {
+    let f = small_files();
+    let (tensors, mut metadata) = read_tensors(&f.model).unwrap();
+    let config = metadata["config"].replace("\"n_layers\":1", "\"n_layers\":1000000000000000");
+    assert_ne!(config, metadata["config"], "the config was not edited");
+    metadata.insert("config".into(), config);
+    write_tensors(&f.model, &tensors, metadata).unwrap();
+    let (ok, err) = grad(&f, &[]);
+    assert!(!ok && err.contains("n_layers"), "{err}");
+}
+
+#[test]
+fn an_unknown_backend_is_named_not_reported_as_a_missing_driver() {
+    for command in ["devices", "validate"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+            .env("WGPU_BACKEND", "vulkn")
+            .arg(command)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains("WGPU_BACKEND") && err.contains("vulkn"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("mesa-vulkan-drivers"), "{command}: {err}");
+    }
 }

@@ -186,6 +186,24 @@ fn input_files_name_what_they_lack() {
 }
 
 #[test]
+fn an_input_with_a_tensor_it_does_not_use_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.safetensors");
+    let t = |name: &str| HostTensor::new(name, vec![1, 2, 16], vec![0.5; 32]).unwrap();
+    let tensors = polygrad::model::Tensors::from([
+        ("x".to_string(), t("x")),
+        ("dy".to_string(), t("dy")),
+        ("dY".to_string(), t("dY")),
+    ]);
+    write_tensors(&path, &tensors, HashMap::new()).unwrap();
+    let e = read_input(&path, LossKind::Vjp).unwrap_err().to_string();
+    assert!(e.contains("dY") && e.contains("x and dy only"), "{e}");
+    // With --loss mse, dy is as foreign as any other name.
+    let e = read_input(&path, LossKind::Mse).unwrap_err().to_string();
+    assert!(e.contains("target"), "{e}");
+}
+
+#[test]
 fn a_failed_write_leaves_no_file_behind() {
     let dir = tempfile::tempdir().unwrap();
     // The target is a directory: the rename fails after the temporary file was written.

@@ -281,7 +281,7 @@ fn main() -> ExitCode {
 }
 
 fn devices() -> polygrad::Result<ExitCode> {
-    let adapters = list_adapters();
+    let adapters = list_adapters()?;
     if adapters.is_empty() {
         println!("no adapters found (on a CPU-only machine install Mesa's software Vulkan driver: mesa-vulkan-drivers)");
     }
@@ -324,6 +324,8 @@ struct GradArgs {
 }
 
 fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
+    // Before reading anything: a bad --out must not cost a whole pass.
+    polygrad::io::check_output_path(&args.out, &[&args.model, &args.input])?;
     let mut model = polygrad::io::read_model(&args.model)?;
     if args.attention.is_some() || args.degree.is_some() {
         let kind = args

@@ -66,17 +66,38 @@ fn instance_from_env() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 
-fn backends_from_env() -> wgpu::Backends {
-    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())
+/// The backends WGPU_BACKEND names (all when unset). A name wgpu does not know is an error
+/// naming it: wgpu itself would skip it and report no adapter, which reads like a missing
+/// driver.
+fn backends_from_env() -> Result<wgpu::Backends> {
+    let Ok(list) = std::env::var("WGPU_BACKEND") else {
+        return Ok(wgpu::Backends::all());
+    };
+    let mut backends = wgpu::Backends::empty();
+    for name in list.split(',') {
+        let one = wgpu::Backends::from_comma_list(name);
+        if one.is_empty() {
+            return Err(Error::Option {
+                option: "WGPU_BACKEND".into(),
+                message: format!(
+                    "{:?} is not a backend (vulkan, gl, metal, dx12, webgpu, noop; comma-separated)",
+                    name.trim()
+                ),
+            });
+        }
+        backends |= one;
+    }
+    Ok(backends)
 }
 
 /// Every adapter wgpu finds under the current environment.
-pub fn list_adapters() -> Vec<AdapterSummary> {
+pub fn list_adapters() -> Result<Vec<AdapterSummary>> {
+    let backends = backends_from_env()?;
     let instance = instance_from_env();
-    pollster::block_on(instance.enumerate_adapters(backends_from_env()))
+    Ok(pollster::block_on(instance.enumerate_adapters(backends))
         .iter()
         .map(AdapterSummary::of)
-        .collect()
+        .collect())
 }
 
 /// The most polygrad's kernels ask of an adapter; anything below is refused up front.
@@ -112,12 +133,13 @@ impl GpuContext {
     /// WGPU_ADAPTER_NAME names, else wgpu's default high-performance adapter. Backends follow
     /// WGPU_BACKEND.
     pub fn new(adapter_name: Option<&str>) -> Result<Self> {
+        let backends = backends_from_env()?;
         let instance = instance_from_env();
         let wanted = adapter_name
             .map(str::to_string)
             .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
             .filter(|w| !w.is_empty());
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends_from_env()));
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         let no_adapter = |wanted: Option<String>| Error::NoAdapter {
             wanted,
             available: adapters

@@ -27,6 +27,10 @@ pub struct ModelConfig {
     pub ln_eps: f64,
 }
 
+/// The largest size field (layers, widths, heads) and the largest n_heads x d_qk or d_v: far
+/// past any model a device can hold, small enough that nothing sized from a config overflows.
+pub const MAX_SIZE: usize = 1 << 16;
+
 fn default_degree() -> u32 {
     2
 }
@@ -34,7 +38,16 @@ fn default_degree() -> u32 {
 impl ModelConfig {
     /// Parses the `config` JSON and checks every field.
     pub fn from_json(json: &str) -> Result<Self> {
-        let config: ModelConfig = serde_json::from_str(json)
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::config("config", format!("not valid JSON: {e}")))?;
+        // serde would also read a struct from a positional array; the contract is an object.
+        if !value.is_object() {
+            return Err(Error::config(
+                "config",
+                "must be a JSON object of named fields (shared/DESIGN.md §4)",
+            ));
+        }
+        let config: ModelConfig = serde_json::from_value(value)
             .map_err(|e| Error::config("config", format!("not valid model JSON: {e}")))?;
         config.validate()?;
         Ok(config)
@@ -58,11 +71,41 @@ impl ModelConfig {
             if value == 0 {
                 return Err(Error::config(field, "must be at least 1"));
             }
+            // Bounded before anything is sized from it: a config of 1e15 layers once grew
+            // the process to 24 GB listing parameter names.
+            if value > MAX_SIZE {
+                return Err(Error::config(
+                    field,
+                    format!("is {value}; polygrad takes at most {MAX_SIZE}"),
+                ));
+            }
         }
-        if !(self.ln_eps.is_finite() && self.ln_eps > 0.0) {
+        for (field, heads, width) in [
+            ("n_heads x d_qk", self.n_heads, self.d_qk),
+            ("n_heads x d_v", self.n_heads, self.d_v),
+        ] {
+            if heads * width > MAX_SIZE {
+                return Err(Error::config(
+                    field,
+                    format!(
+                        "is {heads} x {width} = {}; polygrad takes at most {MAX_SIZE}",
+                        heads * width
+                    ),
+                ));
+            }
+        }
+        // The kernels compute in f32: an epsilon that is 0, subnormal or infinite there
+        // gives NaN or all-zero outputs.
+        let eps = self.ln_eps as f32;
+        if !(eps.is_normal() && eps > 0.0) {
             return Err(Error::config(
                 "ln_eps",
-                format!("must be positive and finite, got {}", self.ln_eps),
+                format!(
+                    "must be a positive normal f32 ({:e} to {:e}), got {}",
+                    f32::MIN_POSITIVE,
+                    f32::MAX,
+                    self.ln_eps
+                ),
             ));
         }
         self.attention_kind().map(|_| ())
@@ -161,6 +204,13 @@ mod tests {
     }
 
     #[test]
+    fn a_positional_array_is_refused() {
+        let array = r#"[2, 64, 4, 16, 16, 256, true, "poly", 2, 1e-5]"#;
+        let err = ModelConfig::from_json(array).unwrap_err().to_string();
+        assert!(err.contains("JSON object"), "{err}");
+    }
+
+    #[test]
     fn bad_fields_are_named() {
         let bad = |from: &str, to: &str| {
             ModelConfig::from_json(&json().replace(from, to))
@@ -171,6 +221,11 @@ mod tests {
         assert!(bad("\"degree\":2", "\"degree\":3").contains("degree"));
         assert!(bad("\"poly\"", "\"linear\"").contains("attention"));
         assert!(bad("1e-5", "-1").contains("ln_eps"));
+        // 0 and infinite in f32, though finite and positive in f64.
+        assert!(bad("1e-5", "1e-300").contains("ln_eps"));
+        assert!(bad("1e-5", "1e300").contains("ln_eps"));
+        assert!(bad("\"n_layers\":2", "\"n_layers\":1000000000000000").contains("n_layers"));
+        assert!(bad("\"n_heads\":4", "\"n_heads\":65536").contains("n_heads x d_qk"));
         assert!(bad("\"causal\":true,", "").contains("causal"));
         assert!(bad("\"causal\"", "\"casual\"").contains("casual"));
     }
