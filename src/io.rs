@@ -151,6 +151,78 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     "a special file"
 }
 
+/// The temporary file being written, for a signal handler to remove (unix).
+#[cfg(unix)]
+static PARTIAL: std::sync::atomic::AtomicPtr<libc::c_char> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Marks `path` as the temporary file being written until the guard is dropped. The path's
+/// bytes are leaked (a few per write), never freed: a signal handler on another thread may be
+/// reading them.
+struct PartialGuard;
+
+impl PartialGuard {
+    fn new(path: &Path) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) {
+                PARTIAL.store(c.into_raw(), std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = path;
+        PartialGuard
+    }
+}
+
+impl Drop for PartialGuard {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        PARTIAL.store(std::ptr::null_mut(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// For programs (the `polygrad` CLI): on SIGINT or SIGTERM, remove the temporary file of a
+/// write in progress, then die of the signal as before. A library caller keeps its own
+/// handlers by not calling this.
+#[cfg(unix)]
+pub fn remove_partial_on_signal() {
+    extern "C" fn on_signal(signal: libc::c_int) {
+        // Only async-signal-safe calls: unlink, signal, raise.
+        let p = PARTIAL.load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: p is null or a NUL-terminated path that is never freed.
+        unsafe {
+            if !p.is_null() {
+                libc::unlink(p);
+            }
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that makes only async-signal-safe calls.
+        unsafe {
+            libc::signal(signal, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Elsewhere: nothing to install.
+#[cfg(not(unix))]
+pub fn remove_partial_on_signal() {}
+
+/// For tests of the signal handling: milliseconds to wait with the temporary file written and
+/// not yet renamed (`POLYGRAD_TEST_HOLD_PARTIAL_MS`), so that a signal can be sent then.
+fn hold_partial_for_tests() {
+    if let Some(ms) = std::env::var("POLYGRAD_TEST_HOLD_PARTIAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// `path`'s bytes replaced by `bytes`, or `path` untouched on failure. A path that exists and
 /// is not a regular file is refused (the rename would replace a FIFO or a device).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -166,7 +238,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
     let temporary = temporary_name(path);
-    let result = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    let _partial = PartialGuard::new(&temporary);
+    let result = std::fs::write(&temporary, bytes).and_then(|()| {
+        hold_partial_for_tests();
+        std::fs::rename(&temporary, path)
+    });
     if let Err(e) = result {
         let _ = std::fs::remove_file(&temporary);
         return Err(Error::file(path, format!("cannot write: {e}")));

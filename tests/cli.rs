@@ -433,3 +433,49 @@ fn an_unknown_backend_is_named_not_reported_as_a_missing_driver() {
         assert!(!err.contains("mesa-vulkan-drivers"), "{command}: {err}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_while_writing_leaves_no_temporary_file() {
+    let Some(_ctx) = common::gpu() else { return };
+    let f = small_files();
+    for signal in ["TERM", "INT"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+            .env("POLYGRAD_TUNE", "off")
+            // Holds the written temporary file for 60 s before the rename.
+            .env("POLYGRAD_TEST_HOLD_PARTIAL_MS", "60000")
+            .arg("grad")
+            .args(["--model", f.model.to_str().unwrap()])
+            .args(["--input", f.input.to_str().unwrap()])
+            .args(["--out", f.out.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let dir = f.out.parent().unwrap();
+        let partial = || {
+            std::fs::read_dir(dir).unwrap().any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".partial")
+            })
+        };
+        let start = std::time::Instant::now();
+        while !partial() {
+            assert!(
+                start.elapsed().as_secs() < 120 && child.try_wait().unwrap().is_none(),
+                "no temporary file appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "SIG{signal}: the run finished anyway");
+        assert!(!partial(), "SIG{signal} left the temporary file");
+        assert!(!f.out.exists(), "SIG{signal}: an output was written");
+    }
+}

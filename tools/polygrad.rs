@@ -183,6 +183,7 @@ impl AttentionKind {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    polygrad::io::remove_partial_on_signal();
     let result = match cli.command {
         Command::Devices => devices(),
         Command::Grad {
