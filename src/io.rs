@@ -13,7 +13,7 @@ use crate::model::{HostTensor, Loss, Model, ModelConfig, ModelGradients, Tensors
 
 /// The tensors of a safetensors file (f32 only) and its metadata.
 pub fn read_tensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let bytes = read_bounded(path)?;
     let not_safetensors = |e: safetensors::SafeTensorError| {
         Error::file(path, format!("not a valid safetensors file: {e}"))
     };
@@ -67,6 +67,50 @@ pub fn write_tensors(
     let encoded = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::file(path, format!("cannot encode: {e}")))?;
     write_atomically(path, &encoded)
+}
+
+/// The largest safetensors header read: far above any model's (the format's own readers cap
+/// it at 100 MB).
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+/// A safetensors file's bytes, read only after checking that it is a regular file and that its
+/// header's length fits in it: a device (`/dev/zero`) or a FIFO would otherwise be read
+/// until memory runs out.
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| Error::file(path, format!("cannot read: {e}"));
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(Error::file(
+            path,
+            format!("is {}, not a regular file", file_kind(&meta)),
+        ));
+    }
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix).map_err(|_| {
+        Error::file(
+            path,
+            "not a valid safetensors file: shorter than its 8-byte header length",
+        )
+    })?;
+    let header = u64::from_le_bytes(prefix);
+    if header > MAX_HEADER_BYTES || header > meta.len() - 8 {
+        return Err(Error::file(
+            path,
+            format!(
+                "not a valid safetensors file: its header claims {header} bytes, the file holds {}",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    bytes.extend_from_slice(&prefix);
+    // No more than the length checked above, should the file grow meanwhile.
+    file.take(meta.len() - 8)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    Ok(bytes)
 }
 
 /// Refuses an output path before any work is done: one that names the same file as an input

@@ -479,3 +479,31 @@ fn sigterm_while_writing_leaves_no_temporary_file() {
         assert!(!f.out.exists(), "SIG{signal}: an output was written");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn inputs_that_are_not_regular_files_are_refused_before_reading() {
+    let f = small_files();
+    for (flag, other) in [("--input", &f.model), ("--model", &f.input)] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_polygrad"));
+        command.env("POLYGRAD_TUNE", "off").arg("grad");
+        if flag == "--input" {
+            command.args(["--model", other.to_str().unwrap(), "--input", "/dev/zero"]);
+        } else {
+            command.args(["--model", "/dev/zero", "--input", other.to_str().unwrap()]);
+        }
+        let output = command
+            .args(["--out", f.out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} /dev/zero: {err}");
+        assert!(err.contains("a character device"), "{flag}: {err}");
+    }
+    // A header length past the end of the file.
+    let mut bytes = std::fs::read(&f.input).unwrap();
+    bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&f.input, &bytes).unwrap();
+    let (ok, err) = grad(&f, &[]);
+    assert!(!ok && err.contains("header claims"), "{err}");
+}
