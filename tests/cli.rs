@@ -507,3 +507,37 @@ fn inputs_that_are_not_regular_files_are_refused_before_reading() {
     let (ok, err) = grad(&f, &[]);
     assert!(!ok && err.contains("header claims"), "{err}");
 }
+
+#[test]
+fn a_nonfinite_result_exits_3_and_writes_nothing_unless_allowed() {
+    let Some(_ctx) = common::gpu() else { return };
+    let model = Model::random(small_model_config(1, 2, true, Attention::Exact), 23).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 4, 24);
+    // dy near f32's largest: the gradients overflow.
+    let mut huge = dy.clone();
+    huge.data.iter_mut().for_each(|v| *v *= 1e38);
+    let f = files(&model, &[("x", &x), ("dy", &huge)]);
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_polygrad"))
+            .env("POLYGRAD_TUNE", "off")
+            .arg("grad")
+            .args(["--model", f.model.to_str().unwrap()])
+            .args(["--input", f.input.to_str().unwrap()])
+            .args(["--out", f.out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = run(&[]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(err.contains("non-finite") && err.contains("grad."), "{err}");
+    assert!(!f.out.exists(), "an output was written");
+    let output = run(&["--allow-nonfinite"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(f.out.exists());
+}

@@ -61,6 +61,10 @@ enum Command {
         /// vjp: the input's dy is dL/dy; mse: L = mean((y - target)^2).
         #[arg(long, value_enum, default_value_t = LossArg::Vjp)]
         loss: LossArg,
+        /// Write the output even if y or a gradient holds a NaN or an infinity (otherwise
+        /// that exits with status 3 and writes nothing).
+        #[arg(long)]
+        allow_nonfinite: bool,
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
     },
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
             attention,
             degree,
             loss,
+            allow_nonfinite,
             adapter,
         } => grad(GradArgs {
             model,
@@ -201,6 +206,7 @@ fn main() -> ExitCode {
             attention,
             degree,
             loss,
+            allow_nonfinite,
             adapter,
         }),
         Command::Validate {
@@ -321,7 +327,16 @@ struct GradArgs {
     attention: Option<AttentionKind>,
     degree: Option<u32>,
     loss: LossArg,
+    allow_nonfinite: bool,
     adapter: Option<String>,
+}
+
+/// Exit status of `grad` when the result holds a NaN or an infinity.
+const EXIT_NONFINITE: u8 = 3;
+
+/// The largest magnitude in a tensor, for saying where an overflow may come from.
+fn largest(t: &polygrad::HostTensor) -> f32 {
+    t.data.iter().fold(0.0f32, |m, v| m.max(v.abs()))
 }
 
 fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
@@ -345,6 +360,31 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(args.adapter.as_deref())?;
     let attention = model.config().attention_kind()?;
     let result = GpuModel::new(&ctx, &model)?.gradients(&ctx, &x, &loss)?;
+    if let Err(e) = result.check_finite() {
+        let (param, magnitude) = model
+            .params()
+            .iter()
+            .map(|(name, t)| (name.as_str(), largest(t)))
+            .fold(("", 0.0f32), |a, b| if b.1 > a.1 { b } else { a });
+        let seed = match &loss {
+            Loss::Vjp(t) | Loss::Mse(t) => largest(t),
+        };
+        eprintln!(
+            "error: {e}. f32 overflowed somewhere in the pass: the largest |x| is {:e}, |{}| {seed:e}, \
+             the largest parameter |{param}| {magnitude:e}{}. Nothing was written \
+             (--allow-nonfinite writes it anyway).",
+            largest(&x),
+            loss.tensor_name(),
+            if model.config().attention == "exact" {
+                ""
+            } else {
+                "; polynomial attention also overflows where logits are large (--attention exact)"
+            },
+        );
+        if !args.allow_nonfinite {
+            return Ok(ExitCode::from(EXIT_NONFINITE));
+        }
+    }
     polygrad::io::write_gradients(&args.out, &result)?;
     eprintln!(
         "{}: {} layers, {attention} attention, x {:?}, on {}{}",

@@ -35,6 +35,19 @@ pub struct ModelGradients {
     pub grads: Tensors,
 }
 
+impl ModelGradients {
+    /// The first NaN or infinity in y, grad.x, then every parameter's gradient (by name), as the
+    /// error naming its tensor, flat index and value; Ok when every value is finite.
+    pub fn check_finite(&self) -> crate::error::Result<()> {
+        self.y.check_finite("y")?;
+        self.grad_x.check_finite("grad.x")?;
+        for (name, g) in &self.grads {
+            g.check_finite(&format!("grad.{name}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// The whole forward pass, kept for the backward.
 struct ForwardState {
     blocks: Vec<BlockState>,
