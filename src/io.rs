@@ -13,12 +13,17 @@ use crate::model::{HostTensor, Loss, Model, ModelConfig, ModelGradients, Tensors
 
 /// The tensors of a safetensors file (f32 only) and its metadata.
 pub fn read_tensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
-    let bytes = read_bounded(path)?;
+    tensors_from_bytes(&read_bounded(path)?, path)
+}
+
+/// [`read_tensors`] on bytes already read; `path` names them in errors. What the fuzz target
+/// (`fuzz/`) drives: any bytes give tensors or an error, never a panic.
+pub fn tensors_from_bytes(bytes: &[u8], path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
     let not_safetensors = |e: safetensors::SafeTensorError| {
         Error::file(path, format!("not a valid safetensors file: {e}"))
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
-    let file = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
+    let file = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
     let mut tensors = Tensors::new();
     for (name, view) in file.iter() {
         if view.dtype() != Dtype::F32 {
@@ -304,7 +309,12 @@ fn temporary_name(path: &Path) -> PathBuf {
 
 /// A model from a safetensors file with a `config` metadata key.
 pub fn read_model(path: &Path) -> Result<Model> {
-    let (tensors, metadata) = read_tensors(path)?;
+    model_from_bytes(&read_bounded(path)?, path)
+}
+
+/// [`read_model`] on bytes already read; `path` names them in errors.
+pub fn model_from_bytes(bytes: &[u8], path: &Path) -> Result<Model> {
+    let (tensors, metadata) = tensors_from_bytes(bytes, path)?;
     let json = metadata.get("config").ok_or_else(|| {
         Error::file(
             path,
@@ -322,7 +332,12 @@ pub fn write_model(path: &Path, model: &Model) -> Result<()> {
 /// x and the loss's tensor (`dy` for [`LossKind::Vjp`], `target` for [`LossKind::Mse`]) from an
 /// input file.
 pub fn read_input(path: &Path, kind: LossKind) -> Result<(HostTensor, Loss)> {
-    let (mut tensors, _) = read_tensors(path)?;
+    input_from_bytes(&read_bounded(path)?, path, kind)
+}
+
+/// [`read_input`] on bytes already read; `path` names them in errors.
+pub fn input_from_bytes(bytes: &[u8], path: &Path, kind: LossKind) -> Result<(HostTensor, Loss)> {
+    let (mut tensors, _) = tensors_from_bytes(bytes, path)?;
     let mut take = |name: &str| {
         tensors.remove(name).ok_or_else(|| Error::MissingTensor {
             tensor: name.into(),

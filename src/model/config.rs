@@ -31,6 +31,9 @@ pub struct ModelConfig {
 /// past any model a device can hold, small enough that nothing sized from a config overflows.
 pub const MAX_SIZE: usize = 1 << 16;
 
+/// Parameters per block.
+const PER_LAYER: usize = 12;
+
 fn default_degree() -> u32 {
     2
 }
@@ -152,16 +155,26 @@ impl ModelConfig {
 
     /// Every parameter's name and shape, in the order of the forward pass.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.parameter_shapes_lazily().collect()
+    }
+
+    /// How many parameters the config implies.
+    pub fn parameter_count(&self) -> usize {
+        PER_LAYER * self.n_layers + 2
+    }
+
+    /// [`Self::parameter_shapes`] one at a time: a check that stops at the first missing
+    /// tensor builds no more names than it looked at.
+    pub fn parameter_shapes_lazily(&self) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
         let (d, qk, v, ff) = (
             self.d_model,
             self.n_heads * self.d_qk,
             self.n_heads * self.d_v,
             self.d_ff,
         );
-        let mut shapes = Vec::new();
-        for l in 0..self.n_layers {
-            let p = |name: &str| format!("blocks.{l}.{name}");
-            shapes.extend([
+        let layer = move |l: usize| {
+            let p = move |name: &str| format!("blocks.{l}.{name}");
+            let shapes: [(String, Vec<usize>); PER_LAYER] = [
                 (p("ln1.weight"), vec![d]),
                 (p("ln1.bias"), vec![d]),
                 (p("attn.q.weight"), vec![qk, d]),
@@ -174,11 +187,13 @@ impl ModelConfig {
                 (p("mlp.fc1.bias"), vec![ff]),
                 (p("mlp.fc2.weight"), vec![d, ff]),
                 (p("mlp.fc2.bias"), vec![d]),
-            ]);
-        }
-        shapes.push(("ln_f.weight".into(), vec![d]));
-        shapes.push(("ln_f.bias".into(), vec![d]));
-        shapes
+            ];
+            shapes
+        };
+        (0..self.n_layers).flat_map(layer).chain([
+            ("ln_f.weight".into(), vec![d]),
+            ("ln_f.bias".into(), vec![d]),
+        ])
     }
 }
 

@@ -68,22 +68,29 @@ impl Model {
     /// finite values; the error names the field or tensor at fault.
     pub fn new(config: ModelConfig, params: Tensors) -> Result<Self> {
         config.validate()?;
-        let shapes = config.parameter_shapes();
-        for (name, shape) in &shapes {
-            let tensor = params.get(name).ok_or_else(|| Error::MissingTensor {
+        for (name, shape) in config.parameter_shapes_lazily() {
+            let tensor = params.get(&name).ok_or_else(|| Error::MissingTensor {
                 tensor: name.clone(),
                 context: "the model".into(),
             })?;
-            if &tensor.shape != shape {
+            if tensor.shape != shape {
                 return Err(Error::ShapeMismatch {
                     tensor: name.clone(),
-                    expected: shape.clone(),
+                    expected: shape,
                     got: tensor.shape.clone(),
                 });
             }
-            tensor.check_finite(name)?;
+            tensor.check_finite(&name)?;
         }
-        if let Some(extra) = params.keys().find(|k| !shapes.iter().any(|(n, _)| n == *k)) {
+        // Every parameter was found: any other tensor is one too many (and the names are no
+        // more than the file's tensors).
+        let names: std::collections::HashSet<String> = (params.len() > config.parameter_count())
+            .then(|| config.parameter_shapes_lazily().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        if let Some(extra) = params
+            .keys()
+            .find(|k| !names.is_empty() && !names.contains(*k))
+        {
             return Err(Error::bad_tensor(
                 extra.clone(),
                 format!(
