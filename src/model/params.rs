@@ -84,13 +84,14 @@ impl Model {
         }
         // Every parameter was found: any other tensor is one too many (and the names are no
         // more than the file's tensors).
-        let names: std::collections::HashSet<String> = (params.len() > config.parameter_count())
-            .then(|| config.parameter_shapes_lazily().map(|(n, _)| n).collect())
-            .unwrap_or_default();
-        if let Some(extra) = params
-            .keys()
-            .find(|k| !names.is_empty() && !names.contains(*k))
-        {
+        let extra = if params.len() > config.parameter_count() {
+            let names: std::collections::HashSet<String> =
+                config.parameter_shapes_lazily().map(|(n, _)| n).collect();
+            params.keys().find(|k| !names.contains(*k))
+        } else {
+            None
+        };
+        if let Some(extra) = extra {
             return Err(Error::bad_tensor(
                 extra.clone(),
                 format!(
