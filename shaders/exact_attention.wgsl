@@ -261,9 +261,14 @@ fn fold_block(acc: ptr<function, array<f32, 64>>, acc_lo: ptr<function, array<f3
 const LOG2_E: f32 = 1.4426950408889634;
 const LN2_HI: f32 = 0.693145751953125;
 const LN2_LO: f32 = 1.4286068203094172e-6;
+// Below -104, e^x is under half the smallest f32 subnormal: 0. The argument is clamped before
+// the reduction: with n clamped alone, r grew with |x| and the polynomial overflowed to
+// infinity past |x| of about 4e5 (NaN attention at logits near 4e5, issue 11).
+const EXP_ZERO_BELOW: f32 = -104.0;
 fn exp_accurate(x: f32) -> f32 {
-    let n = round(max(x, -120.0) * LOG2_E);
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let clamped = max(x, EXP_ZERO_BELOW);
+    let n = round(clamped * LOG2_E);
+    let r = (clamped - n * LN2_HI) - n * LN2_LO;
     var p = 1.0 / 5040.0;
     p = p * r + 1.0 / 720.0;
     p = p * r + 1.0 / 120.0;
@@ -272,7 +277,7 @@ fn exp_accurate(x: f32) -> f32 {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    return ldexp(p, i32(n));
+    return select(ldexp(p, i32(n)), 0.0, x < EXP_ZERO_BELOW);
 }
 
 // ---- split ---------------------------------------------------------------------------------
