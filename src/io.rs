@@ -20,7 +20,8 @@ pub fn read_tensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
 /// (`fuzz/`) drives: any bytes give tensors or an error, never a panic.
 pub fn tensors_from_bytes(bytes: &[u8], path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
     let not_safetensors = |e: safetensors::SafeTensorError| {
-        Error::file(path, format!("not a valid safetensors file: {e}"))
+        let detail = header_problem(bytes).map_or(String::new(), |p| format!(": {p}"));
+        Error::file(path, format!("not a valid safetensors file: {e}{detail}"))
     };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
     let file = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
@@ -72,6 +73,58 @@ pub fn write_tensors(
     let encoded = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::file(path, format!("cannot encode: {e}")))?;
     write_atomically(path, &encoded)
+}
+
+/// Which tensor of a safetensors header is at fault, where the header parses as JSON: the
+/// safetensors crate's own error does not always name it. Checks, in the order of the data,
+/// that every tensor's byte range starts where the previous one ended and holds its shape.
+fn header_problem(bytes: &[u8]) -> Option<String> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(len).ok()?)?)?;
+    let json: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let mut ranges: Vec<(&str, u64, u64, Option<u64>)> = Vec::new();
+    for (name, entry) in json.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = entry.get("data_offsets")?.as_array()?;
+        let (start, end) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+        let elements = entry
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(d.as_u64()?));
+        let width = match entry.get("dtype")?.as_str()? {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            _ => 1,
+        };
+        ranges.push((
+            name,
+            start,
+            end,
+            elements.and_then(|e| e.checked_mul(width)),
+        ));
+    }
+    ranges.sort_by_key(|r| (r.1, r.2));
+    let mut expected_start = 0;
+    for (name, start, end, bytes_needed) in ranges {
+        if start != expected_start || end < start {
+            return Some(format!(
+                "tensor {name} claims bytes {start}..{end}, but the previous tensor ends at {expected_start}"
+            ));
+        }
+        if bytes_needed != Some(end - start) {
+            return Some(format!(
+                "tensor {name} claims {} bytes ({start}..{end}), its shape and dtype need {}",
+                end - start,
+                bytes_needed.map_or("more than 2^64".to_string(), |b| b.to_string())
+            ));
+        }
+        expected_start = end;
+    }
+    None
 }
 
 /// The largest safetensors header read: far above any model's (the format's own readers cap

@@ -225,3 +225,33 @@ fn a_failed_write_leaves_no_file_behind() {
     let e = write_model(&dir.path().join("no/such/dir/m.safetensors"), &model()).unwrap_err();
     assert!(e.to_string().contains("m.safetensors"), "{e}");
 }
+
+#[test]
+fn a_wrong_offset_in_the_header_names_its_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    write_model(&path, &model()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    // The tensor whose data comes fourth: its range grows by one f32 into the next one's.
+    let mut by_offset: Vec<(String, u64)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(name, e)| (name.clone(), e["data_offsets"][0].as_u64().unwrap()))
+        .collect();
+    by_offset.sort_by_key(|(_, start)| *start);
+    let victim = by_offset[3].0.clone();
+    let end = header[&victim]["data_offsets"][1].as_u64().unwrap();
+    header[&victim]["data_offsets"][1] = (end + 4).into();
+    let mut text = serde_json::to_vec(&header).unwrap();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut edited = (text.len() as u64).to_le_bytes().to_vec();
+    edited.extend_from_slice(&text);
+    edited.extend_from_slice(&bytes[8 + len..]);
+    std::fs::write(&path, &edited).unwrap();
+    let e = read_error(&path);
+    assert!(e.contains(&format!("tensor {victim} claims")), "{e}");
+}
