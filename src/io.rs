@@ -176,16 +176,8 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>> {
 /// directory would be replaced by the rename), and one whose directory cannot take the
 /// temporary file the write goes through (tried by creating and removing it).
 pub fn check_output_path(out: &Path, inputs: &[&Path]) -> Result<()> {
-    if let Ok(meta) = std::fs::metadata(out) {
-        if !meta.is_file() {
-            return Err(Error::file(
-                out,
-                format!(
-                    "exists and is {}, not a regular file: refusing to replace it",
-                    file_kind(&meta)
-                ),
-            ));
-        }
+    refuse_special_output(out)?;
+    if out.exists() {
         for input in inputs {
             if same_file(out, input) {
                 return Err(Error::file(
@@ -207,6 +199,21 @@ pub fn check_output_path(out: &Path, inputs: &[&Path]) -> Result<()> {
     std::fs::remove_file(&temporary)
         .map_err(|e| Error::file(&temporary, format!("cannot be removed ({e})")))?;
     Ok(())
+}
+
+/// Refuses an output path that exists and is not a regular file: the rename into place would
+/// replace a FIFO, a device or a directory.
+fn refuse_special_output(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(Error::file(
+            path,
+            format!(
+                "cannot write: it exists and is {}, not a regular file",
+                file_kind(&meta)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Whether two paths name one file (device and inode on Unix, after following links).
@@ -328,17 +335,7 @@ fn hold_partial_for_tests() {
 /// `path`'s bytes replaced by `bytes`, or `path` untouched on failure. A path that exists and
 /// is not a regular file is refused (the rename would replace a FIFO or a device).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Ok(meta) = std::fs::metadata(path) {
-        if !meta.is_file() {
-            return Err(Error::file(
-                path,
-                format!(
-                    "cannot write: it exists and is {}, not a regular file",
-                    file_kind(&meta)
-                ),
-            ));
-        }
-    }
+    refuse_special_output(path)?;
     let temporary = temporary_name(path);
     let _partial = PartialGuard::new(&temporary);
     let result = std::fs::write(&temporary, bytes).and_then(|()| {

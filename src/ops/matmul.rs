@@ -625,7 +625,8 @@ impl Matmul<'_> {
             return Err(Error::shape(
                 "matmul",
                 format!(
-                    "{} x {} x {} x {} (batch, m, n, k) is too large for windows-16x4",
+                    "{} x {} x {} x {} (batch, m, n, k) does not run on windows-16x4 (more than \
+                     {BATCHED} matrices, or packed copies above max_storage_buffer_binding_size)",
                     shape.batch, shape.m, shape.n, shape.k
                 ),
             ));
@@ -650,41 +651,81 @@ impl Matmul<'_> {
             window_batch: g.batch as u32,
             ..Default::default()
         };
-        let mut packed = Vec::with_capacity(2);
-        for operand_b in [false, true] {
-            let name = if operand_b {
-                "packed op(B)"
-            } else {
-                "packed op(A)"
-            };
-            let tensor = GpuTensor::windows(ctx, name, g.packed_len(operand_b))?;
-            let (line_windows, stride) = g.operand(operand_b);
-            let lines = if operand_b { g.lines_b } else { g.lines_a };
-            let params = MatmulParams {
-                window_stride: (stride / 16) as u32,
-                ..base
-            };
-            let windows = g.batch_groups * line_windows * g.k_windows;
-            let quads = (windows * g.batch * lines * g.k / 16) as u64;
-            ctx.run(
-                encoder,
-                &PACK_WINDOWS,
-                &[
-                    ("TRANS_A", l.trans_a as u8 as f64),
-                    ("TRANS_B", l.trans_b as u8 as f64),
-                    ("VEC4", l.vec4(shape) as u8 as f64),
-                    ("PACK_B", operand_b as u8 as f64),
-                ],
-                &params,
-                &[
-                    ("a", &self.a.buffer),
-                    ("b", &self.b.buffer),
-                    ("packed", &tensor.buffer),
-                ],
-                Grid::Invocations(quads),
-            )?;
-            packed.push(tensor);
+        let packed_a = self.pack(ctx, encoder, &g, &base, false)?;
+        let packed_b = self.pack(ctx, encoder, &g, &base, true)?;
+        // Without a bias the slot still needs a buffer (a read-only one); it is never read.
+        let bias = self.bias.unwrap_or(self.a);
+        let mut buffers: Vec<(&str, &wgpu::Buffer)> =
+            vec![("bias", &bias.buffer), ("c", &self.c.buffer)];
+        for (names, tensor) in WINDOW_NAMES.iter().zip([&packed_a, &packed_b]) {
+            buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
         }
+        let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
+        ctx.run_windowed(
+            encoder,
+            &MATMUL_WINDOWS,
+            &[],
+            &self.windowed_dispatches(&g, &base),
+            &buffers,
+            Work {
+                flops: Some(2 * terms),
+                detail: Some(format!("{}, {}", Variant::Windows, shape_class(shape, l))),
+            },
+        )
+    }
+
+    /// Records pack_windows for op(A) or op(B) into a new packed tensor.
+    fn pack(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        g: &WindowGeometry,
+        base: &MatmulParams,
+        operand_b: bool,
+    ) -> Result<GpuTensor> {
+        let l = &self.layout;
+        let name = if operand_b {
+            "packed op(B)"
+        } else {
+            "packed op(A)"
+        };
+        let tensor = GpuTensor::windows(ctx, name, g.packed_len(operand_b))?;
+        let (line_windows, stride) = g.operand(operand_b);
+        let lines = if operand_b { g.lines_b } else { g.lines_a };
+        let params = MatmulParams {
+            window_stride: (stride / 16) as u32,
+            ..*base
+        };
+        // One invocation per 4 lines by 4 k of every window.
+        let windows = g.batch_groups * line_windows * g.k_windows;
+        let quads = (windows * g.batch * lines * g.k / 16) as u64;
+        ctx.run(
+            encoder,
+            &PACK_WINDOWS,
+            &[
+                ("TRANS_A", l.trans_a as u8 as f64),
+                ("TRANS_B", l.trans_b as u8 as f64),
+                ("VEC4", l.vec4(&self.shape) as u8 as f64),
+                ("PACK_B", operand_b as u8 as f64),
+            ],
+            &params,
+            &[
+                ("a", &self.a.buffer),
+                ("b", &self.b.buffer),
+                ("packed", &tensor.buffer),
+            ],
+            Grid::Invocations(quads),
+        )?;
+        Ok(tensor)
+    }
+
+    /// Every dispatch of matmul_windows: per batch group, window of op(A)'s lines, window of
+    /// op(B)'s lines, and group of up to four k windows (in order: the later add into C).
+    fn windowed_dispatches(
+        &self,
+        g: &WindowGeometry,
+        base: &MatmulParams,
+    ) -> Vec<WindowedDispatch<MatmulParams>> {
         let (block_rows, block_cols) = WINDOW_BLOCK;
         let workgroups = (g.batch * (g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
         let mut dispatches = Vec::new();
@@ -701,19 +742,21 @@ impl Matmul<'_> {
                             flags |= ADD_BIAS;
                         }
                         // Windows past `count` are bound to the last one and never read.
-                        let mut windows = Vec::with_capacity(2 * WINDOWS_PER_DISPATCH);
-                        for (operand_b, names) in
-                            [(false, WINDOW_NAMES[0]), (true, WINDOW_NAMES[1])]
-                        {
+                        let window = |operand_b: bool, i: usize| {
                             let line_window = if operand_b { wb } else { wa };
-                            for (i, name) in names.iter().enumerate() {
-                                let k_window = first + i.min(count - 1);
-                                windows.push((
-                                    *name,
-                                    g.offset(operand_b, group, line_window, k_window),
-                                ));
-                            }
-                        }
+                            let k_window = first + i.min(count - 1);
+                            g.offset(operand_b, group, line_window, k_window)
+                        };
+                        let windows = WINDOW_NAMES
+                            .iter()
+                            .zip([false, true])
+                            .flat_map(|(names, b)| {
+                                names
+                                    .iter()
+                                    .enumerate()
+                                    .map(move |(i, n)| (*n, window(b, i)))
+                            })
+                            .collect();
                         dispatches.push(WindowedDispatch {
                             params: MatmulParams {
                                 flags,
@@ -721,7 +764,7 @@ impl Matmul<'_> {
                                 row0: (wa * g.lines_a) as u32,
                                 col0: (wb * g.lines_b) as u32,
                                 batch0: (group * g.batch) as u32,
-                                ..base
+                                ..*base
                             },
                             windows,
                             workgroups,
@@ -730,25 +773,7 @@ impl Matmul<'_> {
                 }
             }
         }
-        // Without a bias the slot still needs a buffer (a read-only one); it is never read.
-        let bias = self.bias.unwrap_or(self.a);
-        let mut buffers: Vec<(&str, &wgpu::Buffer)> =
-            vec![("bias", &bias.buffer), ("c", &self.c.buffer)];
-        for (names, tensor) in WINDOW_NAMES.iter().zip(&packed) {
-            buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
-        }
-        let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
-        ctx.run_windowed(
-            encoder,
-            &MATMUL_WINDOWS,
-            &[],
-            &dispatches,
-            &buffers,
-            Work {
-                flops: Some(2 * terms),
-                detail: Some(format!("{}, {}", Variant::Windows, shape_class(shape, l))),
-            },
-        )
+        dispatches
     }
 }
 
