@@ -45,6 +45,33 @@ pub(crate) struct PipelineKey {
     constants: Vec<(&'static str, u64)>,
 }
 
+/// The buffer given for the binding `name`, or an error naming the kernel and the binding.
+fn given<'b>(
+    kernel: &Kernel,
+    buffers: &[(&str, &'b wgpu::Buffer)],
+    name: &str,
+) -> Result<&'b wgpu::Buffer> {
+    buffers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+        .ok_or_else(|| Error::Kernel {
+            kernel: kernel.label(),
+            message: format!("binding {name} was not given"),
+        })
+}
+
+/// Refuses a given buffer whose name the kernel does not declare.
+fn refuse_unknown_names(kernel: &Kernel, buffers: &[(&str, &wgpu::Buffer)]) -> Result<()> {
+    match buffers.iter().find(|(n, _)| kernel.binding(n).is_none()) {
+        Some((name, _)) => Err(Error::Kernel {
+            kernel: kernel.label(),
+            message: format!("no binding named {name}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// One dispatch of a windowed kernel: its params, the byte offset of each window binding (by
 /// name) in its buffer, and its workgroups.
 pub(crate) struct WindowedDispatch<P> {
@@ -202,29 +229,17 @@ impl GpuContext {
         let uniform = self.uniform(kernel.entry, params);
         let mut entries = Vec::with_capacity(kernel.bindings.len());
         for decl in kernel.bindings {
-            let buffer = if decl.access == super::kernel::Access::Uniform {
+            let buffer = if decl.access == Access::Uniform {
                 &uniform
             } else {
-                buffers
-                    .iter()
-                    .find(|(name, _)| *name == decl.name)
-                    .map(|(_, b)| *b)
-                    .ok_or_else(|| Error::Kernel {
-                        kernel: kernel.label(),
-                        message: format!("binding {} was not given", decl.name),
-                    })?
+                given(kernel, buffers, decl.name)?
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: decl.slot,
                 resource: buffer.as_entire_binding(),
             });
         }
-        if let Some((name, _)) = buffers.iter().find(|(n, _)| kernel.binding(n).is_none()) {
-            return Err(Error::Kernel {
-                kernel: kernel.label(),
-                message: format!("no binding named {name}"),
-            });
-        }
+        refuse_unknown_names(kernel, buffers)?;
         let per_group = kernel.workgroup_invocations(constants) as u64;
         let groups = match grid {
             Grid::Invocations(n) => n.div_ceil(per_group),
@@ -277,22 +292,9 @@ impl GpuContext {
             bytes[i * stride..][..std::mem::size_of::<P>()]
                 .copy_from_slice(bytemuck::bytes_of(&d.params));
         }
-        let uniform = {
-            use wgpu::util::DeviceExt;
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(kernel.entry),
-                    contents: &bytes,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
-        };
-        let named = |name: &str| {
-            buffers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, b)| *b)
-                .ok_or_else(|| fail(format!("binding {name} was not given")))
-        };
+        let uniform = self.uniform_bytes(kernel.entry, &bytes);
+        refuse_unknown_names(kernel, buffers)?;
+        let named = |name: &str| given(kernel, buffers, name);
         let mut entries = Vec::with_capacity(kernel.bindings.len());
         for decl in kernel.bindings {
             let resource = match decl.access {
@@ -401,11 +403,16 @@ impl GpuContext {
 
     /// A uniform buffer holding `value` (a shader's `Params`).
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.uniform_bytes(label, bytemuck::bytes_of(value))
+    }
+
+    /// A uniform buffer holding `bytes` (several params at aligned offsets, for windowed runs).
+    fn uniform_bytes(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents: bytemuck::bytes_of(value),
+                contents: bytes,
                 usage: wgpu::BufferUsages::UNIFORM,
             })
     }
