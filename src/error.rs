@@ -59,6 +59,13 @@ pub enum Error {
         max: u64,
     },
 
+    #[error("not enough memory: the pass needs about {} ({detail}), and the machine has {} available", crate::model::format_bytes(*needed), crate::model::format_bytes(*available))]
+    OutOfMemory {
+        needed: u64,
+        available: u64,
+        detail: String,
+    },
+
     #[error("config field {field}: {message}")]
     Config { field: String, message: String },
 

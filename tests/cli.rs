@@ -541,3 +541,46 @@ fn a_nonfinite_result_exits_3_and_writes_nothing_unless_allowed() {
     );
     assert!(f.out.exists());
 }
+
+/// The largest resident set of any child this test process has waited for, in bytes.
+#[cfg(unix)]
+fn largest_child_rss() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    // Linux reports kilobytes.
+    usage.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn grad_refuses_a_pass_larger_than_the_machine_before_allocating_it() {
+    // Small files, a huge pass: 1024 layers keep two [32768, 1024] MLP activations each
+    // (128 MiB apiece, within every per-buffer limit), about 260 GiB in all.
+    let config = polygrad::ModelConfig {
+        n_layers: 1024,
+        d_model: 4,
+        n_heads: 1,
+        d_qk: 4,
+        d_v: 4,
+        d_ff: 1024,
+        ..small_model_config(1, 1, true, Attention::Poly { degree: 2 })
+    };
+    let model = Model::random(config, 31).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 32768, 32);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    let started = std::time::Instant::now();
+    let (ok, err) = grad(&f, &[]);
+    eprintln!("refused in {:.2} s: {err}", started.elapsed().as_secs_f64());
+    assert!(!ok && err.contains("not enough memory"), "{err}");
+    assert!(err.contains("GiB") && err.contains("available"), "{err}");
+    assert!(!f.out.exists());
+    #[cfg(unix)]
+    {
+        // The pass was refused, not begun: no child of this test binary grew past 2 GiB.
+        let rss = largest_child_rss();
+        assert!(rss < 2 << 30, "a polygrad process grew to {rss} bytes");
+    }
+}

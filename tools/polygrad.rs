@@ -359,6 +359,10 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     model.config().check_input("x", &x)?;
     let ctx = GpuContext::new(args.adapter.as_deref())?;
     let attention = model.config().attention_kind()?;
+    let (batch, seq_len) = (x.shape[0], x.shape[1]);
+    let estimate = GpuModel::memory_estimate(&ctx, model.config(), batch, seq_len)?;
+    // Writing the result copies it twice: into the file's tensors, then into its bytes.
+    estimate.check(&ctx, 2 * estimate.result_bytes)?;
     let result = GpuModel::new(&ctx, &model)?.gradients(&ctx, &x, &loss)?;
     if let Err(e) = result.check_finite() {
         let (param, magnitude) = model

@@ -36,6 +36,12 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
+    /// Whether the adapter's buffers live in the machine's memory (CPU and integrated
+    /// adapters), so that what they take counts against what the machine has.
+    pub fn shares_host_memory(&self) -> bool {
+        matches!(self.device_type.as_str(), "Cpu" | "IntegratedGpu")
+    }
+
     fn of(adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();
         let features = adapter.features();
@@ -109,6 +115,29 @@ const NEEDED_INVOCATIONS_PER_WORKGROUP: u32 = 64;
 const OPTIONAL_FEATURES: wgpu::Features =
     wgpu::Features::SUBGROUP.union(wgpu::Features::TIMESTAMP_QUERY);
 
+/// What a context's tensors take: shared with every tensor, which gives its bytes back when
+/// dropped.
+#[derive(Debug, Default)]
+pub(crate) struct AllocationMeter {
+    allocated: AtomicU64,
+    largest: AtomicU64,
+    live: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl AllocationMeter {
+    pub(crate) fn allocate(&self, bytes: u64) {
+        self.allocated.fetch_add(bytes, Ordering::Relaxed);
+        self.largest.fetch_max(bytes, Ordering::Relaxed);
+        let live = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(live, Ordering::Relaxed);
+    }
+
+    pub(crate) fn free(&self, bytes: u64) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
 /// One adapter and its device. Create one per process and share it: creating devices
 /// concurrently has crashed drivers.
 pub struct GpuContext {
@@ -121,8 +150,10 @@ pub struct GpuContext {
     pub(crate) modules: Mutex<HashMap<PipelineKey, wgpu::ShaderModule>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     poison_outputs: AtomicBool,
-    allocated_bytes: AtomicU64,
-    largest_allocation: AtomicU64,
+    pub(crate) meter: Arc<AllocationMeter>,
+    /// Scratch tensors that recorded work still reads, held until the next submit (wgpu
+    /// would hold their buffers anyway; holding the tensors keeps the meter honest).
+    held_until_submit: Mutex<Vec<super::GpuTensor>>,
     pub(crate) tuner: Mutex<Tuner>,
     /// The profile being recorded, if any.
     pub(crate) profiler: Mutex<Option<super::profile::Recorder>>,
@@ -215,8 +246,8 @@ impl GpuContext {
             modules: Mutex::new(HashMap::new()),
             uncaptured,
             poison_outputs: AtomicBool::new(false),
-            allocated_bytes: AtomicU64::new(0),
-            largest_allocation: AtomicU64::new(0),
+            meter: Arc::default(),
+            held_until_submit: Mutex::new(Vec::new()),
             tuner: Mutex::new(Tuner::new(
                 TuneMode::from_env(),
                 default_cache_dir().as_deref(),
@@ -274,26 +305,32 @@ impl GpuContext {
         self.poison_outputs.load(Ordering::Relaxed)
     }
 
-    /// Bytes of GPU buffers allocated through this context since it was made.
+    /// Bytes of GPU buffers allocated through this context since it was made (or since
+    /// [`Self::reset_allocation_counters`]), freed or not.
     pub fn allocated_bytes(&self) -> u64 {
-        self.allocated_bytes.load(Ordering::Relaxed)
+        self.meter.allocated.load(Ordering::Relaxed)
     }
 
     /// The largest single GPU buffer allocated through this context, in bytes.
     pub fn largest_allocation(&self) -> u64 {
-        self.largest_allocation.load(Ordering::Relaxed)
+        self.meter.largest.load(Ordering::Relaxed)
     }
 
-    /// Restarts [`Self::largest_allocation`] and [`Self::allocated_bytes`] from zero, to
-    /// measure what one piece of work allocates.
+    /// The most bytes of polygrad's tensors alive at once. A tensor counts from its
+    /// allocation until it is dropped; wgpu may keep a dropped buffer until the GPU work that
+    /// uses it has finished, so the device can briefly hold more.
+    pub fn peak_live_bytes(&self) -> u64 {
+        self.meter.peak.load(Ordering::Relaxed)
+    }
+
+    /// Restarts the counters: allocated and largest from zero, the peak from what is alive
+    /// now, to measure what one piece of work allocates.
     pub fn reset_allocation_counters(&self) {
-        self.allocated_bytes.store(0, Ordering::Relaxed);
-        self.largest_allocation.store(0, Ordering::Relaxed);
-    }
-
-    pub(crate) fn record_allocation(&self, bytes: u64) {
-        self.allocated_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.largest_allocation.fetch_max(bytes, Ordering::Relaxed);
+        let m = &self.meter;
+        m.allocated.store(0, Ordering::Relaxed);
+        m.largest.store(0, Ordering::Relaxed);
+        m.peak
+            .store(m.live.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Runs `work` inside validation, out-of-memory and internal error scopes and turns what
@@ -322,9 +359,23 @@ impl GpuContext {
 
     /// Submits `encoder` without waiting; errors in its recording surface here.
     pub fn submit(&self, during: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.checked(during, || {
+        let result = self.checked(during, || {
             self.queue.submit([encoder.finish()]);
-        })
+        });
+        self.held_until_submit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        result
+    }
+
+    /// Keeps a scratch tensor that work recorded into an encoder reads until that encoder
+    /// is submitted.
+    pub(crate) fn hold_until_submit(&self, tensor: super::GpuTensor) {
+        self.held_until_submit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tensor);
     }
 
     /// Submits `encoder` and waits until the GPU has finished it.

@@ -3,6 +3,9 @@
 
 use crate::error::{Error, Result};
 
+use std::sync::Arc;
+
+use super::context::AllocationMeter;
 use super::GpuContext;
 
 /// A row-major f32 (or packed u32) tensor in a GPU storage buffer.
@@ -10,6 +13,14 @@ pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
     shape: Vec<usize>,
     name: String,
+    /// The context's meter, told when this tensor is dropped.
+    meter: Arc<AllocationMeter>,
+}
+
+impl Drop for GpuTensor {
+    fn drop(&mut self) {
+        self.meter.free(self.buffer.size());
+    }
 }
 
 /// Host data that can fill a tensor.
@@ -117,12 +128,29 @@ impl GpuTensor {
                 mapped_at_creation: false,
             })
         })?;
-        ctx.record_allocation(bytes);
+        ctx.meter.allocate(bytes);
         Ok(GpuTensor {
             buffer,
             shape: shape.to_vec(),
             name: name.into(),
+            meter: ctx.meter.clone(),
         })
+    }
+
+    /// The bytes of the buffer of a tensor of `shape` (saturating: an estimate, not a check).
+    pub(crate) fn shape_bytes(shape: &[usize]) -> u64 {
+        Self::padded_bytes(
+            shape
+                .iter()
+                .fold(1u64, |acc, &d| acc.saturating_mul(d as u64)),
+        )
+    }
+
+    /// The bytes of the buffer of a tensor of `elements` f32 values.
+    pub(crate) fn padded_bytes(elements: u64) -> u64 {
+        // Padded to whole vec4s: kernels that bind tensors as vec4 arrays (matmul.wgsl) then
+        // read the last partial vec4 in bounds. The padding is zero and never part of the tensor.
+        elements.saturating_mul(4).next_multiple_of(16)
     }
 
     /// The bytes an f32 tensor of `shape` takes, or an error naming `name` and the limit it
@@ -140,9 +168,7 @@ impl GpuTensor {
                 format!("{shape:?} has no elements"),
             ));
         }
-        // Padded to whole vec4s: kernels that bind tensors as vec4 arrays (matmul.wgsl) then
-        // read the last partial vec4 in bounds. The padding is zero and never part of the tensor.
-        let bytes = elements.saturating_mul(4).next_multiple_of(16);
+        let bytes = Self::padded_bytes(elements);
         let limits = ctx.limits();
         for (limit, max) in [
             (

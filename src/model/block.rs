@@ -20,8 +20,9 @@ use crate::ops::heads::{merge_heads, split_heads, HeadLayout};
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
-use crate::ops::linear::{linear_backward, linear_forward, InputGrad};
-use crate::ops::{AttentionGradients, AttentionOp, AttentionSaved};
+use crate::ops::linear::{self, linear_backward, linear_forward, InputGrad};
+use crate::ops::matmul::Packing;
+use crate::ops::{AttentionFootprint, AttentionGradients, AttentionOp, AttentionSaved};
 
 use super::ModelConfig;
 
@@ -58,6 +59,60 @@ struct MlpState {
     /// fc1's output (GELU's input) and GELU's output.
     u: GpuTensor,
     act: GpuTensor,
+}
+
+/// Bytes of GPU memory one block's pass allocates, written next to the code that allocates
+/// it: a tensor added to the pass belongs here too, and tests/model_gpu.rs checks the model's
+/// estimate against a measured pass.
+pub(super) struct BlockFootprint {
+    /// What the forward keeps for the backward, the block's input included.
+    pub kept: u64,
+    /// The most the forward holds besides, packed operands of its products included.
+    pub forward_scratch: u64,
+    /// The most the backward holds, its output d_in included.
+    pub backward_scratch: u64,
+    /// The largest packed operand of its linear layers' products.
+    pub largest_packed: u64,
+}
+
+impl BlockFootprint {
+    pub fn of(
+        ctx: &GpuContext,
+        c: &ModelConfig,
+        dims: Dims,
+        attention: AttentionFootprint,
+    ) -> Self {
+        let rows = dims.batch * dims.seq_len;
+        let act = |width: usize| GpuTensor::shape_bytes(&[rows, width]);
+        let (d, qk, v, ff) = (c.d_model, c.n_heads * c.d_qk, c.n_heads * c.d_v, c.d_ff);
+        let stats = GpuTensor::shape_bytes(&[rows, 2]);
+        // (rows, in, out) of every linear layer: q, k, v, o, fc1, fc2.
+        let linears = [(d, qk), (d, qk), (d, v), (v, d), (d, ff), (ff, d)];
+        let packing = |backward: bool| -> Packing {
+            linears
+                .iter()
+                .map(|&(i, o)| linear::packing(ctx, (rows, i, o), backward))
+                .sum()
+        };
+        // x_in, h1, x_mid, h2; q, k (heads); v, o (heads merged); u, act; both LN stats.
+        let kept = 4 * act(d) + 2 * act(qk) + 2 * act(v) + 2 * act(ff) + 2 * stats;
+        BlockFootprint {
+            kept: kept + attention.saved,
+            // q, k and v before their split into heads.
+            forward_scratch: 2 * act(qk)
+                + act(v)
+                + attention.forward_scratch
+                + packing(false).total,
+            // d_act, d_u; d_h2, d_mid, d_h1, d_in; d_o merged and split; dq, dk, dv merged.
+            backward_scratch: 2 * act(ff)
+                + 4 * act(d)
+                + 3 * act(v)
+                + 2 * act(qk)
+                + attention.backward_scratch
+                + packing(true).total,
+            largest_packed: packing(true).largest.max(packing(false).largest),
+        }
+    }
 }
 
 /// Block `layer` of a model during one pass: its parameters, the pass's sizes, and the

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::attention::{Attention, AttentionShape};
+use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::layer_norm::{
@@ -16,12 +16,12 @@ use crate::ops::layer_norm::{
 use crate::ops::AttentionOp;
 
 use super::block::{BlockPass, BlockState, Dims};
+use super::memory::MemoryEstimate;
 use super::{HostTensor, Loss, Model, ModelConfig, Tensors};
 
 /// A model's parameters on the GPU, ready for any number of forward and backward passes.
 pub struct GpuModel {
     config: ModelConfig,
-    attention: Attention,
     params: BTreeMap<String, GpuTensor>,
 }
 
@@ -60,7 +60,7 @@ struct ForwardState {
 impl GpuModel {
     /// Uploads the parameters of `model` (already checked by [`Model::new`]).
     pub fn new(ctx: &GpuContext, model: &Model) -> Result<Self> {
-        let attention = model.config().attention_kind()?;
+        model.config().attention_kind()?;
         let mut params = BTreeMap::new();
         for (name, tensor) in model.params() {
             params.insert(
@@ -70,7 +70,6 @@ impl GpuModel {
         }
         Ok(GpuModel {
             config: model.config().clone(),
-            attention,
             params,
         })
     }
@@ -109,13 +108,33 @@ impl GpuModel {
         read_back(ctx, &state.y, &grad_x, &grads, loss_value)
     }
 
-    /// Checks x and builds the attention for its shape.
+    /// The memory a pass of `config` over an input of `batch` x `seq_len` needs on `ctx`,
+    /// before anything of it (the parameters included) is allocated.
+    /// [`MemoryEstimate::check`] compares it with the device and the machine.
+    pub fn memory_estimate(
+        ctx: &GpuContext,
+        config: &ModelConfig,
+        batch: usize,
+        seq_len: usize,
+    ) -> Result<MemoryEstimate> {
+        let attention = attention_op(ctx, config, batch, seq_len)?;
+        let dims = Dims { batch, seq_len };
+        Ok(MemoryEstimate::of(
+            ctx,
+            config,
+            dims,
+            attention.footprint(ctx),
+        ))
+    }
+
+    /// Checks x, builds the attention for its shape, and refuses a pass the device or the
+    /// machine cannot hold before allocating any of it.
     fn prepare(&self, ctx: &GpuContext, x: &HostTensor) -> Result<(Dims, AttentionOp)> {
         let (batch, seq_len) = self.config.check_input("x", x)?;
-        let c = self.config();
-        let shape = AttentionShape::new(batch, c.n_heads, seq_len, c.d_qk, c.d_v, c.causal);
-        let attention = AttentionOp::new(ctx, self.attention, shape)?;
-        Ok((Dims { batch, seq_len }, attention))
+        let attention = attention_op(ctx, &self.config, batch, seq_len)?;
+        let dims = Dims { batch, seq_len };
+        MemoryEstimate::of(ctx, &self.config, dims, attention.footprint(ctx)).check(ctx, 0)?;
+        Ok((dims, attention))
     }
 
     fn final_ln(&self) -> LayerNormParams<'_> {
@@ -198,6 +217,17 @@ impl GpuModel {
         }
         Ok((d, grads))
     }
+}
+
+/// The config's attention for an input of `batch` x `seq_len`.
+fn attention_op(
+    ctx: &GpuContext,
+    c: &ModelConfig,
+    batch: usize,
+    seq_len: usize,
+) -> Result<AttentionOp> {
+    let shape = AttentionShape::new(batch, c.n_heads, seq_len, c.d_qk, c.d_v, c.causal);
+    AttentionOp::new(ctx, c.attention_kind()?, shape)
 }
 
 /// Refuses a `dy` or `target` whose shape is not x's, or which holds a NaN or infinity.

@@ -4,10 +4,12 @@
 mod block;
 mod config;
 mod gpu;
+mod memory;
 mod params;
 
 pub use config::ModelConfig;
 pub use gpu::{GpuModel, ModelGradients};
+pub use memory::{available_memory, format_bytes, MemoryEstimate};
 pub use params::{HostTensor, Model, Tensors};
 
 /// What the backward pass starts from.

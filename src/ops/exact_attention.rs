@@ -12,7 +12,9 @@
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, GpuContext, GpuTensor};
-use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
+use crate::ops::{
+    check_inputs, check_loop_budget, check_shape, AttentionFootprint, AttentionGradients,
+};
 
 const SHADER: &str = "exact_attention.wgsl";
 
@@ -377,6 +379,26 @@ impl ExactAttention {
             ],
             (self.shape.total_heads() * self.shape.seq_len) as u64,
         )
+    }
+
+    /// The bytes [`Self::forward`] and [`Self::backward`] allocate (kept next to them: a
+    /// tensor added there belongs here, and the model's memory test checks the sum).
+    pub fn footprint(&self) -> AttentionFootprint {
+        let s = &self.shape;
+        let bytes = GpuTensor::shape_bytes;
+        let split = |width: usize| bytes(&[s.total_heads(), s.seq_len, width, 2]);
+        AttentionFootprint {
+            saved: bytes(&s.v_shape())
+                + bytes(&self.stats_shape())
+                + bytes(&[s.total_heads(), s.seq_len, PIVOTS_PER_ROW])
+                + 2 * split(s.d_qk),
+            forward_scratch: bytes(&s.v_shape()),
+            backward_scratch: bytes(&[s.total_heads(), s.seq_len, ROW_TERMS_PER_ROW])
+                + 2 * bytes(&s.qk_shape())
+                + bytes(&s.v_shape())
+                + 2 * split(s.d_v),
+            largest: split(s.d_qk.max(s.d_v)).max(bytes(&self.stats_shape())),
+        }
     }
 
     /// o = softmax(q k^T / sqrt(d_qk)) v, keeping what the backward needs. Submits without

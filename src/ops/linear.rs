@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 
-use super::matmul::{Epilogue, Layout, Matmul, Shape};
+use super::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
 
 /// The most rows one bias_grad or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128
 /// loop iterations, inside llvmpipe's 65535 per invocation). Longer sums run span after span,
@@ -81,12 +81,7 @@ pub fn linear_forward(
     if let Some(bias) = bias {
         check_matrix(bias, 1, out)?;
     }
-    let shape = Shape {
-        batch: 1,
-        m: rows,
-        n: out,
-        k: inp,
-    };
+    let shape = forward_shape(rows, inp, out);
     Matmul {
         shape,
         layout: Layout::dense(&shape, false, true),
@@ -103,6 +98,49 @@ pub fn linear_forward(
 }
 
 /// Where a linear layer's backward writes dx, and whether it adds into what is there.
+/// y = x W^T: rows x out, summing over inp.
+fn forward_shape(rows: usize, inp: usize, out: usize) -> Shape {
+    Shape {
+        batch: 1,
+        m: rows,
+        n: out,
+        k: inp,
+    }
+}
+
+/// [dW = dy^T x (out x inp, summing over rows), dx = dy W (rows x inp, summing over out)].
+fn backward_shapes(rows: usize, inp: usize, out: usize) -> [Shape; 2] {
+    [
+        Shape {
+            batch: 1,
+            m: out,
+            n: inp,
+            k: rows,
+        },
+        Shape {
+            batch: 1,
+            m: rows,
+            n: inp,
+            k: out,
+        },
+    ]
+}
+
+/// The packed operands a linear layer of `rows` x `inp` -> `out` records (see
+/// [`Packing`]): its forward, or its backward's two products.
+pub(crate) fn packing(
+    ctx: &GpuContext,
+    (rows, inp, out): (usize, usize, usize),
+    backward: bool,
+) -> Packing {
+    let shapes = if backward {
+        backward_shapes(rows, inp, out).to_vec()
+    } else {
+        vec![forward_shape(rows, inp, out)]
+    };
+    shapes.iter().map(|s| Packing::of(ctx, s)).sum()
+}
+
 pub struct InputGrad<'a> {
     pub dx: &'a GpuTensor,
     pub add: bool,
@@ -124,12 +162,7 @@ pub fn linear_backward(
     check_matrix(dy, rows, out)?;
     check_matrix(dw, out, inp)?;
     // dW [out, in] = dy^T x: op(A) = dy^T with dy stored [rows, out], op(B) = x.
-    let dw_shape = Shape {
-        batch: 1,
-        m: out,
-        n: inp,
-        k: rows,
-    };
+    let [dw_shape, dx_shape] = backward_shapes(rows, inp, out);
     Matmul {
         shape: dw_shape,
         layout: Layout::dense(&dw_shape, true, false),
@@ -146,12 +179,6 @@ pub fn linear_backward(
     if let Some(InputGrad { dx, add }) = dx {
         check_matrix(dx, rows, inp)?;
         // dx [rows, in] = dy W: W stored [out, in] is op(B) as it is.
-        let dx_shape = Shape {
-            batch: 1,
-            m: rows,
-            n: inp,
-            k: out,
-        };
         Matmul {
             shape: dx_shape,
             layout: Layout::dense(&dx_shape, false, false),

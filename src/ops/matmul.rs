@@ -615,6 +615,59 @@ fn windows_fit(ctx: &GpuContext, shape: &Shape) -> bool {
             .all(|&b| (geometry.packed_len(b) as u64 * 4) <= max)
 }
 
+/// Bytes of packed operands, for estimating a pass's memory before it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Packing {
+    pub total: u64,
+    pub largest: u64,
+}
+
+impl std::ops::Add for Packing {
+    type Output = Packing;
+    fn add(self, other: Packing) -> Packing {
+        Packing {
+            total: self.total + other.total,
+            largest: self.largest.max(other.largest),
+        }
+    }
+}
+
+impl std::iter::Sum for Packing {
+    fn sum<I: Iterator<Item = Packing>>(iter: I) -> Packing {
+        iter.fold(Packing::default(), |a, b| a + b)
+    }
+}
+
+impl Packing {
+    /// The packed copies of op(A) and op(B) that windows-16x4 allocates for this product
+    /// where it may run it (nothing elsewhere). They live until the encoder that records the
+    /// product is submitted.
+    pub fn of(ctx: &GpuContext, shape: &Shape) -> Packing {
+        if !windows_fit(ctx, shape) {
+            return Packing::default();
+        }
+        let geometry = WindowGeometry::of(ctx, shape);
+        [false, true]
+            .iter()
+            .map(|&b| {
+                let bytes = GpuTensor::padded_bytes(geometry.packed_len(b) as u64);
+                Packing {
+                    total: bytes,
+                    largest: bytes,
+                }
+            })
+            .sum()
+    }
+
+    /// `times` products' worth of these packed copies.
+    pub fn times(self, times: u64) -> Packing {
+        Packing {
+            total: self.total * times,
+            largest: self.largest,
+        }
+    }
+}
+
 impl Matmul<'_> {
     /// windows-16x4: packs op(A) and op(B) into uniform windows, then dispatches matmul_windows
     /// once per block of C and group of up to four k windows, the groups in order, each
@@ -661,7 +714,7 @@ impl Matmul<'_> {
             buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
         }
         let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
-        ctx.run_windowed(
+        let run = ctx.run_windowed(
             encoder,
             &MATMUL_WINDOWS,
             &[],
@@ -671,7 +724,10 @@ impl Matmul<'_> {
                 flops: Some(2 * terms),
                 detail: Some(format!("{}, {}", Variant::Windows, shape_class(shape, l))),
             },
-        )
+        );
+        ctx.hold_until_submit(packed_a);
+        ctx.hold_until_submit(packed_b);
+        run
     }
 
     /// Records pack_windows for op(A) or op(B) into a new packed tensor.

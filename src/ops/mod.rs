@@ -39,6 +39,19 @@ impl<'a> AttentionInputs<'a> {
     }
 }
 
+/// Bytes of GPU memory one attention call holds, for estimating a pass before it allocates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttentionFootprint {
+    /// What the forward keeps for the backward (output included).
+    pub saved: u64,
+    /// The most the forward holds besides while it runs.
+    pub forward_scratch: u64,
+    /// The most the backward holds while it runs, dq, dk and dv included.
+    pub backward_scratch: u64,
+    /// The largest single buffer of either half.
+    pub largest: u64,
+}
+
 /// Either attention for one shape, behind one interface: the setting a caller switches.
 pub enum AttentionOp {
     Exact(exact_attention::ExactAttention),
@@ -74,6 +87,14 @@ impl AttentionOp {
                 AttentionOp::Poly(poly_attention::PolyAttention::new(ctx, shape, degree)?)
             }
         })
+    }
+
+    /// The GPU memory [`Self::forward`] and [`Self::backward`] allocate.
+    pub fn footprint(&self, ctx: &GpuContext) -> AttentionFootprint {
+        match self {
+            AttentionOp::Exact(op) => op.footprint(),
+            AttentionOp::Poly(op) => op.footprint(ctx),
+        }
     }
 
     /// o = attention(q, k, v), keeping what the backward needs. Submits without waiting.

@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
-use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape};
-use crate::ops::{check_inputs, check_loop_budget, check_shape, AttentionGradients};
+use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
+use crate::ops::{
+    check_inputs, check_loop_budget, check_shape, AttentionFootprint, AttentionGradients,
+};
 use crate::poly::{self, MAX_D_QK};
 
 /// ONE_SLOT in the shader: the index of the constant 1.0 in its private row arrays.
@@ -382,6 +384,11 @@ pub struct PolyForward {
 }
 
 /// Polynomial attention of degree `degree` for one shape, with its tables built once.
+/// At least the number of products either half records into its one encoder (whose packed
+/// operands, where windows-16x4 runs them, live until that encoder has run): the forward
+/// records 4, the backward 9 (4, and 5 for the diagonal blocks).
+const PRODUCTS_PER_HALF: u64 = 9;
+
 pub struct PolyAttention {
     shape: AttentionShape,
     /// The chunk size asked for.
@@ -670,6 +677,50 @@ impl PolyAttention {
         let c = self.block;
         let dims = [c, c, self.qk_width()];
         self.product(ctx, enc, (q_pad, false), (k_pad, true), scores, dims, PLAIN)
+    }
+
+    /// The bytes [`Self::forward`] and [`Self::backward`] allocate (kept next to them: a
+    /// tensor added there belongs here, and the model's memory test checks the sum). Packed
+    /// operands are bounded by PRODUCTS_PER_HALF times those of the largest product.
+    pub fn footprint(&self, ctx: &GpuContext) -> AttentionFootprint {
+        let s = &self.shape;
+        let bytes = GpuTensor::shape_bytes;
+        let (kp, vw, qw, c) = (
+            self.features_pad(),
+            self.v_width(),
+            self.qk_width(),
+            self.block,
+        );
+        let rows = |width: usize| bytes(&self.rows_shape(width));
+        let causal = |b: u64| if s.causal { b } else { 0 };
+        let widest = kp.max(vw).max(qw).max(c);
+        let largest_product = Shape {
+            batch: self.heads() * self.n_chunks,
+            m: widest,
+            n: widest,
+            k: widest,
+        };
+        let packing = Packing::of(ctx, &largest_product).times(PRODUCTS_PER_HALF);
+        AttentionFootprint {
+            saved: bytes(&s.v_shape())
+                + bytes(&[self.heads(), s.seq_len])
+                + 2 * rows(kp)
+                + rows(vw)
+                + bytes(&self.states_shape())
+                + causal(2 * rows(qw)),
+            forward_scratch: rows(vw) + causal(bytes(&self.scores_shape())) + packing.total,
+            backward_scratch: 2 * rows(vw)
+                + bytes(&self.states_shape())
+                + rows(kp)
+                + 2 * bytes(&s.qk_shape())
+                + bytes(&s.v_shape())
+                + causal(2 * bytes(&self.scores_shape()) + 2 * rows(qw))
+                + packing.total,
+            largest: rows(kp.max(vw))
+                .max(bytes(&self.states_shape()))
+                .max(causal(bytes(&self.scores_shape())))
+                .max(packing.largest),
+        }
     }
 
     /// o = attention(q, k, v), keeping what the backward needs. Submits without waiting.
