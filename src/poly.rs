@@ -34,10 +34,10 @@ pub fn check_degree(degree: u32) -> Result<()> {
 }
 
 /// P_g(s) = sum_{i=0..g} s^i / i!, the degree-g Taylor polynomial of exp at 0 (Horner form).
-pub fn taylor_exp(s: f64, degree: u32) -> f64 {
-    let mut acc = 1.0;
+pub fn taylor_exp<T: num_traits::Float>(s: T, degree: u32) -> T {
+    let mut acc = T::one();
     for i in (1..=degree).rev() {
-        acc = 1.0 + acc * s / i as f64;
+        acc = T::one() + acc * s / T::from(i).expect("a degree is a small integer");
     }
     acc
 }

@@ -247,13 +247,27 @@ fn bad_inputs_are_refused_by_name_and_the_device_stays_usable() {
     }
 }
 
+/// Issue 11's case: q and k weights times 500 put logits near 4e5, where exact attention
+/// used to give NaN (e^x's reduction overflowed for x below about -4e5). Every tensor is
+/// finite, and no further from the f64 reference than twice a plain f32 evaluation of the
+/// same model (FlashAttention's rule). The q and k gradients go through softmax weights of
+/// e^-(gap between logits): where a gap falls between f32's and f64's underflow (88 to 745)
+/// any f32 evaluation differs from f64, so the f32 rule is the bar that means something.
 #[test]
 fn exact_attention_stays_finite_with_logits_near_4e5() {
     let Some(ctx) = common::gpu() else { return };
     let mut rng = common::fresh_rng("huge logits");
-    let seed: u64 = rand::Rng::random(&mut rng);
-    // Issue 11's case: q and k weights times 500 put logits near 4e5, where exact attention
-    // used to give NaN (e^x's reduction overflowed for x below about -4e5).
+    for _ in 0..HUGE_LOGIT_CASES {
+        let seed: u64 = rand::Rng::random(&mut rng);
+        huge_logits_case(&ctx, seed);
+    }
+}
+
+/// Fresh models per run (each about 30 ms). Over 40 seeds the worst tensor used 38% of its
+/// bar (grad ln1.bias: 5.9e-7 against plain f32's 2.7e-7).
+const HUGE_LOGIT_CASES: usize = 20;
+
+fn huge_logits_case(ctx: &polygrad::GpuContext, seed: u64) {
     let model = Model::random(small_model_config(1, 2, true, Attention::Exact), seed).unwrap();
     let config = model.config().clone();
     let mut params = model.params().clone();
@@ -264,25 +278,67 @@ fn exact_attention_stays_finite_with_logits_near_4e5() {
     }
     let model = Model::new(config, params).unwrap();
     let (x, dy) = random_model_input(model.config(), 1, 33, seed + 1);
-    let checks = check_model(&ctx, &model, &x, &Loss::Vjp(dy)).unwrap();
+    let checks = check_model(ctx, &model, &x, &Loss::Vjp(dy.clone())).unwrap();
+    let plain = plain_f32_errors(&model, &x, &dy);
     for c in &checks {
-        eprintln!("seed {seed}: {} relative error {:e}", c.tensor, c.error);
+        let f32_error = plain[&c.tensor];
+        eprintln!(
+            "seed {seed}: {} relative error {:e} (plain f32: {f32_error:e})",
+            c.tensor, c.error
+        );
         assert!(
             c.error.is_finite(),
             "seed {seed}: {} is not finite",
             c.tensor
         );
-        // The q and k gradients go through softmax weights of e^-(gap between logits): where
-        // a gap falls between f32's and f64's underflow (88 to 745) they differ by design, so
-        // only their finiteness is asserted; everything else keeps the usual bar.
-        let through_logits = c.tensor.contains("attn.q.") || c.tensor.contains("attn.k.");
         assert!(
-            through_logits || c.passed(MODEL_TOLERANCE),
-            "seed {seed}: {} relative error {:e}",
+            c.error <= 2.0 * f32_error + PLAIN_F32_SLACK,
+            "seed {seed}: {} relative error {:e}, more than twice plain f32's {f32_error:e}",
             c.tensor,
             c.error
         );
     }
+}
+
+/// Added to twice plain f32's error: where plain f32 happens to land within a few roundings
+/// of f64, a bar of twice that is below what any f32 evaluation can promise.
+const PLAIN_F32_SLACK: f64 = 1e-6;
+
+/// The error of a plain f32 evaluation (the reference's code, computed in f32) of every
+/// tensor check_model reports, by the same name and measure.
+fn plain_f32_errors(
+    model: &Model,
+    x: &polygrad::HostTensor,
+    dy: &polygrad::HostTensor,
+) -> std::collections::BTreeMap<String, f64> {
+    use polygrad::reference::model::{ReferenceLoss, ReferenceModel};
+    use polygrad::reference::{gradient_error, relative_error, widen};
+    let (batch, n) = (x.shape[0], x.shape[1]);
+    let exact = ReferenceModel::<f64>::from_model(model).gradients(
+        &widen(&x.data),
+        batch,
+        n,
+        ReferenceLoss::Vjp(&widen(&dy.data)),
+    );
+    let plain = ReferenceModel::<f32>::from_model(model).gradients(
+        &x.data,
+        batch,
+        n,
+        ReferenceLoss::Vjp(&dy.data),
+    );
+    let mut errors = std::collections::BTreeMap::new();
+    errors.insert("y".to_string(), relative_error(&plain.y, &exact.y));
+    errors.insert(
+        "grad.x".to_string(),
+        gradient_error(&plain.grad_x, &exact.grad_x),
+    );
+    for (name, g) in &exact.grads {
+        errors.insert(
+            format!("grad.{name}"),
+            gradient_error(&plain.grads[name], g),
+        );
+    }
+    errors
 }
 
 /// The estimate made before a pass bounds what the pass holds at once, within 3x of it and

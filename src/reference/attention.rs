@@ -25,27 +25,34 @@
 use crate::attention::{Attention, AttentionShape};
 use crate::poly::taylor_exp;
 
+use super::Real;
+
 /// Gradients of one attention call, f64, in the layout of the inputs.
 #[derive(Clone, Debug)]
-pub struct AttentionGrads {
-    pub dq: Vec<f64>,
-    pub dk: Vec<f64>,
-    pub dv: Vec<f64>,
+pub struct AttentionGrads<T = f64> {
+    pub dq: Vec<T>,
+    pub dk: Vec<T>,
+    pub dv: Vec<T>,
 }
 
 /// The scores of one head and the weights of each row, with their derivatives.
-struct HeadWeights {
+struct HeadWeights<T> {
     /// w[a][b] for the keys b row a sees.
-    w: Vec<Vec<f64>>,
+    w: Vec<Vec<T>>,
     /// dw/ds at the same places.
-    dw_ds: Vec<Vec<f64>>,
+    dw_ds: Vec<Vec<T>>,
     /// Z_a = sum_b w[a][b].
-    z: Vec<f64>,
+    z: Vec<T>,
 }
 
-fn head_weights(shape: &AttentionShape, attention: Attention, q: &[f64], k: &[f64]) -> HeadWeights {
+fn head_weights<T: Real>(
+    shape: &AttentionShape,
+    attention: Attention,
+    q: &[T],
+    k: &[T],
+) -> HeadWeights<T> {
     let (n, d) = (shape.seq_len, shape.d_qk);
-    let scale = 1.0 / (d as f64).sqrt();
+    let scale = T::one() / T::of(d as f64).sqrt();
     let mut out = HeadWeights {
         w: Vec::new(),
         dw_ds: Vec::new(),
@@ -53,13 +60,13 @@ fn head_weights(shape: &AttentionShape, attention: Attention, q: &[f64], k: &[f6
     };
     for a in 0..n {
         let visible = if shape.causal { a + 1 } else { n };
-        let s: Vec<f64> = (0..visible)
-            .map(|b| (0..d).map(|i| q[a * d + i] * k[b * d + i]).sum::<f64>() * scale)
+        let s: Vec<T> = (0..visible)
+            .map(|b| (0..d).map(|i| q[a * d + i] * k[b * d + i]).sum::<T>() * scale)
             .collect();
-        let (w, dw_ds): (Vec<f64>, Vec<f64>) = match attention {
+        let (w, dw_ds): (Vec<T>, Vec<T>) = match attention {
             Attention::Exact => {
-                let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let w: Vec<f64> = s.iter().map(|&x| (x - max).exp()).collect();
+                let max = s.iter().copied().fold(T::neg_infinity(), T::max);
+                let w: Vec<T> = s.iter().map(|&x| (x - max).exp()).collect();
                 (w.clone(), w)
             }
             Attention::Poly { degree } => s
@@ -67,7 +74,7 @@ fn head_weights(shape: &AttentionShape, attention: Attention, q: &[f64], k: &[f6
                 .map(|&x| (taylor_exp(x, degree), taylor_exp(x, degree - 1)))
                 .unzip(),
         };
-        out.z.push(w.iter().sum());
+        out.z.push(w.iter().copied().sum());
         out.w.push(w);
         out.dw_ds.push(dw_ds);
     }
@@ -75,20 +82,20 @@ fn head_weights(shape: &AttentionShape, attention: Attention, q: &[f64], k: &[f6
 }
 
 /// Slices of head h of a `[B, H, n, d]` tensor.
-fn head(x: &[f64], h: usize, n: usize, d: usize) -> &[f64] {
+fn head<T>(x: &[T], h: usize, n: usize, d: usize) -> &[T] {
     &x[h * n * d..(h + 1) * n * d]
 }
 
 /// The attention output o, `[B, H, n, d_v]`.
-pub fn attention_forward(
+pub fn attention_forward<T: Real>(
     shape: &AttentionShape,
     attention: Attention,
-    q: &[f64],
-    k: &[f64],
-    v: &[f64],
-) -> Vec<f64> {
+    q: &[T],
+    k: &[T],
+    v: &[T],
+) -> Vec<T> {
     let (n, dk, dv) = (shape.seq_len, shape.d_qk, shape.d_v);
-    let mut o = vec![0.0; shape.total_heads() * n * dv];
+    let mut o = vec![T::zero(); shape.total_heads() * n * dv];
     for h in 0..shape.total_heads() {
         let (qh, kh, vh) = (head(q, h, n, dk), head(k, h, n, dk), head(v, h, n, dv));
         let hw = head_weights(shape, attention, qh, kh);
@@ -104,20 +111,20 @@ pub fn attention_forward(
 }
 
 /// dq, dk, dv given the upstream gradient `d_o` = dL/do.
-pub fn attention_backward(
+pub fn attention_backward<T: Real>(
     shape: &AttentionShape,
     attention: Attention,
-    q: &[f64],
-    k: &[f64],
-    v: &[f64],
-    d_o: &[f64],
-) -> AttentionGrads {
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    d_o: &[T],
+) -> AttentionGrads<T> {
     let (n, dk, dv) = (shape.seq_len, shape.d_qk, shape.d_v);
-    let scale = 1.0 / (dk as f64).sqrt();
+    let scale = T::one() / T::of(dk as f64).sqrt();
     let mut grads = AttentionGrads {
-        dq: vec![0.0; q.len()],
-        dk: vec![0.0; k.len()],
-        dv: vec![0.0; v.len()],
+        dq: vec![T::zero(); q.len()],
+        dk: vec![T::zero(); k.len()],
+        dv: vec![T::zero(); v.len()],
     };
     for h in 0..shape.total_heads() {
         let (qh, kh, vh) = (head(q, h, n, dk), head(k, h, n, dk), head(v, h, n, dv));
@@ -126,12 +133,12 @@ pub fn attention_backward(
         for a in 0..n {
             let w = &hw.w[a];
             let m = (0..w.len()).fold(0, |m, b| if w[b] > w[m] { b } else { m });
-            let do_dot_v_rel = |b: usize| -> f64 {
+            let do_dot_v_rel = |b: usize| -> T {
                 (0..dv)
                     .map(|j| doh[a * dv + j] * (vh[b * dv + j] - vh[m * dv + j]))
                     .sum()
             };
-            let delta_rel: f64 = (0..w.len()).map(|b| w[b] / hw.z[a] * do_dot_v_rel(b)).sum();
+            let delta_rel: T = (0..w.len()).map(|b| w[b] / hw.z[a] * do_dot_v_rel(b)).sum();
             for (b, &w) in hw.w[a].iter().enumerate() {
                 let dl_dw = (do_dot_v_rel(b) - delta_rel) / hw.z[a];
                 let dl_ds = dl_dw * hw.dw_ds[a][b];

@@ -1,16 +1,18 @@
 //! LayerNorm over the last axis in f64, biased variance:
 //! y = (x - mean) / sqrt(var + eps) * w + b.
 
+use super::Real;
+
 /// (mean, 1 / sqrt(var + eps)) of one row.
-fn row_stats(x: &[f64], eps: f64) -> (f64, f64) {
-    let width = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / width;
-    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width;
-    (mean, 1.0 / (var + eps).sqrt())
+fn row_stats<T: Real>(x: &[T], eps: f64) -> (T, T) {
+    let width = T::of(x.len() as f64);
+    let mean = x.iter().copied().sum::<T>() / width;
+    let var = x.iter().map(|&v| (v - mean).powi(2)).sum::<T>() / width;
+    (mean, T::one() / (var + T::of(eps)).sqrt())
 }
 
 /// y for every row of x (rows of `w.len()` values).
-pub fn layer_norm_forward(x: &[f64], w: &[f64], b: &[f64], eps: f64) -> Vec<f64> {
+pub fn layer_norm_forward<T: Real>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
     let width = w.len();
     let mut y = Vec::with_capacity(x.len());
     for row in x.chunks(width) {
@@ -22,22 +24,23 @@ pub fn layer_norm_forward(x: &[f64], w: &[f64], b: &[f64], eps: f64) -> Vec<f64>
 
 /// (dx, dw, db) given dy. With xhat = (x - mean) rstd and g = dy w:
 /// dx = rstd (g - mean(g) - xhat mean(g xhat)).
-pub fn layer_norm_backward(
-    x: &[f64],
-    w: &[f64],
+pub fn layer_norm_backward<T: Real>(
+    x: &[T],
+    w: &[T],
     eps: f64,
-    dy: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    dy: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
     let width = w.len();
+    let count = T::of(width as f64);
     let mut dx = Vec::with_capacity(x.len());
-    let mut dw = vec![0.0; width];
-    let mut db = vec![0.0; width];
+    let mut dw = vec![T::zero(); width];
+    let mut db = vec![T::zero(); width];
     for (row, dy_row) in x.chunks(width).zip(dy.chunks(width)) {
         let (mean, rstd) = row_stats(row, eps);
-        let xhat: Vec<f64> = row.iter().map(|v| (v - mean) * rstd).collect();
-        let g: Vec<f64> = (0..width).map(|i| dy_row[i] * w[i]).collect();
-        let mean_g = g.iter().sum::<f64>() / width as f64;
-        let mean_gx = (0..width).map(|i| g[i] * xhat[i]).sum::<f64>() / width as f64;
+        let xhat: Vec<T> = row.iter().map(|&v| (v - mean) * rstd).collect();
+        let g: Vec<T> = (0..width).map(|i| dy_row[i] * w[i]).collect();
+        let mean_g = g.iter().copied().sum::<T>() / count;
+        let mean_gx = (0..width).map(|i| g[i] * xhat[i]).sum::<T>() / count;
         dx.extend((0..width).map(|i| rstd * (g[i] - mean_g - xhat[i] * mean_gx)));
         for i in 0..width {
             dw[i] += dy_row[i] * xhat[i];

@@ -10,6 +10,28 @@ pub mod linear;
 pub mod matmul;
 pub mod model;
 
+/// The float type the reference computes in: f64 for every check, and f32 for the plain f32
+/// evaluation that an accuracy bar can be set against (FlashAttention's rule: no further from
+/// f64 than twice what plain f32 is).
+pub trait Real:
+    num_traits::Float + std::iter::Sum + std::ops::AddAssign + std::fmt::Debug + Send + Sync + 'static
+{
+    /// A constant or a count in this type.
+    fn of(x: f64) -> Self;
+}
+
+impl Real for f64 {
+    fn of(x: f64) -> f64 {
+        x
+    }
+}
+
+impl Real for f32 {
+    fn of(x: f64) -> f32 {
+        x as f32
+    }
+}
+
 /// ‖a − b‖ / ‖b‖ over the whole tensor (b is the reference). 0 when both are zero, infinite
 /// when a holds a NaN, so that an unwritten (poisoned) element always fails.
 pub fn relative_error(actual: &[f32], reference: &[f64]) -> f64 {

@@ -1,5 +1,6 @@
-//! The whole transformer of shared/DESIGN.md §1 in f64, forward and backward, built from the
-//! reference linear, LayerNorm, GELU and attention functions and nothing of the GPU path.
+//! The whole transformer of shared/DESIGN.md §1 in f64 (or plain f32, for setting accuracy
+//! bars), forward and backward, built from the reference linear, LayerNorm, GELU and attention
+//! functions and nothing of the GPU path.
 
 use std::collections::BTreeMap;
 
@@ -10,90 +11,95 @@ use super::attention::{attention_backward, attention_forward};
 use super::gelu::{gelu, gelu_derivative};
 use super::layer_norm::{layer_norm_backward, layer_norm_forward};
 use super::linear::{linear_backward, linear_forward};
-use super::widen;
+use super::Real;
 
 /// What the loss gives the backward pass.
 #[derive(Clone, Copy, Debug)]
-pub enum ReferenceLoss<'a> {
+pub enum ReferenceLoss<'a, T = f64> {
     /// dL/dy given directly.
-    Vjp(&'a [f64]),
+    Vjp(&'a [T]),
     /// L = mean((y - target)^2).
-    Mse(&'a [f64]),
+    Mse(&'a [T]),
 }
 
 /// y, the loss (for a built-in loss), dL/dx and dL/dparam for every parameter, in f64.
 #[derive(Clone, Debug)]
-pub struct ReferenceGradients {
-    pub y: Vec<f64>,
+pub struct ReferenceGradients<T = f64> {
+    pub y: Vec<T>,
     pub loss: Option<f64>,
-    pub grad_x: Vec<f64>,
-    pub grads: BTreeMap<String, Vec<f64>>,
+    pub grad_x: Vec<T>,
+    pub grads: BTreeMap<String, Vec<T>>,
 }
 
 /// A model in f64: its config and its parameters by name.
 #[derive(Clone, Debug)]
-pub struct ReferenceModel {
+pub struct ReferenceModel<T = f64> {
     pub config: ModelConfig,
-    pub params: BTreeMap<String, Vec<f64>>,
+    pub params: BTreeMap<String, Vec<T>>,
 }
 
-impl ReferenceModel {
-    /// The parameters of `model` widened to f64.
+impl<T: Real> ReferenceModel<T> {
+    /// The parameters of `model` in T (widened to f64, or kept in f32).
     pub fn from_model(model: &Model) -> Self {
         ReferenceModel {
             config: model.config().clone(),
             params: model
                 .params()
                 .iter()
-                .map(|(name, t)| (name.clone(), widen(&t.data)))
+                .map(|(name, t)| {
+                    (
+                        name.clone(),
+                        t.data.iter().map(|&v| T::of(v as f64)).collect(),
+                    )
+                })
                 .collect(),
         }
     }
 
     /// y = model(x) for x `[batch, seq_len, d_model]`.
-    pub fn forward(&self, x: &[f64], batch: usize, seq_len: usize) -> Vec<f64> {
+    pub fn forward(&self, x: &[T], batch: usize, seq_len: usize) -> Vec<T> {
         forward_with_caches(&Net::new(self, batch, seq_len), x).2
     }
 
     /// Forward and backward: y, the loss, dL/dx and dL/dparam for every parameter.
     pub fn gradients(
         &self,
-        x: &[f64],
+        x: &[T],
         batch: usize,
         seq_len: usize,
-        loss: ReferenceLoss,
-    ) -> ReferenceGradients {
+        loss: ReferenceLoss<T>,
+    ) -> ReferenceGradients<T> {
         model_gradients(self, x, batch, seq_len, loss)
     }
 }
 
 /// A model and the sizes of one input.
-struct Net<'a> {
+struct Net<'a, T> {
     config: &'a ModelConfig,
-    params: &'a BTreeMap<String, Vec<f64>>,
+    params: &'a BTreeMap<String, Vec<T>>,
     batch: usize,
     seq_len: usize,
 }
 
 /// Activations of one block that its backward needs.
-struct BlockCache {
-    x_in: Vec<f64>,
-    h1: Vec<f64>,
+struct BlockCache<T> {
+    x_in: Vec<T>,
+    h1: Vec<T>,
     /// q, k, v in attention's layout [B, H, n, d].
-    q: Vec<f64>,
-    k: Vec<f64>,
-    v: Vec<f64>,
+    q: Vec<T>,
+    k: Vec<T>,
+    v: Vec<T>,
     /// Attention output, heads concatenated per token [B, n, H*d_v].
-    o: Vec<f64>,
-    x_mid: Vec<f64>,
-    h2: Vec<f64>,
+    o: Vec<T>,
+    x_mid: Vec<T>,
+    h2: Vec<T>,
     /// fc1 output (GELU's input) and GELU's output.
-    u: Vec<f64>,
-    act: Vec<f64>,
+    u: Vec<T>,
+    act: Vec<T>,
 }
 
-impl<'a> Net<'a> {
-    fn new(model: &'a ReferenceModel, batch: usize, seq_len: usize) -> Self {
+impl<'a, T: Real> Net<'a, T> {
+    fn new(model: &'a ReferenceModel<T>, batch: usize, seq_len: usize) -> Self {
         Net {
             config: &model.config,
             params: &model.params,
@@ -102,7 +108,7 @@ impl<'a> Net<'a> {
         }
     }
 
-    fn p(&self, layer: usize, name: &str) -> &[f64] {
+    fn p(&self, layer: usize, name: &str) -> &[T] {
         &self.params[&format!("blocks.{layer}.{name}")]
     }
 
@@ -112,9 +118,9 @@ impl<'a> Net<'a> {
     }
 
     /// [B, n, H, d] to [B, H, n, d], or back when `to_heads` is false.
-    fn permute(&self, x: &[f64], d: usize, to_heads: bool) -> Vec<f64> {
+    fn permute(&self, x: &[T], d: usize, to_heads: bool) -> Vec<T> {
         let (b_count, n, h_count) = (self.batch, self.seq_len, self.config.n_heads);
-        let mut out = vec![0.0; x.len()];
+        let mut out = vec![T::zero(); x.len()];
         for b in 0..b_count {
             for t in 0..n {
                 for h in 0..h_count {
@@ -133,7 +139,7 @@ impl<'a> Net<'a> {
         out
     }
 
-    fn block_forward(&self, l: usize, x_in: Vec<f64>) -> (BlockCache, Vec<f64>) {
+    fn block_forward(&self, l: usize, x_in: Vec<T>) -> (BlockCache<T>, Vec<T>) {
         let c = self.config;
         let (qk, vw) = (c.n_heads * c.d_qk, c.n_heads * c.d_v);
         let attention = c.attention_kind().expect("a Model's config is valid");
@@ -161,7 +167,7 @@ impl<'a> Net<'a> {
         let o_heads = attention_forward(&self.attention_shape(), attention, &q, &k, &v);
         let o = self.permute(&o_heads, c.d_v, false);
         let proj = linear_forward(&o, self.p(l, "attn.o.weight"), None, c.d_model);
-        let x_mid: Vec<f64> = x_in.iter().zip(&proj).map(|(a, b)| a + b).collect();
+        let x_mid: Vec<T> = x_in.iter().zip(&proj).map(|(&a, &b)| a + b).collect();
         let h2 = layer_norm_forward(
             &x_mid,
             self.p(l, "ln2.weight"),
@@ -174,14 +180,14 @@ impl<'a> Net<'a> {
             Some(self.p(l, "mlp.fc1.bias")),
             c.d_ff,
         );
-        let act: Vec<f64> = u.iter().map(|&t| gelu(t)).collect();
+        let act: Vec<T> = u.iter().map(|&t| gelu(t)).collect();
         let mlp = linear_forward(
             &act,
             self.p(l, "mlp.fc2.weight"),
             Some(self.p(l, "mlp.fc2.bias")),
             c.d_model,
         );
-        let x_out = x_mid.iter().zip(&mlp).map(|(a, b)| a + b).collect();
+        let x_out = x_mid.iter().zip(&mlp).map(|(&a, &b)| a + b).collect();
         let cache = BlockCache {
             x_in,
             h1,
@@ -201,13 +207,13 @@ impl<'a> Net<'a> {
     fn block_backward(
         &self,
         l: usize,
-        cache: &BlockCache,
-        d_out: Vec<f64>,
-        grads: &mut BTreeMap<String, Vec<f64>>,
-    ) -> Vec<f64> {
+        cache: &BlockCache<T>,
+        d_out: Vec<T>,
+        grads: &mut BTreeMap<String, Vec<T>>,
+    ) -> Vec<T> {
         let c = self.config;
         let attention = c.attention_kind().expect("a Model's config is valid");
-        let mut put = |name: &str, g: Vec<f64>| {
+        let mut put = |name: &str, g: Vec<T>| {
             grads.insert(format!("blocks.{l}.{name}"), g);
         };
         // x_out = x_mid + fc2(gelu(fc1(h2)))
@@ -215,10 +221,10 @@ impl<'a> Net<'a> {
             linear_backward(&cache.act, self.p(l, "mlp.fc2.weight"), &d_out, c.d_model);
         put("mlp.fc2.weight", dw);
         put("mlp.fc2.bias", db);
-        let d_u: Vec<f64> = d_act
+        let d_u: Vec<T> = d_act
             .iter()
             .zip(&cache.u)
-            .map(|(g, &t)| g * gelu_derivative(t))
+            .map(|(&g, &t)| g * gelu_derivative(t))
             .collect();
         let (d_h2, dw, db) = linear_backward(&cache.h2, self.p(l, "mlp.fc1.weight"), &d_u, c.d_ff);
         put("mlp.fc1.weight", dw);
@@ -227,7 +233,7 @@ impl<'a> Net<'a> {
             layer_norm_backward(&cache.x_mid, self.p(l, "ln2.weight"), c.ln_eps, &d_h2);
         put("ln2.weight", dw);
         put("ln2.bias", db);
-        let d_mid: Vec<f64> = d_out.iter().zip(&d_ln2).map(|(a, b)| a + b).collect();
+        let d_mid: Vec<T> = d_out.iter().zip(&d_ln2).map(|(&a, &b)| a + b).collect();
         // x_mid = x_in + o Wo^T
         let (d_o, dw, _) = linear_backward(&cache.o, self.p(l, "attn.o.weight"), &d_mid, c.d_model);
         put("attn.o.weight", dw);
@@ -240,7 +246,7 @@ impl<'a> Net<'a> {
             &cache.v,
             &d_o_heads,
         );
-        let mut d_h1 = vec![0.0; cache.h1.len()];
+        let mut d_h1 = vec![T::zero(); cache.h1.len()];
         for (name, d_heads, width) in [
             ("attn.q.weight", &g.dq, c.d_qk),
             ("attn.k.weight", &g.dk, c.d_qk),
@@ -250,18 +256,18 @@ impl<'a> Net<'a> {
             let (dh, dw, _) =
                 linear_backward(&cache.h1, self.p(l, name), &d_proj, c.n_heads * width);
             put(name, dw);
-            d_h1.iter_mut().zip(&dh).for_each(|(a, b)| *a += b);
+            d_h1.iter_mut().zip(&dh).for_each(|(a, &b)| *a += b);
         }
         let (d_ln1, dw, db) =
             layer_norm_backward(&cache.x_in, self.p(l, "ln1.weight"), c.ln_eps, &d_h1);
         put("ln1.weight", dw);
         put("ln1.bias", db);
-        d_mid.iter().zip(&d_ln1).map(|(a, b)| a + b).collect()
+        d_mid.iter().zip(&d_ln1).map(|(&a, &b)| a + b).collect()
     }
 }
 
 /// Runs every block; returns their caches, the last block's output and y.
-fn forward_with_caches(net: &Net, x: &[f64]) -> (Vec<BlockCache>, Vec<f64>, Vec<f64>) {
+fn forward_with_caches<T: Real>(net: &Net<T>, x: &[T]) -> (Vec<BlockCache<T>>, Vec<T>, Vec<T>) {
     let mut caches = Vec::new();
     let mut h = x.to_vec();
     for l in 0..net.config.n_layers {
@@ -280,22 +286,22 @@ fn forward_with_caches(net: &Net, x: &[f64]) -> (Vec<BlockCache>, Vec<f64>, Vec<
 }
 
 /// The loss (for mse) and dL/dy.
-fn loss_gradient(y: &[f64], loss: ReferenceLoss) -> (Option<f64>, Vec<f64>) {
+fn loss_gradient<T: Real>(y: &[T], loss: ReferenceLoss<T>) -> (Option<f64>, Vec<T>) {
     match loss {
         ReferenceLoss::Vjp(dy) => (None, dy.to_vec()),
         ReferenceLoss::Mse(target) => {
-            let n = y.len() as f64;
+            let n = T::of(y.len() as f64);
             let value = y
                 .iter()
                 .zip(target)
-                .map(|(a, t)| (a - t).powi(2))
-                .sum::<f64>()
+                .map(|(&a, &t)| (a - t).powi(2))
+                .sum::<T>()
                 / n;
             (
-                Some(value),
+                Some(value.to_f64().expect("a float converts to f64")),
                 y.iter()
                     .zip(target)
-                    .map(|(a, t)| 2.0 * (a - t) / n)
+                    .map(|(&a, &t)| T::of(2.0) * (a - t) / n)
                     .collect(),
             )
         }
@@ -303,13 +309,13 @@ fn loss_gradient(y: &[f64], loss: ReferenceLoss) -> (Option<f64>, Vec<f64>) {
 }
 
 /// Forward and backward: y, the loss, dL/dx and dL/dparam for every parameter.
-fn model_gradients(
-    model: &ReferenceModel,
-    x: &[f64],
+fn model_gradients<T: Real>(
+    model: &ReferenceModel<T>,
+    x: &[T],
     batch: usize,
     seq_len: usize,
-    loss: ReferenceLoss,
-) -> ReferenceGradients {
+    loss: ReferenceLoss<T>,
+) -> ReferenceGradients<T> {
     let net = Net::new(model, batch, seq_len);
     let (caches, h, y) = forward_with_caches(&net, x);
     let (loss_value, dy) = loss_gradient(&y, loss);
