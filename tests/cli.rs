@@ -530,8 +530,11 @@ fn a_nonfinite_result_exits_3_and_writes_nothing_unless_allowed() {
     };
     let output = run(&[]);
     let err = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{err}");
     assert_eq!(output.status.code(), Some(3), "{err}");
     assert!(err.contains("non-finite") && err.contains("grad."), "{err}");
+    assert!(err.contains("forward pass is finite"), "{err}");
+    assert!(err.contains("logit bound per layer: block 0: "), "{err}");
     assert!(!f.out.exists(), "an output was written");
     let output = run(&["--allow-nonfinite"]);
     assert!(
@@ -540,6 +543,27 @@ fn a_nonfinite_result_exits_3_and_writes_nothing_unless_allowed() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(f.out.exists());
+}
+
+#[test]
+fn a_nonfinite_result_names_the_layer_it_started_in() {
+    let Some(_ctx) = common::gpu() else { return };
+    let model = Model::random(small_model_config(2, 2, true, Attention::Exact), 25).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 4, 26);
+    // Block 1's fc1 weights near f32's largest: block 0 is finite, block 1's MLP overflows.
+    let config = model.config().clone();
+    let mut params = model.params().clone();
+    let fc1 = params.get_mut("blocks.1.mlp.fc1.weight").unwrap();
+    fc1.data.iter_mut().for_each(|v| *v *= 3e38);
+    let model = Model::new(config, params).unwrap();
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    let (ok, err) = grad(&f, &[]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("the forward pass first overflows in blocks.1.mlp.fc1 output"),
+        "{err}"
+    );
+    assert!(!f.out.exists());
 }
 
 /// The largest resident set of any child this test process has waited for, in bytes.

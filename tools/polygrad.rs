@@ -339,6 +339,59 @@ fn largest(t: &polygrad::HostTensor) -> f32 {
     t.data.iter().fold(0.0f32, |m, v| m.max(v.abs()))
 }
 
+/// Says where a non-finite result came from: the first forward activation that holds one (or
+/// that the forward is finite and the backward overflowed), each layer's logit bound, and
+/// the largest magnitudes going in.
+fn explain_nonfinite(
+    ctx: &GpuContext,
+    gpu_model: &GpuModel,
+    model: &polygrad::Model,
+    x: &polygrad::HostTensor,
+    loss: &Loss,
+) -> polygrad::Result<()> {
+    let trace = gpu_model.trace_forward(ctx, x)?;
+    match &trace.first_nonfinite {
+        Some((tensor, index)) => eprintln!(
+            "  cause: the forward pass first overflows in {tensor} (flat index {index})"
+        ),
+        None => eprintln!(
+            "  cause: the forward pass is finite; f32 overflowed in the backward pass (|{}| up to {:e})",
+            loss.tensor_name(),
+            largest(loss.tensor())
+        ),
+    }
+    let bounds: Vec<String> = trace
+        .logit_bounds
+        .iter()
+        .enumerate()
+        .map(|(l, b)| format!("block {l}: {b:.3e}"))
+        .collect();
+    eprintln!("  logit bound per layer: {}", bounds.join(", "));
+    let (param, magnitude) = model
+        .params()
+        .iter()
+        .map(|(name, t)| (name.as_str(), largest(t)))
+        .fold(("", 0.0f32), |a, b| if b.1 > a.1 { b } else { a });
+    eprintln!(
+        "  inputs: the largest |x| is {:e}, the largest parameter |{param}| {magnitude:e}",
+        largest(x)
+    );
+    if let Attention::Poly { degree } = model.config().attention_kind()? {
+        // P_g grows like s^g / g! where exp(s) would saturate softmax: far from exact, and
+        // where the bound is large, the normaliser overflows.
+        if trace.logit_bounds.iter().any(|&b| b > POLY_TRUSTED_LOGITS) {
+            eprintln!(
+                "  polynomial attention of degree {degree} is far from softmax where logits pass                  about {POLY_TRUSTED_LOGITS}: try --attention exact"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The logit magnitude past which the hint to use exact attention is given: P_2 is then
+/// already 3x below e^s (P_2(4) = 13 against e^4 = 55), worse for every larger s.
+const POLY_TRUSTED_LOGITS: f64 = 4.0;
+
 fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     // Before reading anything: a bad --out must not cost a whole pass.
     polygrad::io::check_output_path(&args.out, &[&args.model, &args.input])?;
@@ -363,29 +416,13 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     let estimate = GpuModel::memory_estimate(&ctx, model.config(), batch, seq_len)?;
     // Writing the result copies it twice: into the file's tensors, then into its bytes.
     estimate.check(&ctx, 2 * estimate.result_bytes)?;
-    let result = GpuModel::new(&ctx, &model)?.gradients(&ctx, &x, &loss)?;
+    let gpu_model = GpuModel::new(&ctx, &model)?;
+    let result = gpu_model.gradients(&ctx, &x, &loss)?;
     if let Err(e) = result.check_finite() {
-        let (param, magnitude) = model
-            .params()
-            .iter()
-            .map(|(name, t)| (name.as_str(), largest(t)))
-            .fold(("", 0.0f32), |a, b| if b.1 > a.1 { b } else { a });
-        let seed = match &loss {
-            Loss::Vjp(t) | Loss::Mse(t) => largest(t),
-        };
-        eprintln!(
-            "error: {e}. f32 overflowed somewhere in the pass: the largest |x| is {:e}, |{}| {seed:e}, \
-             the largest parameter |{param}| {magnitude:e}{}. Nothing was written \
-             (--allow-nonfinite writes it anyway).",
-            largest(&x),
-            loss.tensor_name(),
-            if model.config().attention == "exact" {
-                ""
-            } else {
-                "; polynomial attention also overflows where logits are large (--attention exact)"
-            },
-        );
+        eprintln!("error: {e}.");
+        explain_nonfinite(&ctx, &gpu_model, &model, &x, &loss)?;
         if !args.allow_nonfinite {
+            eprintln!("Nothing was written (--allow-nonfinite writes it anyway).");
             return Ok(ExitCode::from(EXIT_NONFINITE));
         }
     }

@@ -44,6 +44,31 @@ pub(super) struct BlockState {
     mlp: MlpState,
 }
 
+impl BlockState {
+    /// The block's activations in the order of the forward pass, by the name they are
+    /// reported under (the block's output is the next block's input, or the final LN's).
+    pub fn activations(&self) -> [(&'static str, &GpuTensor); 10] {
+        let (q, m) = (&self.qkv, &self.mlp);
+        [
+            ("input", &self.x_in),
+            ("ln1 output", &q.h1),
+            ("attn.q output", &q.q),
+            ("attn.k output", &q.k),
+            ("attn.v output", &q.v),
+            ("attention output", &self.o),
+            ("input + attention (x_mid)", &self.x_mid),
+            ("ln2 output", &m.h2),
+            ("mlp.fc1 output", &m.u),
+            ("mlp.gelu output", &m.act),
+        ]
+    }
+
+    /// q and k in attention's layout `[B, H, n, d_qk]`.
+    pub fn q_k(&self) -> (&GpuTensor, &GpuTensor) {
+        (&self.qkv.q, &self.qkv.k)
+    }
+}
+
 struct QkvState {
     ln1_stats: GpuTensor,
     h1: GpuTensor,

@@ -8,7 +8,7 @@ mod memory;
 mod params;
 
 pub use config::ModelConfig;
-pub use gpu::{GpuModel, ModelGradients};
+pub use gpu::{ForwardTrace, GpuModel, ModelGradients};
 pub use memory::{available_memory, format_bytes, MemoryEstimate};
 pub use params::{HostTensor, Model, Tensors};
 
@@ -30,7 +30,8 @@ impl Loss {
         }
     }
 
-    fn tensor(&self) -> &HostTensor {
+    /// The tensor this loss was given: dy, or the target.
+    pub fn tensor(&self) -> &HostTensor {
         match self {
             Loss::Vjp(t) | Loss::Mse(t) => t,
         }
