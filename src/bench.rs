@@ -263,3 +263,31 @@ pub fn median_matmul(
         .collect::<Result<Vec<_>>>()?;
     Ok(Timing::of(times))
 }
+
+/// The sequence length exact attention is timed at to extrapolate a longer pass.
+pub const EXACT_CALIBRATION_N: usize = 1024;
+
+/// How long exact attention (forward + backward) over `shape` should take on `ctx`, times
+/// `layers`: one pass timed at [`EXACT_CALIBRATION_N`] rows (one head, one batch element,
+/// the same widths and masking), scaled by (n / 1024)^2 and by the heads and batch. Costs
+/// one warm-up and one timed pass at n = 1024 (about 2 s on llvmpipe, milliseconds on a GPU):
+/// worth it only where the pass itself is long.
+pub fn exact_attention_time(
+    ctx: &GpuContext,
+    shape: &AttentionShape,
+    layers: usize,
+) -> Result<Duration> {
+    let small = AttentionShape {
+        batch: 1,
+        heads: 1,
+        seq_len: EXACT_CALIBRATION_N,
+        ..*shape
+    };
+    let poison = ctx.poison_outputs();
+    let measured = median_forward_backward(ctx, Attention::Exact, small, 1);
+    ctx.set_poison_outputs(poison);
+    let per_head = measured?.median.as_secs_f64();
+    let scale = (shape.seq_len as f64 / EXACT_CALIBRATION_N as f64).powi(2);
+    let heads = (shape.total_heads() * layers) as f64;
+    Ok(Duration::from_secs_f64(per_head * scale * heads))
+}

@@ -608,3 +608,50 @@ fn grad_refuses_a_pass_larger_than_the_machine_before_allocating_it() {
         assert!(rss < 2 << 30, "a polygrad process grew to {rss} bytes");
     }
 }
+
+#[test]
+fn exact_attention_at_huge_n_warns_of_its_time_before_starting() {
+    let Some(_ctx) = common::gpu() else { return };
+    let config = polygrad::ModelConfig {
+        d_model: 4,
+        d_qk: 4,
+        d_v: 4,
+        d_ff: 8,
+        ..small_model_config(1, 1, true, Attention::Exact)
+    };
+    let model = Model::random(config, 41).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 2_000_000, 42);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .arg("grad")
+        .args(["--model", f.model.to_str().unwrap()])
+        .args(["--input", f.input.to_str().unwrap()])
+        .args(["--out", f.out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut first);
+        let _ = send.send(first);
+    });
+    // The warning comes before the pass; the pass itself (days on llvmpipe) is not waited
+    // for, and a polygrad that says nothing is stopped rather than waited on.
+    let first = receive.recv_timeout(std::time::Duration::from_secs(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = first.expect("no line on stderr within 300 s");
+    eprintln!("{first}");
+    assert!(
+        first.starts_with("warning: exact attention is quadratic in n: at n = 2000000,"),
+        "{first}"
+    );
+    assert!(
+        first.contains("need about") && first.contains("--attention poly"),
+        "{first}"
+    );
+    assert!(!f.out.exists());
+}

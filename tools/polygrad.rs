@@ -22,7 +22,7 @@ use polygrad::validate::{
     check_attention, check_model, model_validation_cases, random_model_input, validation_cases,
     validation_inputs, ATTENTION_TOLERANCE, MODEL_TOLERANCE,
 };
-use polygrad::{Attention, GpuContext, GpuModel, Loss, Model};
+use polygrad::{Attention, AttentionShape, GpuContext, GpuModel, Loss, Model};
 
 #[derive(Parser)]
 #[command(
@@ -392,6 +392,47 @@ fn explain_nonfinite(
 /// already 3x below e^s (P_2(4) = 13 against e^4 = 55), worse for every larger s.
 const POLY_TRUSTED_LOGITS: f64 = 4.0;
 
+/// From this n on, `grad` with exact attention first estimates how long the quadratic part
+/// will take (the estimate costs about 2 s on llvmpipe, under 1% of such a pass).
+const EXACT_TIME_ESTIMATE_FROM: usize = 16384;
+
+/// Estimates it, and warns where it is over a minute.
+fn warn_of_exact_time(
+    ctx: &GpuContext,
+    c: &polygrad::ModelConfig,
+    batch: usize,
+    seq_len: usize,
+) -> polygrad::Result<()> {
+    let shape = AttentionShape::new(batch, c.n_heads, seq_len, c.d_qk, c.d_v, c.causal);
+    let time = polygrad::bench::exact_attention_time(ctx, &shape, c.n_layers)?;
+    eprintln!(
+        "{}exact attention is quadratic in n: at n = {seq_len}, attention in {} layer{} takes \
+         about {} on {} (timed at n = {} and scaled by n^2); --attention poly is linear in n",
+        if time.as_secs() >= 60 {
+            "warning: "
+        } else {
+            ""
+        },
+        c.n_layers,
+        if c.n_layers == 1 { "" } else { "s" },
+        human_duration(time),
+        ctx.adapter().name,
+        polygrad::bench::EXACT_CALIBRATION_N,
+    );
+    Ok(())
+}
+
+/// "41 s", "12.5 min", "3.2 h", "5.1 days".
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    match s {
+        s if s < 60.0 => format!("{s:.1} s"),
+        s if s < 3600.0 => format!("{:.1} min", s / 60.0),
+        s if s < 86400.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86400.0),
+    }
+}
+
 fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     // Before reading anything: a bad --out must not cost a whole pass.
     polygrad::io::check_output_path(&args.out, &[&args.model, &args.input])?;
@@ -416,6 +457,9 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     let estimate = GpuModel::memory_estimate(&ctx, model.config(), batch, seq_len)?;
     // Writing the result copies it twice: into the file's tensors, then into its bytes.
     estimate.check(&ctx, 2 * estimate.result_bytes)?;
+    if matches!(attention, Attention::Exact) && seq_len >= EXACT_TIME_ESTIMATE_FROM {
+        warn_of_exact_time(&ctx, model.config(), batch, seq_len)?;
+    }
     let gpu_model = GpuModel::new(&ctx, &model)?;
     let result = gpu_model.gradients(&ctx, &x, &loss)?;
     if let Err(e) = result.check_finite() {
