@@ -650,7 +650,7 @@ fn exact_attention_at_huge_n_warns_of_its_time_before_starting() {
         "{first}"
     );
     assert!(
-        first.contains("need about") && first.contains("--attention poly"),
+        first.contains("takes about") && first.contains("--attention poly"),
         "{first}"
     );
     assert!(!f.out.exists());
