@@ -412,8 +412,15 @@ fn grad_refuses_a_config_of_absurd_size_before_sizing_anything() {
     assert_ne!(config, metadata["config"], "the config was not edited");
     metadata.insert("config".into(), config);
     write_tensors(&f.model, &tensors, metadata).unwrap();
+    let started = std::time::Instant::now();
     let (ok, err) = grad(&f, &[]);
+    eprintln!("refused in {:.2} s: {err}", started.elapsed().as_secs_f64());
     assert!(!ok && err.contains("n_layers"), "{err}");
+    #[cfg(unix)]
+    {
+        let rss = largest_child_rss();
+        assert!(rss < 2 << 30, "a polygrad process grew to {rss} bytes");
+    }
 }
 
 #[test]
