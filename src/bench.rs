@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::profile::Profile;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig};
-use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape, Variant};
+use crate::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Variant};
 use crate::ops::{upload_inputs, AttentionInputs, AttentionOp};
 use crate::validate::{random_attention_inputs, random_model_input};
 use rand::{Rng, SeedableRng};
@@ -215,7 +215,8 @@ pub fn matmul_flops(shape: &Shape) -> f64 {
 }
 
 /// Wall times of `reps` products of `shape` (dense operands with the given transposes) with
-/// `variant`, after a warm-up run; two input sets alternate.
+/// `variant`, after a warm-up run; two input sets alternate. The operands are windowable
+/// tensors where windows-direct-16x4 can run the product, as attention's are.
 pub fn median_matmul(
     ctx: &GpuContext,
     shape: Shape,
@@ -227,6 +228,14 @@ pub fn median_matmul(
     let layout = Layout::dense(&shape, trans_a, trans_b);
     let len_a = shape.batch * shape.m * shape.k;
     let len_b = shape.batch * shape.k * shape.n;
+    let windowable = direct_fits(ctx, &shape, &layout);
+    let upload = |name: &str, len: usize, values: Vec<f32>| {
+        if windowable {
+            GpuTensor::upload_windowable(ctx, name, &[len], &values)
+        } else {
+            GpuTensor::upload(ctx, name, &[len], &values)
+        }
+    };
     let operands = (0..2u64)
         .map(|seed| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -234,8 +243,8 @@ pub fn median_matmul(
                 (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
             };
             Ok((
-                GpuTensor::upload(ctx, "a", &[len_a], &values(len_a))?,
-                GpuTensor::upload(ctx, "b", &[len_b], &values(len_b))?,
+                upload("a", len_a, values(len_a))?,
+                upload("b", len_b, values(len_b))?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;

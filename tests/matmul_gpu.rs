@@ -4,7 +4,7 @@
 mod common;
 
 use polygrad::gpu::GpuTensor;
-use polygrad::ops::matmul::{Epilogue, Layout, Matmul, Shape, Variant};
+use polygrad::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Variant};
 use polygrad::reference::{matmul::matmul as reference_matmul, relative_error, widen};
 use polygrad::GpuContext;
 use rand::Rng;
@@ -55,8 +55,14 @@ fn check(
     let b = common::random_vec(rng, len_b, 1.0);
     let bias = common::random_vec(rng, shape.n, 1.0);
     let c0 = common::random_vec(rng, len_c, 1.0);
-    let ga = GpuTensor::upload(ctx, "a", &[len_a], &a).unwrap();
-    let gb = GpuTensor::upload(ctx, "b", &[len_b], &b).unwrap();
+    // windows-direct-16x4 binds its operands as windows: they are made windowable for it.
+    let upload = if variant == Variant::Direct {
+        GpuTensor::upload_windowable
+    } else {
+        GpuTensor::upload
+    };
+    let ga = upload(ctx, "a", &[len_a], &a).unwrap();
+    let gb = upload(ctx, "b", &[len_b], &b).unwrap();
     let gbias = GpuTensor::upload(ctx, "bias", &[shape.n], &bias).unwrap();
     // C starts as random values where the epilogue adds into it, as NaN (poisoned) otherwise.
     let gc = if epilogue.add_into_c {
@@ -98,7 +104,7 @@ fn every_variant_matches_f64_over_ragged_shapes_transposes_and_epilogues() {
     let mut rng = common::fresh_rng("matmul variants");
     let variants = Variant::candidates(&ctx);
     eprintln!("variants: {variants:?}");
-    let mut case = 0;
+    let (mut case, mut checked) = (0, 0);
     for &variant in &variants {
         for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
             // Six shapes per transpose pair in which every size is once m, once n and once
@@ -112,16 +118,59 @@ fn every_variant_matches_f64_over_ragged_shapes_transposes_and_epilogues() {
                 let shape = Shape { batch, m, n, k };
                 let layout = Layout::dense(&shape, trans_a, trans_b);
                 let epilogue = epilogue(case);
+                case += 1;
+                if !variant.suits(&ctx, &shape, direct_fits(&ctx, &shape, &layout)) {
+                    continue;
+                }
                 let err = check(&ctx, &mut rng, shape, layout, epilogue, variant);
                 assert!(
                     err <= 1e-5,
                     "{variant} {shape:?} trans ({trans_a}, {trans_b}) {epilogue:?}: relative error {err:.2e}"
                 );
-                case += 1;
+                checked += 1;
             }
         }
     }
-    eprintln!("{case} products checked");
+    eprintln!("{checked} products checked");
+}
+
+/// windows-direct-16x4 where it runs: C = A B^T over windowable tensors, k a multiple of 4 up
+/// to 512 (one line window and several, on both operands), ragged m and n whose last window
+/// reads into the next matrix or the slack, batches of 1, 3 and 5, every epilogue.
+#[test]
+fn windows_direct_matches_f64_where_it_runs() {
+    let Some(ctx) = common::gpu() else { return };
+    if !Variant::Direct.available(&ctx) {
+        eprintln!(
+            "windows-direct-16x4 is not offered on {}",
+            ctx.adapter().label()
+        );
+        return;
+    }
+    let mut rng = common::fresh_rng("matmul windows-direct");
+    let (mut case, mut checked) = (0, 0);
+    for k in [4, 16, 68, 128, 512] {
+        for (m, n) in [(1, 7), (33, 64), (64, 157), (300, 65), (8, 300)] {
+            let batch = [1, 3, 5][case % 3];
+            let shape = Shape { batch, m, n, k };
+            let layout = Layout::dense(&shape, false, true);
+            let epilogue = epilogue(case);
+            case += 1;
+            if !direct_fits(&ctx, &shape, &layout) {
+                // Only a batch's matrix offsets may miss the adapter's alignment.
+                assert!(batch > 1, "{shape:?} does not run direct");
+                continue;
+            }
+            let err = check(&ctx, &mut rng, shape, layout, epilogue, Variant::Direct);
+            assert!(
+                err <= 1e-5,
+                "windows-direct-16x4 {shape:?} {epilogue:?}: relative error {err:.2e}"
+            );
+            checked += 1;
+        }
+    }
+    // 20 of 25 on llvmpipe (32-byte offset alignment).
+    eprintln!("{checked} of {case} products ran direct");
 }
 
 #[test]
@@ -152,6 +201,10 @@ fn strided_operands_and_a_broadcast_matrix() {
             n: 16,
             k: 24,
         };
+        // Padded rows are not windows-direct-16x4's layout.
+        if !variant.suits(&ctx, &shape, direct_fits(&ctx, &shape, &layout)) {
+            continue;
+        }
         let err = check_padded(&ctx, &mut rng, shape, layout, padded, variant);
         assert!(err <= 1e-5, "{variant}: relative error {err:.2e}");
     }
@@ -246,6 +299,10 @@ fn long_sums_over_several_spans() {
                 k,
             };
             let layout = Layout::dense(&shape, trans_a, trans_b);
+            // k past 512 is not windows-direct-16x4's (it is tested on its own).
+            if !variant.suits(&ctx, &shape, direct_fits(&ctx, &shape, &layout)) {
+                continue;
+            }
             let err = check(&ctx, &mut rng, shape, layout, epilogue(3), variant);
             assert!(
                 err <= 1e-5,

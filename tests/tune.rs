@@ -92,13 +92,13 @@ fn a_stale_entry_is_measured_again_and_replaced() {
     let class = shape_class(&shape, &layout);
     // The key the context writes under, taken from a cache it makes itself.
     ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
-    let first = choose(&ctx, &shape, &layout).unwrap();
+    let first = choose(&ctx, &shape, &layout, false).unwrap();
     let path = dir.path().join("tune.json");
     let key = read_cache(&path).unwrap().unwrap().key;
     // A variant that no longer exists.
     write_cache(&path, &cache_with(&key, &class, "registers-99x3")).unwrap();
     ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
-    let again = choose(&ctx, &shape, &layout).unwrap();
+    let again = choose(&ctx, &shape, &layout, false).unwrap();
     assert!(Variant::candidates(&ctx).contains(&again), "{again}");
     let stored = read_cache(&path).unwrap().unwrap();
     assert_eq!(stored.choices[&class], again.to_string());

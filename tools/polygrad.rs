@@ -17,7 +17,7 @@ use polygrad::gpu::list_adapters;
 use polygrad::gpu::profile::Profile;
 use polygrad::gpu::tune::{default_cache_dir, TuneMode};
 use polygrad::io::LossKind;
-use polygrad::ops::matmul::{choose, shape_class, Layout, Shape, Variant};
+use polygrad::ops::matmul::{choose, direct_fits, shape_class, Layout, Shape, Variant};
 use polygrad::validate::{
     check_attention, check_model, model_validation_cases, random_model_input, validation_cases,
     validation_inputs, ATTENTION_TOLERANCE, MODEL_TOLERANCE,
@@ -874,7 +874,11 @@ fn bench_matmul(
     let mut rows = Vec::new();
     for &n in cols {
         let shape = Shape { batch: 1, m, n, k };
-        for &variant in &variants {
+        let direct = direct_fits(&ctx, &shape, &Layout::dense(&shape, false, true));
+        for &variant in variants
+            .iter()
+            .filter(|v| only.is_some() || v.suits(&ctx, &shape, direct))
+        {
             let t = median_matmul(&ctx, shape, (false, true), variant, reps)?;
             let gflops = matmul_flops(&shape) / t.median.as_secs_f64() / 1e9;
             println!(
@@ -889,7 +893,8 @@ fn bench_matmul(
             ));
         }
         if only.is_none() {
-            let chosen = choose(&ctx, &shape, &Layout::dense(&shape, false, true))?;
+            let layout = Layout::dense(&shape, false, true);
+            let chosen = choose(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout))?;
             println!(
                 "tuner's choice for {}: {chosen}",
                 shape_class(&shape, &Layout::dense(&shape, false, true))

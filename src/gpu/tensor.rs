@@ -13,6 +13,9 @@ pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
     shape: Vec<usize>,
     name: String,
+    /// Whether kernels may bind it as uniform windows straight from its storage
+    /// ([`Self::windowable_output`]).
+    windowable: bool,
     /// The context's meter, told when this tensor is dropped.
     meter: Arc<AllocationMeter>,
 }
@@ -46,6 +49,11 @@ impl GpuTensor {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether matmul_windows may bind this tensor's storage directly as uniform windows.
+    pub fn is_windowable(&self) -> bool {
+        self.windowable
     }
 
     /// Uploads f32 data after checking its length, finiteness and size.
@@ -88,6 +96,53 @@ impl GpuTensor {
         Ok(tensor)
     }
 
+    /// [`Self::output`] that matmul_windows may also bind directly as uniform windows
+    /// (windows-direct-16x4): UNIFORM usage, and one window of slack past the end so that the
+    /// window at its last matrix is in bounds. The slack is never part of the tensor.
+    pub fn windowable_output(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<Self> {
+        let mut tensor = Self::allocate_for(ctx, name, shape, wgpu::BufferUsages::UNIFORM, true)?;
+        tensor.windowable = true;
+        if ctx.poison_outputs() {
+            let nan = vec![f32::NAN; tensor.len()];
+            ctx.queue
+                .write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(&nan));
+        }
+        Ok(tensor)
+    }
+
+    /// [`Self::upload`] into a tensor made by [`Self::windowable_output`].
+    pub fn upload_windowable(
+        ctx: &GpuContext,
+        name: &str,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<Self> {
+        let tensor = Self::windowable_output(ctx, name, shape)?;
+        if data.len() != tensor.len() {
+            return Err(Error::LengthMismatch {
+                tensor: name.into(),
+                shape: shape.to_vec(),
+                expected: tensor.len(),
+                count: data.len(),
+            });
+        }
+        if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                tensor: name.into(),
+                index,
+                value,
+            });
+        }
+        ctx.queue
+            .write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data));
+        Ok(tensor)
+    }
+
+    /// The bytes of the buffer [`Self::windowable_output`] allocates for `shape`.
+    pub(crate) fn windowable_bytes(shape: &[usize]) -> u64 {
+        Self::shape_bytes(shape) + crate::gpu::kernel::WINDOW_BYTES
+    }
+
     /// An output or scratch tensor; filled with NaN when the context poisons outputs.
     pub fn output(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<Self> {
         let tensor = Self::allocate(ctx, name, shape)?;
@@ -101,13 +156,13 @@ impl GpuTensor {
 
     /// A scratch tensor that kernels also bind as uniform windows (`Access::Window`).
     pub(crate) fn windows(ctx: &GpuContext, name: &str, len: usize) -> Result<Self> {
-        Self::allocate_for(ctx, name, &[len], wgpu::BufferUsages::UNIFORM)
+        Self::allocate_for(ctx, name, &[len], wgpu::BufferUsages::UNIFORM, false)
     }
 
     /// Checks the size against max_buffer_size and max_storage_buffer_binding_size, then
     /// allocates, with allocation failures caught as errors.
     fn allocate(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<Self> {
-        Self::allocate_for(ctx, name, shape, wgpu::BufferUsages::empty())
+        Self::allocate_for(ctx, name, shape, wgpu::BufferUsages::empty(), false)
     }
 
     fn allocate_for(
@@ -115,8 +170,14 @@ impl GpuTensor {
         name: &str,
         shape: &[usize],
         extra_usage: wgpu::BufferUsages,
+        window_slack: bool,
     ) -> Result<Self> {
-        let bytes = Self::check_size(ctx, name, shape)?;
+        let slack = if window_slack {
+            crate::gpu::kernel::WINDOW_BYTES
+        } else {
+            0
+        };
+        let bytes = Self::check_size(ctx, name, shape, slack)?;
         let buffer = ctx.checked(&format!("allocating tensor {name}"), || {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(name),
@@ -133,6 +194,7 @@ impl GpuTensor {
             buffer,
             shape: shape.to_vec(),
             name: name.into(),
+            windowable: false,
             meter: ctx.meter.clone(),
         })
     }
@@ -155,7 +217,12 @@ impl GpuTensor {
 
     /// The bytes an f32 tensor of `shape` takes, or an error naming `name` and the limit it
     /// exceeds. Lets an operation refuse a too-large job before it allocates anything.
-    pub(crate) fn check_size(ctx: &GpuContext, name: &str, shape: &[usize]) -> Result<u64> {
+    pub(crate) fn check_size(
+        ctx: &GpuContext,
+        name: &str,
+        shape: &[usize],
+        slack: u64,
+    ) -> Result<u64> {
         let elements = shape
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
@@ -168,7 +235,7 @@ impl GpuTensor {
                 format!("{shape:?} has no elements"),
             ));
         }
-        let bytes = Self::padded_bytes(elements);
+        let bytes = Self::padded_bytes(elements).saturating_add(slack);
         let limits = ctx.limits();
         for (limit, max) in [
             (

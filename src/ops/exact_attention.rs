@@ -190,7 +190,7 @@ impl ExactAttention {
             None => longest,
         };
         for (name, s) in [("q", shape.qk_shape()), ("v", shape.v_shape())] {
-            GpuTensor::check_size(ctx, name, &s)?;
+            GpuTensor::check_size(ctx, name, &s, 0)?;
         }
         let split_params = |width| {
             ctx.uniform(
@@ -206,7 +206,7 @@ impl ExactAttention {
             split_params_qk: split_params(shape.d_qk),
             split_params_v: split_params(shape.d_v),
         };
-        GpuTensor::check_size(ctx, "exact attention row stats", &op.stats_shape())?;
+        GpuTensor::check_size(ctx, "exact attention row stats", &op.stats_shape(), 0)?;
         op.span_params = op
             .spans()
             .map(|(s, e)| ctx.uniform("exact_attention params", &Params::span(&shape, s, e)))

@@ -188,6 +188,10 @@ pub enum Variant {
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
     Windows,
+    /// matmul_windows with its windows bound straight onto the operands, no packing: for
+    /// products in a linear layer's layout whose tensors were made windowable (see
+    /// [`direct_geometry`]).
+    Direct,
 }
 
 impl std::fmt::Display for Variant {
@@ -198,6 +202,7 @@ impl std::fmt::Display for Variant {
             Variant::Subgroup { lane_rows } => write!(f, "subgroup-{lane_rows}x4"),
             Variant::Broadcast => write!(f, "broadcast-16x4"),
             Variant::Windows => write!(f, "windows-16x4"),
+            Variant::Direct => write!(f, "windows-direct-16x4"),
         }
     }
 }
@@ -216,6 +221,7 @@ impl Variant {
         all.push(Variant::Subgroup { lane_rows: 8 });
         all.push(Variant::Broadcast);
         all.push(Variant::Windows);
+        all.push(Variant::Direct);
         all.retain(|v| v.available(ctx));
         all
     }
@@ -230,7 +236,7 @@ impl Variant {
             Variant::Broadcast => {
                 ctx.has_subgroups() && ctx.adapter().subgroup_size == Some(BROADCAST_LANES)
             }
-            Variant::Windows => {
+            Variant::Windows | Variant::Direct => {
                 let limits = ctx.limits();
                 let uniforms = 1 + 2 * WINDOWS_PER_DISPATCH as u32;
                 Variant::Broadcast.available(ctx)
@@ -249,9 +255,15 @@ impl Variant {
         }
     }
 
-    /// Whether the variant may run this product (windows-16x4 only where [`windows_fit`]).
-    pub fn suits(&self, ctx: &GpuContext, shape: &Shape) -> bool {
-        *self != Variant::Windows || windows_fit(ctx, shape)
+    /// Whether the variant may run this product: windows-16x4 only where [`windows_fit`],
+    /// windows-direct-16x4 only where `direct` says its operands can be bound where they lie
+    /// ([`Matmul::runs_direct`]).
+    pub fn suits(&self, ctx: &GpuContext, shape: &Shape, direct: bool) -> bool {
+        match self {
+            Variant::Windows => windows_fit(ctx, shape),
+            Variant::Direct => direct,
+            _ => true,
+        }
     }
 
     fn kernel(&self) -> &'static Kernel {
@@ -260,7 +272,7 @@ impl Variant {
             Variant::Tiled => &MATMUL_TILED,
             Variant::Subgroup { .. } => &MATMUL_SUBGROUP,
             Variant::Broadcast => &MATMUL_BROADCAST,
-            Variant::Windows => &MATMUL_WINDOWS,
+            Variant::Windows | Variant::Direct => &MATMUL_WINDOWS,
         }
     }
 
@@ -281,7 +293,7 @@ impl Variant {
                 Grid::Workgroups(batch * m.div_ceil(TILE) * n.div_ceil(TILE)),
             ),
             // Dispatched window by window (Matmul::record_windowed).
-            Variant::Windows => (vec![], Grid::Workgroups(0)),
+            Variant::Windows | Variant::Direct => (vec![], Grid::Workgroups(0)),
             Variant::Broadcast => {
                 let lanes = BROADCAST_LANES as u64;
                 (
@@ -461,8 +473,10 @@ impl Matmul<'_> {
                 message: format!("matmul variant {variant} cannot run here"),
             });
         }
-        if variant == Variant::Windows {
-            return self.record_windowed(ctx, encoder);
+        match variant {
+            Variant::Windows => return self.record_windowed(ctx, encoder),
+            Variant::Direct => return self.record_direct(ctx, encoder),
+            _ => {}
         }
         let (shape, l) = (&self.shape, &self.layout);
         let (mut constants, grid) = variant.constants_and_grid(ctx, shape);
@@ -537,9 +551,18 @@ struct WindowGeometry {
     line_windows_a: usize,
     line_windows_b: usize,
     k_windows: usize,
-    /// Bytes from one window of op(A) (op(B)) to the next: aligned for dynamic offsets.
-    stride_a: u64,
-    stride_b: u64,
+    /// Where the windows of op(A) and op(B) lie, in bytes.
+    strides_a: WindowStrides,
+    strides_b: WindowStrides,
+}
+
+/// Bytes from a window to the next along the batch groups, the lines and k, each a multiple of
+/// the adapter's dynamic-offset alignment wherever it is used.
+#[derive(Clone, Copy, Debug)]
+struct WindowStrides {
+    group: u64,
+    line: u64,
+    k: u64,
 }
 
 impl WindowGeometry {
@@ -562,27 +585,40 @@ impl WindowGeometry {
         let lines_b = (fit / block_cols * block_cols).min(whole_b);
         let batch = (fit / whole_a).min(fit / whole_b).clamp(1, shape.batch);
         let align = ctx.limits().min_uniform_buffer_offset_alignment as u64;
-        let stride = |lines: usize| ((batch * lines * k * 4) as u64).next_multiple_of(align);
+        let (line_windows_a, line_windows_b, k_windows) = (
+            shape.m.div_ceil(lines_a),
+            shape.n.div_ceil(lines_b),
+            shape.k.div_ceil(k),
+        );
+        // Packed window after window: k fastest, then lines, then batch groups.
+        let strides = |lines: usize, line_windows: usize| {
+            let window = ((batch * lines * k * 4) as u64).next_multiple_of(align);
+            WindowStrides {
+                group: window * (line_windows * k_windows) as u64,
+                line: window * k_windows as u64,
+                k: window,
+            }
+        };
         WindowGeometry {
             k,
             lines_a,
             lines_b,
             batch,
             batch_groups: shape.batch.div_ceil(batch),
-            line_windows_a: shape.m.div_ceil(lines_a),
-            line_windows_b: shape.n.div_ceil(lines_b),
-            k_windows: shape.k.div_ceil(k),
-            stride_a: stride(lines_a),
-            stride_b: stride(lines_b),
+            line_windows_a,
+            line_windows_b,
+            k_windows,
+            strides_a: strides(lines_a, line_windows_a),
+            strides_b: strides(lines_b, line_windows_b),
         }
     }
 
-    /// (line windows, stride) of the packed op(A) or op(B).
+    /// (line windows, window stride) of the packed op(A) or op(B).
     fn operand(&self, operand_b: bool) -> (usize, u64) {
         if operand_b {
-            (self.line_windows_b, self.stride_b)
+            (self.line_windows_b, self.strides_b.k)
         } else {
-            (self.line_windows_a, self.stride_a)
+            (self.line_windows_a, self.strides_a.k)
         }
     }
 
@@ -594,11 +630,71 @@ impl WindowGeometry {
         ((windows as u64 - 1) * stride + WINDOW_BYTES) as usize / 4
     }
 
-    /// Byte offset of window (batch group, line window, k window) of the packed op(A) (op(B)).
+    /// Byte offset of window (batch group, line window, k window) of op(A) (op(B)).
     fn offset(&self, operand_b: bool, group: usize, line_window: usize, k_window: usize) -> u64 {
-        let (line_windows, stride) = self.operand(operand_b);
-        ((group * line_windows + line_window) * self.k_windows + k_window) as u64 * stride
+        let s = if operand_b {
+            self.strides_b
+        } else {
+            self.strides_a
+        };
+        group as u64 * s.group + line_window as u64 * s.line + k_window as u64 * s.k
     }
+}
+
+/// Whether windows-direct-16x4 can run a product of this shape and layout, given windowable
+/// operand tensors ([`GpuTensor::windowable_output`]).
+pub fn direct_fits(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> bool {
+    direct_geometry(ctx, shape, layout).is_some()
+}
+
+/// windows-direct-16x4's view of a product whose windows can lie on the operands themselves:
+/// C = A B^T with A `[m, k]` and B `[n, k]` rows dense (a linear layer's layout, where op(A)'s
+/// rows and op(B)'s columns run along k), k a multiple of 4 and small enough that 32 lines fit
+/// a window (k <= 512), one matrix per window, and every matrix and line window at an offset
+/// the adapter can bind. Lines past m (n) in a window are the next matrix's or the tensor's
+/// slack: they feed only rows (columns) of C that are never stored.
+fn direct_geometry(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Option<WindowGeometry> {
+    let floats = (WINDOW_BYTES / 4) as usize;
+    let k = shape.k;
+    let (block_rows, block_cols) = WINDOW_BLOCK;
+    let k_contiguous = !layout.trans_a && layout.trans_b && layout.lda == k && layout.ldb == k;
+    if !k_contiguous || k == 0 || !k.is_multiple_of(4) || block_cols * k > floats {
+        return None;
+    }
+    let fit = floats / k;
+    let lines_a = (fit / block_rows * block_rows).min(shape.m.next_multiple_of(block_rows));
+    let lines_b = (fit / block_cols * block_cols).min(shape.n.next_multiple_of(block_cols));
+    let (line_windows_a, line_windows_b) = (shape.m.div_ceil(lines_a), shape.n.div_ceil(lines_b));
+    let align = ctx.limits().min_uniform_buffer_offset_alignment as u64;
+    let bytes = |floats: usize| (floats * 4) as u64;
+    let strides_a = WindowStrides {
+        group: bytes(layout.stride_a),
+        line: bytes(lines_a * k),
+        k: 0,
+    };
+    let strides_b = WindowStrides {
+        group: bytes(layout.stride_b),
+        line: bytes(lines_b * k),
+        k: 0,
+    };
+    let bindable = |s: &WindowStrides, line_windows: usize| {
+        (shape.batch == 1 || s.group.is_multiple_of(align))
+            && (line_windows == 1 || s.line.is_multiple_of(align))
+    };
+    (bindable(&strides_a, line_windows_a) && bindable(&strides_b, line_windows_b)).then_some(
+        WindowGeometry {
+            k,
+            lines_a,
+            lines_b,
+            batch: 1,
+            batch_groups: shape.batch,
+            line_windows_a,
+            line_windows_b,
+            k_windows: 1,
+            strides_a,
+            strides_b,
+        },
+    )
 }
 
 /// Whether windows-16x4 may run this product here: few matrices, and packed copies the device
@@ -673,7 +769,7 @@ impl Matmul<'_> {
     /// once per block of C and group of up to four k windows, the groups in order, each
     /// adding into C after the first (a two-level sum, as K_SPAN gives the other variants).
     fn record_windowed(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        let (shape, l) = (&self.shape, &self.layout);
+        let shape = &self.shape;
         if !windows_fit(ctx, shape) {
             return Err(Error::shape(
                 "matmul",
@@ -685,7 +781,48 @@ impl Matmul<'_> {
             ));
         }
         let g = WindowGeometry::of(ctx, shape);
-        let base = MatmulParams {
+        let base = self.window_params(&g);
+        let packed_a = self.pack(ctx, encoder, &g, &base, false)?;
+        let packed_b = self.pack(ctx, encoder, &g, &base, true)?;
+        let packed = (&packed_a, &packed_b);
+        let run = self.dispatch_windows(ctx, encoder, Variant::Windows, (&g, &base), packed);
+        ctx.hold_until_submit(packed_a);
+        ctx.hold_until_submit(packed_b);
+        run
+    }
+
+    /// Whether windows-direct-16x4 may run this product: its layout has a
+    /// [`direct_geometry`] and both operands are windowable tensors.
+    pub fn runs_direct(&self, ctx: &GpuContext) -> bool {
+        self.a.is_windowable()
+            && self.b.is_windowable()
+            && direct_geometry(ctx, &self.shape, &self.layout).is_some()
+    }
+
+    /// windows-direct-16x4: matmul_windows with op(A)'s and op(B)'s windows bound where the
+    /// operands lie, one dispatch per matrix and block of C.
+    fn record_direct(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let g = direct_geometry(ctx, &self.shape, &self.layout)
+            .filter(|_| self.runs_direct(ctx))
+            .ok_or_else(|| {
+                Error::shape(
+                    "matmul",
+                    format!(
+                        "{} x {} x {} x {} (batch, m, n, k) does not run on windows-direct-16x4: \
+                         it needs C = A B^T with dense rows, k a multiple of 4 up to 512, \
+                         aligned matrices and windowable tensors",
+                        self.shape.batch, self.shape.m, self.shape.n, self.shape.k
+                    ),
+                )
+            })?;
+        let base = self.window_params(&g);
+        self.dispatch_windows(ctx, encoder, Variant::Direct, (&g, &base), (self.a, self.b))
+    }
+
+    /// The params every matmul_windows dispatch of this product shares.
+    fn window_params(&self, g: &WindowGeometry) -> MatmulParams {
+        let (shape, l) = (&self.shape, &self.layout);
+        MatmulParams {
             m: shape.m as u32,
             n: shape.n as u32,
             k_begin: 0,
@@ -703,31 +840,39 @@ impl Matmul<'_> {
             window_lines_b: g.lines_b as u32,
             window_batch: g.batch as u32,
             ..Default::default()
-        };
-        let packed_a = self.pack(ctx, encoder, &g, &base, false)?;
-        let packed_b = self.pack(ctx, encoder, &g, &base, true)?;
+        }
+    }
+
+    /// Records matmul_windows over `windows` (op(A)'s and op(B)'s tensors) as `g` places them,
+    /// for `variant` (windows-16x4 or windows-direct-16x4, as the profile names it).
+    fn dispatch_windows(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        variant: Variant,
+        (g, base): (&WindowGeometry, &MatmulParams),
+        windows: (&GpuTensor, &GpuTensor),
+    ) -> Result<()> {
+        let (shape, l) = (&self.shape, &self.layout);
         // Without a bias the slot still needs a buffer (a read-only one); it is never read.
         let bias = self.bias.unwrap_or(self.a);
         let mut buffers: Vec<(&str, &wgpu::Buffer)> =
             vec![("bias", &bias.buffer), ("c", &self.c.buffer)];
-        for (names, tensor) in WINDOW_NAMES.iter().zip([&packed_a, &packed_b]) {
+        for (names, tensor) in WINDOW_NAMES.iter().zip([windows.0, windows.1]) {
             buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
         }
         let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
-        let run = ctx.run_windowed(
+        ctx.run_windowed(
             encoder,
             &MATMUL_WINDOWS,
             &[],
-            &self.windowed_dispatches(&g, &base),
+            &self.windowed_dispatches(g, base),
             &buffers,
             Work {
                 flops: Some(2 * terms),
-                detail: Some(format!("{}, {}", Variant::Windows, shape_class(shape, l))),
+                detail: Some(format!("{variant}, {}", shape_class(shape, l))),
             },
-        );
-        ctx.hold_until_submit(packed_a);
-        ctx.hold_until_submit(packed_b);
-        run
+        )
     }
 
     /// Records pack_windows for op(A) or op(B) into a new packed tensor.
@@ -848,6 +993,7 @@ impl std::str::FromStr for Variant {
             "subgroup-8x4" => Ok(Variant::Subgroup { lane_rows: 8 }),
             "broadcast-16x4" => Ok(Variant::Broadcast),
             "windows-16x4" => Ok(Variant::Windows),
+            "windows-direct-16x4" => Ok(Variant::Direct),
             _ => s
                 .strip_prefix("registers-")
                 .and_then(block)
@@ -887,17 +1033,18 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
 /// product, else broadcast-16x4 where subgroups have 8 lanes, else subgroup-8x4 where there are
 /// subgroups, else large register blocks (loads cost there, spills barely do); workgroup tiles
 /// on other adapters.
-pub fn default_variant(ctx: &GpuContext, shape: &Shape) -> Variant {
+pub fn default_variant(ctx: &GpuContext, shape: &Shape, direct: bool) -> Variant {
     if ctx.adapter().device_type != "Cpu" {
         return Variant::Tiled;
     }
     // The fastest on llvmpipe at every shape of the benchmarks (BENCHMARKS.md).
     for preferred in [
+        Variant::Direct,
         Variant::Windows,
         Variant::Broadcast,
         Variant::Subgroup { lane_rows: 8 },
     ] {
-        if preferred.available(ctx) && preferred.suits(ctx, shape) {
+        if preferred.available(ctx) && preferred.suits(ctx, shape, direct) {
             return preferred;
         }
     }
@@ -930,9 +1077,11 @@ pub fn pin_variant(ctx: &GpuContext, variant: Option<Variant>) -> Result<()> {
 }
 
 /// The variant for this product on this adapter: a pinned variant, the tuner's cached choice,
-/// a fresh measurement, or the default when tuning is off.
-pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> {
-    let class = shape_class(shape, layout);
+/// a fresh measurement, or the default when tuning is off. `direct`: whether its operands can
+/// be bound as windows where they lie ([`Matmul::runs_direct`]); such products are a class of
+/// their own.
+pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Result<Variant> {
+    let class = shape_class(shape, layout) + if direct { " direct" } else { "" };
     {
         let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pinned) = tuner
@@ -941,25 +1090,25 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Varian
             .and_then(|n| n.parse::<Variant>().ok())
         {
             // A pinned windows-16x4 runs only where it fits (as it would if chosen).
-            return Ok(if pinned.suits(ctx, shape) {
+            return Ok(if pinned.suits(ctx, shape, direct) {
                 pinned
             } else {
-                default_variant(ctx, shape)
+                default_variant(ctx, shape, direct)
             });
         }
         if tuner.mode == TuneMode::Off {
-            return Ok(default_variant(ctx, shape));
+            return Ok(default_variant(ctx, shape, direct));
         }
         if let Some(name) = tuner.cached(&class).map(str::to_string) {
             match name.parse::<Variant>() {
-                Ok(v) if v.available(ctx) && v.suits(ctx, shape) => return Ok(v),
-                Ok(v) if v.available(ctx) => return Ok(default_variant(ctx, shape)),
+                Ok(v) if v.available(ctx) && v.suits(ctx, shape, direct) => return Ok(v),
+                Ok(v) if v.available(ctx) => return Ok(default_variant(ctx, shape, direct)),
                 Ok(_) => tuner.forget(&class, "that variant cannot run on this adapter"),
                 Err(e) => tuner.forget(&class, &e),
             }
         }
     }
-    let chosen = measure(ctx, shape, layout)?;
+    let chosen = measure(ctx, shape, layout, direct)?;
     let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
     tuner.record(&class, &chosen.to_string());
     Ok(chosen)
@@ -967,7 +1116,7 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Varian
 
 /// Times every candidate on a probe of the shape's class and returns the fastest whose result
 /// agrees with the others (`tune::fastest_agreeing`).
-fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> {
+fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Result<Variant> {
     let (m, n, k) = (
         shape.m.min(PROBE_MN),
         shape.n.min(PROBE_MN),
@@ -993,8 +1142,15 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> 
         ..probe
     };
     let probe_layout = Layout::dense(&probe, layout.trans_a, layout.trans_b);
+    // A direct class is probed on windowable tensors, where its probe's layout allows.
+    let probe_direct = direct && direct_geometry(ctx, &probe, &probe_layout).is_some();
     let fill = |name: &str, len: usize, salt: usize| {
-        GpuTensor::upload(ctx, name, &[len], &probe_values(len, salt))
+        let values = probe_values(len, salt);
+        if probe_direct {
+            GpuTensor::upload_windowable(ctx, name, &[len], &values)
+        } else {
+            GpuTensor::upload(ctx, name, &[len], &values)
+        }
     };
     let a = fill("tune a", batch * probe.m * probe.k, 0)?;
     let b = fill("tune b", batch * probe.k * probe.n, 1)?;
@@ -1010,7 +1166,7 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> 
     };
     let candidates: Vec<Variant> = Variant::candidates(ctx)
         .into_iter()
-        .filter(|v| v.suits(ctx, shape))
+        .filter(|v| v.suits(ctx, shape, probe_direct))
         .collect();
     let chosen = fastest_agreeing("matmul variant", &candidates, |variant| {
         let time = time_runs(|| {
@@ -1020,13 +1176,13 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Result<Variant> 
         })?;
         Ok(Some((time, c.download(ctx)?)))
     })?;
-    Ok(chosen.unwrap_or_else(|| default_variant(ctx, shape)))
+    Ok(chosen.unwrap_or_else(|| default_variant(ctx, shape, direct)))
 }
 
 impl Matmul<'_> {
     /// Records the product with the variant [`choose`] picks.
     pub fn run(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        let variant = choose(ctx, &self.shape, &self.layout)?;
+        let variant = choose(ctx, &self.shape, &self.layout, self.runs_direct(ctx))?;
         self.record(ctx, encoder, variant)
     }
 }

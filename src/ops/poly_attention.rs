@@ -8,7 +8,9 @@
 
 use crate::attention::AttentionShape;
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
+use crate::gpu::kernel::{
+    gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
+};
 use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
@@ -181,7 +183,7 @@ impl FeatureMap {
                     format!("C({d} + {degree}, {degree}) is beyond the kernels' 32-bit indexing"),
                 )
             })?;
-        GpuTensor::check_size(ctx, "phi monomial table", &[features, 4])?;
+        GpuTensor::check_size(ctx, "phi monomial table", &[features, 4], 0)?;
         let table = monomial_table(d, degree, input_scale);
         let table = GpuTensor::from_data(
             ctx,
@@ -450,16 +452,22 @@ impl PolyAttention {
             n_chunks: shape.seq_len.div_ceil(block),
             phi,
         };
-        GpuTensor::check_size(ctx, "poly attention chunk states", &op.states_shape())?;
+        let slack = WINDOW_BYTES;
+        GpuTensor::check_size(
+            ctx,
+            "poly attention chunk states",
+            &op.states_shape(),
+            slack,
+        )?;
         for (name, width) in [
             ("phi(q)", op.features_pad()),
             ("v'", op.v_width()),
             ("q padded", op.qk_width()),
         ] {
-            GpuTensor::check_size(ctx, name, &op.rows_shape(width))?;
+            GpuTensor::check_size(ctx, name, &op.rows_shape(width), slack)?;
         }
         if shape.causal {
-            GpuTensor::check_size(ctx, "poly attention scores", &op.scores_shape())?;
+            GpuTensor::check_size(ctx, "poly attention scores", &op.scores_shape(), slack)?;
         }
         check_loop_budget(
             ctx,
@@ -467,7 +475,7 @@ impl PolyAttention {
             op.loop_iterations(),
         )?;
         for (name, s) in [("q", shape.qk_shape()), ("v", shape.v_shape())] {
-            GpuTensor::check_size(ctx, name, &s)?;
+            GpuTensor::check_size(ctx, name, &s, 0)?;
         }
         Ok(op)
     }
@@ -685,13 +693,15 @@ impl PolyAttention {
     pub fn footprint(&self, ctx: &GpuContext) -> AttentionFootprint {
         let s = &self.shape;
         let bytes = GpuTensor::shape_bytes;
+        // The chunk products' operands, allocated with a window of slack.
+        let scratch = GpuTensor::windowable_bytes;
         let (kp, vw, qw, c) = (
             self.features_pad(),
             self.v_width(),
             self.qk_width(),
             self.block,
         );
-        let rows = |width: usize| bytes(&self.rows_shape(width));
+        let rows = |width: usize| scratch(&self.rows_shape(width));
         let causal = |b: u64| if s.causal { b } else { 0 };
         let widest = kp.max(vw).max(qw).max(c);
         let largest_product = Shape {
@@ -706,19 +716,19 @@ impl PolyAttention {
                 + bytes(&[self.heads(), s.seq_len])
                 + 2 * rows(kp)
                 + rows(vw)
-                + bytes(&self.states_shape())
+                + scratch(&self.states_shape())
                 + causal(2 * rows(qw)),
-            forward_scratch: rows(vw) + causal(bytes(&self.scores_shape())) + packing.total,
+            forward_scratch: rows(vw) + causal(scratch(&self.scores_shape())) + packing.total,
             backward_scratch: 2 * rows(vw)
-                + bytes(&self.states_shape())
+                + scratch(&self.states_shape())
                 + rows(kp)
                 + 2 * bytes(&s.qk_shape())
                 + bytes(&s.v_shape())
-                + causal(2 * bytes(&self.scores_shape()) + 2 * rows(qw))
+                + causal(2 * scratch(&self.scores_shape()) + 2 * rows(qw))
                 + packing.total,
             largest: rows(kp.max(vw))
-                .max(bytes(&self.states_shape()))
-                .max(causal(bytes(&self.scores_shape())))
+                .max(scratch(&self.states_shape()))
+                .max(causal(scratch(&self.scores_shape())))
                 .max(packing.largest),
         }
     }
@@ -740,25 +750,27 @@ impl PolyAttention {
             self.block,
         );
         let out = |name: &str, shape: &[usize]| GpuTensor::output(ctx, name, shape);
+        // Operands of the chunk products: windows-direct-16x4 may bind them as windows.
+        let scratch = |name: &str, shape: &[usize]| GpuTensor::windowable_output(ctx, name, shape);
         let padded = |name: &str| -> Result<Option<GpuTensor>> {
             s.causal
-                .then(|| out(name, &self.rows_shape(qw)))
+                .then(|| scratch(name, &self.rows_shape(qw)))
                 .transpose()
         };
         let saved = PolyForward {
             o: out("o", &s.v_shape())?,
             z: out("poly attention normaliser", &[self.heads(), s.seq_len])?,
-            phi_q: out("phi(q)", &self.rows_shape(kp))?,
-            phi_k: out("phi(k)", &self.rows_shape(kp))?,
-            v_ones: out("v'", &self.rows_shape(vw))?,
-            states: out("poly attention chunk states", &self.states_shape())?,
+            phi_q: scratch("phi(q)", &self.rows_shape(kp))?,
+            phi_k: scratch("phi(k)", &self.rows_shape(kp))?,
+            v_ones: scratch("v'", &self.rows_shape(vw))?,
+            states: scratch("poly attention chunk states", &self.states_shape())?,
             q_pad: padded("q padded")?,
             k_pad: padded("k padded")?,
         };
-        let o_ones = out("o'", &self.rows_shape(vw))?;
+        let o_ones = scratch("o'", &self.rows_shape(vw))?;
         let scores = s
             .causal
-            .then(|| out("poly attention scores", &self.scores_shape()))
+            .then(|| scratch("poly attention scores", &self.scores_shape()))
             .transpose()?;
         let mut enc = ctx.encoder("poly attention forward");
         ctx.checked("recording poly attention forward", || -> Result<()> {
@@ -826,10 +838,11 @@ impl PolyAttention {
             self.block,
         );
         let out = |name: &str, shape: &[usize]| GpuTensor::output(ctx, name, shape);
-        let g = out("poly attention G", &self.rows_shape(vw))?;
-        let r = out("poly attention gradient states", &self.states_shape())?;
-        let d_phi = out("dL/dphi", &self.rows_shape(kp))?;
-        let dv_ones = out("dv'", &self.rows_shape(vw))?;
+        let scratch = |name: &str, shape: &[usize]| GpuTensor::windowable_output(ctx, name, shape);
+        let g = scratch("poly attention G", &self.rows_shape(vw))?;
+        let r = scratch("poly attention gradient states", &self.states_shape())?;
+        let d_phi = scratch("dL/dphi", &self.rows_shape(kp))?;
+        let dv_ones = scratch("dv'", &self.rows_shape(vw))?;
         let grads = AttentionGradients {
             dq: out("dq", &s.qk_shape())?,
             dk: out("dk", &s.qk_shape())?,
@@ -839,10 +852,10 @@ impl PolyAttention {
             (Some(q_pad), Some(k_pad)) => Some(Diagonal {
                 q_pad,
                 k_pad,
-                scores: out("poly attention scores", &self.scores_shape())?,
-                d_scores: out("poly attention score gradients", &self.scores_shape())?,
-                dq: out("dq diagonal", &self.rows_shape(qw))?,
-                dk: out("dk diagonal", &self.rows_shape(qw))?,
+                scores: scratch("poly attention scores", &self.scores_shape())?,
+                d_scores: scratch("poly attention score gradients", &self.scores_shape())?,
+                dq: scratch("dq diagonal", &self.rows_shape(qw))?,
+                dk: scratch("dk diagonal", &self.rows_shape(qw))?,
             }),
             _ => None,
         };
