@@ -108,22 +108,19 @@ fn taylor_exp(s: f32, degree: u32) -> f32 {
     return acc;
 }
 
+// Where element (head h, padded row r, column j) of a [heads, rows_pad, width] tensor lies in
+// its chunk-transposed copy [heads * n_chunks, width, chunk]: each chunk's block transposed, so
+// that the chunk products that sum over a chunk's rows (Phi(K_c)^T V'_c, Phi(Q_c)^T G_c,
+// P_c V'_c) read both operands with k contiguous (windows-direct-16x4).
+fn chunk_transposed(h: u32, r: u32, j: u32, width: u32) -> u32 {
+    let c = r / params.chunk;
+    return ((h * params.n_chunks + c) * width + j) * params.chunk + r % params.chunk;
+}
+
 // ---- the feature map -----------------------------------------------------------------------
 
-// One invocation per (head, padded row, padded feature): phi_f of row r of x [heads, rows,
-// d_qk] into out [heads, rows_pad, features_pad]; zero on padding rows and columns.
-@compute @workgroup_size(WORKGROUP)
-fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = linear_id(wid, lid, nwg);
-    let f = id % params.features_pad;
-    let padded_row = id / params.features_pad;
-    let h = padded_row / params.rows_pad;
-    if (h >= params.heads) {
-        return;
-    }
-    let r = padded_row % params.rows_pad;
+// phi_f of padded row r of head h of x [heads, rows, d_qk]; zero on padding rows and columns.
+fn phi_at(h: u32, r: u32, f: u32) -> f32 {
     var p = 0.0;
     if (r < params.rows && f < params.features) {
         let m = monomials[f];
@@ -135,7 +132,41 @@ fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
             p *= select(value, 1.0, var_j == ONE_SLOT);
         }
     }
+    return p;
+}
+
+// One invocation per (head, padded row, padded feature): phi into out [heads, rows_pad,
+// features_pad].
+@compute @workgroup_size(WORKGROUP)
+fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(wid, lid, nwg);
+    let f = id % params.features_pad;
+    let padded_row = id / params.features_pad;
+    let h = padded_row / params.rows_pad;
+    if (h >= params.heads) {
+        return;
+    }
+    out[id] = phi_at(h, padded_row % params.rows_pad, f);
+}
+
+// phi_rows that also writes the chunk-transposed copy into aux.
+@compute @workgroup_size(WORKGROUP)
+fn phi_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(wid, lid, nwg);
+    let f = id % params.features_pad;
+    let padded_row = id / params.features_pad;
+    let h = padded_row / params.rows_pad;
+    if (h >= params.heads) {
+        return;
+    }
+    let r = padded_row % params.rows_pad;
+    let p = phi_at(h, r, f);
     out[id] = p;
+    aux[chunk_transposed(h, r, f, params.features_pad)] = p;
 }
 
 // One invocation per (head, row): out[row] = J_phi(x_row)^T y[row] (+ addend[row]), where y is
@@ -197,7 +228,11 @@ fn copy_rows(@builtin(workgroup_id) wid: vec3<u32>,
     if (h >= params.heads) {
         return;
     }
-    let r = dst_row % params.rows_pad;
+    out[id] = copied_at(h, dst_row % params.rows_pad, j);
+}
+
+// Element (h, r, j) of copy_rows's destination.
+fn copied_at(h: u32, r: u32, j: u32) -> f32 {
     var value = 0.0;
     if (r < params.rows) {
         if (j < params.width_in) {
@@ -206,7 +241,25 @@ fn copy_rows(@builtin(workgroup_id) wid: vec3<u32>,
             value = 1.0;
         }
     }
+    return value;
+}
+
+// copy_rows that also writes the chunk-transposed copy into aux.
+@compute @workgroup_size(WORKGROUP)
+fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(wid, lid, nwg);
+    let j = id % params.width_out;
+    let dst_row = id / params.width_out;
+    let h = dst_row / params.rows_pad;
+    if (h >= params.heads) {
+        return;
+    }
+    let r = dst_row % params.rows_pad;
+    let value = copied_at(h, r, j);
     out[id] = value;
+    aux[chunk_transposed(h, r, j, params.width_out)] = value;
 }
 
 // ---- the diagonal blocks ---------------------------------------------------------------------
@@ -270,6 +323,7 @@ fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
 
 // One invocation per (head, padded row): G = [dO / Z, -delta / Z] with delta = dO . o, from
 // x = o, y = dO [heads, rows, d_v] and addend = Z; zero on padding rows and columns.
+// Also writes the chunk-transposed copy of G into aux (G^T_c, read by R_c = Phi(Q_c)^T G_c).
 @compute @workgroup_size(WORKGROUP)
 fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
@@ -281,9 +335,11 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let r = padded_row % params.rows_pad;
     let base = padded_row * params.width_out;
+    let width = params.width_out;
     if (r >= params.rows) {
-        for (var j = 0u; j < params.width_out; j++) {
+        for (var j = 0u; j < width; j++) {
             out[base + j] = 0.0;
+            aux[chunk_transposed(h, r, j, width)] = 0.0;
         }
         return;
     }
@@ -294,10 +350,13 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
         let d_o = y[row * params.d_v + j];
         delta += d_o * x[row * params.d_v + j];
         out[base + j] = d_o * inv_z;
+        aux[chunk_transposed(h, r, j, width)] = d_o * inv_z;
     }
     out[base + params.d_v] = -delta * inv_z;
-    for (var j = params.d_v + 1u; j < params.width_out; j++) {
+    aux[chunk_transposed(h, r, params.d_v, width)] = -delta * inv_z;
+    for (var j = params.d_v + 1u; j < width; j++) {
         out[base + j] = 0.0;
+        aux[chunk_transposed(h, r, j, width)] = 0.0;
     }
 }
 

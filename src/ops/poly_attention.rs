@@ -70,6 +70,13 @@ pub const PHI_ROWS: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// phi_rows that also writes each chunk's block transposed (`chunk_transposed` in the shader).
+pub const PHI_ROWS_TRANSPOSED_TOO: Kernel = Kernel {
+    entry: "phi_rows_transposed_too",
+    bindings: &[PARAMS, MONOMIALS, X, OUT, AUX],
+    ..PHI_ROWS
+};
+
 pub const PHI_GRAD_ROWS: Kernel = Kernel {
     entry: "phi_grad_rows",
     bindings: &[PARAMS, MONOMIALS, X, Y, ADDEND, OUT],
@@ -81,6 +88,13 @@ pub const PHI_GRAD_ROWS: Kernel = Kernel {
 pub const COPY_ROWS: Kernel = Kernel {
     entry: "copy_rows",
     bindings: &[PARAMS, X, OUT],
+    ..PHI_ROWS
+};
+
+/// copy_rows that also writes each chunk's block transposed.
+pub const COPY_ROWS_TRANSPOSED_TOO: Kernel = Kernel {
+    entry: "copy_rows_transposed_too",
+    bindings: &[PARAMS, X, OUT, AUX],
     ..PHI_ROWS
 };
 
@@ -104,7 +118,7 @@ pub const NORMALISE: Kernel = Kernel {
 
 pub const GRAD_ROWS: Kernel = Kernel {
     entry: "grad_rows",
-    bindings: &[PARAMS, X, Y, ADDEND, OUT],
+    bindings: &[PARAMS, X, Y, ADDEND, OUT, AUX],
     ..PHI_ROWS
 };
 
@@ -251,19 +265,29 @@ impl FeatureMap {
         x: &GpuTensor,
         rows: FeatureRows,
         out: &GpuTensor,
+        transposed: Option<ChunksTransposed>,
     ) -> Result<()> {
         let invocations = rows.heads * rows.rows_pad * rows.features_pad;
         check_len(out, invocations)?;
+        let mut buffers = vec![
+            ("monomials", &self.table.buffer),
+            ("x", &x.buffer),
+            ("out", &out.buffer),
+        ];
+        let (kernel, params) = match &transposed {
+            None => (&PHI_ROWS, self.params(rows)),
+            Some(t) => {
+                check_len(t.tensor, invocations)?;
+                buffers.push(("aux", &t.tensor.buffer));
+                (&PHI_ROWS_TRANSPOSED_TOO, t.params(self.params(rows)))
+            }
+        };
         ctx.run(
             encoder,
-            &PHI_ROWS,
-            &self.constants(&PHI_ROWS),
-            &self.params(rows),
-            &[
-                ("monomials", &self.table.buffer),
-                ("x", &x.buffer),
-                ("out", &out.buffer),
-            ],
+            kernel,
+            &self.constants(kernel),
+            &params,
+            &buffers,
             Grid::Invocations(invocations as u64),
         )
     }
@@ -319,7 +343,7 @@ impl FeatureMap {
         let out = GpuTensor::output(ctx, "phi(x)", &[rows, self.features])?;
         let mut encoder = ctx.encoder("phi_rows");
         ctx.checked("phi_rows", || {
-            self.record_forward(ctx, &mut encoder, x, self.plain_rows(rows), &out)
+            self.record_forward(ctx, &mut encoder, x, self.plain_rows(rows), &out, None)
         })??;
         ctx.submit("phi_rows", encoder)?;
         Ok(out)
@@ -376,6 +400,8 @@ pub struct PolyForward {
     /// Phi(Q), Phi(K): `[B*H, n_pad, k_pad]`.
     phi_q: GpuTensor,
     phi_k: GpuTensor,
+    /// Phi(Q) chunk-transposed, `[B*H * n_chunks, k_pad, chunk]` (for R_c = Phi(Q_c)^T G_c).
+    phi_q_t: GpuTensor,
     /// V' = [V, 1], `[B*H, n_pad, v_width]`.
     v_ones: GpuTensor,
     /// S_<c (causal) or S (full): `[B*H * n_chunks, k_pad, v_width]`.
@@ -390,6 +416,24 @@ pub struct PolyForward {
 /// operands, where windows-16x4 runs them, live until that encoder has run): the forward
 /// records 4, the backward 9 (4, and 5 for the diagonal blocks).
 const PRODUCTS_PER_HALF: u64 = 9;
+
+/// A chunk-transposed copy to write beside a row kernel's output: `[heads * n_chunks, width,
+/// chunk]`, each chunk's block of rows transposed.
+struct ChunksTransposed<'a> {
+    tensor: &'a GpuTensor,
+    chunk: usize,
+    n_chunks: usize,
+}
+
+impl ChunksTransposed<'_> {
+    fn params(&self, base: PolyParams) -> PolyParams {
+        PolyParams {
+            chunk: self.chunk as u32,
+            n_chunks: self.n_chunks as u32,
+            ..base
+        }
+    }
+}
 
 pub struct PolyAttention {
     shape: AttentionShape,
@@ -628,6 +672,7 @@ impl PolyAttention {
         src: (&GpuTensor, usize, usize),
         dst: (&GpuTensor, usize, usize),
         ones_col: u32,
+        transposed: Option<&GpuTensor>,
     ) -> Result<()> {
         let ((src, rows, width_in), (dst, rows_dst, width_out)) = (src, dst);
         check_len(src, self.heads() * rows * width_in)?;
@@ -640,14 +685,38 @@ impl PolyAttention {
             ones_col,
             ..self.params()
         };
-        self.kernel(
-            ctx,
-            enc,
-            &COPY_ROWS,
-            params,
-            &[("x", src), ("out", dst)],
-            dst.len(),
-        )
+        match transposed {
+            None => self.kernel(
+                ctx,
+                enc,
+                &COPY_ROWS,
+                params,
+                &[("x", src), ("out", dst)],
+                dst.len(),
+            ),
+            Some(t) => {
+                // Its chunk layout is the padded rows': the destination must be padded.
+                check_len(t, dst.len())?;
+                let buffers = [("x", src), ("out", dst), ("aux", t)];
+                self.kernel(
+                    ctx,
+                    enc,
+                    &COPY_ROWS_TRANSPOSED_TOO,
+                    params,
+                    &buffers,
+                    dst.len(),
+                )
+            }
+        }
+    }
+
+    /// This attention's chunk-transposed copy of a row tensor.
+    fn chunks_transposed<'t>(&self, tensor: &'t GpuTensor) -> ChunksTransposed<'t> {
+        ChunksTransposed {
+            tensor,
+            chunk: self.block,
+            n_chunks: self.n_chunks,
+        }
     }
 
     /// Records the exclusive prefix (forward) or suffix (backward) of chunk states.
@@ -714,12 +783,18 @@ impl PolyAttention {
         AttentionFootprint {
             saved: bytes(&s.v_shape())
                 + bytes(&[self.heads(), s.seq_len])
-                + 2 * rows(kp)
+                // Phi(Q), Phi(K), and Phi(Q) chunk-transposed.
+                + 3 * rows(kp)
                 + rows(vw)
                 + scratch(&self.states_shape())
                 + causal(2 * rows(qw)),
-            forward_scratch: rows(vw) + causal(scratch(&self.scores_shape())) + packing.total,
-            backward_scratch: 2 * rows(vw)
+            // O', and Phi(K) and V' chunk-transposed.
+            forward_scratch: 2 * rows(vw)
+                + rows(kp)
+                + causal(scratch(&self.scores_shape()))
+                + packing.total,
+            // G and G chunk-transposed, dV'.
+            backward_scratch: 3 * rows(vw)
                 + scratch(&self.states_shape())
                 + rows(kp)
                 + 2 * bytes(&s.qk_shape())
@@ -762,12 +837,16 @@ impl PolyAttention {
             z: out("poly attention normaliser", &[self.heads(), s.seq_len])?,
             phi_q: scratch("phi(q)", &self.rows_shape(kp))?,
             phi_k: scratch("phi(k)", &self.rows_shape(kp))?,
+            phi_q_t: scratch("phi(q) chunks transposed", &self.rows_shape(kp))?,
             v_ones: scratch("v'", &self.rows_shape(vw))?,
             states: scratch("poly attention chunk states", &self.states_shape())?,
             q_pad: padded("q padded")?,
             k_pad: padded("k padded")?,
         };
         let o_ones = scratch("o'", &self.rows_shape(vw))?;
+        // Chunk-transposed Phi(K) and V', for the products that sum over a chunk's rows.
+        let phi_k_t = scratch("phi(k) chunks transposed", &self.rows_shape(kp))?;
+        let v_ones_t = scratch("v' chunks transposed", &self.rows_shape(vw))?;
         let scores = s
             .causal
             .then(|| scratch("poly attention scores", &self.scores_shape()))
@@ -777,14 +856,27 @@ impl PolyAttention {
             let enc = &mut enc;
             let rows = self.feature_rows();
             let (n, n_pad) = (s.seq_len, self.rows_pad());
-            self.phi.record_forward(ctx, enc, q, rows, &saved.phi_q)?;
-            self.phi.record_forward(ctx, enc, k, rows, &saved.phi_k)?;
+            let phi_q_t = Some(self.chunks_transposed(&saved.phi_q_t));
+            self.phi
+                .record_forward(ctx, enc, q, rows, &saved.phi_q, phi_q_t)?;
+            let phi_k_t_out = Some(self.chunks_transposed(&phi_k_t));
+            self.phi
+                .record_forward(ctx, enc, k, rows, &saved.phi_k, phi_k_t_out)?;
             let v_ones = (&saved.v_ones, n_pad, vw);
-            self.copy_rows(ctx, enc, (v, n, s.d_v), v_ones, s.d_v as u32)?;
-            // S_c = Phi(K_c)^T V'_c, then S_<c.
+            let ones = s.d_v as u32;
+            self.copy_rows(ctx, enc, (v, n, s.d_v), v_ones, ones, Some(&v_ones_t))?;
+            // S_c = Phi(K_c)^T V'_c (as (Phi(K_c)^T) (V'_c^T)^T: k contiguous), then S_<c.
             let states = &saved.states;
-            let (phi_k, v1) = ((&saved.phi_k, true), (&saved.v_ones, false));
-            self.product(ctx, enc, phi_k, v1, states, [kp, vw, c], PLAIN)?;
+            let v1_t = (&v_ones_t, true);
+            self.product(
+                ctx,
+                enc,
+                (&phi_k_t, false),
+                v1_t,
+                states,
+                [kp, vw, c],
+                PLAIN,
+            )?;
             if s.causal {
                 self.scan(ctx, enc, states, 0)?;
             }
@@ -793,8 +885,8 @@ impl PolyAttention {
             self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
             if let (Some(q_pad), Some(k_pad), Some(scores)) = (&saved.q_pad, &saved.k_pad, &scores)
             {
-                self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES)?;
-                self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES)?;
+                self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES, None)?;
+                self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES, None)?;
                 self.scores(ctx, enc, (q_pad, k_pad), scores)?;
                 let p = [("aux", scores)];
                 self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, scores.len())?;
@@ -803,7 +895,7 @@ impl PolyAttention {
                     add_into_c: true,
                     ..PLAIN
                 };
-                self.product(ctx, enc, (scores, false), v1, &o_ones, [c, vw, c], add)?;
+                self.product(ctx, enc, (scores, false), v1_t, &o_ones, [c, vw, c], add)?;
             }
             let params = PolyParams {
                 width_in: vw as u32,
@@ -840,6 +932,7 @@ impl PolyAttention {
         let out = |name: &str, shape: &[usize]| GpuTensor::output(ctx, name, shape);
         let scratch = |name: &str, shape: &[usize]| GpuTensor::windowable_output(ctx, name, shape);
         let g = scratch("poly attention G", &self.rows_shape(vw))?;
+        let g_t = scratch("poly attention G chunks transposed", &self.rows_shape(vw))?;
         let r = scratch("poly attention gradient states", &self.states_shape())?;
         let d_phi = scratch("dL/dphi", &self.rows_shape(kp))?;
         let dv_ones = scratch("dv'", &self.rows_shape(vw))?;
@@ -872,6 +965,7 @@ impl PolyAttention {
                 ("y", d_o),
                 ("addend", &saved.z),
                 ("out", &g),
+                ("aux", &g_t),
             ];
             self.kernel(
                 ctx,
@@ -881,9 +975,10 @@ impl PolyAttention {
                 &buffers,
                 rows.heads * rows.rows_pad,
             )?;
-            // R_c = Phi(Q_c)^T G_c, then R_>c.
-            let (phi_q, g_rows) = ((&saved.phi_q, true), (&g, false));
-            self.product(ctx, enc, phi_q, g_rows, &r, [kp, vw, c], PLAIN)?;
+            // R_c = Phi(Q_c)^T G_c (from both chunk-transposed), then R_>c.
+            let (phi_q_t, g_t) = ((&saved.phi_q_t, false), (&g_t, true));
+            self.product(ctx, enc, phi_q_t, g_t, &r, [kp, vw, c], PLAIN)?;
+            let g_rows = (&g, false);
             if s.causal {
                 self.scan(ctx, enc, &r, SUFFIX)?;
             }
@@ -913,7 +1008,7 @@ impl PolyAttention {
             self.product(ctx, enc, phi_k, (&r, false), &dv_ones, [c, vw, kp], add)?;
             let (n, n_pad) = (s.seq_len, self.rows_pad());
             let dv = (&grads.dv, n, s.d_v);
-            self.copy_rows(ctx, enc, (&dv_ones, n_pad, vw), dv, NO_ONES)
+            self.copy_rows(ctx, enc, (&dv_ones, n_pad, vw), dv, NO_ONES, None)
         })??;
         ctx.submit("poly attention backward", enc)?;
         Ok(grads)
