@@ -117,6 +117,13 @@ fn chunk_transposed(h: u32, r: u32, j: u32, width: u32) -> u32 {
     return ((h * params.n_chunks + c) * width + j) * params.chunk + r % params.chunk;
 }
 
+// (head, padded row, column) of element `id` of a [heads, rows_pad, width] tensor; the head is
+// at least params.heads past its end.
+fn row_element(id: u32, width: u32) -> vec3<u32> {
+    let row = id / width;
+    return vec3<u32>(row / params.rows_pad, row % params.rows_pad, id % width);
+}
+
 // ---- the feature map -----------------------------------------------------------------------
 
 // phi_f of padded row r of head h of x [heads, rows, d_qk]; zero on padding rows and columns.
@@ -142,13 +149,11 @@ fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
             @builtin(local_invocation_index) lid: u32,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(wid, lid, nwg);
-    let f = id % params.features_pad;
-    let padded_row = id / params.features_pad;
-    let h = padded_row / params.rows_pad;
-    if (h >= params.heads) {
+    let e = row_element(id, params.features_pad);
+    if (e.x >= params.heads) {
         return;
     }
-    out[id] = phi_at(h, padded_row % params.rows_pad, f);
+    out[id] = phi_at(e.x, e.y, e.z);
 }
 
 // phi_rows that also writes the chunk-transposed copy into aux.
@@ -157,16 +162,13 @@ fn phi_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(wid, lid, nwg);
-    let f = id % params.features_pad;
-    let padded_row = id / params.features_pad;
-    let h = padded_row / params.rows_pad;
-    if (h >= params.heads) {
+    let e = row_element(id, params.features_pad);
+    if (e.x >= params.heads) {
         return;
     }
-    let r = padded_row % params.rows_pad;
-    let p = phi_at(h, r, f);
+    let p = phi_at(e.x, e.y, e.z);
     out[id] = p;
-    aux[chunk_transposed(h, r, f, params.features_pad)] = p;
+    aux[chunk_transposed(e.x, e.y, e.z, params.features_pad)] = p;
 }
 
 // One invocation per (head, row): out[row] = J_phi(x_row)^T y[row] (+ addend[row]), where y is
@@ -222,13 +224,11 @@ fn copy_rows(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(wid, lid, nwg);
-    let j = id % params.width_out;
-    let dst_row = id / params.width_out;
-    let h = dst_row / params.rows_pad;
-    if (h >= params.heads) {
+    let e = row_element(id, params.width_out);
+    if (e.x >= params.heads) {
         return;
     }
-    out[id] = copied_at(h, dst_row % params.rows_pad, j);
+    out[id] = copied_at(e.x, e.y, e.z);
 }
 
 // Element (h, r, j) of copy_rows's destination.
@@ -250,16 +250,13 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32,
                             @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(wid, lid, nwg);
-    let j = id % params.width_out;
-    let dst_row = id / params.width_out;
-    let h = dst_row / params.rows_pad;
-    if (h >= params.heads) {
+    let e = row_element(id, params.width_out);
+    if (e.x >= params.heads) {
         return;
     }
-    let r = dst_row % params.rows_pad;
-    let value = copied_at(h, r, j);
+    let value = copied_at(e.x, e.y, e.z);
     out[id] = value;
-    aux[chunk_transposed(h, r, j, params.width_out)] = value;
+    aux[chunk_transposed(e.x, e.y, e.z, params.width_out)] = value;
 }
 
 // ---- the diagonal blocks ---------------------------------------------------------------------

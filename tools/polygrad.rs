@@ -456,7 +456,7 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     let (batch, seq_len) = (x.shape[0], x.shape[1]);
     let estimate = GpuModel::memory_estimate(&ctx, model.config(), batch, seq_len)?;
     // Writing the result copies it twice: into the file's tensors, then into its bytes.
-    estimate.check(&ctx, 2 * estimate.result_bytes)?;
+    estimate.check(&ctx, 2 * estimate.result_bytes, false)?;
     if matches!(attention, Attention::Exact) && seq_len >= EXACT_TIME_ESTIMATE_FROM {
         warn_of_exact_time(&ctx, model.config(), batch, seq_len)?;
     }

@@ -67,6 +67,14 @@ impl GpuTensor {
         shape: &[usize],
         data: TensorData,
     ) -> Result<Self> {
+        let bytes = Self::checked_bytes(name, shape, data)?;
+        let tensor = Self::allocate(ctx, name, shape)?;
+        ctx.queue.write_buffer(&tensor.buffer, 0, bytes);
+        Ok(tensor)
+    }
+
+    /// The bytes of `data`, refused if they are not `shape`'s count or hold a NaN or infinity.
+    fn checked_bytes<'d>(name: &str, shape: &[usize], data: TensorData<'d>) -> Result<&'d [u8]> {
         let expected: usize = shape.iter().product();
         let (bytes, count): (&[u8], usize) = match data {
             TensorData::F32(values) => {
@@ -91,9 +99,7 @@ impl GpuTensor {
                 count,
             });
         }
-        let tensor = Self::allocate(ctx, name, shape)?;
-        ctx.queue.write_buffer(&tensor.buffer, 0, bytes);
-        Ok(tensor)
+        Ok(bytes)
     }
 
     /// [`Self::output`] that matmul_windows may also bind directly as uniform windows
@@ -117,24 +123,9 @@ impl GpuTensor {
         shape: &[usize],
         data: &[f32],
     ) -> Result<Self> {
+        let bytes = Self::checked_bytes(name, shape, TensorData::F32(data))?;
         let tensor = Self::windowable_output(ctx, name, shape)?;
-        if data.len() != tensor.len() {
-            return Err(Error::LengthMismatch {
-                tensor: name.into(),
-                shape: shape.to_vec(),
-                expected: tensor.len(),
-                count: data.len(),
-            });
-        }
-        if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                tensor: name.into(),
-                index,
-                value,
-            });
-        }
-        ctx.queue
-            .write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data));
+        ctx.queue.write_buffer(&tensor.buffer, 0, bytes);
         Ok(tensor)
     }
 

@@ -183,7 +183,8 @@ impl GpuModel {
         let (batch, seq_len) = self.config.check_input("x", x)?;
         let attention = attention_op(ctx, &self.config, batch, seq_len)?;
         let dims = Dims { batch, seq_len };
-        MemoryEstimate::of(ctx, &self.config, dims, attention.footprint(ctx)).check(ctx, 0)?;
+        let estimate = MemoryEstimate::of(ctx, &self.config, dims, attention.footprint(ctx));
+        estimate.check(ctx, 0, true)?;
         Ok((dims, attention))
     }
 

@@ -24,6 +24,8 @@ pub struct MemoryEstimate {
     pub largest_buffer: u64,
     /// Host bytes of the result: y, grad.x and every parameter's gradient.
     pub result_bytes: u64,
+    /// Of `device_bytes`, the parameters' (already resident once a `GpuModel` exists).
+    pub parameter_bytes: u64,
 }
 
 impl MemoryEstimate {
@@ -66,13 +68,20 @@ impl MemoryEstimate {
                 .max(attention.largest)
                 .max(block.largest_packed),
             result_bytes: result,
+            parameter_bytes: params,
         }
     }
 
     /// Refuses a pass whose largest buffer is above the device's limits, or which needs more
     /// than the machine has available, `extra_host_bytes` (the caller's own copies of the
-    /// result) included. The error gives the estimate.
-    pub fn check(&self, ctx: &GpuContext, extra_host_bytes: u64) -> Result<()> {
+    /// result) included; parameters already uploaded (`parameters_resident`) are not counted
+    /// again. The error gives the estimate.
+    pub fn check(
+        &self,
+        ctx: &GpuContext,
+        extra_host_bytes: u64,
+        parameters_resident: bool,
+    ) -> Result<()> {
         let limits = ctx.limits();
         for (limit, max) in [
             (
@@ -95,7 +104,13 @@ impl MemoryEstimate {
         }
         let shares_host = ctx.adapter().shares_host_memory();
         let host = self.result_bytes + extra_host_bytes;
-        let needed = host + if shares_host { self.device_bytes } else { 0 };
+        let resident = if parameters_resident {
+            self.parameter_bytes
+        } else {
+            0
+        };
+        let device = self.device_bytes - resident;
+        let needed = host + if shares_host { device } else { 0 };
         match available_memory() {
             Some(available) if needed > available => Err(Error::OutOfMemory {
                 needed,
@@ -104,7 +119,7 @@ impl MemoryEstimate {
                     format!(
                         "{} of device buffers on {}, which live in the machine's memory, and {} on \
                          the host",
-                        format_bytes(self.device_bytes),
+                        format_bytes(device),
                         ctx.adapter().name,
                         format_bytes(host)
                     )
