@@ -250,24 +250,45 @@ fn bad_inputs_are_refused_by_name_and_the_device_stays_usable() {
 /// Issue 11's case: q and k weights times 500 put logits near 4e5, where exact attention
 /// used to give NaN (e^x's reduction overflowed for x below about -4e5). Every tensor is
 /// finite, and no further from the f64 reference than twice a plain f32 evaluation of the
-/// same model (FlashAttention's rule). The q and k gradients go through softmax weights of
-/// e^-(gap between logits): where a gap falls between f32's and f64's underflow (88 to 745)
-/// any f32 evaluation differs from f64, so the f32 rule is the bar that means something.
+/// same model (FlashAttention's rule; for the q and k weights' gradients, at least
+/// LOGIT_ROUNDINGS roundings of the largest logit), wherever that rule is about the evaluation
+/// rather than the instance: f32 rounds a logit of 4e5 by about 0.02, so in a row whose two largest logits
+/// lie within a few units of each other the weights move by up to 1% whoever evaluates them,
+/// and two f32 evaluations land at unrelated points of that range (measured: a gap of 1.18 gave
+/// the GPU 1.1e-3 and plain f32 3.6e-4 on y). Such draws are checked for finiteness and
+/// counted (5 in 405 draws); the rule is asserted on draws whose every top-two gap is at least
+/// WELL_SEPARATED, where e^-gap is below f32's resolution. Over 400 such draws the worst
+/// tensor other than the q and k weights' gradients used 35% of its bar.
 #[test]
 fn exact_attention_stays_finite_with_logits_near_4e5() {
     let Some(ctx) = common::gpu() else { return };
     let mut rng = common::fresh_rng("huge logits");
-    for _ in 0..HUGE_LOGIT_CASES {
+    let (mut checked, mut near_ties) = (0, 0);
+    while checked < HUGE_LOGIT_CASES {
         let seed: u64 = rand::Rng::random(&mut rng);
-        huge_logits_case(&ctx, seed);
+        if huge_logits_case(&ctx, seed) {
+            checked += 1;
+        } else {
+            near_ties += 1;
+            assert!(
+                near_ties <= HUGE_LOGIT_CASES,
+                "{near_ties} draws with near-tied logits"
+            );
+        }
     }
+    eprintln!("{checked} draws checked against plain f32, {near_ties} near-tied draws only for finiteness");
 }
 
-/// Fresh models per run (each about 30 ms). Over 40 seeds the worst tensor used 38% of its
-/// bar (grad ln1.bias: 5.9e-7 against plain f32's 2.7e-7).
+/// Fresh well-separated models per run (each about 30 ms).
 const HUGE_LOGIT_CASES: usize = 20;
 
-fn huge_logits_case(ctx: &polygrad::GpuContext, seed: u64) {
+/// The smallest top-two logit gap at which a row's second weight, e^-gap, is below f32's
+/// resolution even after f32 rounds its logits (e^-20 = 2e-9).
+const WELL_SEPARATED: f64 = 20.0;
+
+/// One draw: asserts every tensor finite and, where every attention row is well separated
+/// (returns true), within twice plain f32's error.
+fn huge_logits_case(ctx: &polygrad::GpuContext, seed: u64) -> bool {
     let model = Model::random(small_model_config(1, 2, true, Attention::Exact), seed).unwrap();
     let config = model.config().clone();
     let mut params = model.params().clone();
@@ -279,26 +300,79 @@ fn huge_logits_case(ctx: &polygrad::GpuContext, seed: u64) {
     let model = Model::new(config, params).unwrap();
     let (x, dy) = random_model_input(model.config(), 1, 33, seed + 1);
     let checks = check_model(ctx, &model, &x, &Loss::Vjp(dy.clone())).unwrap();
-    let plain = plain_f32_errors(&model, &x, &dy);
     for c in &checks {
-        let f32_error = plain[&c.tensor];
-        eprintln!(
-            "seed {seed}: {} relative error {:e} (plain f32: {f32_error:e})",
-            c.tensor, c.error
-        );
         assert!(
             c.error.is_finite(),
             "seed {seed}: {} is not finite",
             c.tensor
         );
+    }
+    let (gap, range) = logit_gap_and_range(&model, &x);
+    if gap < WELL_SEPARATED {
+        eprintln!("seed {seed}: two logits {gap:.3} apart: checked for finiteness only");
+        return false;
+    }
+    let plain = plain_f32_errors(&model, &x, &dy);
+    for c in &checks {
+        let twice_plain = 2.0 * plain[&c.tensor] + PLAIN_F32_SLACK;
+        let bar = if c.tensor.contains("attn.q.") || c.tensor.contains("attn.k.") {
+            twice_plain.max(LOGIT_ROUNDINGS * range * f64::from(f32::EPSILON) / 2.0)
+        } else {
+            twice_plain
+        };
+        eprintln!(
+            "seed {seed}: {} relative error {:e} (bar {bar:e}; plain f32 {:e}; |s| up to {range:.3e})",
+            c.tensor, c.error, plain[&c.tensor]
+        );
         assert!(
-            c.error <= 2.0 * f32_error + PLAIN_F32_SLACK,
-            "seed {seed}: {} relative error {:e}, more than twice plain f32's {f32_error:e}",
+            c.error <= bar,
+            "seed {seed}: {} relative error {:e} above {bar:e}",
             c.tensor,
             c.error
         );
     }
+    true
 }
+
+/// In f64, for a one-layer model on x: the smallest gap between the two largest logits of any
+/// attention row (causal rows with at least two keys), and the largest |logit|.
+fn logit_gap_and_range(model: &Model, x: &polygrad::HostTensor) -> (f64, f64) {
+    use polygrad::reference::{layer_norm::layer_norm_forward, linear::linear_forward, widen};
+    let c = model.config();
+    let p = |name: &str| widen(&model.params()[&format!("blocks.0.{name}")].data);
+    let h1 = layer_norm_forward(&widen(&x.data), &p("ln1.weight"), &p("ln1.bias"), c.ln_eps);
+    let width = c.n_heads * c.d_qk;
+    let (q, k) = (
+        linear_forward(&h1, &p("attn.q.weight"), None, width),
+        linear_forward(&h1, &p("attn.k.weight"), None, width),
+    );
+    let n = x.shape[1];
+    let scale = 1.0 / (c.d_qk as f64).sqrt();
+    let (mut smallest, mut largest) = (f64::INFINITY, 0.0f64);
+    for b in 0..x.shape[0] {
+        for h in 0..c.n_heads {
+            let at = |i: usize| (b * n + i) * width + h * c.d_qk;
+            for a in 1..n {
+                let mut logits: Vec<f64> = (0..=a)
+                    .map(|j| {
+                        let (qa, kj) = (&q[at(a)..at(a) + c.d_qk], &k[at(j)..at(j) + c.d_qk]);
+                        qa.iter().zip(kj).map(|(u, w)| u * w).sum::<f64>() * scale
+                    })
+                    .collect();
+                largest = logits.iter().fold(largest, |m, s| m.max(s.abs()));
+                logits.sort_by(|u, w| w.total_cmp(u));
+                smallest = smallest.min(logits[0] - logits[1]);
+            }
+        }
+    }
+    (smallest, largest)
+}
+
+/// The q and k weights' gradients consist only of the rows' small weights e^-gap, which move
+/// relatively by the rounding of their logits, |s| 2^-24, in any f32 evaluation: measured over
+/// 400 draws, up to 0.95 |s|max 2^-24 (the GPU) and 5.7 times plain f32's own error. Their
+/// bar is the larger of twice plain f32's error and this many roundings of the largest logit.
+const LOGIT_ROUNDINGS: f64 = 4.0;
 
 /// Added to twice plain f32's error: where plain f32 happens to land within a few roundings
 /// of f64, a bar of twice that is below what any f32 evaluation can promise.
