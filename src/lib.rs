@@ -16,4 +16,4 @@ pub mod validate;
 pub use attention::{Attention, AttentionShape};
 pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
-pub use model::{GpuModel, HostTensor, Loss, Model, ModelConfig, ModelGradients};
+pub use model::{GpuModel, HostTensor, LayerBound, Loss, Model, ModelConfig, ModelGradients};

@@ -42,6 +42,10 @@ pub fn taylor_exp<T: num_traits::Float>(s: T, degree: u32) -> T {
     acc
 }
 
+/// The rounding floor added to every certified bound: f32 arithmetic after its reductions is
+/// about this far from exact even where the mathematics is (shared/DESIGN.md §3).
+pub const ROUNDING_FLOOR: f64 = 1e-6;
+
 /// The feature dimension C(d + g, g): the number of monomials of degree <= g in d variables.
 /// `None` when it does not fit in a `usize`.
 pub fn feature_dim(d: usize, degree: u32) -> Option<usize> {

@@ -662,3 +662,35 @@ fn exact_attention_at_huge_n_warns_of_its_time_before_starting() {
     );
     assert!(!f.out.exists());
 }
+
+#[test]
+fn grad_reports_each_layers_bound_and_warns_where_none_holds() {
+    let Some(_ctx) = common::gpu() else { return };
+    let model = Model::random(
+        small_model_config(2, 2, true, Attention::Poly { degree: 2 }),
+        61,
+    )
+    .unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 20, 62);
+    // q and k weights scaled: x 0.1 in block 0 (small logits, a bound holds), x 30 in block 1.
+    let config = model.config().clone();
+    let mut params = model.params().clone();
+    for (name, t) in params.iter_mut() {
+        let scale = match name.as_str() {
+            "blocks.0.attn.q.weight" | "blocks.0.attn.k.weight" => 0.1,
+            "blocks.1.attn.q.weight" | "blocks.1.attn.k.weight" => 30.0,
+            _ => continue,
+        };
+        t.data.iter_mut().for_each(|v| *v *= scale);
+    }
+    let model = Model::new(config, params).unwrap();
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    let (ok, err) = grad(&f, &[]);
+    assert!(ok, "{err}");
+    let layer0 = err.lines().find(|l| l.contains("layer 0: logits within"));
+    assert!(layer0.is_some_and(|l| l.contains("output within")), "{err}");
+    assert!(
+        err.contains("warning: no bound holds for layer(s) 1 (eps >= 1)"),
+        "{err}"
+    );
+}

@@ -392,6 +392,36 @@ fn explain_nonfinite(
 /// already 3x below e^s (P_2(4) = 13 against e^4 = 55), worse for every larger s.
 const POLY_TRUSTED_LOGITS: f64 = 4.0;
 
+/// Prints each layer's certificate (shared/DESIGN.md §3) and warns of the layers where none
+/// holds.
+fn report_bounds(bounds: &[polygrad::LayerBound], degree: u32) {
+    eprintln!("how far from exact softmax attention (poly g={degree}, certified):");
+    for b in bounds {
+        match b.output_bound {
+            Some(bound) => eprintln!(
+                "  layer {}: logits within {:.3e}, eps {:.2e}: output within {bound:.2e} x max|v|",
+                b.layer, b.logit_bound, b.eps
+            ),
+            None => eprintln!(
+                "  layer {}: logits within {:.3e}, eps {:.2e} >= 1: no bound",
+                b.layer, b.logit_bound, b.eps
+            ),
+        }
+    }
+    let unbounded: Vec<String> = bounds
+        .iter()
+        .filter(|b| b.output_bound.is_none())
+        .map(|b| b.layer.to_string())
+        .collect();
+    if !unbounded.is_empty() {
+        eprintln!(
+            "warning: no bound holds for layer(s) {} (eps >= 1): their gradients may be far from \
+             exact softmax attention; use --attention exact",
+            unbounded.join(", ")
+        );
+    }
+}
+
 /// From this n on, `grad` with exact attention first estimates how long the quadratic part
 /// will take (the estimate costs about 2 s on llvmpipe, under 1% of such a pass).
 const EXACT_TIME_ESTIMATE_FROM: usize = 16384;
@@ -471,6 +501,9 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
         }
     }
     polygrad::io::write_gradients(&args.out, &result)?;
+    if let Attention::Poly { degree } = attention {
+        report_bounds(&result.attention_bounds, degree);
+    }
     eprintln!(
         "{}: {} layers, {attention} attention, x {:?}, on {}{}",
         args.out.display(),

@@ -3,6 +3,10 @@
 /// (file name, source) for every shader; tests check that this list matches shaders/.
 pub const SHADERS: &[(&str, &str)] = &[
     (
+        "certificate.wgsl",
+        include_str!("../../shaders/certificate.wgsl"),
+    ),
+    (
         "exact_attention.wgsl",
         include_str!("../../shaders/exact_attention.wgsl"),
     ),

@@ -13,8 +13,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::attention::AttentionShape;
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuTensor};
+use crate::ops::certificate;
 use crate::ops::gelu::{gelu_backward, gelu_forward};
 use crate::ops::heads::{merge_heads, split_heads, HeadLayout};
 use crate::ops::layer_norm::{
@@ -35,6 +37,8 @@ pub(super) struct Dims {
 
 /// What one block's forward keeps for its backward.
 pub(super) struct BlockState {
+    /// The per-span maxima of q, k and v that the layer's certificate is formed from.
+    pub certificate: GpuTensor,
     x_in: GpuTensor,
     qkv: QkvState,
     attention: AttentionSaved,
@@ -86,6 +90,11 @@ struct MlpState {
     act: GpuTensor,
 }
 
+/// The attention shape of a pass of `c` over `dims`.
+pub(super) fn attention_shape(c: &ModelConfig, dims: Dims) -> AttentionShape {
+    AttentionShape::new(dims.batch, c.n_heads, dims.seq_len, c.d_qk, c.d_v, c.causal)
+}
+
 /// Bytes of GPU memory one block's pass allocates, written next to the code that allocates
 /// it: a tensor added to the pass belongs here too, and tests/model_gpu.rs checks the model's
 /// estimate against a measured pass.
@@ -119,8 +128,14 @@ impl BlockFootprint {
                 .map(|&(i, o)| linear::packing(ctx, (rows, i, o), backward))
                 .sum()
         };
-        // x_in, h1, x_mid, h2; q, k (heads); v, o (heads merged); u, act; both LN stats.
-        let kept = 4 * act(d) + 2 * act(qk) + 2 * act(v) + 2 * act(ff) + 2 * stats;
+        // x_in, h1, x_mid, h2; q, k (heads); v, o (heads merged); u, act; both LN stats; the
+        // certificate's maxima.
+        let kept = 4 * act(d)
+            + 2 * act(qk)
+            + 2 * act(v)
+            + 2 * act(ff)
+            + 2 * stats
+            + certificate::maxima_bytes(&attention_shape(c, dims));
         BlockFootprint {
             kept: kept + attention.saved,
             // q, k and v before their split into heads.
@@ -194,6 +209,8 @@ impl BlockPass<'_> {
         let during = format!("forward of block {}", self.layer);
         let mut enc = self.ctx.encoder(&during);
         let qkv = self.qkv_forward(&mut enc, &x_in)?;
+        let shape = attention.shape();
+        let certificate = certificate::record(self.ctx, &mut enc, shape, (&qkv.q, &qkv.k, &qkv.v))?;
         self.ctx.submit(&during, enc)?;
 
         let saved = attention.forward(self.ctx, &qkv.q, &qkv.k, &qkv.v)?;
@@ -203,6 +220,7 @@ impl BlockPass<'_> {
         let (mlp, x_out) = self.mlp_forward(&mut enc, &x_mid)?;
         self.ctx.submit(&during, enc)?;
         let state = BlockState {
+            certificate,
             x_in,
             qkv,
             attention: saved,

@@ -7,17 +7,18 @@
 
 use std::collections::BTreeMap;
 
-use crate::attention::AttentionShape;
+use crate::attention::{Attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
+use crate::ops::certificate;
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
 use crate::ops::AttentionOp;
 
-use super::block::{BlockPass, BlockState, Dims};
+use super::block::{attention_shape, BlockPass, BlockState, Dims};
 use super::memory::MemoryEstimate;
-use super::{HostTensor, Loss, Model, ModelConfig, Tensors};
+use super::{HostTensor, LayerBound, Loss, Model, ModelConfig, Tensors};
 
 /// A model's parameters on the GPU, ready for any number of forward and backward passes.
 pub struct GpuModel {
@@ -33,6 +34,8 @@ pub struct ModelGradients {
     pub loss: Option<f64>,
     pub grad_x: HostTensor,
     pub grads: Tensors,
+    /// Per layer, how far its attention may be from exact softmax attention.
+    pub attention_bounds: Vec<LayerBound>,
 }
 
 impl ModelGradients {
@@ -155,7 +158,9 @@ impl GpuModel {
         };
         let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
         let (grad_x, grads) = self.backward(ctx, &state, dims, &attention, dy)?;
-        read_back(ctx, &state.y, &grad_x, &grads, loss_value)
+        let kind = self.config.attention_kind()?;
+        let results = (&grad_x, &grads, loss_value);
+        read_back(ctx, &state, results, (attention.shape(), kind))
     }
 
     /// The memory a pass of `config` over an input of `batch` x `seq_len` needs on `ctx`,
@@ -291,7 +296,7 @@ fn attention_op(
     batch: usize,
     seq_len: usize,
 ) -> Result<AttentionOp> {
-    let shape = AttentionShape::new(batch, c.n_heads, seq_len, c.d_qk, c.d_v, c.causal);
+    let shape = attention_shape(c, Dims { batch, seq_len });
     AttentionOp::new(ctx, c.attention_kind()?, shape)
 }
 
@@ -308,16 +313,16 @@ fn check_upstream(x: &HostTensor, loss: &Loss) -> Result<()> {
     upstream.check_finite(loss.tensor_name())
 }
 
-/// y and every gradient, in one readback.
+/// y, every gradient and each layer's certificate, in one readback.
 fn read_back(
     ctx: &GpuContext,
-    y: &GpuTensor,
-    grad_x: &GpuTensor,
-    grads: &BTreeMap<String, GpuTensor>,
-    loss: Option<f64>,
+    state: &ForwardState,
+    (grad_x, grads, loss): (&GpuTensor, &BTreeMap<String, GpuTensor>, Option<f64>),
+    (shape, attention): (&AttentionShape, Attention),
 ) -> Result<ModelGradients> {
-    let mut wanted = vec![y, grad_x];
+    let mut wanted = vec![&state.y, grad_x];
     wanted.extend(grads.values());
+    wanted.extend(state.blocks.iter().map(|b| &b.certificate));
     let mut values = GpuTensor::download_all(ctx, &wanted)?.into_iter();
     let mut host = |t: &GpuTensor| HostTensor {
         shape: t.shape().to_vec(),
@@ -326,12 +331,21 @@ fn read_back(
             .expect("download_all returns one vector per tensor"),
     };
     Ok(ModelGradients {
-        y: host(y),
+        y: host(&state.y),
         loss,
         grad_x: host(grad_x),
         grads: grads
             .iter()
             .map(|(name, g)| (name.clone(), host(g)))
+            .collect(),
+        attention_bounds: state
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(l, b)| {
+                let heads = certificate::head_bounds(shape, &host(&b.certificate).data);
+                LayerBound::of(l, heads, attention)
+            })
             .collect(),
     })
 }

@@ -2,11 +2,13 @@
 //! and its forward and backward pass on the GPU ([`GpuModel`]).
 
 mod block;
+mod bounds;
 mod config;
 mod gpu;
 mod memory;
 mod params;
 
+pub use bounds::LayerBound;
 pub use config::ModelConfig;
 pub use gpu::{ForwardTrace, GpuModel, ModelGradients};
 pub use memory::{available_memory, format_bytes, MemoryEstimate};

@@ -1,5 +1,6 @@
 //! Host modules, one per shader file: each checks shapes, builds bind groups and dispatches.
 
+pub mod certificate;
 pub mod exact_attention;
 pub mod gelu;
 pub mod heads;
@@ -87,6 +88,14 @@ impl AttentionOp {
                 AttentionOp::Poly(poly_attention::PolyAttention::new(ctx, shape, degree)?)
             }
         })
+    }
+
+    /// The shape this attention was built for.
+    pub fn shape(&self) -> &AttentionShape {
+        match self {
+            AttentionOp::Exact(op) => op.shape(),
+            AttentionOp::Poly(op) => op.shape(),
+        }
     }
 
     /// The GPU memory [`Self::forward`] and [`Self::backward`] allocate.
@@ -219,6 +228,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::PACK_WINDOWS,
     &matmul::MATMUL_WINDOWS,
     &linear::BIAS_GRAD,
+    &certificate::SPAN_MAXIMA,
     &gelu::GELU_FORWARD,
     &gelu::GELU_BACKWARD,
     &heads::SPLIT_HEADS,

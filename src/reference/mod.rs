@@ -3,6 +3,7 @@
 //! result is compared against.
 
 pub mod attention;
+pub mod certificate;
 pub mod finite_diff;
 pub mod gelu;
 pub mod layer_norm;

@@ -1,0 +1,64 @@
+//! The certificate's inputs on the GPU (per head: the logit bound R and max |v|) against their
+//! f64 definition, over several spans; and each layer's bound as a model pass returns it.
+
+mod common;
+
+use polygrad::attention::AttentionShape;
+use polygrad::ops::{certificate, upload_inputs, AttentionInputs};
+use polygrad::validate::{random_attention_inputs, random_model_input, small_model_config};
+use polygrad::{Attention, Loss, Model};
+
+#[test]
+fn head_bounds_match_f64_over_several_spans() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("certificate");
+    // n = 9000 with widths 4 + 4: three spans of 3640 rows per head.
+    for (batch, heads, n, d_qk, d_v) in [(2, 3, 9000, 4, 4), (1, 2, 33, 16, 64)] {
+        let shape = AttentionShape::new(batch, heads, n, d_qk, d_v, true);
+        let seed: u64 = rand::Rng::random(&mut rng);
+        let host = random_attention_inputs(&shape, 2.0, seed);
+        let (q, k, v, _) = upload_inputs(&ctx, &shape, AttentionInputs::from_array(&host)).unwrap();
+        let mut encoder = ctx.encoder("certificate test");
+        let maxima = certificate::record(&ctx, &mut encoder, &shape, (&q, &k, &v)).unwrap();
+        ctx.submit("certificate test", encoder).unwrap();
+        let got = certificate::head_bounds(&shape, &maxima.download(&ctx).unwrap());
+        let widen = polygrad::reference::widen;
+        let expected = polygrad::reference::certificate::head_bounds(
+            &shape,
+            &widen(&host[0]),
+            &widen(&host[1]),
+            &widen(&host[2]),
+        );
+        assert_eq!(got.len(), shape.total_heads());
+        for (g, e) in got.iter().zip(&expected) {
+            let rel = |a: f64, b: f64| (a - b).abs() / b;
+            assert!(
+                rel(g.logit_bound, e.logit_bound) < 1e-6,
+                "{shape} seed {seed}: {g:?} against {e:?}"
+            );
+            assert!(
+                rel(g.max_abs_v, e.max_abs_v) < 1e-6,
+                "{shape} seed {seed}: {g:?} against {e:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_model_pass_returns_each_layers_bound() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = small_model_config(2, 2, true, Attention::Poly { degree: 2 });
+    let model = Model::random(config, 51).unwrap();
+    let (x, dy) = random_model_input(model.config(), 2, 40, 52);
+    let gpu = polygrad::GpuModel::new(&ctx, &model).unwrap();
+    let result = gpu.gradients(&ctx, &x, &Loss::Vjp(dy)).unwrap();
+    assert_eq!(result.attention_bounds.len(), 2);
+    for (l, b) in result.attention_bounds.iter().enumerate() {
+        assert_eq!(b.layer, l);
+        assert_eq!(b.heads.len(), 2 * 2);
+        assert!(b.logit_bound > 0.0 && b.logit_bound.is_finite(), "{b:?}");
+        let eps = polygrad::poly::taylor_relative_error_bound(b.logit_bound, 2);
+        assert_eq!(b.eps, eps);
+        assert_eq!(b.output_bound.is_some(), eps < 1.0, "{b:?}");
+    }
+}
