@@ -66,11 +66,6 @@ impl BlockState {
             ("mlp.gelu output", &m.act),
         ]
     }
-
-    /// q and k in attention's layout `[B, H, n, d_qk]`.
-    pub fn q_k(&self) -> (&GpuTensor, &GpuTensor) {
-        (&self.qkv.q, &self.qkv.k)
-    }
 }
 
 struct QkvState {

@@ -55,7 +55,7 @@ impl ModelGradients {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ForwardTrace {
     /// Per block, the largest |logit| any head can reach: max_a |q_a| max_b |k_b| / sqrt(d_qk)
-    /// over each batch element and head (infinite where q or k is).
+    /// over each batch element and head, from the layer's certificate maxima.
     pub logit_bounds: Vec<f64>,
     /// The first activation, in the order of the forward pass, that holds a NaN or an
     /// infinity: its name ("blocks.L.what", or "y") and flat index.
@@ -104,21 +104,15 @@ impl GpuModel {
     pub fn trace_forward(&self, ctx: &GpuContext, x: &HostTensor) -> Result<ForwardTrace> {
         let (dims, attention) = self.prepare(ctx, x)?;
         let state = self.forward_state(ctx, x, dims, &attention)?;
-        let c = self.config();
         let mut trace = ForwardTrace {
             logit_bounds: Vec::new(),
             first_nonfinite: None,
         };
         for (l, block) in state.blocks.iter().enumerate() {
-            let (q, k) = block.q_k();
-            let (q, k) = (q.download(ctx)?, k.download(ctx)?);
-            let per_head = dims.seq_len * c.d_qk;
-            let bound = q
-                .chunks(per_head)
-                .zip(k.chunks(per_head))
-                .map(|(qh, kh)| largest_row_norm(qh, c.d_qk) * largest_row_norm(kh, c.d_qk))
-                .fold(0.0, f64::max);
-            trace.logit_bounds.push(bound / (c.d_qk as f64).sqrt());
+            let maxima = block.certificate.download(ctx)?;
+            let heads = certificate::head_bounds(attention.shape(), &maxima);
+            let bound = heads.iter().map(|h| h.logit_bound).fold(0.0, f64::max);
+            trace.logit_bounds.push(bound);
             if trace.first_nonfinite.is_none() {
                 for (what, t) in block.activations() {
                     if let Some(i) = t.download(ctx)?.iter().position(|v| !v.is_finite()) {
@@ -273,20 +267,6 @@ impl GpuModel {
         }
         Ok((d, grads))
     }
-}
-
-/// The largest Euclidean norm of the rows of `width` values in `x` (NaN counts as infinite).
-fn largest_row_norm(x: &[f32], width: usize) -> f64 {
-    x.chunks(width)
-        .map(|row| {
-            let norm = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-            if norm.is_nan() {
-                f64::INFINITY
-            } else {
-                norm
-            }
-        })
-        .fold(0.0, f64::max)
 }
 
 /// The config's attention for an input of `batch` x `seq_len`.
