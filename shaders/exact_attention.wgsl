@@ -4,10 +4,18 @@
 // Per head: s_ab = q_a . k_b / sqrt(d_qk) (causal: b <= a), p_ab = softmax_b(s_ab),
 // o_a = sum_b p_ab v_b. The n x n scores never exist in memory.
 //
-// The key axis is cut into spans; the host records one dispatch per span, in order, and every
-// kernel carries its running state from one span to the next in its output buffers (O(n d)).
-// That bounds the loop iterations of one invocation (llvmpipe silently ends every loop of an
-// invocation after 65535 iterations in total) and keeps each dispatch short on any GPU.
+// Tiles (FlashAttention-2's form). Each dispatch pairs a window of query rows with a window of
+// key rows, every operand of the inner loops read from 64 KiB uniform windows placed by dynamic
+// offsets: on llvmpipe a storage load costs 13x a uniform one per element (248 against 19
+// core-ns per 8-lane vec4, BENCHMARKS.md), and these loops load the q, k, v and dO of every
+// (query, key) pair. Windows run over global rows ([B*H*n]): a window may hold the end of one
+// head and the start of the next, and each row loops over the part of the other window that
+// lies in its own head (and, causal, on or below its diagonal). The host records, per query
+// window, the key windows it meets in increasing order (per key window the query windows, for
+// the key-side gradients); each kernel carries its running state from one dispatch to the next
+// in its output buffers, so a tile pair above the diagonal is never dispatched, and one
+// invocation loops over one window at most (llvmpipe silently ends every loop of an
+// invocation after 65535 iterations in total).
 //
 // Everything is taken relative to each row's pivot b*_a, the key of its largest logit:
 //   x_ab    = s_ab - s_ab* = (q_a . k_b - q_a . k_b*) / sqrt(d_qk)   (<= 0 up to rounding)
@@ -34,19 +42,19 @@
 // up to 1.7e-5 in an f32 model of these kernels; 4e-7 with the exact x).
 //
 // Kernels, in order:
-//   split_rows       q and k (forward), v and dO (backward) into exact high and low parts,
-//                    per row, so that q . k and dO . v differences are exact (see below)
-//   pivot_span       per row: running max of s_ab over the span's keys and its key (pivots)
-//   forward_span     per (row, value column tile): l and the compensated sum of
-//                    e^x_ab (v_b - v_b*) over the span's keys; the row's last span writes
+//   split_rows       q, k and v (forward), dO (backward) into exact high and low parts, per
+//                    row, so that q . k and dO . v differences are exact (see below)
+//   pivot_span       per query row: running max of s_ab over the key window and its key
+//   pivot_rows       per row: the pivot's position and q_a . k_b* (exact parts) into the row
+//                    terms, k_b* and v_b* into the row's pivot values (a query-side window)
+//   forward_span     per (query row, value column tile): l and the compensated sum of
+//                    e^x_ab (v_b - v_b*) over the key window; the row's last window writes
 //                    o = v_b* + acc / l
-//   row_terms        per row: log l_a, b*_a, q_a . k_b* and dO_a . v_b* (as exact parts)
-//   delta_span       per row: the compensated sum D_a over the span's keys
-//   query_grad_span, key_grad_span (span over queries), value_grad_span: the gradients.
-// dq and dk get the 1/sqrt(d_qk) factor on their last span.
-//
-// Causal: a span's dispatch covers only the rows (queries) or keys that have work in it, and a
-// row's key loop stops at its own position, so the blocks above the diagonal are never computed.
+//   row_terms        per row: log l_a and dO_a . v_b* (exact parts) into the row terms
+//   delta_span       per query row: the compensated sum D_a over the key window
+//   finish_delta     per row: D_a into the row terms
+//   query_grad_span (over key windows), key_grad_span and value_grad_span (over query
+//                    windows): the gradients. dq and dk get the 1/sqrt(d_qk) factor at the end.
 // Each sum runs in a fixed order inside one invocation: no atomics, bit-identical reruns.
 
 override WORKGROUP: u32 = 64u;
@@ -57,6 +65,15 @@ override KEY_BLOCK: u32 = 8u;
 // Output columns one invocation accumulates (value columns forward, q/k/v columns backward).
 // At most MAX_COL_TILE.
 override COL_TILE: u32 = 16u;
+
+// The row widths, as the params give them (pipelines are built per shape), so that the loops
+// over a row's elements have constant trip counts and the row kept in `RowPairs` stays in
+// registers.
+override D_QK: u32 = 16u;
+override D_V: u32 = 64u;
+// A row of [high, low] pairs, two per vec4: up to 64 elements.
+const MAX_ROW_VEC4S: u32 = 32u;
+alias RowPairs = array<vec4<f32>, MAX_ROW_VEC4S>;
 
 const MAX_KEY_BLOCK: u32 = 16u;
 const MAX_COL_TILE: u32 = 64u;
@@ -69,44 +86,63 @@ struct Params {
     d_qk: u32,
     d_v: u32,
     causal: u32,      // 1: row a sees keys b <= a
-    span_start: u32,  // this dispatch's span of keys (forward, query_grad) or queries (key and
-    span_end: u32,    // value grads)
+    q_first: u32,     // global row of the query window's first row
+    q_count: u32,     // rows of the query window
+    k_first: u32,     // global row of the key window's first row
+    k_count: u32,     // rows of the key window
     split_bits: u32,  // bits of a row's high part: see split_rows
     logit_scale: f32, // 1 / sqrt(d_qk)
     one: f32,         // 1.0, opaque to the compiler: see two_sum
-    _pad2: u32,
-    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// q and k as exact [high, low] pairs, written by split_rows: q = high + low exactly.
-@group(0) @binding(1) var<storage, read> q: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read> k: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-// The output; between spans it holds the high half of the compensated accumulator.
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+
+// A window: the largest uniform binding WebGPU guarantees (the host's WINDOW_BYTES), placed at
+// the window's first row by a dynamic offset.
+const WINDOW_VEC4S: u32 = 4096u;
+struct Window {
+    v: array<vec4<f32>, WINDOW_VEC4S>,
+}
+// Query-side windows, from row q_first: q as exact [high, low] pairs (split_rows), dO likewise,
+// the row terms (ROW_TERMS floats per row) and the pivot values ([k_b*, v_b*] per row).
+@group(0) @binding(1) var<uniform> q_win: Window;
+@group(0) @binding(4) var<uniform> d_o_win: Window;
+@group(0) @binding(5) var<uniform> terms_win: Window;
+@group(0) @binding(6) var<uniform> pivot_win: Window;
+// Key-side windows, from row k_first: k and v as exact [high, low] pairs.
+@group(0) @binding(2) var<uniform> k_win: Window;
+@group(0) @binding(3) var<uniform> v_win: Window;
+
+// The output; between windows it holds the high half of the compensated accumulator.
+@group(0) @binding(7) var<storage, read_write> o: array<f32>;
+// The low half of the forward's compensated accumulator between windows, like o.
+@group(0) @binding(8) var<storage, read_write> o_lo: array<f32>;
 // Running [l_hi, l_lo] per (row, value column tile), [heads, n, v_tiles, STATS]. Every tile
 // computes the same l; each keeps its own copy so that no invocation reads what another writes.
-@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(9) var<storage, read_write> stats: array<f32>;
 const STATS: u32 = 2u;
-// dL/do as exact [high, low] pairs, like q and k.
-@group(0) @binding(6) var<storage, read> d_o: array<vec2<f32>>;
-// Per row [log l_a, D_a, b*_a, q_a . k_b* (exact part, rest), D_a's low half between spans,
-// dO_a . v_b* (exact part, rest)], by row_terms and delta_span.
-@group(0) @binding(7) var<storage, read_write> row_terms_out: array<f32>;
-const ROW_TERMS: u32 = 8u;
-// The gradient a backward kernel accumulates across spans: dq, dk or dv.
-@group(0) @binding(8) var<storage, read_write> grad: array<f32>;
-// The low half of the forward's compensated accumulator between spans, like o.
-@group(0) @binding(9) var<storage, read_write> o_lo: array<f32>;
-// Per row [running max logit, its key b* (position in the head, exact as an f32: the host
+// Per row [running max logit, its key's position in the head (exact as an f32: the host
 // keeps n <= 2^24)], written by pivot_span.
 @group(0) @binding(10) var<storage, read_write> pivots: array<f32>;
+// Per row [log l_a, D_a, position of b*_a, q_a . k_b* (exact part, rest), 0,
+// dO_a . v_b* (exact part, rest)]: written by pivot_rows, row_terms and finish_delta, read
+// through terms_win.
+@group(0) @binding(11) var<storage, read_write> terms_out: array<f32>;
+const ROW_TERMS: u32 = 8u;
+// The gradient a backward kernel accumulates across windows: dq, dk or dv.
+@group(0) @binding(12) var<storage, read_write> grad: array<f32>;
 // split_rows: a [rows, width] tensor in, its [high, low] pairs out.
-@group(0) @binding(11) var<storage, read> split_in: array<f32>;
-@group(0) @binding(12) var<storage, read_write> split_out: array<vec2<f32>>;
-// v as exact [high, low] pairs, for the backward's dO . v.
-@group(0) @binding(13) var<storage, read> v_split: array<vec2<f32>>;
+@group(0) @binding(13) var<storage, read> split_in: array<f32>;
+@group(0) @binding(14) var<storage, read_write> split_out: array<vec2<f32>>;
+// Running [D_hi, D_lo] per row between delta_span's windows.
+@group(0) @binding(15) var<storage, read_write> delta_acc: array<f32>;
+// The split tensors as storage, for the per-row kernels that reach a row's pivot.
+@group(0) @binding(16) var<storage, read> q_split: array<vec2<f32>>;
+@group(0) @binding(17) var<storage, read> k_split: array<vec2<f32>>;
+@group(0) @binding(18) var<storage, read> v_split: array<vec2<f32>>;
+@group(0) @binding(19) var<storage, read> d_o_split: array<vec2<f32>>;
+// pivot_rows' output: [k_b* (d_qk), v_b* (d_v)] per row, read through pivot_win.
+@group(0) @binding(20) var<storage, read_write> pivot_out: array<f32>;
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -122,28 +158,53 @@ fn is_causal() -> bool {
     return params.causal == 1u;
 }
 
-// Which (head, column tile, position) an invocation owns, over positions first..n.
-struct Work {
-    head: u32,
-    tile: u32,
-    pos: u32,
-    valid: bool,
+fn head_start_of(row: u32) -> u32 {
+    return (row / params.rows) * params.rows;
 }
 
-fn work_item(id: u32, first: u32, last: u32, tiles: u32) -> Work {
-    let count = last - first;
-    var w: Work;
-    w.valid = count > 0u && id < params.heads * tiles * count;
-    let c = max(count, 1u);
-    w.pos = first + id % c;
-    w.tile = (id / c) % tiles;
-    w.head = id / (c * tiles);
-    return w;
+// Element `at` of a window of [high, low] pairs, or of plain floats.
+fn pair_in(x: vec4<f32>, at: u32) -> vec2<f32> {
+    return select(x.xy, x.zw, (at & 1u) == 1u);
 }
 
-// A row's pivot as a global row.
-fn pivot_of(row: u32, position: f32) -> u32 {
-    return (row / params.rows) * params.rows + u32(position);
+// Window accessors by local row (the row's index in its window) and column.
+fn q_pair(r: u32, i: u32) -> vec2<f32> {
+    let at = r * params.d_qk + i;
+    return pair_in(q_win.v[at >> 1u], at);
+}
+
+fn k_pair(r: u32, i: u32) -> vec2<f32> {
+    let at = r * params.d_qk + i;
+    return pair_in(k_win.v[at >> 1u], at);
+}
+
+fn v_pair(r: u32, j: u32) -> vec2<f32> {
+    let at = r * params.d_v + j;
+    return pair_in(v_win.v[at >> 1u], at);
+}
+
+fn d_o_pair(r: u32, j: u32) -> vec2<f32> {
+    let at = r * params.d_v + j;
+    return pair_in(d_o_win.v[at >> 1u], at);
+}
+
+fn term(r: u32, t: u32) -> f32 {
+    let at = r * ROW_TERMS + t;
+    return terms_win.v[at >> 2u][at & 3u];
+}
+
+fn pivot_value(r: u32, i: u32) -> f32 {
+    let at = r * (params.d_qk + params.d_v) + i;
+    return pivot_win.v[at >> 2u][at & 3u];
+}
+
+// k_b*[i] and v_b*[j] of query row r.
+fn pivot_k(r: u32, i: u32) -> f32 {
+    return pivot_value(r, i);
+}
+
+fn pivot_v(r: u32, j: u32) -> f32 {
+    return pivot_value(r, params.d_qk + j);
 }
 
 // x . y for two split elements, added to [exact part, rest]: the sum of high x high products
@@ -153,20 +214,95 @@ fn add_split_product(parts: vec2<f32>, x: vec2<f32>, y: vec2<f32>) -> vec2<f32> 
     return vec2<f32>(parts.x + x.x * y.x, parts.y + (x.x * y.y + x.y * (y.x + y.y)));
 }
 
-// q_a . k_b for global rows a, b as [exact part, rest].
+// q_a . k_b for query row a and key row b (local to their windows) as [exact part, rest].
+// An even width takes two pairs per load (the same terms in the same order).
 fn logit_parts(a: u32, b: u32) -> vec2<f32> {
     var parts = vec2<f32>(0.0, 0.0);
+    if ((params.d_qk & 1u) == 0u) {
+        let half = params.d_qk >> 1u;
+        for (var m = 0u; m < half; m++) {
+            let x = q_win.v[a * half + m];
+            let y = k_win.v[b * half + m];
+            parts = add_split_product(add_split_product(parts, x.xy, y.xy), x.zw, y.zw);
+        }
+        return parts;
+    }
     for (var i = 0u; i < params.d_qk; i++) {
-        parts = add_split_product(parts, q[a * params.d_qk + i], k[b * params.d_qk + i]);
+        parts = add_split_product(parts, q_pair(a, i), k_pair(b, i));
     }
     return parts;
 }
 
-// dO_a . v_b for global rows a, b as [exact part, rest].
+// dO_a . v_b for query row a and key row b (local) as [exact part, rest], likewise.
 fn dot_do_v_parts(a: u32, b: u32) -> vec2<f32> {
     var parts = vec2<f32>(0.0, 0.0);
+    if ((params.d_v & 1u) == 0u) {
+        let half = params.d_v >> 1u;
+        for (var m = 0u; m < half; m++) {
+            let x = d_o_win.v[a * half + m];
+            let y = v_win.v[b * half + m];
+            parts = add_split_product(add_split_product(parts, x.xy, y.xy), x.zw, y.zw);
+        }
+        return parts;
+    }
     for (var j = 0u; j < params.d_v; j++) {
-        parts = add_split_product(parts, d_o[a * params.d_v + j], v_split[b * params.d_v + j]);
+        parts = add_split_product(parts, d_o_pair(a, j), v_pair(b, j));
+    }
+    return parts;
+}
+
+// A row's q or k pairs held in registers for the logits of one row against a window: loads
+// from uniform windows are what these loops cost on llvmpipe (gathers, about 19 core-ns per
+// 8-lane vec4), and the held row's are the same for every key. Only for even d_qk of at most
+// 2 MAX_ROW_VEC4S, which `holds_rows` says; the others load as they go.
+fn holds_rows() -> bool {
+    return (D_QK & 1u) == 0u && D_QK <= 2u * MAX_ROW_VEC4S;
+}
+
+fn held_q(a: u32) -> RowPairs {
+    var row: RowPairs;
+    let half = D_QK / 2u;
+    for (var m = 0u; m < half; m++) {
+        row[m] = q_win.v[a * half + m];
+    }
+    return row;
+}
+
+fn held_k(b: u32) -> RowPairs {
+    var row: RowPairs;
+    let half = D_QK / 2u;
+    for (var m = 0u; m < half; m++) {
+        row[m] = k_win.v[b * half + m];
+    }
+    return row;
+}
+
+// logit_parts(a, b) with query row a held (the same terms in the same order).
+fn logit_parts_q_held(q_row: ptr<function, RowPairs>, a: u32, b: u32) -> vec2<f32> {
+    if (!holds_rows()) {
+        return logit_parts(a, b);
+    }
+    var parts = vec2<f32>(0.0, 0.0);
+    let half = D_QK / 2u;
+    for (var m = 0u; m < half; m++) {
+        let x = (*q_row)[m];
+        let y = k_win.v[b * half + m];
+        parts = add_split_product(add_split_product(parts, x.xy, y.xy), x.zw, y.zw);
+    }
+    return parts;
+}
+
+// logit_parts(a, b) with key row b held.
+fn logit_parts_k_held(k_row: ptr<function, RowPairs>, a: u32, b: u32) -> vec2<f32> {
+    if (!holds_rows()) {
+        return logit_parts(a, b);
+    }
+    var parts = vec2<f32>(0.0, 0.0);
+    let half = D_QK / 2u;
+    for (var m = 0u; m < half; m++) {
+        let x = q_win.v[a * half + m];
+        let y = (*k_row)[m];
+        parts = add_split_product(add_split_product(parts, x.xy, y.xy), x.zw, y.zw);
     }
     return parts;
 }
@@ -176,24 +312,7 @@ fn parts_difference(x: vec2<f32>, y: vec2<f32>) -> f32 {
     return (x.x - y.x) + (x.y - y.y);
 }
 
-// x_ab = s_ab - s_ab*, given the parts of q_a . k_b*: the exact parts subtract with one
-// rounding, so x is right to about one rounding of itself, whatever the size of the logits.
-fn logit_rel(a: u32, b: u32, pivot_parts: vec2<f32>) -> f32 {
-    return parts_difference(logit_parts(a, b), pivot_parts) * params.logit_scale;
-}
-
-fn q_at(a: u32, i: u32) -> f32 {
-    let x = q[a * params.d_qk + i];
-    return x.x + x.y;
-}
-
-fn k_at(b: u32, i: u32) -> f32 {
-    let x = k[b * params.d_qk + i];
-    return x.x + x.y;
-}
-
-fn d_o_at(a: u32, j: u32) -> f32 {
-    let x = d_o[a * params.d_v + j];
+fn sum_of(x: vec2<f32>) -> f32 {
     return x.x + x.y;
 }
 
@@ -213,7 +332,7 @@ fn load_tile(row: u32, tile: u32, width: u32) -> array<f32, 64> {
 }
 
 // acc = acc + acc_lo, ending a compensated sum (gradients keep only the rounded sum between
-// spans: one rounding per span).
+// windows: one rounding per window).
 fn resolve(acc: ptr<function, array<f32, 64>>, acc_lo: ptr<function, array<f32, 64>>) {
     for (var c = 0u; c < COL_TILE; c++) {
         (*acc)[c] += (*acc_lo)[c];
@@ -312,33 +431,60 @@ fn split_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// ---- query rows over a span of keys ----------------------------------------------------------
+// ---- query rows over a key window, key rows over a query window ----------------------------
 
-// The first query row a span's dispatch covers: causal rows before the span saw all their keys
-// in earlier spans.
-fn first_query_row() -> u32 {
-    return select(0u, params.span_start, is_causal());
-}
-
-// What query row `w` meets in this dispatch: keys [lo, hi) of its head (causal rows stop at
-// their own position), and whether this span is the row's last.
-struct RowSpan {
-    row: u32,        // global
-    head_start: u32, // global row of the head's first position
-    lo: u32,
+// What a query row meets in this dispatch: invocation `id` owns (column tile, local row); the
+// row sees the keys of its head ([head start, head start + n), causal: up to itself), of which
+// [lo, hi) (local to the key window) lie in this key window; `first` and `last` say whether the
+// window holds the row's first and last key.
+struct RowWork {
+    tile: u32,
+    local: u32, // the row's index in its own window
+    row: u32,   // global
+    lo: u32,    // the other window's rows this row meets, local to that window
     hi: u32,
+    first: bool,
     last: bool,
+    valid: bool,
 }
 
-fn row_span(w: Work) -> RowSpan {
-    var r: RowSpan;
-    r.head_start = w.head * params.rows;
-    r.row = r.head_start + w.pos;
-    let end = select(params.rows, w.pos + 1u, is_causal());
-    r.lo = params.span_start;
-    r.hi = min(params.span_end, end);
-    r.last = r.hi == end;
+// The rows of the other window, [other_first, other_first + other_count), that the global
+// row meets, given the global range [begin, end) it meets in all.
+fn meet(w: RowWork, begin: u32, end: u32, other_first: u32, other_count: u32) -> RowWork {
+    var r = w;
+    let lo = max(begin, other_first);
+    let hi = min(end, other_first + other_count);
+    r.valid = r.valid && lo < hi;
+    r.first = lo == begin;
+    r.last = hi == end;
+    r.lo = lo - other_first;
+    r.hi = max(hi, lo) - other_first;
     return r;
+}
+
+fn owned(id: u32, count: u32, tiles: u32, first: u32) -> RowWork {
+    var r: RowWork;
+    let c = max(count, 1u);
+    r.valid = count > 0u && id < count * tiles;
+    r.local = id % c;
+    r.tile = (id / c) % tiles;
+    r.row = first + r.local;
+    return r;
+}
+
+fn query_work(id: u32, tiles: u32) -> RowWork {
+    let w = owned(id, params.q_count, tiles, params.q_first);
+    let start = head_start_of(w.row);
+    let end = select(start + params.rows, w.row + 1u, is_causal());
+    return meet(w, start, end, params.k_first, params.k_count);
+}
+
+// Key rows: the queries of their head that see them (causal: from the key's own position on).
+fn key_work(id: u32, tiles: u32) -> RowWork {
+    let w = owned(id, params.k_count, tiles, params.k_first);
+    let start = head_start_of(w.row);
+    let begin = select(start, w.row, is_causal());
+    return meet(w, begin, start + params.rows, params.q_first, params.q_count);
 }
 
 // ---- forward -------------------------------------------------------------------------------
@@ -347,29 +493,62 @@ fn row_span(w: Work) -> RowSpan {
 fn pivot_span(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, 1u);
-    if (!w.valid) {
+    let r = query_work(linear_id(wid, lid, nwg), 1u);
+    if (!r.valid) {
         return;
     }
-    let r = row_span(w);
-    let row = r.row;
     var best = NEG_BIG;
-    var best_key = r.lo;
-    if (r.lo > 0u) {
-        best = pivots[row * 2u];
-        best_key = u32(pivots[row * 2u + 1u]);
+    var best_key = 0u;
+    if (!r.first) {
+        best = pivots[r.row * 2u];
+        best_key = u32(pivots[r.row * 2u + 1u]);
     }
+    let key_position = params.k_first - head_start_of(r.row);
     for (var b = r.lo; b < r.hi; b++) {
-        let parts = logit_parts(row, r.head_start + b);
-        let s = parts.x + parts.y;
+        let s = sum_of(logit_parts(r.local, b));
         // Strictly greater: of equal logits the earliest key is the pivot.
         if (s > best) {
             best = s;
-            best_key = b;
+            best_key = key_position + b;
         }
     }
-    pivots[row * 2u] = best;
-    pivots[row * 2u + 1u] = f32(best_key);
+    pivots[r.row * 2u] = best;
+    pivots[r.row * 2u + 1u] = f32(best_key);
+}
+
+// Per global row, once the pivots are known: the pivot's position and q_a . k_b* into the row
+// terms, k_b* and v_b* into the pivot values, so that the tiled kernels find them in windows.
+@compute @workgroup_size(WORKGROUP)
+fn pivot_rows(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.heads * params.rows) {
+        return;
+    }
+    let position = pivots[row * 2u + 1u];
+    let pivot = head_start_of(row) + u32(position);
+    var parts = vec2<f32>(0.0, 0.0);
+    for (var i = 0u; i < params.d_qk; i++) {
+        parts = add_split_product(parts, q_split[row * params.d_qk + i],
+                                  k_split[pivot * params.d_qk + i]);
+    }
+    let out = row * ROW_TERMS;
+    terms_out[out] = 0.0;
+    terms_out[out + 1u] = 0.0;
+    terms_out[out + 2u] = position;
+    terms_out[out + 3u] = parts.x;
+    terms_out[out + 4u] = parts.y;
+    terms_out[out + 5u] = 0.0;
+    terms_out[out + 6u] = 0.0;
+    terms_out[out + 7u] = 0.0;
+    let width = params.d_qk + params.d_v;
+    for (var i = 0u; i < params.d_qk; i++) {
+        pivot_out[row * width + i] = sum_of(k_split[pivot * params.d_qk + i]);
+    }
+    for (var j = 0u; j < params.d_v; j++) {
+        pivot_out[row * width + params.d_qk + j] = sum_of(v_split[pivot * params.d_v + j]);
+    }
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -377,24 +556,23 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let tiles = tiles_of(params.d_v);
-    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, tiles);
-    if (!w.valid) {
+    let r = query_work(linear_id(wid, lid, nwg), tiles);
+    if (!r.valid) {
         return;
     }
-    let r = row_span(w);
-    let row = r.row;
-    let state = (row * tiles + w.tile) * STATS;
-    let pivot = pivot_of(row, pivots[row * 2u + 1u]);
-    let pivot_parts = logit_parts(row, pivot);
+    let a = r.local;
+    let state = (r.row * tiles + r.tile) * STATS;
+    let pivot_parts = vec2<f32>(term(a, 3u), term(a, 4u));
+    var q_row = held_q(a);
 
     // sum_b e^x_ab and sum_b e^x_ab (v_b - v_b*), compensated across key blocks.
     var l = vec2<f32>(0.0, 0.0);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
-    if (r.lo > 0u) {
+    if (!r.first) {
         l = vec2<f32>(stats[state], stats[state + 1u]);
         for (var c = 0u; c < COL_TILE; c++) {
-            let at = row * params.d_v + tile_col(w.tile, c, params.d_v);
+            let at = r.row * params.d_v + tile_col(r.tile, c, params.d_v);
             acc[c] = o[at];
             acc_lo[c] = o_lo[at];
         }
@@ -403,14 +581,13 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
         var block_l = 0.0;
         var block: array<f32, 64>;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let b = r.head_start + min(b0 + j, r.hi - 1u);
-            let weight = select(0.0, exp_accurate(logit_rel(row, b, pivot_parts)), b0 + j < r.hi);
+            let b = min(b0 + j, r.hi - 1u);
+            let x = parts_difference(logit_parts_q_held(&q_row, a, b), pivot_parts);
+            let weight = select(0.0, exp_accurate(x * params.logit_scale), b0 + j < r.hi);
             block_l += weight;
             for (var c = 0u; c < COL_TILE; c++) {
-                // v_b* is loaded here rather than kept in a local array: the array made this
-                // kernel 6x slower on llvmpipe (2.2 s against 0.36 s at n = 1024, measured).
-                let col = tile_col(w.tile, c, params.d_v);
-                block[c] += weight * (v[b * params.d_v + col] - v[pivot * params.d_v + col]);
+                let col = tile_col(r.tile, c, params.d_v);
+                block[c] += weight * (sum_of(v_pair(b, col)) - pivot_v(a, col));
             }
         }
         let sum = two_sum(l.x, block_l);
@@ -422,13 +599,13 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
     stats[state + 1u] = l.y;
     let l_total = l.x + l.y;
     for (var c = 0u; c < COL_TILE; c++) {
-        let col = w.tile * COL_TILE + c;
+        let col = r.tile * COL_TILE + c;
         if (col < params.d_v) {
-            let at = row * params.d_v + col;
+            let at = r.row * params.d_v + col;
             if (r.last) {
-                o[at] = v[pivot * params.d_v + col] + (acc[c] + acc_lo[c]) / l_total;
+                o[at] = pivot_v(a, col) + (acc[c] + acc_lo[c]) / l_total;
             } else {
-                // Earlier spans leave the accumulator for the next.
+                // Earlier windows leave the accumulator for the next.
                 o[at] = acc[c];
                 o_lo[at] = acc_lo[c];
             }
@@ -438,6 +615,7 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- backward ------------------------------------------------------------------------------
 
+// Per global row: log l_a and dO_a . v_b* into the row terms (pivot_rows wrote the rest).
 @compute @workgroup_size(WORKGROUP)
 fn row_terms(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
@@ -447,43 +625,39 @@ fn row_terms(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let state = row * tiles_of(params.d_v) * STATS;
-    let pivot = pivot_of(row, pivots[row * 2u + 1u]);
-    let pivot_parts = logit_parts(row, pivot);
-    let dov_pivot = dot_do_v_parts(row, pivot);
     let out = row * ROW_TERMS;
-    row_terms_out[out] = log(stats[state] + stats[state + 1u]);
-    row_terms_out[out + 1u] = 0.0;
-    row_terms_out[out + 2u] = pivots[row * 2u + 1u];
-    row_terms_out[out + 3u] = pivot_parts.x;
-    row_terms_out[out + 4u] = pivot_parts.y;
-    row_terms_out[out + 5u] = 0.0;
-    row_terms_out[out + 6u] = dov_pivot.x;
-    row_terms_out[out + 7u] = dov_pivot.y;
+    let pivot = head_start_of(row) + u32(terms_out[out + 2u]);
+    var dov = vec2<f32>(0.0, 0.0);
+    for (var j = 0u; j < params.d_v; j++) {
+        dov = add_split_product(dov, d_o_split[row * params.d_v + j],
+                                v_split[pivot * params.d_v + j]);
+    }
+    terms_out[out] = log(stats[state] + stats[state + 1u]);
+    terms_out[out + 1u] = 0.0;
+    terms_out[out + 6u] = dov.x;
+    terms_out[out + 7u] = dov.y;
 }
 
-// What the backward needs of query row a (global): see row_terms.
+// What the backward needs of query row a (local to the query window): see row_terms.
 struct RowTerms {
     log_l: f32,
-    delta: f32,             // D_a, once delta_span has run
-    pivot: u32,             // global row
+    delta: f32,             // D_a, once finish_delta has run
     pivot_parts: vec2<f32>, // q_a . k_b*, see logit_parts
     dov_pivot: vec2<f32>,   // dO_a . v_b*, likewise
 }
 
 fn row_terms_of(a: u32) -> RowTerms {
-    let at = a * ROW_TERMS;
     var t: RowTerms;
-    t.log_l = row_terms_out[at];
-    t.delta = row_terms_out[at + 1u];
-    t.pivot = pivot_of(a, row_terms_out[at + 2u]);
-    t.pivot_parts = vec2<f32>(row_terms_out[at + 3u], row_terms_out[at + 4u]);
-    t.dov_pivot = vec2<f32>(row_terms_out[at + 6u], row_terms_out[at + 7u]);
+    t.log_l = term(a, 0u);
+    t.delta = term(a, 1u);
+    t.pivot_parts = vec2<f32>(term(a, 3u), term(a, 4u));
+    t.dov_pivot = vec2<f32>(term(a, 6u), term(a, 7u));
     return t;
 }
 
-// p_ab for global rows a (query) and b (key): the forward's weight over the forward's sum.
-fn prob(a: u32, b: u32, t: RowTerms) -> f32 {
-    return exp_accurate(logit_rel(a, b, t.pivot_parts) - t.log_l);
+// p_ab from q_a . k_b (logit_parts): the forward's weight over the forward's sum.
+fn prob(logit: vec2<f32>, t: RowTerms) -> f32 {
+    return exp_accurate(parts_difference(logit, t.pivot_parts) * params.logit_scale - t.log_l);
 }
 
 // dO_a . (v_b - v_b*), right to about one rounding of itself (exactly 0 at b = b*): an f32 dot
@@ -493,164 +667,146 @@ fn dot_do_v_rel(a: u32, b: u32, t: RowTerms) -> f32 {
     return parts_difference(dot_do_v_parts(a, b), t.dov_pivot);
 }
 
-// dL/ds_ab = p_ab (dO_a . (v_b - v_b*) - D_a).
-fn score_grad(a: u32, b: u32, t: RowTerms) -> f32 {
-    return prob(a, b, t) * (dot_do_v_rel(a, b, t) - t.delta);
+// dL/ds_ab = p_ab (dO_a . (v_b - v_b*) - D_a), given q_a . k_b.
+fn score_grad(logit: vec2<f32>, a: u32, b: u32, t: RowTerms) -> f32 {
+    return prob(logit, t) * (dot_do_v_rel(a, b, t) - t.delta);
 }
 
-// D_a += sum over the span's keys b of p_ab dO_a . (v_b - v_b*), compensated; the row's last
-// span leaves the rounded total for the gradient kernels.
+// D_a += sum over the key window of p_ab dO_a . (v_b - v_b*), compensated; the row's last
+// window leaves the rounded total for finish_delta.
 @compute @workgroup_size(WORKGROUP)
 fn delta_span(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, 1u);
-    if (!w.valid) {
+    let r = query_work(linear_id(wid, lid, nwg), 1u);
+    if (!r.valid) {
         return;
     }
-    let r = row_span(w);
-    let row = r.row;
-    let terms = row_terms_of(row);
-    let at = row * ROW_TERMS;
-    var delta = vec2<f32>(row_terms_out[at + 1u], row_terms_out[at + 5u]);
+    let terms = row_terms_of(r.local);
+    var q_row = held_q(r.local);
+    var delta = vec2<f32>(0.0, 0.0);
+    if (!r.first) {
+        delta = vec2<f32>(delta_acc[r.row * 2u], delta_acc[r.row * 2u + 1u]);
+    }
     for (var b0 = r.lo; b0 < r.hi; b0 += KEY_BLOCK) {
         var block = 0.0;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let b = r.head_start + min(b0 + j, r.hi - 1u);
-            let term = prob(row, b, terms) * dot_do_v_rel(row, b, terms);
+            let b = min(b0 + j, r.hi - 1u);
+            let logit = logit_parts_q_held(&q_row, r.local, b);
+            let term = prob(logit, terms) * dot_do_v_rel(r.local, b, terms);
             block += select(0.0, term, b0 + j < r.hi);
         }
         let sum = two_sum(delta.x, block);
         delta = vec2<f32>(sum.x, delta.y + sum.y);
     }
     if (r.last) {
-        row_terms_out[at + 1u] = delta.x + delta.y;
-        row_terms_out[at + 5u] = 0.0;
-    } else {
-        row_terms_out[at + 1u] = delta.x;
-        row_terms_out[at + 5u] = delta.y;
+        delta = vec2<f32>(delta.x + delta.y, 0.0);
     }
+    delta_acc[r.row * 2u] = delta.x;
+    delta_acc[r.row * 2u + 1u] = delta.y;
+}
+
+// Per global row: D_a into the row terms, for the gradient kernels' windows.
+@compute @workgroup_size(WORKGROUP)
+fn finish_delta(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.heads * params.rows) {
+        return;
+    }
+    terms_out[row * ROW_TERMS + 1u] = delta_acc[row * 2u];
 }
 
 @compute @workgroup_size(WORKGROUP)
 fn query_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles = tiles_of(params.d_qk);
-    let w = work_item(linear_id(wid, lid, nwg), first_query_row(), params.rows, tiles);
-    if (!w.valid) {
+    let r = query_work(linear_id(wid, lid, nwg), tiles_of(params.d_qk));
+    if (!r.valid) {
         return;
     }
-    let r = row_span(w);
-    let row = r.row;
-    let terms = row_terms_of(row);
+    let a = r.local;
+    let terms = row_terms_of(a);
+    var q_row = held_q(a);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
-    if (r.lo > 0u) {
-        acc = load_tile(row, w.tile, params.d_qk);
+    if (!r.first) {
+        acc = load_tile(r.row, r.tile, params.d_qk);
     }
     for (var b0 = r.lo; b0 < r.hi; b0 += KEY_BLOCK) {
         var block: array<f32, 64>;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let b = r.head_start + min(b0 + j, r.hi - 1u);
-            let ds = select(0.0, score_grad(row, b, terms), b0 + j < r.hi);
+            let b = min(b0 + j, r.hi - 1u);
+            let logit = logit_parts_q_held(&q_row, a, b);
+            let ds = select(0.0, score_grad(logit, a, b, terms), b0 + j < r.hi);
             for (var c = 0u; c < COL_TILE; c++) {
-                // Loaded here rather than kept in a local array: llvmpipe ran this loop several
-                // times slower with the array (measured in forward_span's twin).
-                let col = tile_col(w.tile, c, params.d_qk);
-                block[c] += ds * (k_at(b, col) - k_at(terms.pivot, col));
+                let col = tile_col(r.tile, c, params.d_qk);
+                block[c] += ds * (sum_of(k_pair(b, col)) - pivot_k(a, col));
             }
         }
         fold_block(&acc, &acc_lo, &block);
     }
     resolve(&acc, &acc_lo);
-    store_tile(row, w.tile, params.d_qk, &acc, select(1.0, params.logit_scale, r.last));
-}
-
-// The span of queries key `pos` meets in this dispatch, and whether it is the key's first and
-// last span (causal keys only meet queries a >= b, from the span that holds b on).
-struct KeySpan {
-    lo: u32,
-    hi: u32,
-    first: bool,
-    last: bool,
-}
-
-fn key_span(pos: u32) -> KeySpan {
-    var span: KeySpan;
-    let first_query = select(0u, pos, is_causal());
-    span.lo = max(params.span_start, first_query);
-    span.hi = params.span_end;
-    span.first = params.span_start <= first_query;
-    span.last = params.span_end == params.rows;
-    return span;
+    store_tile(r.row, r.tile, params.d_qk, &acc, select(1.0, params.logit_scale, r.last));
 }
 
 @compute @workgroup_size(WORKGROUP)
 fn key_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles = tiles_of(params.d_qk);
-    // Causal: keys past the span meet none of its queries.
-    let last_key = select(params.rows, params.span_end, is_causal());
-    let w = work_item(linear_id(wid, lid, nwg), 0u, last_key, tiles);
-    if (!w.valid) {
+    let r = key_work(linear_id(wid, lid, nwg), tiles_of(params.d_qk));
+    if (!r.valid) {
         return;
     }
-    let key = w.head * params.rows + w.pos;
-    let head_start = w.head * params.rows;
-    let span = key_span(w.pos);
-
+    var k_row = held_k(r.local);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
-    if (!span.first) {
-        acc = load_tile(key, w.tile, params.d_qk);
+    if (!r.first) {
+        acc = load_tile(r.row, r.tile, params.d_qk);
     }
-    for (var a0 = span.lo; a0 < span.hi; a0 += KEY_BLOCK) {
+    for (var a0 = r.lo; a0 < r.hi; a0 += KEY_BLOCK) {
         var block: array<f32, 64>;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let a = head_start + min(a0 + j, span.hi - 1u);
-            let ds = select(0.0, score_grad(a, key, row_terms_of(a)), a0 + j < span.hi);
+            let a = min(a0 + j, r.hi - 1u);
+            let logit = logit_parts_k_held(&k_row, a, r.local);
+            let ds = select(0.0, score_grad(logit, a, r.local, row_terms_of(a)), a0 + j < r.hi);
             for (var c = 0u; c < COL_TILE; c++) {
-                block[c] += ds * q_at(a, tile_col(w.tile, c, params.d_qk));
+                block[c] += ds * sum_of(q_pair(a, tile_col(r.tile, c, params.d_qk)));
             }
         }
         fold_block(&acc, &acc_lo, &block);
     }
     resolve(&acc, &acc_lo);
-    store_tile(key, w.tile, params.d_qk, &acc, select(1.0, params.logit_scale, span.last));
+    store_tile(r.row, r.tile, params.d_qk, &acc, select(1.0, params.logit_scale, r.last));
 }
 
 @compute @workgroup_size(WORKGROUP)
 fn value_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles = tiles_of(params.d_v);
-    let last_key = select(params.rows, params.span_end, is_causal());
-    let w = work_item(linear_id(wid, lid, nwg), 0u, last_key, tiles);
-    if (!w.valid) {
+    let r = key_work(linear_id(wid, lid, nwg), tiles_of(params.d_v));
+    if (!r.valid) {
         return;
     }
-    let key = w.head * params.rows + w.pos;
-    let head_start = w.head * params.rows;
-    let span = key_span(w.pos);
-
+    var k_row = held_k(r.local);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
-    if (!span.first) {
-        acc = load_tile(key, w.tile, params.d_v);
+    if (!r.first) {
+        acc = load_tile(r.row, r.tile, params.d_v);
     }
-    for (var a0 = span.lo; a0 < span.hi; a0 += KEY_BLOCK) {
+    for (var a0 = r.lo; a0 < r.hi; a0 += KEY_BLOCK) {
         var block: array<f32, 64>;
         for (var j = 0u; j < KEY_BLOCK; j++) {
-            let a = head_start + min(a0 + j, span.hi - 1u);
-            let p = select(0.0, prob(a, key, row_terms_of(a)), a0 + j < span.hi);
+            let a = min(a0 + j, r.hi - 1u);
+            let p = select(0.0, prob(logit_parts_k_held(&k_row, a, r.local), row_terms_of(a)),
+                           a0 + j < r.hi);
             for (var c = 0u; c < COL_TILE; c++) {
-                block[c] += p * d_o_at(a, tile_col(w.tile, c, params.d_v));
+                block[c] += p * sum_of(d_o_pair(a, tile_col(r.tile, c, params.d_v)));
             }
         }
         fold_block(&acc, &acc_lo, &block);
     }
     resolve(&acc, &acc_lo);
-    store_tile(key, w.tile, params.d_v, &acc, 1.0);
+    store_tile(r.row, r.tile, params.d_v, &acc, 1.0);
 }

@@ -73,15 +73,12 @@ fn a_wrong_window_declaration_is_caught() {
 }
 
 /// Every compute entry point of every shader has a declaration (so that the check above sees
-/// it), except exact attention's, which are dispatched by hand until issue 13 rewrites them.
+/// it).
 #[test]
 fn every_entry_point_is_declared() {
     let mut missing = Vec::new();
     use polygrad::gpu::shaders::SHADERS;
     for (file, source) in SHADERS {
-        if *file == "exact_attention.wgsl" {
-            continue;
-        }
         let module = naga::front::wgsl::parse_str(source)
             .unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
         for entry in &module.entry_points {

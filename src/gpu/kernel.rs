@@ -29,6 +29,8 @@ pub const WINDOW_BYTES: u64 = 65536;
 pub enum Elem {
     Params,
     F32,
+    /// `vec2<f32>`: exact attention's [high, low] pairs.
+    Vec2F32,
     Vec4F32,
     U32,
     /// An array of the WGSL struct of this name.

@@ -128,6 +128,13 @@ fn element_of(module: &Module, ty: naga::Handle<naga::Type>) -> Option<Elem> {
         {
             Some(Elem::Vec4F32)
         }
+        TypeInner::Vector { size, scalar }
+            if *size == naga::VectorSize::Bi
+                && scalar.kind == ScalarKind::Float
+                && scalar.width == 4 =>
+        {
+            Some(Elem::Vec2F32)
+        }
         _ => None,
     };
     match &module.types[ty].inner {

@@ -11,6 +11,5 @@ mod tensor;
 pub mod tune;
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};
-pub use pipeline::Binding;
 pub(crate) use pipeline::{WindowedDispatch, Work};
 pub use tensor::{GpuTensor, TensorData};

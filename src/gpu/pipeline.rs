@@ -34,9 +34,6 @@ const SHADER_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
     ..wgpu::ShaderRuntimeChecks::checked()
 };
 
-/// Invocations per workgroup of every polygrad kernel (the WGSL override `WORKGROUP`).
-pub(crate) const WORKGROUP: u32 = 64;
-
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
     shader: &'static str,
@@ -80,49 +77,7 @@ pub(crate) struct WindowedDispatch<P> {
     pub workgroups: u64,
 }
 
-/// A buffer bound at `slot` of group 0.
-pub type Binding<'a> = (u32, &'a wgpu::Buffer);
-
 impl GpuContext {
-    /// The pipeline of `entry` in `shader`, compiled on first use.
-    pub(crate) fn pipeline(
-        &self,
-        shader: &'static str,
-        entry: &'static str,
-        constants: &[(&'static str, f64)],
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut constants: Vec<(&'static str, f64)> = constants.to_vec();
-        if !constants.iter().any(|(name, _)| *name == "WORKGROUP") {
-            constants.push(("WORKGROUP", WORKGROUP as f64));
-        }
-        let key = PipelineKey {
-            shader,
-            entry,
-            constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
-        };
-        self.cached_pipeline(key, || {
-            let module = self.module(shader)?;
-            self.checked(&format!("building pipeline {shader}::{entry}"), || {
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: None,
-                        module: &module,
-                        entry_point: Some(entry),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &constants,
-                            ..Default::default()
-                        },
-                        cache: None,
-                    })
-            })
-            .map_err(|e| Error::Shader {
-                shader: format!("{shader}::{entry}"),
-                message: e.to_string(),
-            })
-        })
-    }
-
     /// The pipeline of a declared kernel with `constants`, compiled on first use, with the bind
     /// group layout built from the declaration.
     pub(crate) fn kernel_pipeline(
@@ -469,49 +424,6 @@ impl GpuContext {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, module.clone());
         Ok(module)
-    }
-
-    fn module(&self, shader: &'static str) -> Result<wgpu::ShaderModule> {
-        self.specialised_module(shader, &[])
-    }
-
-    /// Records one dispatch of `invocations` invocations of `pipeline` into `encoder`, with
-    /// exactly the bindings its entry point uses. Kernels find their flat index with
-    /// `linear_id` and return past the end.
-    pub(crate) fn dispatch(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        pipeline: &wgpu::ComputePipeline,
-        bindings: &[Binding<'_>],
-        invocations: u64,
-    ) -> Result<()> {
-        let (x, y) = self.grid(invocations)?;
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = bindings
-            .iter()
-            .map(|(slot, buffer)| wgpu::BindGroupEntry {
-                binding: *slot,
-                resource: buffer.as_entire_binding(),
-            })
-            .collect();
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
-        });
-        // Passes of kernels not yet declared are profiled under one name: this path does not
-        // know the entry point.
-        let mut pass = self.begin_pass(encoder, None, || ("undeclared kernels".into(), None));
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
-    }
-
-    /// A 2-D grid with at least `invocations / WORKGROUP` workgroups, each side within the
-    /// adapter's max_compute_workgroups_per_dimension.
-    fn grid(&self, invocations: u64) -> Result<(u32, u32)> {
-        self.grid_of(invocations.div_ceil(WORKGROUP as u64), WORKGROUP as u64)
     }
 
     /// A 2-D grid of at least `groups` workgroups of `per_group` invocations.
