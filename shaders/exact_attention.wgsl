@@ -20,7 +20,7 @@
 // Everything is taken relative to each row's pivot b*_a, the key of its largest logit:
 //   x_ab    = s_ab - s_ab* = (q_a . k_b - q_a . k_b*) / sqrt(d_qk)   (<= 0 up to rounding)
 //   l_a     = sum_b e^x_ab,   p_ab = e^(x_ab - log l_a)
-//   o_rel_a = sum_b p_ab (v_b - v_b*),   o_a = v_b* + o_rel_a
+//   o_a     = sum_b e^x_ab v_b / l_a
 //   ds_ab   = dL/ds_ab = p_ab (dO_a . (v_b - v_b*) - D_a),   D_a = sum_b p_ab dO_a . (v_b - v_b*)
 //   dq_a    = sum_b ds_ab (k_b - k_b*) / sqrt(d_qk)     (the ds of a row sum to zero)
 //   dk_b    = sum_a ds_ab q_a / sqrt(d_qk),   dv_b = sum_a p_ab dO_a
@@ -46,10 +46,10 @@
 //                    row, so that q . k and dO . v differences are exact (see below)
 //   pivot_span       per query row: running max of s_ab over the key window and its key
 //   pivot_rows       per row: the pivot's position and q_a . k_b* (exact parts) into the row
-//                    terms, k_b* and v_b* into the row's pivot values (a query-side window)
+//                    terms, k_b* into the row's pivot keys (a query-side window)
 //   forward_span     per (query row, value column tile): l and the compensated sum of
-//                    e^x_ab (v_b - v_b*) over the key window; the row's last window writes
-//                    o = v_b* + acc / l
+//                    e^x_ab v_b over the key window; the row's last window writes
+//                    o = acc / l
 //   row_terms        per row: log l_a and dO_a . v_b* (exact parts) into the row terms
 //   delta_span       per query row: the compensated sum D_a over the key window
 //   finish_delta     per row: D_a into the row terms
@@ -104,7 +104,7 @@ struct Window {
     v: array<vec4<f32>, WINDOW_VEC4S>,
 }
 // Query-side windows, from row q_first: q as exact [high, low] pairs (split_rows), dO likewise,
-// the row terms (ROW_TERMS floats per row) and the pivot values ([k_b*, v_b*] per row).
+// the row terms (ROW_TERMS floats per row) and the pivot keys (k_b*, d_qk floats per row).
 @group(0) @binding(1) var<uniform> q_win: Window;
 @group(0) @binding(4) var<uniform> d_o_win: Window;
 @group(0) @binding(5) var<uniform> terms_win: Window;
@@ -141,7 +141,7 @@ const ROW_TERMS: u32 = 8u;
 @group(0) @binding(17) var<storage, read> k_split: array<vec2<f32>>;
 @group(0) @binding(18) var<storage, read> v_split: array<vec2<f32>>;
 @group(0) @binding(19) var<storage, read> d_o_split: array<vec2<f32>>;
-// pivot_rows' output: [k_b* (d_qk), v_b* (d_v)] per row, read through pivot_win.
+// pivot_rows' output: k_b* per row, read through pivot_win.
 @group(0) @binding(20) var<storage, read_write> pivot_out: array<f32>;
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -193,18 +193,17 @@ fn term(r: u32, t: u32) -> f32 {
     return terms_win.v[at >> 2u][at & 3u];
 }
 
-fn pivot_value(r: u32, i: u32) -> f32 {
-    let at = r * (params.d_qk + params.d_v) + i;
+fn pivot_k(r: u32, i: u32) -> f32 {
+    let at = r * params.d_qk + i;
     return pivot_win.v[at >> 2u][at & 3u];
 }
 
-// k_b*[i] and v_b*[j] of query row r.
-fn pivot_k(r: u32, i: u32) -> f32 {
-    return pivot_value(r, i);
-}
-
-fn pivot_v(r: u32, j: u32) -> f32 {
-    return pivot_value(r, params.d_qk + j);
+// k_b*[i] and k_b*[i + 1] of query row r with one load: an even d_qk and an even i keep
+// them in one vec4.
+fn pivot_k_pair(r: u32, i: u32) -> vec2<f32> {
+    let at = r * params.d_qk + i;
+    let x = pivot_win.v[at >> 2u];
+    return select(x.xy, x.zw, (at & 2u) == 2u);
 }
 
 // x . y for two split elements, added to [exact part, rest]: the sum of high x high products
@@ -277,6 +276,34 @@ fn held_k(b: u32) -> RowPairs {
     return row;
 }
 
+fn held_d_o(a: u32) -> RowPairs {
+    var row: RowPairs;
+    let half = D_V / 2u;
+    for (var m = 0u; m < half; m++) {
+        row[m] = d_o_win.v[a * half + m];
+    }
+    return row;
+}
+
+fn holds_value_rows() -> bool {
+    return (D_V & 1u) == 0u && D_V <= 2u * MAX_ROW_VEC4S;
+}
+
+// dot_do_v_parts(a, b) with query row a's dO held.
+fn dot_do_v_parts_d_o_held(d_o_row: ptr<function, RowPairs>, a: u32, b: u32) -> vec2<f32> {
+    if (!holds_value_rows()) {
+        return dot_do_v_parts(a, b);
+    }
+    var parts = vec2<f32>(0.0, 0.0);
+    let half = D_V / 2u;
+    for (var m = 0u; m < half; m++) {
+        let x = (*d_o_row)[m];
+        let y = v_win.v[b * half + m];
+        parts = add_split_product(add_split_product(parts, x.xy, y.xy), x.zw, y.zw);
+    }
+    return parts;
+}
+
 // logit_parts(a, b) with query row a held (the same terms in the same order).
 fn logit_parts_q_held(q_row: ptr<function, RowPairs>, a: u32, b: u32) -> vec2<f32> {
     if (!holds_rows()) {
@@ -320,6 +347,18 @@ fn sum_of(x: vec2<f32>) -> f32 {
 // and the tile loops keep a constant trip count; stores check `col < width` themselves.
 fn tile_col(tile: u32, c: u32, width: u32) -> u32 {
     return min(tile * COL_TILE + c, width - 1u);
+}
+
+// Whether the column loops read two columns per load: even widths and an even COL_TILE keep
+// every tile's column pairs (col, col + 1) inside one vec4, in the windows of [high, low]
+// pairs and in the pivot keys alike.
+fn pairs_per_load() -> bool {
+    return (D_QK & 1u) == 0u && (D_V & 1u) == 0u && (COL_TILE & 1u) == 0u;
+}
+
+// The first column of the pair at slot c (even) of column tile `tile`, clamped like tile_col.
+fn tile_pair_col(tile: u32, c: u32, width: u32) -> u32 {
+    return min(tile * COL_TILE + c, width - 2u);
 }
 
 // The running gradient of a row of `width` columns, one column tile of it.
@@ -517,7 +556,7 @@ fn pivot_span(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // Per global row, once the pivots are known: the pivot's position and q_a . k_b* into the row
-// terms, k_b* and v_b* into the pivot values, so that the tiled kernels find them in windows.
+// terms, k_b* into the pivot keys, so that the tiled kernels find them in windows.
 @compute @workgroup_size(WORKGROUP)
 fn pivot_rows(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
@@ -542,12 +581,8 @@ fn pivot_rows(@builtin(workgroup_id) wid: vec3<u32>,
     terms_out[out + 5u] = 0.0;
     terms_out[out + 6u] = 0.0;
     terms_out[out + 7u] = 0.0;
-    let width = params.d_qk + params.d_v;
     for (var i = 0u; i < params.d_qk; i++) {
-        pivot_out[row * width + i] = sum_of(k_split[pivot * params.d_qk + i]);
-    }
-    for (var j = 0u; j < params.d_v; j++) {
-        pivot_out[row * width + params.d_qk + j] = sum_of(v_split[pivot * params.d_v + j]);
+        pivot_out[row * params.d_qk + i] = sum_of(k_split[pivot * params.d_qk + i]);
     }
 }
 
@@ -565,7 +600,9 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
     let pivot_parts = vec2<f32>(term(a, 3u), term(a, 4u));
     var q_row = held_q(a);
 
-    // sum_b e^x_ab and sum_b e^x_ab (v_b - v_b*), compensated across key blocks.
+    // sum_b e^x_ab and sum_b e^x_ab v_b, compensated across key blocks. (Not v_b - v_b*: o's
+    // rounding is a few ulp of max |v| either way, and the pivot's values would cost a load
+    // per column and key.)
     var l = vec2<f32>(0.0, 0.0);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
@@ -585,9 +622,16 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
             let x = parts_difference(logit_parts_q_held(&q_row, a, b), pivot_parts);
             let weight = select(0.0, exp_accurate(x * params.logit_scale), b0 + j < r.hi);
             block_l += weight;
-            for (var c = 0u; c < COL_TILE; c++) {
-                let col = tile_col(r.tile, c, params.d_v);
-                block[c] += weight * (sum_of(v_pair(b, col)) - pivot_v(a, col));
+            if (pairs_per_load()) {
+                for (var c = 0u; c < COL_TILE; c += 2u) {
+                    let x = v_win.v[(b * D_V + tile_pair_col(r.tile, c, D_V)) >> 1u];
+                    block[c] += weight * sum_of(x.xy);
+                    block[c + 1u] += weight * sum_of(x.zw);
+                }
+            } else {
+                for (var c = 0u; c < COL_TILE; c++) {
+                    block[c] += weight * sum_of(v_pair(b, tile_col(r.tile, c, params.d_v)));
+                }
             }
         }
         let sum = two_sum(l.x, block_l);
@@ -603,7 +647,7 @@ fn forward_span(@builtin(workgroup_id) wid: vec3<u32>,
         if (col < params.d_v) {
             let at = r.row * params.d_v + col;
             if (r.last) {
-                o[at] = pivot_v(a, col) + (acc[c] + acc_lo[c]) / l_total;
+                o[at] = (acc[c] + acc_lo[c]) / l_total;
             } else {
                 // Earlier windows leave the accumulator for the next.
                 o[at] = acc[c];
@@ -660,16 +704,12 @@ fn prob(logit: vec2<f32>, t: RowTerms) -> f32 {
     return exp_accurate(parts_difference(logit, t.pivot_parts) * params.logit_scale - t.log_l);
 }
 
-// dO_a . (v_b - v_b*), right to about one rounding of itself (exactly 0 at b = b*): an f32 dot
-// product of d_v terms is off by a few 1e-7 of the sum of its terms' sizes, which left errors
-// up to 1e-4 in dq at n = 7, d_v = 64 where dO_a is nearly orthogonal to v_b - v_b*.
-fn dot_do_v_rel(a: u32, b: u32, t: RowTerms) -> f32 {
-    return parts_difference(dot_do_v_parts(a, b), t.dov_pivot);
-}
-
-// dL/ds_ab = p_ab (dO_a . (v_b - v_b*) - D_a), given q_a . k_b.
-fn score_grad(logit: vec2<f32>, a: u32, b: u32, t: RowTerms) -> f32 {
-    return prob(logit, t) * (dot_do_v_rel(a, b, t) - t.delta);
+// dL/ds_ab = p_ab (dO_a . (v_b - v_b*) - D_a), given q_a . k_b and dO_a . v_b as parts.
+// dO_a . (v_b - v_b*) is right to about one rounding of itself (exactly 0 at b = b*): an f32
+// dot product of d_v terms is off by a few 1e-7 of the sum of its terms' sizes, which left
+// errors up to 1e-4 in dq at n = 7, d_v = 64 where dO_a is nearly orthogonal to v_b - v_b*.
+fn score_grad(logit: vec2<f32>, dov: vec2<f32>, t: RowTerms) -> f32 {
+    return prob(logit, t) * (parts_difference(dov, t.dov_pivot) - t.delta);
 }
 
 // D_a += sum over the key window of p_ab dO_a . (v_b - v_b*), compensated; the row's last
@@ -684,6 +724,7 @@ fn delta_span(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let terms = row_terms_of(r.local);
     var q_row = held_q(r.local);
+    var d_o_row = held_d_o(r.local);
     var delta = vec2<f32>(0.0, 0.0);
     if (!r.first) {
         delta = vec2<f32>(delta_acc[r.row * 2u], delta_acc[r.row * 2u + 1u]);
@@ -693,7 +734,8 @@ fn delta_span(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < KEY_BLOCK; j++) {
             let b = min(b0 + j, r.hi - 1u);
             let logit = logit_parts_q_held(&q_row, r.local, b);
-            let term = prob(logit, terms) * dot_do_v_rel(r.local, b, terms);
+            let dov = parts_difference(dot_do_v_parts_d_o_held(&d_o_row, r.local, b), terms.dov_pivot);
+            let term = prob(logit, terms) * dov;
             block += select(0.0, term, b0 + j < r.hi);
         }
         let sum = two_sum(delta.x, block);
@@ -729,6 +771,7 @@ fn query_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
     let a = r.local;
     let terms = row_terms_of(a);
     var q_row = held_q(a);
+    var d_o_row = held_d_o(a);
     var acc: array<f32, 64>;
     var acc_lo: array<f32, 64>;
     if (!r.first) {
@@ -739,10 +782,21 @@ fn query_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < KEY_BLOCK; j++) {
             let b = min(b0 + j, r.hi - 1u);
             let logit = logit_parts_q_held(&q_row, a, b);
-            let ds = select(0.0, score_grad(logit, a, b, terms), b0 + j < r.hi);
-            for (var c = 0u; c < COL_TILE; c++) {
-                let col = tile_col(r.tile, c, params.d_qk);
-                block[c] += ds * (sum_of(k_pair(b, col)) - pivot_k(a, col));
+            let dov = dot_do_v_parts_d_o_held(&d_o_row, a, b);
+            let ds = select(0.0, score_grad(logit, dov, terms), b0 + j < r.hi);
+            if (pairs_per_load()) {
+                for (var c = 0u; c < COL_TILE; c += 2u) {
+                    let col = tile_pair_col(r.tile, c, D_QK);
+                    let x = k_win.v[(b * D_QK + col) >> 1u];
+                    let pivot = pivot_k_pair(a, col);
+                    block[c] += ds * (sum_of(x.xy) - pivot.x);
+                    block[c + 1u] += ds * (sum_of(x.zw) - pivot.y);
+                }
+            } else {
+                for (var c = 0u; c < COL_TILE; c++) {
+                    let col = tile_col(r.tile, c, params.d_qk);
+                    block[c] += ds * (sum_of(k_pair(b, col)) - pivot_k(a, col));
+                }
             }
         }
         fold_block(&acc, &acc_lo, &block);
@@ -770,9 +824,18 @@ fn key_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < KEY_BLOCK; j++) {
             let a = min(a0 + j, r.hi - 1u);
             let logit = logit_parts_k_held(&k_row, a, r.local);
-            let ds = select(0.0, score_grad(logit, a, r.local, row_terms_of(a)), a0 + j < r.hi);
-            for (var c = 0u; c < COL_TILE; c++) {
-                block[c] += ds * sum_of(q_pair(a, tile_col(r.tile, c, params.d_qk)));
+            let dov = dot_do_v_parts(a, r.local);
+            let ds = select(0.0, score_grad(logit, dov, row_terms_of(a)), a0 + j < r.hi);
+            if (pairs_per_load()) {
+                for (var c = 0u; c < COL_TILE; c += 2u) {
+                    let x = q_win.v[(a * D_QK + tile_pair_col(r.tile, c, D_QK)) >> 1u];
+                    block[c] += ds * sum_of(x.xy);
+                    block[c + 1u] += ds * sum_of(x.zw);
+                }
+            } else {
+                for (var c = 0u; c < COL_TILE; c++) {
+                    block[c] += ds * sum_of(q_pair(a, tile_col(r.tile, c, params.d_qk)));
+                }
             }
         }
         fold_block(&acc, &acc_lo, &block);
@@ -801,8 +864,16 @@ fn value_grad_span(@builtin(workgroup_id) wid: vec3<u32>,
             let a = min(a0 + j, r.hi - 1u);
             let p = select(0.0, prob(logit_parts_k_held(&k_row, a, r.local), row_terms_of(a)),
                            a0 + j < r.hi);
-            for (var c = 0u; c < COL_TILE; c++) {
-                block[c] += p * sum_of(d_o_pair(a, tile_col(r.tile, c, params.d_v)));
+            if (pairs_per_load()) {
+                for (var c = 0u; c < COL_TILE; c += 2u) {
+                    let x = d_o_win.v[(a * D_V + tile_pair_col(r.tile, c, D_V)) >> 1u];
+                    block[c] += p * sum_of(x.xy);
+                    block[c + 1u] += p * sum_of(x.zw);
+                }
+            } else {
+                for (var c = 0u; c < COL_TILE; c++) {
+                    block[c] += p * sum_of(d_o_pair(a, tile_col(r.tile, c, params.d_v)));
+                }
             }
         }
         fold_block(&acc, &acc_lo, &block);

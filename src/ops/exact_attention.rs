@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
+use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, WindowedDispatch, Work};
 use crate::ops::{
     check_inputs, check_loop_budget, check_shape, AttentionFootprint, AttentionGradients,
@@ -65,15 +66,11 @@ pub const SPLIT_ROWS: Kernel = kernel("split_rows", &[PARAMS, SPLIT_IN, SPLIT_OU
 pub const PIVOT_SPAN: Kernel = kernel("pivot_span", &[PARAMS, Q_WIN, K_WIN, PIVOTS]);
 pub const PIVOT_ROWS: Kernel = kernel(
     "pivot_rows",
-    &[
-        PARAMS, PIVOTS, Q_SPLIT, K_SPLIT, V_SPLIT, TERMS_OUT, PIVOT_OUT,
-    ],
+    &[PARAMS, PIVOTS, Q_SPLIT, K_SPLIT, TERMS_OUT, PIVOT_OUT],
 );
 pub const FORWARD_SPAN: Kernel = kernel(
     "forward_span",
-    &[
-        PARAMS, Q_WIN, K_WIN, V_WIN, TERMS_WIN, PIVOT_WIN, O, O_LO, STATS,
-    ],
+    &[PARAMS, Q_WIN, K_WIN, V_WIN, TERMS_WIN, O, O_LO, STATS],
 );
 pub const ROW_TERMS: Kernel = kernel("row_terms", &[PARAMS, TERMS_OUT, D_O_SPLIT, V_SPLIT, STATS]);
 pub const DELTA_SPAN: Kernel = kernel(
@@ -203,12 +200,12 @@ pub struct ExactForward {
     q_split: GpuTensor,
     k_split: GpuTensor,
     v_split: GpuTensor,
-    /// Each row's pivot key and value, `[B*H, n, d_qk + d_v]`.
-    pivot_values: GpuTensor,
+    /// Each row's pivot key, `[B*H, n, d_qk]`.
+    pivot_keys: GpuTensor,
 }
 
 /// Rows per window on each side: query windows hold q, dL/do, the row terms and the pivot
-/// values of their rows, key windows k and v.
+/// keys of their rows, key windows k and v.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct WindowRows {
     query: usize,
@@ -237,8 +234,11 @@ impl ExactAttention {
     /// The most rows of a window on an adapter with no loop limit: keeps each dispatch short.
     pub const MAX_SPAN: usize = 4096;
 
+    /// Exact attention with the tiles the tuner chooses for this adapter and these widths
+    /// (the defaults with tuning off).
     pub fn new(ctx: &GpuContext, shape: AttentionShape) -> Result<Self> {
-        Self::with_tiles(ctx, shape, ExactTiles::default(), None)
+        let tiles = choose_tiles(ctx, &shape)?;
+        Self::with_tiles(ctx, shape, tiles, None)
     }
 
     /// `span`: the most rows per window (each dispatch's keys, or queries), or `None` for as
@@ -518,14 +518,14 @@ impl ExactAttention {
         let windowable = GpuTensor::windowable_bytes;
         let split = |width: usize| windowable(&self.split_shape(width));
         let terms = windowable(&self.per_row(ROW_TERMS_PER_ROW));
-        let pivot_values = windowable(&self.per_row(s.d_qk + s.d_v));
+        let pivot_keys = windowable(&self.per_row(s.d_qk));
         AttentionFootprint {
             saved: bytes(&s.v_shape())
                 + bytes(&self.stats_shape())
                 + terms
                 + 2 * split(s.d_qk)
                 + split(s.d_v)
-                + pivot_values,
+                + pivot_keys,
             forward_scratch: bytes(&s.v_shape()) + bytes(&self.per_row(PIVOTS_PER_ROW)),
             backward_scratch: bytes(&self.per_row(DELTA_PER_ROW))
                 + 2 * bytes(&s.qk_shape())
@@ -534,7 +534,7 @@ impl ExactAttention {
             largest: split(s.d_qk.max(s.d_v))
                 .max(bytes(&self.stats_shape()))
                 .max(terms)
-                .max(pivot_values),
+                .max(pivot_keys),
         }
     }
 
@@ -562,10 +562,10 @@ impl ExactAttention {
                     "exact attention row terms",
                     &self.per_row(ROW_TERMS_PER_ROW),
                 )?,
-                pivot_values: GpuTensor::windowable_output(
+                pivot_keys: GpuTensor::windowable_output(
                     ctx,
-                    "exact attention pivot values",
-                    &self.per_row(s.d_qk + s.d_v),
+                    "exact attention pivot keys",
+                    &self.per_row(s.d_qk),
                 )?,
                 q_split,
                 k_split,
@@ -595,9 +595,8 @@ impl ExactAttention {
                     ("pivots", &pivots.buffer),
                     ("q_split", qs),
                     ("k_split", ks),
-                    ("v_split", vs),
                     ("terms_out", &out.terms.buffer),
-                    ("pivot_out", &out.pivot_values.buffer),
+                    ("pivot_out", &out.pivot_keys.buffer),
                 ],
             )?;
             self.run_tiles(
@@ -610,7 +609,6 @@ impl ExactAttention {
                     ("k_win", ks),
                     ("v_win", vs),
                     ("terms_win", &out.terms.buffer),
-                    ("pivot_win", &out.pivot_values.buffer),
                     ("o", &out.o.buffer),
                     ("o_lo", &o_lo.buffer),
                     ("stats", &out.stats.buffer),
@@ -687,7 +685,7 @@ impl ExactAttention {
             )?;
             let mut query_bindings = windows.to_vec();
             query_bindings.extend([
-                ("pivot_win", &saved.pivot_values.buffer),
+                ("pivot_win", &saved.pivot_keys.buffer),
                 ("grad", &grads.dq.buffer),
             ]);
             self.run_tiles(
@@ -725,13 +723,103 @@ impl ExactAttention {
     }
 }
 
+/// The tiles the tuner times: the default, then each setting one step from it (llvmpipe:
+/// col_tile 64 runs 1.3x slower than 16, its arrays leaving registers; a GPU may differ).
+const TILE_CANDIDATES: [ExactTiles; 5] = [
+    ExactTiles {
+        key_block: 8,
+        col_tile: 16,
+    },
+    ExactTiles {
+        key_block: 4,
+        col_tile: 16,
+    },
+    ExactTiles {
+        key_block: 16,
+        col_tile: 16,
+    },
+    ExactTiles {
+        key_block: 8,
+        col_tile: 8,
+    },
+    ExactTiles {
+        key_block: 8,
+        col_tile: 32,
+    },
+];
+
+/// Rows of the one head the tuner times each candidate on.
+const TILE_PROBE_ROWS: usize = 512;
+
+/// The tune-cache class of a tile choice: tiles trade costs that depend on the widths, not on
+/// n or the number of heads.
+pub fn tiles_class(shape: &AttentionShape) -> String {
+    format!("exact_attention tiles d_qk{} d_v{}", shape.d_qk, shape.d_v)
+}
+
+impl std::fmt::Display for ExactTiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.key_block, self.col_tile)
+    }
+}
+
+/// The cached tiles of `shape`'s class, measured (and cached) when there are none; the
+/// defaults with tuning off.
+pub fn choose_tiles(ctx: &GpuContext, shape: &AttentionShape) -> Result<ExactTiles> {
+    let class = tiles_class(shape);
+    {
+        let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
+        if tuner.mode == TuneMode::Off {
+            return Ok(ExactTiles::default());
+        }
+        if let Some(value) = tuner.cached(&class).map(str::to_string) {
+            match TILE_CANDIDATES.iter().find(|t| t.to_string() == value) {
+                Some(&tiles) => return Ok(tiles),
+                None => tuner.forget(&class, "not one of the tiles polygrad times"),
+            }
+        }
+    }
+    let chosen = measure_tiles(ctx, shape)?;
+    let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
+    tuner.record(&class, &chosen.to_string());
+    Ok(chosen)
+}
+
+/// Times forward + backward of one causal head of TILE_PROBE_ROWS rows with each candidate
+/// and returns the fastest whose output agrees with the others (`tune::fastest_agreeing`).
+fn measure_tiles(ctx: &GpuContext, shape: &AttentionShape) -> Result<ExactTiles> {
+    let probe = AttentionShape::new(1, 1, TILE_PROBE_ROWS, shape.d_qk, shape.d_v, true);
+    let fill = |name: &str, dims: &[usize], salt: usize| {
+        GpuTensor::upload(ctx, name, dims, &probe_values(dims.iter().product(), salt))
+    };
+    let q = fill("tune q", &probe.qk_shape(), 1)?;
+    let k = fill("tune k", &probe.qk_shape(), 2)?;
+    let v = fill("tune v", &probe.v_shape(), 3)?;
+    let d_o = fill("tune d_o", &probe.v_shape(), 4)?;
+    let chosen = fastest_agreeing("exact attention tiles", &TILE_CANDIDATES, |tiles| {
+        let Ok(op) = ExactAttention::with_tiles(ctx, probe, tiles, None) else {
+            return Ok(None);
+        };
+        let mut output = None;
+        let time = time_runs(|| {
+            let saved = op.forward(ctx, &q, &k, &v)?;
+            let grads = op.backward(ctx, &q, &k, &v, &saved, &d_o)?;
+            ctx.synchronize()?;
+            output = Some(grads.dq);
+            Ok(())
+        })?;
+        output.map(|dq| Ok((time, dq.download(ctx)?))).transpose()
+    })?;
+    Ok(chosen.unwrap_or_default())
+}
+
 /// Bytes per row of each query-side window, by binding name.
 fn query_row_bytes(shape: &AttentionShape) -> [(&'static str, usize); 4] {
     [
         ("q_win", shape.d_qk * PAIR_BYTES),
         ("d_o_win", shape.d_v * PAIR_BYTES),
         ("terms_win", ROW_TERMS_PER_ROW * 4),
-        ("pivot_win", (shape.d_qk + shape.d_v) * 4),
+        ("pivot_win", shape.d_qk * 4),
     ]
 }
 
