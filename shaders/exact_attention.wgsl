@@ -167,7 +167,8 @@ fn pair_in(x: vec4<f32>, at: u32) -> vec2<f32> {
     return select(x.xy, x.zw, (at & 1u) == 1u);
 }
 
-// Window accessors by local row (the row's index in its window) and column.
+// Window accessors by local row (the row's index in its window) and column. WGSL passes no
+// pointers to uniform buffers, so each window has accessors of its own.
 fn q_pair(r: u32, i: u32) -> vec2<f32> {
     let at = r * params.d_qk + i;
     return pair_in(q_win.v[at >> 1u], at);

@@ -136,7 +136,8 @@ enum Command {
         plot: Option<PathBuf>,
     },
     /// Time every matrix-product variant on the shape classes of the whole benchmark model
-    /// at --n, keep the fastest per class in the tune cache, and print the choices.
+    /// at --n, and exact attention's tiles at its widths; keep the fastest per class in the
+    /// tune cache, and print the choices.
     Tune {
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
@@ -946,7 +947,9 @@ fn tune(adapter: Option<&str>, n: usize) -> polygrad::Result<ExitCode> {
     ctx.set_tuning(TuneMode::Retune, default_cache_dir().as_deref());
     println!("adapter: {}", ctx.adapter().label());
     let config = benchmark_model_config(Attention::Poly { degree: 2 });
+    let attention = AttentionShape::new(1, config.n_heads, n, config.d_qk, config.d_v, true);
     ModelRun::new(&ctx, config, n)?.run_once(&ctx)?;
+    polygrad::ops::exact_attention::choose_tiles(&ctx, &attention)?;
     println!("{:<40} variant", "shape class");
     for (class, variant) in ctx.tune_choices() {
         println!("{class:<40} {variant}");

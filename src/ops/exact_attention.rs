@@ -17,10 +17,11 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
-use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
+use crate::gpu::tune::{fastest_agreeing, time_runs, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, WindowedDispatch, Work};
 use crate::ops::{
-    check_inputs, check_loop_budget, check_shape, AttentionFootprint, AttentionGradients,
+    check_inputs, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
+    AttentionGradients,
 };
 
 const SHADER: &str = "exact_attention.wgsl";
@@ -243,8 +244,8 @@ impl ExactAttention {
 
     /// `span`: the most rows per window (each dispatch's keys, or queries), or `None` for as
     /// many as a window and the adapter's loop limit allow; it is rounded down to a multiple
-    /// of the rows that keep windows aligned (at least one such multiple). Any span gives the same result up to rounding. Checks shape, tiles and sizes
-    /// before allocating.
+    /// of the rows that keep windows aligned (at least one such multiple). Any span gives the
+    /// same result up to rounding. Checks shape, tiles and sizes before allocating.
     pub fn with_tiles(
         ctx: &GpuContext,
         shape: AttentionShape,
@@ -789,13 +790,7 @@ pub fn choose_tiles(ctx: &GpuContext, shape: &AttentionShape) -> Result<ExactTil
 /// and returns the fastest whose output agrees with the others (`tune::fastest_agreeing`).
 fn measure_tiles(ctx: &GpuContext, shape: &AttentionShape) -> Result<ExactTiles> {
     let probe = AttentionShape::new(1, 1, TILE_PROBE_ROWS, shape.d_qk, shape.d_v, true);
-    let fill = |name: &str, dims: &[usize], salt: usize| {
-        GpuTensor::upload(ctx, name, dims, &probe_values(dims.iter().product(), salt))
-    };
-    let q = fill("tune q", &probe.qk_shape(), 1)?;
-    let k = fill("tune k", &probe.qk_shape(), 2)?;
-    let v = fill("tune v", &probe.v_shape(), 3)?;
-    let d_o = fill("tune d_o", &probe.v_shape(), 4)?;
+    let (q, k, v, d_o) = probe_inputs(ctx, &probe)?;
     let chosen = fastest_agreeing("exact attention tiles", &TILE_CANDIDATES, |tiles| {
         let Ok(op) = ExactAttention::with_tiles(ctx, probe, tiles, None) else {
             return Ok(None);

@@ -204,6 +204,24 @@ pub(crate) fn check_shape(tensor: &GpuTensor, expected: &[usize]) -> Result<()> 
     Ok(())
 }
 
+/// Deterministic q, k, v and dL/do for `shape`, for the tuners' timing runs (the values of
+/// `tune::probe_values`, one salt per tensor).
+pub(crate) fn probe_inputs(
+    ctx: &GpuContext,
+    shape: &AttentionShape,
+) -> Result<(GpuTensor, GpuTensor, GpuTensor, GpuTensor)> {
+    let fill = |name: &str, dims: &[usize], salt: usize| {
+        let values = crate::gpu::tune::probe_values(dims.iter().product(), salt);
+        GpuTensor::upload(ctx, name, dims, &values)
+    };
+    Ok((
+        fill("tune q", &shape.qk_shape(), 1)?,
+        fill("tune k", &shape.qk_shape(), 2)?,
+        fill("tune v", &shape.v_shape(), 3)?,
+        fill("tune d_o", &shape.v_shape(), 4)?,
+    ))
+}
+
 /// Refuses work whose kernels could loop past the adapter's per-invocation loop limit, where
 /// the driver would cut the loops short and return wrong numbers without a word.
 pub(crate) fn check_loop_budget(ctx: &GpuContext, what: &str, iterations: u64) -> Result<()> {

@@ -11,11 +11,12 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
-use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
+use crate::gpu::tune::{fastest_agreeing, time_runs, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
 use crate::ops::{
-    check_inputs, check_loop_budget, check_shape, AttentionFootprint, AttentionGradients,
+    check_inputs, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
+    AttentionGradients,
 };
 use crate::poly::{self, MAX_D_QK};
 
@@ -1124,13 +1125,7 @@ pub fn choose_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Re
 /// candidate the device refuses (states too large) is skipped.
 fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
     let probe = AttentionShape::new(1, 1, CHUNK_PROBE_ROWS, shape.d_qk, shape.d_v, true);
-    let fill = |name: &str, dims: &[usize], salt: usize| {
-        GpuTensor::upload(ctx, name, dims, &probe_values(dims.iter().product(), salt))
-    };
-    let q = fill("tune q", &probe.qk_shape(), 1)?;
-    let k = fill("tune k", &probe.qk_shape(), 2)?;
-    let v = fill("tune v", &probe.v_shape(), 3)?;
-    let d_o = fill("tune d_o", &probe.v_shape(), 4)?;
+    let (q, k, v, d_o) = probe_inputs(ctx, &probe)?;
     let chosen = fastest_agreeing("poly attention chunk", &CHUNK_CANDIDATES, |chunk| {
         let Ok(op) = PolyAttention::with_chunk(ctx, probe, degree, chunk) else {
             return Ok(None);
