@@ -332,6 +332,14 @@ fn hold_partial_for_tests() {
     }
 }
 
+/// `value` as pretty JSON into `path`, replaced whole (never left half-written).
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::file(path, format!("cannot be serialised: {e}")))?;
+    text.push('\n');
+    write_atomically(path, text.as_bytes())
+}
+
 /// `path`'s bytes replaced by `bytes`, or `path` untouched on failure. A path that exists and
 /// is not a regular file is refused (the rename would replace a FIFO or a device).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -16,4 +16,6 @@ pub mod validate;
 pub use attention::{Attention, AttentionShape};
 pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
-pub use model::{GpuModel, HostTensor, LayerBound, Loss, Model, ModelConfig, ModelGradients};
+pub use model::{
+    bounds_report, GpuModel, HostTensor, LayerBound, Loss, Model, ModelConfig, ModelGradients,
+};

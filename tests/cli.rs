@@ -685,7 +685,8 @@ fn grad_reports_each_layers_bound_and_warns_where_none_holds() {
     }
     let model = Model::new(config, params).unwrap();
     let f = files(&model, &[("x", &x), ("dy", &dy)]);
-    let (ok, err) = grad(&f, &[]);
+    let report = f.out.with_file_name("report.json");
+    let (ok, err) = grad(&f, &["--report", report.to_str().unwrap()]);
     assert!(ok, "{err}");
     let layer0 = err.lines().find(|l| l.contains("layer 0: logits within"));
     assert!(layer0.is_some_and(|l| l.contains("output within")), "{err}");
@@ -693,4 +694,48 @@ fn grad_reports_each_layers_bound_and_warns_where_none_holds() {
         err.contains("warning: no bound holds for layer(s) 1 (eps >= 1)"),
         "{err}"
     );
+
+    // The report says the same as data: layer 0 certified, layer 1 not, with eps the Taylor
+    // remainder of its own logit bound, and that bound the one printed.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{json}");
+    for (i, layer) in layers.iter().enumerate() {
+        assert_eq!(layer["layer"], i, "{json}");
+        assert_eq!(layer["attention"], "poly", "{json}");
+        assert_eq!(layer["degree"], 2, "{json}");
+        let r = layer["logit_bound"].as_f64().unwrap();
+        let printed = format!("layer {i}: logits within {r:.3e}");
+        assert!(err.contains(&printed), "{printed:?} not in {err}");
+        let eps = polygrad::poly::taylor_relative_error_bound(r, 2);
+        match layer["eps"].as_f64() {
+            Some(e) => assert!((e - eps).abs() <= 1e-12 * eps, "{json}"),
+            None => assert!(!eps.is_finite(), "{json}"),
+        }
+    }
+    assert!(layers[0]["output_bound"]
+        .as_f64()
+        .is_some_and(|b| b > 0.0 && b < 1.0));
+    assert!(layers[1]["output_bound"].is_null(), "{json}");
+    let reason = layers[1]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no bound"), "{reason}");
+}
+
+#[test]
+fn grad_refuses_a_report_path_that_is_also_the_output() {
+    let model = Model::random(
+        small_model_config(1, 1, true, Attention::Poly { degree: 2 }),
+        63,
+    )
+    .unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 5, 64);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    let (ok, err) = grad(&f, &["--report", f.out.to_str().unwrap()]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("--report") && err.contains("is also --out"),
+        "{err}"
+    );
+    assert!(!f.out.exists(), "{err}");
 }

@@ -65,6 +65,10 @@ enum Command {
         /// that exits with status 3 and writes nothing).
         #[arg(long)]
         allow_nonfinite: bool,
+        /// Also write each layer's attention report as JSON: its attention and degree, logit
+        /// bound, eps, certified output bound and why (replaced whole, like --out).
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
     },
@@ -199,6 +203,7 @@ fn main() -> ExitCode {
             degree,
             loss,
             allow_nonfinite,
+            report,
             adapter,
         } => grad(GradArgs {
             model,
@@ -208,6 +213,7 @@ fn main() -> ExitCode {
             degree,
             loss,
             allow_nonfinite,
+            report,
             adapter,
         }),
         Command::Validate {
@@ -329,6 +335,7 @@ struct GradArgs {
     degree: Option<u32>,
     loss: LossArg,
     allow_nonfinite: bool,
+    report: Option<PathBuf>,
     adapter: Option<String>,
 }
 
@@ -467,6 +474,15 @@ fn human_duration(d: Duration) -> String {
 fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     // Before reading anything: a bad --out must not cost a whole pass.
     polygrad::io::check_output_path(&args.out, &[&args.model, &args.input])?;
+    if let Some(report) = &args.report {
+        if report == &args.out {
+            return Err(option_error(
+                "--report",
+                format!("{} is also --out", report.display()),
+            ));
+        }
+        polygrad::io::check_output_path(report, &[&args.model, &args.input])?;
+    }
     let mut model = polygrad::io::read_model(&args.model)?;
     if args.attention.is_some() || args.degree.is_some() {
         let kind = args
@@ -504,6 +520,11 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     polygrad::io::write_gradients(&args.out, &result)?;
     if let Attention::Poly { degree } = attention {
         report_bounds(&result.attention_bounds, degree);
+    }
+    if let Some(report) = &args.report {
+        let json = polygrad::bounds_report(&result.attention_bounds, attention);
+        polygrad::io::write_json(report, &json)?;
+        eprintln!("{}: the per-layer attention report", report.display());
     }
     eprintln!(
         "{}: {} layers, {attention} attention, x {:?}, on {}{}",

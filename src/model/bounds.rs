@@ -43,3 +43,41 @@ impl LayerBound {
         }
     }
 }
+
+/// The per-layer report `polygrad grad --report` writes (issue 12's fields that are measured so
+/// far; the sampled check and the comparison with exact attention are not yet):
+/// `{"layers": [{"layer", "attention", "degree", "logit_bound", "eps", "output_bound",
+/// "reason"}, ...]}`. `degree` and `output_bound` are null for exact attention and where no
+/// bound holds; a non-finite eps is written as null (JSON has no infinity).
+pub fn bounds_report(bounds: &[LayerBound], attention: Attention) -> serde_json::Value {
+    let layers = bounds
+        .iter()
+        .map(|b| {
+            let (kind, degree) = match attention {
+                Attention::Exact => ("exact", None),
+                Attention::Poly { degree } => ("poly", Some(degree)),
+            };
+            let reason = match (attention, b.output_bound) {
+                (Attention::Exact, _) => "exact attention: f32 rounding only".to_string(),
+                (_, Some(_)) => format!(
+                    "certified: logits within {:.3e}, eps = e^R R^(g+1)/(g+1)! < 1",
+                    b.logit_bound
+                ),
+                (_, None) => format!(
+                    "no bound: logits within {:.3e} give eps >= 1; use exact attention",
+                    b.logit_bound
+                ),
+            };
+            serde_json::json!({
+                "layer": b.layer,
+                "attention": kind,
+                "degree": degree,
+                "logit_bound": b.logit_bound,
+                "eps": b.eps,
+                "output_bound": b.output_bound,
+                "reason": reason,
+            })
+        })
+        .collect::<Vec<_>>();
+    serde_json::json!({ "layers": layers })
+}
