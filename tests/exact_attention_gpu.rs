@@ -6,7 +6,8 @@ mod common;
 use polygrad::gpu::kernel::WINDOW_BYTES;
 use polygrad::ops::exact_attention::{ExactAttention, ExactTiles};
 use polygrad::ops::{upload_inputs, AttentionInputs};
-use polygrad::reference::{relative_error, widen};
+use polygrad::reference::attention::{attention_backward, attention_forward};
+use polygrad::reference::{gradient_error, relative_error, widen};
 use polygrad::validate::{
     check_attention, random_attention_inputs, scale_logits_to, ATTENTION_TOLERANCE as TOLERANCE,
 };
@@ -24,7 +25,28 @@ fn inputs_with_logits(s: &AttentionShape, max_logit: f64) -> ([Vec<f32>; 4], u64
     (inputs, seed)
 }
 
-/// Checks every case and fails with the list of those above the tolerance.
+/// The errors of a plain f32 evaluation of the reference (its own code run in f32) against the
+/// f64 one: o, dq, dk, dv.
+fn plain_f32_errors(s: &AttentionShape, inputs: &[Vec<f32>; 4]) -> [f64; 4] {
+    let [q, k, v, d_o] = inputs;
+    let (q64, k64, v64, d_o64) = (widen(q), widen(k), widen(v), widen(d_o));
+    let o = attention_forward(s, Attention::Exact, &q64, &k64, &v64);
+    let g = attention_backward(s, Attention::Exact, &q64, &k64, &v64, &d_o64);
+    let o32 = attention_forward(s, Attention::Exact, q, k, v);
+    let g32 = attention_backward(s, Attention::Exact, q, k, v, d_o);
+    [
+        relative_error(&o32, &o),
+        gradient_error(&g32.dq, &g.dq),
+        gradient_error(&g32.dk, &g.dk),
+        relative_error(&g32.dv, &g.dv),
+    ]
+}
+
+/// Checks every case and fails with the list of those above their bar: the tolerance, or,
+/// where a plain f32 evaluation of the same attention is further from f64 than that, its error
+/// (the inputs' conditioning, not the kernels', sets the bar there: at d_qk = 1 and |s| = 50 a
+/// row's dq sums terms that cancel 70-fold, and one draw in a few hundred leaves above 1e-5
+/// what plain f32 leaves ten times further off).
 fn assert_cases(ctx: &GpuContext, cases: &[(AttentionShape, f64)]) {
     let mut failures = Vec::new();
     for &(s, max_logit) in cases {
@@ -32,18 +54,21 @@ fn assert_cases(ctx: &GpuContext, cases: &[(AttentionShape, f64)]) {
         let checks = check_attention(ctx, Attention::Exact, s, &inputs)
             .unwrap_or_else(|e| panic!("{s} (seed {seed}): {e}"));
         let e = checks.map(|c| c.error);
+        let plain = plain_f32_errors(&s, &inputs);
+        let bars = plain.map(|p| p.max(TOLERANCE));
         let line = format!(
-            "{s} max|s|={max_logit}: o {:.2e} dq {:.2e} dk {:.2e} dv {:.2e} (seed {seed})",
-            e[0], e[1], e[2], e[3]
+            "{s} max|s|={max_logit}: o {:.2e} dq {:.2e} dk {:.2e} dv {:.2e}; plain f32 o {:.2e} \
+             dq {:.2e} dk {:.2e} dv {:.2e} (seed {seed})",
+            e[0], e[1], e[2], e[3], plain[0], plain[1], plain[2], plain[3]
         );
         eprintln!("{line}");
-        if !e.iter().all(|&x| x <= TOLERANCE) {
+        if !e.iter().zip(&bars).all(|(&x, &bar)| x <= bar) {
             failures.push(line);
         }
     }
     assert!(
         failures.is_empty(),
-        "relative error above {TOLERANCE}:\n{}",
+        "relative error above {TOLERANCE} and above a plain f32 evaluation's:\n{}",
         failures.join("\n")
     );
 }
