@@ -261,7 +261,8 @@ fn holds_rows() -> bool {
 
 fn held_q(a: u32) -> RowPairs {
     var row: RowPairs;
-    let half = D_QK / 2u;
+    // Nothing to hold where the row does not fit (the loop budget counts these loops).
+    let half = select(0u, D_QK / 2u, holds_rows());
     for (var m = 0u; m < half; m++) {
         row[m] = q_win.v[a * half + m];
     }
@@ -270,7 +271,7 @@ fn held_q(a: u32) -> RowPairs {
 
 fn held_k(b: u32) -> RowPairs {
     var row: RowPairs;
-    let half = D_QK / 2u;
+    let half = select(0u, D_QK / 2u, holds_rows());
     for (var m = 0u; m < half; m++) {
         row[m] = k_win.v[b * half + m];
     }
@@ -279,7 +280,7 @@ fn held_k(b: u32) -> RowPairs {
 
 fn held_d_o(a: u32) -> RowPairs {
     var row: RowPairs;
-    let half = D_V / 2u;
+    let half = select(0u, D_V / 2u, holds_value_rows());
     for (var m = 0u; m < half; m++) {
         row[m] = d_o_win.v[a * half + m];
     }

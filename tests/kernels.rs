@@ -98,3 +98,27 @@ fn every_entry_point_is_declared() {
         missing.join(", ")
     );
 }
+
+/// The loop budget of exact attention counts the rows its kernels hold in registers, up to
+/// `MAX_HELD_WIDTH`; the shader sizes them by `MAX_ROW_VEC4S` (two elements per vec4).
+#[test]
+fn exact_attention_holds_the_rows_its_loop_budget_counts() {
+    use polygrad::gpu::shaders::SHADERS;
+    let (_, source) = SHADERS
+        .iter()
+        .find(|(f, _)| *f == "exact_attention.wgsl")
+        .unwrap();
+    let module = naga::front::wgsl::parse_str(source).unwrap();
+    let value = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some("MAX_ROW_VEC4S"))
+        .map(|(_, c)| module.global_expressions[c.init].clone());
+    let Some(naga::Expression::Literal(naga::Literal::U32(vec4s))) = value else {
+        panic!("no u32 const MAX_ROW_VEC4S in exact_attention.wgsl: {value:?}");
+    };
+    assert_eq!(
+        2 * vec4s as u64,
+        polygrad::ops::exact_attention::MAX_HELD_WIDTH
+    );
+}

@@ -109,6 +109,9 @@ const MAX_SEQ_LEN: usize = 1 << 24;
 /// The widest rows of q, k, v and dL/do: a window (64 KiB) must hold two rows of their
 /// [high, low] pairs.
 const MAX_WIDTH: usize = 4096;
+/// The widest rows the tiled kernels hold in registers: 2 MAX_ROW_VEC4S in the shader
+/// (`tests/kernels.rs` checks that they agree).
+pub const MAX_HELD_WIDTH: u64 = 64;
 /// Bytes of one [high, low] pair.
 const PAIR_BYTES: usize = 8;
 
@@ -342,12 +345,14 @@ impl ExactAttention {
         let (d_qk, d_v) = (shape.d_qk as u64, shape.d_v as u64);
         let (block, cols, span) = (tiles.key_block as u64, tiles.col_tile as u64, span as u64);
         let load_store = 2 * cols;
+        // Rows held in registers before the loop (q or k, and dO): at most MAX_HELD_WIDTH wide.
+        let held = (d_qk.min(MAX_HELD_WIDTH) + d_v.min(MAX_HELD_WIDTH)) / 2;
         // Per key: its logit, its dO . v and its columns; per block: the compensated fold.
         let per_gradient_block = 1 + block * (1 + d_qk + d_v + cols) + 2 * cols;
-        let gradients = span.div_ceil(block) * per_gradient_block + 2 * load_store;
+        let gradients = span.div_ceil(block) * per_gradient_block + 2 * load_store + held;
         // Per key: its logit and its weighted values; per block: the fold.
         let per_block = 1 + block * (1 + d_qk + cols) + cols;
-        let forward = span.div_ceil(block) * per_block + load_store;
+        let forward = span.div_ceil(block) * per_block + load_store + held;
         let pivots = span * (1 + d_qk);
         // pivot_rows (2 d_qk + d_v), row_terms (d_v) and split_rows (twice the widest of d_qk
         // and d_v) loop over one row.
