@@ -15,11 +15,16 @@ fn shader(kind: &str) -> String {
         "storage" => "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;",
         "store_f32" => "@group(0) @binding(0) var<storage, read_write> dst: array<f32>;",
         "store_vec4" => "@group(0) @binding(0) var<storage, read_write> dst: array<vec4<f32>>;",
-        "uniform" => "@group(0) @binding(0) var<uniform> src: array<vec4<f32>, 4096>;",
+        "uniform" | "uniform_same" => {
+            "@group(0) @binding(0) var<uniform> src: array<vec4<f32>, 4096>;"
+        }
+        "storage_same" => "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;",
         _ => "",
     };
     let load = match kind {
         "storage" | "uniform" => "src[(lid * 33u + i * 4u + wid.x) & 4095u]",
+        // The same address in every lane of the workgroup.
+        "storage_same" | "uniform_same" => "src[(i * 4u + wid.x) & 4095u]",
         "none" => "vec4<f32>(f32(i), f32(lid), 1.0, 2.0)",
         "store_f32" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc.x",
         "store_vec4" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc",
@@ -81,7 +86,15 @@ fn main() {
         usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
     });
-    for kind in ["none", "storage", "uniform", "store_f32", "store_vec4"] {
+    for kind in [
+        "none",
+        "storage",
+        "storage_same",
+        "uniform",
+        "uniform_same",
+        "store_f32",
+        "store_vec4",
+    ] {
         let module = unsafe {
             device.create_shader_module_trusted(
                 wgpu::ShaderModuleDescriptor {

@@ -212,6 +212,12 @@ struct Window {
     v: array<vec4<f32>, WINDOW_VEC4S>,
 }
 
+// windows-direct-16x4 with op(B) stored k-major (K x N, row stride ldb, C = A B): the one
+// window of B holds the whole matrix, and a lane's 4 columns at 4 k are 4 vec4s along its
+// rows, transposed into the k-contiguous form `accumulate` takes. Only the first window is read
+// this way (the host binds one k window for direct products).
+override B_K_MAJOR: bool = false;
+
 @group(0) @binding(6) var<uniform> a0: Window;
 @group(0) @binding(7) var<uniform> a1: Window;
 @group(0) @binding(8) var<uniform> a2: Window;
@@ -267,9 +273,19 @@ fn matmul_windows(
     let at_b = (e * params.window_lines_b + col) * quads;
     var acc: array<vec4<f32>, 16>;
     // One loop per bound window: WGSL cannot index bindings.
-    for (var q = 0u; q < quads; q++) {
-        accumulate(&acc, a0.v[lo + q], a0.v[hi + q], array<vec4<f32>, 4>(b0.v[at_b + q],
-                   b0.v[at_b + quads + q], b0.v[at_b + 2u * quads + q], b0.v[at_b + 3u * quads + q]));
+    if (B_K_MAJOR) {
+        // vec4 index of (k, col) is k * ldb / 4 + col / 4; one matrix per window (e = 0).
+        let ldb4 = params.ldb / 4u;
+        for (var q = 0u; q < quads; q++) {
+            let at_k = 4u * q * ldb4 + col / 4u;
+            accumulate(&acc, a0.v[lo + q], a0.v[hi + q], transpose4(array<vec4<f32>, 4>(b0.v[at_k],
+                       b0.v[at_k + ldb4], b0.v[at_k + 2u * ldb4], b0.v[at_k + 3u * ldb4])));
+        }
+    } else {
+        for (var q = 0u; q < quads; q++) {
+            accumulate(&acc, a0.v[lo + q], a0.v[hi + q], array<vec4<f32>, 4>(b0.v[at_b + q],
+                       b0.v[at_b + quads + q], b0.v[at_b + 2u * quads + q], b0.v[at_b + 3u * quads + q]));
+        }
     }
     if (params.windows > 1u) {
         for (var q = 0u; q < quads; q++) {

@@ -173,6 +173,53 @@ fn windows_direct_matches_f64_where_it_runs() {
     eprintln!("{checked} of {case} products ran direct");
 }
 
+/// windows-direct-16x4 with op(B) k-major (C = A B, B `[k, n]` dense, all of it in one window:
+/// polynomial attention's O'_c = Phi(Q_c) S_<c), n a multiple of 4 whose last 32-column block
+/// reads past the matrix, batches of 1, 3 and 5, every epilogue; and a B too large for one
+/// window is refused.
+#[test]
+fn windows_direct_reads_b_k_major_where_it_fits() {
+    let Some(ctx) = common::gpu() else { return };
+    if !Variant::Direct.available(&ctx) {
+        return;
+    }
+    let mut rng = common::fresh_rng("matmul windows-direct k-major");
+    let (mut case, mut checked) = (0, 0);
+    for k in [4, 16, 68, 156] {
+        for (m, n) in [(1, 8), (33, 64), (64, 68), (300, 36), (8, 100)] {
+            let batch = [1, 3, 5][case % 3];
+            let shape = Shape { batch, m, n, k };
+            let layout = Layout::dense(&shape, false, false);
+            let epilogue = epilogue(case);
+            case += 1;
+            if !direct_fits(&ctx, &shape, &layout) {
+                assert!(batch > 1, "{shape:?} does not run direct");
+                continue;
+            }
+            let err = check(&ctx, &mut rng, shape, layout, epilogue, Variant::Direct);
+            assert!(
+                err <= 1e-5,
+                "windows-direct-16x4, B k-major, {shape:?} {epilogue:?}: relative error {err:.2e}"
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} of {case} products ran direct with B k-major");
+    assert!(checked > 0);
+    // 16384 floats hold 128 rows of 128 columns, not 129 rows.
+    let too_deep = Shape {
+        batch: 1,
+        m: 16,
+        n: 128,
+        k: 132,
+    };
+    assert!(!direct_fits(
+        &ctx,
+        &too_deep,
+        &Layout::dense(&too_deep, false, false)
+    ));
+}
+
 #[test]
 fn strided_operands_and_a_broadcast_matrix() {
     let Some(ctx) = common::gpu() else { return };

@@ -144,7 +144,7 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
     bindings: WINDOWED_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Fixed([BROADCAST_LANES, 1, 1]),
-    constants: &[],
+    constants: &["B_K_MAJOR"],
     source_constants: &[],
     needs: Needs::Subgroups,
 };
@@ -648,22 +648,34 @@ pub fn direct_fits(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> bool {
 }
 
 /// windows-direct-16x4's view of a product whose windows can lie on the operands themselves:
-/// C = A B^T with A `[m, k]` and B `[n, k]` rows dense (a linear layer's layout, where op(A)'s
-/// rows and op(B)'s columns run along k), k a multiple of 4 and small enough that 32 lines fit
-/// a window (k <= 512), one matrix per window, and every matrix and line window at an offset
-/// the adapter can bind. Lines past m (n) in a window are the next matrix's or the tensor's
-/// slack: they feed only rows (columns) of C that are never stored.
+/// A `[m, k]` rows dense (op(A)'s rows run along k), k a multiple of 4 and small enough that 32
+/// lines fit a window (k <= 512), one matrix per window, and every matrix and line window at an
+/// offset the adapter can bind; B either `[n, k]` rows dense (C = A B^T: a linear layer's
+/// layout) or `[k, ldb]` k-major (C = A B, [`b_k_major`]) with all of it in one window. Lines
+/// past m (n) in a window are the next matrix's or the tensor's slack: they feed only rows
+/// (columns) of C that are never stored.
 fn direct_geometry(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Option<WindowGeometry> {
     let floats = (WINDOW_BYTES / 4) as usize;
     let k = shape.k;
     let (block_rows, block_cols) = WINDOW_BLOCK;
-    let k_contiguous = !layout.trans_a && layout.trans_b && layout.lda == k && layout.ldb == k;
-    if !k_contiguous || k == 0 || !k.is_multiple_of(4) || block_cols * k > floats {
+    let a_dense = !layout.trans_a && layout.lda == k;
+    let b_dense = layout.trans_b && layout.ldb == k;
+    let k_major = b_k_major(shape, layout);
+    if !a_dense
+        || !(b_dense || k_major)
+        || k == 0
+        || !k.is_multiple_of(4)
+        || block_cols * k > floats
+    {
         return None;
     }
     let fit = floats / k;
     let lines_a = (fit / block_rows * block_rows).min(shape.m.next_multiple_of(block_rows));
-    let lines_b = (fit / block_cols * block_cols).min(shape.n.next_multiple_of(block_cols));
+    let lines_b = if k_major {
+        shape.n.next_multiple_of(block_cols)
+    } else {
+        (fit / block_cols * block_cols).min(shape.n.next_multiple_of(block_cols))
+    };
     let (line_windows_a, line_windows_b) = (shape.m.div_ceil(lines_a), shape.n.div_ceil(lines_b));
     let align = ctx.limits().min_uniform_buffer_offset_alignment as u64;
     let bytes = |floats: usize| (floats * 4) as u64;
@@ -695,6 +707,16 @@ fn direct_geometry(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> Option<W
             strides_b,
         },
     )
+}
+
+/// Whether windows-direct-16x4 reads op(B) k-major: B stored `[k, ldb]` (C = A B), every
+/// k's row 4-aligned, and the whole matrix in one window, the lanes' columns past n included
+/// (the kernel reads up to the last k's row plus a 32-column block; those columns of C are
+/// never stored). Polynomial attention's O'_c = Phi(Q_c) S_<c is such a product.
+fn b_k_major(shape: &Shape, layout: &Layout) -> bool {
+    let floats = (WINDOW_BYTES / 4) as usize;
+    let read = (shape.k.max(1) - 1) * layout.ldb + shape.n.next_multiple_of(WINDOW_BLOCK.1);
+    !layout.trans_b && layout.ldb.is_multiple_of(4) && layout.ldb >= shape.n && read <= floats
 }
 
 /// Whether windows-16x4 may run this product here: few matrices, and packed copies the device
@@ -865,7 +887,10 @@ impl Matmul<'_> {
         ctx.run_windowed(
             encoder,
             &MATMUL_WINDOWS,
-            &[],
+            &[(
+                "B_K_MAJOR",
+                (variant == Variant::Direct && b_k_major(shape, l)) as u8 as f64,
+            )],
             &self.windowed_dispatches(g, base),
             &buffers,
             Work {
