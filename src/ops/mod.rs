@@ -254,6 +254,8 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::PHI_ROWS,
     &poly_attention::PHI_ROWS_TRANSPOSED_TOO,
     &poly_attention::PHI_GRAD_ROWS,
+    &poly_attention::PHI_PAIRS,
+    &poly_attention::PHI_PAIRS_TRANSPOSED_TOO,
     &poly_attention::COPY_ROWS,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO,
     &poly_attention::TAYLOR_WEIGHTS,

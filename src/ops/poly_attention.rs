@@ -86,6 +86,22 @@ pub const PHI_GRAD_ROWS: Kernel = Kernel {
     ..PHI_ROWS
 };
 
+/// phi_rows at degree 2, one invocation per (first variable, row): see the shader.
+pub const PHI_PAIRS: Kernel = Kernel {
+    entry: "phi_pairs",
+    ..PHI_ROWS
+};
+
+/// phi_rows_transposed_too at degree 2.
+pub const PHI_PAIRS_TRANSPOSED_TOO: Kernel = Kernel {
+    entry: "phi_pairs_transposed_too",
+    ..PHI_ROWS_TRANSPOSED_TOO
+};
+
+/// The degree whose features the pair kernels write (they give the table kernels' results bit
+/// for bit, with a load of x per feature instead of a table entry and two).
+const PAIRS_DEGREE: u32 = 2;
+
 pub const COPY_ROWS: Kernel = Kernel {
     entry: "copy_rows",
     bindings: &[PARAMS, X, OUT],
@@ -268,20 +284,32 @@ impl FeatureMap {
         out: &GpuTensor,
         transposed: Option<ChunksTransposed>,
     ) -> Result<()> {
-        let invocations = rows.heads * rows.rows_pad * rows.features_pad;
-        check_len(out, invocations)?;
+        let elements = rows.heads * rows.rows_pad * rows.features_pad;
+        check_len(out, elements)?;
         let mut buffers = vec![
             ("monomials", &self.table.buffer),
             ("x", &x.buffer),
             ("out", &out.buffer),
         ];
-        let (kernel, params) = match &transposed {
-            None => (&PHI_ROWS, self.params(rows)),
-            Some(t) => {
-                check_len(t.tensor, invocations)?;
+        let pairs = self.degree == PAIRS_DEGREE;
+        let (kernel, params) = match (&transposed, pairs) {
+            (None, false) => (&PHI_ROWS, self.params(rows)),
+            (None, true) => (&PHI_PAIRS, self.params(rows)),
+            (Some(t), _) => {
+                check_len(t.tensor, elements)?;
                 buffers.push(("aux", &t.tensor.buffer));
-                (&PHI_ROWS_TRANSPOSED_TOO, t.params(self.params(rows)))
+                let kernel = if pairs {
+                    &PHI_PAIRS_TRANSPOSED_TOO
+                } else {
+                    &PHI_ROWS_TRANSPOSED_TOO
+                };
+                (kernel, t.params(self.params(rows)))
             }
+        };
+        let invocations = if pairs {
+            self.d * rows.heads * rows.rows_pad
+        } else {
+            elements
         };
         ctx.run(
             encoder,
