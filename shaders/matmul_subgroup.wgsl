@@ -212,11 +212,69 @@ struct Window {
     v: array<vec4<f32>, WINDOW_VEC4S>,
 }
 
-// windows-direct-16x4 with op(B) stored k-major (K x N, row stride ldb, C = A B): the one
-// window of B holds the whole matrix, and a lane's 4 columns at 4 k are 4 vec4s along its
-// rows, transposed into the k-contiguous form `accumulate` takes. Only the first window is read
-// this way (the host binds one k window for direct products).
+// windows-direct-16x4 with op(B) stored k-major (K x N, row stride ldb, C = A B): a window of
+// B holds the whole matrix, and a lane's 4 columns at 4 k are 4 vec4s along its rows,
+// transposed into the k-contiguous form `accumulate` takes.
 override B_K_MAJOR: bool = false;
+// windows-direct-16x4 with matrices side by side: window w (of params.windows) of each operand
+// holds matrix batch0 + w, and the workgroups of window w compute that matrix, so that one
+// dispatch covers up to four (a dispatch costs llvmpipe tens of microseconds besides its work).
+// Otherwise the windows are k windows of the same blocks, summed.
+override BATCH_WINDOWS: bool = false;
+
+// C as vec4s: the same buffer as `c`, bound a second time. Where C's row stride, matrix stride
+// and so every lane's first column are multiples of 4 (C_VEC4), a row's 4 columns are stored at
+// once: llvmpipe stores lane by lane, about as fast per vec4 as per f32 (BENCHMARKS.md), and a
+// block's 64 stores a lane cost more than its multiply-adds at small k.
+@group(0) @binding(14) var<storage, read_write> c4: array<vec4<f32>>;
+override C_VEC4: bool = false;
+
+// store4, with one vec4 store where C_VEC4 allows it (the same operations, so the same result).
+fn store_row4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
+    if (!C_VEC4 || col + 3u >= params.n) {
+        store4(batch, row, col, sums);
+        return;
+    }
+    if (row >= params.m) {
+        return;
+    }
+    let at = (batch * params.stride_c + row * params.ldc + col) / 4u;
+    var v = params.alpha * sums;
+    if ((params.flags & ADD_INTO_C) != 0u) {
+        v += c4[at];
+    }
+    if ((params.flags & ADD_BIAS) != 0u) {
+        v += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+    }
+    c4[at] = v;
+}
+
+// Where a lane's 4 columns of op(B) start in a window: k-contiguous, the first column's vec4
+// index and the columns' stride (quads); k-major, the columns' vec4 index in a row and the rows'
+// stride (ldb / 4).
+struct BLines {
+    at: u32,
+    quads: u32,
+    col4: u32,
+    ldb4: u32,
+}
+
+// vec4 index of load j (0..3) of quad q of op(B): column j at k 4q..4q+3, or (k-major) row
+// 4q + j at the 4 columns.
+fn b_at(b: BLines, j: u32, q: u32) -> u32 {
+    if (B_K_MAJOR) {
+        return (4u * q + j) * b.ldb4 + b.col4;
+    }
+    return b.at + j * b.quads + q;
+}
+
+// The 4 loads of a quad as `accumulate` takes them: one vec4 of 4 k per column.
+fn b_cols(loaded: array<vec4<f32>, 4>) -> array<vec4<f32>, 4> {
+    if (B_K_MAJOR) {
+        return transpose4(loaded);
+    }
+    return loaded;
+}
 
 @group(0) @binding(6) var<uniform> a0: Window;
 @group(0) @binding(7) var<uniform> a1: Window;
@@ -261,8 +319,10 @@ fn matmul_windows(
     let col_blocks = params.window_lines_b / 32u;
     let blocks = (params.window_lines_a / 16u) * col_blocks;
     let flat = wid.y * nwg.x + wid.x;
-    // Matrix e of the window's batch group, and this block of it.
-    let e = flat / blocks;
+    // Matrix e of the window's batch group (or, BATCH_WINDOWS, window w's one matrix), and this
+    // block of it.
+    let e = select(flat / blocks, 0u, BATCH_WINDOWS);
+    let w = select(0u, flat / blocks, BATCH_WINDOWS);
     let block = flat % blocks;
     let row = (block / col_blocks) * 16u;
     let col = (block % col_blocks) * 32u + 4u * lane;
@@ -270,62 +330,54 @@ fn matmul_windows(
     // of op(B) in every window.
     let lo = (e * params.window_lines_a + row + lane) * quads;
     let hi = lo + 8u * quads;
-    let at_b = (e * params.window_lines_b + col) * quads;
+    let at_b = BLines((e * params.window_lines_b + col) * quads, quads, col / 4u, params.ldb / 4u);
     var acc: array<vec4<f32>, 16>;
     // One loop per bound window: WGSL cannot index bindings.
-    if (B_K_MAJOR) {
-        // vec4 index of (k, col) is k * ldb / 4 + col / 4; one matrix per window (e = 0).
-        let ldb4 = params.ldb / 4u;
+    if (!BATCH_WINDOWS || w == 0u) {
         for (var q = 0u; q < quads; q++) {
-            let at_k = 4u * q * ldb4 + col / 4u;
-            accumulate(&acc, a0.v[lo + q], a0.v[hi + q], transpose4(array<vec4<f32>, 4>(b0.v[at_k],
-                       b0.v[at_k + ldb4], b0.v[at_k + 2u * ldb4], b0.v[at_k + 3u * ldb4])));
-        }
-    } else {
-        for (var q = 0u; q < quads; q++) {
-            accumulate(&acc, a0.v[lo + q], a0.v[hi + q], array<vec4<f32>, 4>(b0.v[at_b + q],
-                       b0.v[at_b + quads + q], b0.v[at_b + 2u * quads + q], b0.v[at_b + 3u * quads + q]));
+            accumulate(&acc, a0.v[lo + q], a0.v[hi + q], b_cols(array<vec4<f32>, 4>(b0.v[b_at(at_b, 0u, q)],
+                       b0.v[b_at(at_b, 1u, q)], b0.v[b_at(at_b, 2u, q)], b0.v[b_at(at_b, 3u, q)])));
         }
     }
-    if (params.windows > 1u) {
+    if (select(params.windows > 1u, w == 1u, BATCH_WINDOWS)) {
         for (var q = 0u; q < quads; q++) {
-            accumulate(&acc, a1.v[lo + q], a1.v[hi + q], array<vec4<f32>, 4>(b1.v[at_b + q],
-                       b1.v[at_b + quads + q], b1.v[at_b + 2u * quads + q], b1.v[at_b + 3u * quads + q]));
+            accumulate(&acc, a1.v[lo + q], a1.v[hi + q], b_cols(array<vec4<f32>, 4>(b1.v[b_at(at_b, 0u, q)],
+                       b1.v[b_at(at_b, 1u, q)], b1.v[b_at(at_b, 2u, q)], b1.v[b_at(at_b, 3u, q)])));
         }
     }
-    if (params.windows > 2u) {
+    if (select(params.windows > 2u, w == 2u, BATCH_WINDOWS)) {
         for (var q = 0u; q < quads; q++) {
-            accumulate(&acc, a2.v[lo + q], a2.v[hi + q], array<vec4<f32>, 4>(b2.v[at_b + q],
-                       b2.v[at_b + quads + q], b2.v[at_b + 2u * quads + q], b2.v[at_b + 3u * quads + q]));
+            accumulate(&acc, a2.v[lo + q], a2.v[hi + q], b_cols(array<vec4<f32>, 4>(b2.v[b_at(at_b, 0u, q)],
+                       b2.v[b_at(at_b, 1u, q)], b2.v[b_at(at_b, 2u, q)], b2.v[b_at(at_b, 3u, q)])));
         }
     }
-    if (params.windows > 3u) {
+    if (select(params.windows > 3u, w == 3u, BATCH_WINDOWS)) {
         for (var q = 0u; q < quads; q++) {
-            accumulate(&acc, a3.v[lo + q], a3.v[hi + q], array<vec4<f32>, 4>(b3.v[at_b + q],
-                       b3.v[at_b + quads + q], b3.v[at_b + 2u * quads + q], b3.v[at_b + 3u * quads + q]));
+            accumulate(&acc, a3.v[lo + q], a3.v[hi + q], b_cols(array<vec4<f32>, 4>(b3.v[b_at(at_b, 0u, q)],
+                       b3.v[b_at(at_b, 1u, q)], b3.v[b_at(at_b, 2u, q)], b3.v[b_at(at_b, 3u, q)])));
         }
     }
     // Constant indices: a loop over acc would keep it in memory for the whole kernel.
     let r = params.row0 + row;
     let cc = params.col0 + col;
-    let b = params.batch0 + e;
+    let b = params.batch0 + e + w;
     if (b >= params.batch) {
         return;
     }
-    store4(b, r + 0u, cc, acc[0]);
-    store4(b, r + 1u, cc, acc[1]);
-    store4(b, r + 2u, cc, acc[2]);
-    store4(b, r + 3u, cc, acc[3]);
-    store4(b, r + 4u, cc, acc[4]);
-    store4(b, r + 5u, cc, acc[5]);
-    store4(b, r + 6u, cc, acc[6]);
-    store4(b, r + 7u, cc, acc[7]);
-    store4(b, r + 8u, cc, acc[8]);
-    store4(b, r + 9u, cc, acc[9]);
-    store4(b, r + 10u, cc, acc[10]);
-    store4(b, r + 11u, cc, acc[11]);
-    store4(b, r + 12u, cc, acc[12]);
-    store4(b, r + 13u, cc, acc[13]);
-    store4(b, r + 14u, cc, acc[14]);
-    store4(b, r + 15u, cc, acc[15]);
+    store_row4(b, r + 0u, cc, acc[0]);
+    store_row4(b, r + 1u, cc, acc[1]);
+    store_row4(b, r + 2u, cc, acc[2]);
+    store_row4(b, r + 3u, cc, acc[3]);
+    store_row4(b, r + 4u, cc, acc[4]);
+    store_row4(b, r + 5u, cc, acc[5]);
+    store_row4(b, r + 6u, cc, acc[6]);
+    store_row4(b, r + 7u, cc, acc[7]);
+    store_row4(b, r + 8u, cc, acc[8]);
+    store_row4(b, r + 9u, cc, acc[9]);
+    store_row4(b, r + 10u, cc, acc[10]);
+    store_row4(b, r + 11u, cc, acc[11]);
+    store_row4(b, r + 12u, cc, acc[12]);
+    store_row4(b, r + 13u, cc, acc[13]);
+    store_row4(b, r + 14u, cc, acc[14]);
+    store_row4(b, r + 15u, cc, acc[15]);
 }

@@ -121,7 +121,8 @@ pub const PACK_WINDOWS: Kernel = Kernel {
 /// The window bindings of matmul_windows: k windows 0..3 of op(A), then of op(B).
 const WINDOW_NAMES: [[&str; WINDOWS_PER_DISPATCH]; 2] =
     [["a0", "a1", "a2", "a3"], ["b0", "b1", "b2", "b3"]];
-/// k windows one dispatch of matmul_windows sums over (its window bindings per operand).
+/// Window bindings per operand of matmul_windows: k windows it sums over, or (windows-direct)
+/// matrices side by side.
 const WINDOWS_PER_DISPATCH: usize = 4;
 
 const WINDOWED_BINDINGS: &[BindingDecl] = &[
@@ -136,6 +137,8 @@ const WINDOWED_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("b1", 11, Access::Window, Elem::Window),
     BindingDecl::new("b2", 12, Access::Window, Elem::Window),
     BindingDecl::new("b3", 13, Access::Window, Elem::Window),
+    // C again, as vec4s (C_VEC4 in the shader).
+    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
 ];
 
 pub const MATMUL_WINDOWS: Kernel = Kernel {
@@ -144,7 +147,7 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
     bindings: WINDOWED_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Fixed([BROADCAST_LANES, 1, 1]),
-    constants: &["B_K_MAJOR"],
+    constants: &["B_K_MAJOR", "BATCH_WINDOWS", "C_VEC4"],
     source_constants: &[],
     needs: Needs::Subgroups,
 };
@@ -878,20 +881,33 @@ impl Matmul<'_> {
         let (shape, l) = (&self.shape, &self.layout);
         // Without a bias the slot still needs a buffer (a read-only one); it is never read.
         let bias = self.bias.unwrap_or(self.a);
-        let mut buffers: Vec<(&str, &wgpu::Buffer)> =
-            vec![("bias", &bias.buffer), ("c", &self.c.buffer)];
+        let mut buffers: Vec<(&str, &wgpu::Buffer)> = vec![
+            ("bias", &bias.buffer),
+            ("c", &self.c.buffer),
+            ("c4", &self.c.buffer),
+        ];
+        // Every lane's 4 columns start at a multiple of 4 floats (blocks of C start at
+        // multiples of 32 columns).
+        let c_vec4 = [l.ldc, l.stride_c].iter().all(|v| v % 4 == 0);
         for (names, tensor) in WINDOW_NAMES.iter().zip([windows.0, windows.1]) {
             buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
         }
         let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
+        let direct = variant == Variant::Direct;
+        let dispatches = if direct {
+            self.side_by_side_dispatches(g, base)
+        } else {
+            self.windowed_dispatches(g, base)
+        };
         ctx.run_windowed(
             encoder,
             &MATMUL_WINDOWS,
-            &[(
-                "B_K_MAJOR",
-                (variant == Variant::Direct && b_k_major(shape, l)) as u8 as f64,
-            )],
-            &self.windowed_dispatches(g, base),
+            &[
+                ("B_K_MAJOR", (direct && b_k_major(shape, l)) as u8 as f64),
+                ("BATCH_WINDOWS", direct as u8 as f64),
+                ("C_VEC4", c_vec4 as u8 as f64),
+            ],
+            &dispatches,
             &buffers,
             Work {
                 flops: Some(2 * terms),
@@ -943,6 +959,57 @@ impl Matmul<'_> {
             Grid::Invocations(quads),
         )?;
         Ok(tensor)
+    }
+
+    /// Every dispatch of windows-direct-16x4 (BATCH_WINDOWS in the shader): per window of
+    /// op(A)'s lines and of op(B)'s, up to four matrices side by side, window i of each operand
+    /// on matrix `batch0 + i` (direct geometry has one matrix per window and one k window).
+    fn side_by_side_dispatches(
+        &self,
+        g: &WindowGeometry,
+        base: &MatmulParams,
+    ) -> Vec<WindowedDispatch<MatmulParams>> {
+        let (block_rows, block_cols) = WINDOW_BLOCK;
+        let blocks = ((g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
+        let mut flags = 0;
+        if self.epilogue.add_into_c {
+            flags |= ADD_INTO_C;
+        }
+        if self.bias.is_some() {
+            flags |= ADD_BIAS;
+        }
+        let mut dispatches = Vec::new();
+        for wa in 0..g.line_windows_a {
+            for wb in 0..g.line_windows_b {
+                for first in (0..g.batch_groups).step_by(WINDOWS_PER_DISPATCH) {
+                    let count = (g.batch_groups - first).min(WINDOWS_PER_DISPATCH);
+                    // Windows past `count` are bound to the last matrix and never read.
+                    let windows = WINDOW_NAMES
+                        .iter()
+                        .zip([false, true])
+                        .flat_map(|(names, b)| {
+                            names.iter().enumerate().map(move |(i, n)| {
+                                let line_window = if b { wb } else { wa };
+                                (*n, g.offset(b, first + i.min(count - 1), line_window, 0))
+                            })
+                        })
+                        .collect();
+                    dispatches.push(WindowedDispatch {
+                        params: MatmulParams {
+                            flags,
+                            windows: count as u32,
+                            row0: (wa * g.lines_a) as u32,
+                            col0: (wb * g.lines_b) as u32,
+                            batch0: first as u32,
+                            ..*base
+                        },
+                        windows,
+                        workgroups: count as u64 * blocks,
+                    });
+                }
+            }
+        }
+        dispatches
     }
 
     /// Every dispatch of matmul_windows: per batch group, window of op(A)'s lines, window of
