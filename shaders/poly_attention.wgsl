@@ -19,8 +19,8 @@
 // Backward:
 //   grad_rows       G
 //   * R_c = Phi(Q_c)^T G_c;  scan_states: exclusive suffix over chunks (causal)
-//   * scores_c, dW_c = G_c V'_c^T;  taylor_grads: P_g(s) and dW P_{g-1}(s) masked
-//   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV' = P_c^T G_c
+//   * scores_c, dW_c = G_c V'_c^T;  taylor_grads: P_c^T and dS = dW P_{g-1}(s) masked
+//   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV' = (P_c^T) G_c
 //   * dPhi(Q_c) = G_c S_<c^T;  phi_grad_rows: dq = J_phi(q)^T dPhi(Q) + dQ'
 //   * dPhi(K_c) = V'_c R_>c^T; phi_grad_rows: dk = J_phi(k)^T dPhi(K) + dK'
 //   * dV' += Phi(K_c) R_>c;    copy_rows: dv = dV'[:, :d_v]
@@ -79,14 +79,15 @@ struct Monomial {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> monomials: array<Monomial>;
 // Rows the kernel reads: q or k (phi_*), a tensor to copy, O' (normalise), o (grad_rows),
-// scores (taylor_grads reads them before overwriting).
+// the scores (taylor_grads).
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 // Second input: dL/dphi (phi_grad_rows), dO (grad_rows).
 @group(0) @binding(3) var<storage, read> y: array<f32>;
 // phi_grad_rows: dQ' or dK' added to J^T; grad_rows and normalise: Z.
 @group(0) @binding(4) var<storage, read> addend: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-// normalise: Z per row. taylor_*: the scores, overwritten with P. scan_states: the states.
+// normalise: Z per row. taylor_weights: the scores, overwritten with P; taylor_grads: P^T per
+// block. scan_states: the states.
 @group(0) @binding(6) var<storage, read_write> aux: array<f32>;
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
@@ -391,8 +392,9 @@ fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
     aux[id] = select(0.0, w, on_or_below_diagonal(id));
 }
 
-// One invocation per element: with dW = dL/dP in out and the scores in aux, writes
-// dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux, both masked.
+// One invocation per element: with dW = dL/dP in out and the scores in x, writes
+// dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux with each block transposed (P_c^T, so that
+// dV'_c = P_c^T G_c is a product with dense rows, C = A B), both masked.
 @compute @workgroup_size(WORKGROUP)
 fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32,
@@ -401,10 +403,13 @@ fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
     if (id >= params.heads * params.n_chunks * params.chunk * params.chunk) {
         return;
     }
-    let s = aux[id] * params.logit_scale;
+    let s = x[id] * params.logit_scale;
     let keep = on_or_below_diagonal(id);
     out[id] = select(0.0, out[id] * taylor_exp(s, DEGREE - 1u), keep);
-    aux[id] = select(0.0, taylor_exp(s, DEGREE), keep);
+    let block = params.chunk * params.chunk;
+    let in_block = id % block;
+    let transposed = id - in_block + (in_block % params.chunk) * params.chunk + in_block / params.chunk;
+    aux[transposed] = select(0.0, taylor_exp(s, DEGREE), keep);
 }
 
 // ---- per row ---------------------------------------------------------------------------------

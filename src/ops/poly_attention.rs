@@ -123,7 +123,7 @@ pub const TAYLOR_WEIGHTS: Kernel = Kernel {
 
 pub const TAYLOR_GRADS: Kernel = Kernel {
     entry: "taylor_grads",
-    bindings: &[PARAMS, OUT, AUX],
+    bindings: &[PARAMS, X, OUT, AUX],
     ..PHI_ROWS
 };
 
@@ -828,7 +828,7 @@ impl PolyAttention {
                 + rows(kp)
                 + 2 * bytes(&s.qk_shape())
                 + bytes(&s.v_shape())
-                + causal(2 * scratch(&self.scores_shape()) + 2 * rows(qw))
+                + causal(3 * scratch(&self.scores_shape()) + 2 * rows(qw))
                 + packing.total,
             largest: rows(kp.max(vw))
                 .max(scratch(&self.states_shape()))
@@ -976,6 +976,7 @@ impl PolyAttention {
                 k_pad,
                 scores: scratch("poly attention scores", &self.scores_shape())?,
                 d_scores: scratch("poly attention score gradients", &self.scores_shape())?,
+                weights_t: scratch("poly attention weights transposed", &self.scores_shape())?,
                 dq: scratch("dq diagonal", &self.rows_shape(qw))?,
                 dk: scratch("dk diagonal", &self.rows_shape(qw))?,
             }),
@@ -1066,7 +1067,8 @@ impl PolyAttention {
             [c, c, vw],
             PLAIN,
         )?;
-        let buffers = [("out", d_scores), ("aux", scores)];
+        let p_t = &diag.weights_t;
+        let buffers = [("x", scores), ("out", d_scores), ("aux", p_t)];
         self.kernel(
             ctx,
             enc,
@@ -1101,7 +1103,7 @@ impl PolyAttention {
         self.product(
             ctx,
             enc,
-            (scores, true),
+            (p_t, false),
             (g, false),
             dv_ones,
             [c, vw, c],
@@ -1177,6 +1179,8 @@ struct Diagonal<'a> {
     k_pad: &'a GpuTensor,
     scores: GpuTensor,
     d_scores: GpuTensor,
+    /// P_c^T for every chunk, `[B*H * n_chunks, C, C]`.
+    weights_t: GpuTensor,
     /// dq and dk from the diagonal blocks, `[B*H, n_pad, qk_width]`.
     dq: GpuTensor,
     dk: GpuTensor,
