@@ -9,16 +9,18 @@
 // The sequence is cut into chunks of C rows and padded with zero rows to a whole number of
 // chunks; widths are padded with zero columns to multiples of 4 so that the products load vec4s.
 // Phi = phi(K), V' = [V, 1] (the ones column carries the normaliser), G = [dO / Z, -delta / Z].
+// Chunk states are kept transposed (S_c^T, [v_width, k_pad] per chunk), so that every product
+// runs on rows as they lie or on V' and G chunk-transposed.
 // Forward (products marked *):
 //   phi_rows        Phi(Q), Phi(K)                                  [heads, n_pad, k_pad]
 //   copy_rows       V' (and Q, K padded for the diagonal blocks)
-//   * S_c = Phi(K_c)^T V'_c;  scan_states: exclusive prefix over chunks (causal)
+//   * S_c^T = V'_c^T Phi(K_c);  scan_states: exclusive prefix over chunks (causal)
 //   * O'_c = Phi(Q_c) S_<c
 //   * scores_c = Q_c K_c^T;  taylor_weights: P_g(s) on and below the diagonal, else 0
 //   * O'_c += P_c V'_c;  normalise: o = O'[:, :d_v] / O'[:, d_v], Z = O'[:, d_v]
 // Backward:
 //   grad_rows       G
-//   * R_c = Phi(Q_c)^T G_c;  scan_states: exclusive suffix over chunks (causal)
+//   * R_c^T = G_c^T Phi(Q_c);  scan_states: exclusive suffix over chunks (causal)
 //   * scores_c, dW_c = G_c V'_c^T;  taylor_grads: P_c^T and dS = dW P_{g-1}(s) masked
 //   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV' = (P_c^T) G_c
 //   * dPhi(Q_c) = G_c S_<c^T;  phi_grad_rows: dq = J_phi(q)^T dPhi(Q) + dQ'
@@ -111,8 +113,8 @@ fn taylor_exp(s: f32, degree: u32) -> f32 {
 
 // Where element (head h, padded row r, column j) of a [heads, rows_pad, width] tensor lies in
 // its chunk-transposed copy [heads * n_chunks, width, chunk]: each chunk's block transposed, so
-// that the chunk products that sum over a chunk's rows (Phi(K_c)^T V'_c, Phi(Q_c)^T G_c,
-// P_c V'_c) read both operands with k contiguous (windows-direct-16x4).
+// that the chunk products that sum over a chunk's rows (V'_c^T Phi(K_c), G_c^T Phi(Q_c),
+// P_c V'_c) read V' and G with dense rows (windows-direct-16x4).
 fn chunk_transposed(h: u32, r: u32, j: u32, width: u32) -> u32 {
     let c = r / params.chunk;
     return ((h * params.n_chunks + c) * width + j) * params.chunk + r % params.chunk;
@@ -155,21 +157,6 @@ fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     out[id] = phi_at(e.x, e.y, e.z);
-}
-
-// phi_rows that also writes the chunk-transposed copy into aux.
-@compute @workgroup_size(WORKGROUP)
-fn phi_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
-                           @builtin(local_invocation_index) lid: u32,
-                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = linear_id(wid, lid, nwg);
-    let e = row_element(id, params.features_pad);
-    if (e.x >= params.heads) {
-        return;
-    }
-    let p = phi_at(e.x, e.y, e.z);
-    out[id] = p;
-    aux[chunk_transposed(e.x, e.y, e.z, params.features_pad)] = p;
 }
 
 // ---- the feature map at degree 2, by pairs --------------------------------------------------
@@ -266,20 +253,6 @@ fn phi_pairs(@builtin(workgroup_id) wid: vec3<u32>,
     for (var t = 0u; t < job.slots; t++) {
         let feature = pair_slot(job, t);
         out[row + feature.f] = feature.value;
-    }
-}
-
-// phi_rows_transposed_too at DEGREE 2.
-@compute @workgroup_size(WORKGROUP)
-fn phi_pairs_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
-                            @builtin(local_invocation_index) lid: u32,
-                            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let job = pair_job(linear_id(wid, lid, nwg));
-    let row = (job.h * params.rows_pad + job.r) * params.features_pad;
-    for (var t = 0u; t < job.slots; t++) {
-        let feature = pair_slot(job, t);
-        out[row + feature.f] = feature.value;
-        aux[chunk_transposed(job.h, job.r, feature.f, params.features_pad)] = feature.value;
     }
 }
 

@@ -71,13 +71,6 @@ pub const PHI_ROWS: Kernel = Kernel {
     needs: Needs::Core,
 };
 
-/// phi_rows that also writes each chunk's block transposed (`chunk_transposed` in the shader).
-pub const PHI_ROWS_TRANSPOSED_TOO: Kernel = Kernel {
-    entry: "phi_rows_transposed_too",
-    bindings: &[PARAMS, MONOMIALS, X, OUT, AUX],
-    ..PHI_ROWS
-};
-
 pub const PHI_GRAD_ROWS: Kernel = Kernel {
     entry: "phi_grad_rows",
     bindings: &[PARAMS, MONOMIALS, X, Y, ADDEND, OUT],
@@ -90,12 +83,6 @@ pub const PHI_GRAD_ROWS: Kernel = Kernel {
 pub const PHI_PAIRS: Kernel = Kernel {
     entry: "phi_pairs",
     ..PHI_ROWS
-};
-
-/// phi_rows_transposed_too at degree 2.
-pub const PHI_PAIRS_TRANSPOSED_TOO: Kernel = Kernel {
-    entry: "phi_pairs_transposed_too",
-    ..PHI_ROWS_TRANSPOSED_TOO
 };
 
 /// The degree whose features the pair kernels write (they give the table kernels' results bit
@@ -282,40 +269,24 @@ impl FeatureMap {
         x: &GpuTensor,
         rows: FeatureRows,
         out: &GpuTensor,
-        transposed: Option<ChunksTransposed>,
     ) -> Result<()> {
         let elements = rows.heads * rows.rows_pad * rows.features_pad;
         check_len(out, elements)?;
-        let mut buffers = vec![
+        let buffers = [
             ("monomials", &self.table.buffer),
             ("x", &x.buffer),
             ("out", &out.buffer),
         ];
-        let pairs = self.degree == PAIRS_DEGREE;
-        let (kernel, params) = match (&transposed, pairs) {
-            (None, false) => (&PHI_ROWS, self.params(rows)),
-            (None, true) => (&PHI_PAIRS, self.params(rows)),
-            (Some(t), _) => {
-                check_len(t.tensor, elements)?;
-                buffers.push(("aux", &t.tensor.buffer));
-                let kernel = if pairs {
-                    &PHI_PAIRS_TRANSPOSED_TOO
-                } else {
-                    &PHI_ROWS_TRANSPOSED_TOO
-                };
-                (kernel, t.params(self.params(rows)))
-            }
-        };
-        let invocations = if pairs {
-            self.d * rows.heads * rows.rows_pad
+        let (kernel, invocations) = if self.degree == PAIRS_DEGREE {
+            (&PHI_PAIRS, self.d * rows.heads * rows.rows_pad)
         } else {
-            elements
+            (&PHI_ROWS, elements)
         };
         ctx.run(
             encoder,
             kernel,
             &self.constants(kernel),
-            &params,
+            &self.params(rows),
             &buffers,
             Grid::Invocations(invocations as u64),
         )
@@ -372,7 +343,7 @@ impl FeatureMap {
         let out = GpuTensor::output(ctx, "phi(x)", &[rows, self.features])?;
         let mut encoder = ctx.encoder("phi_rows");
         ctx.checked("phi_rows", || {
-            self.record_forward(ctx, &mut encoder, x, self.plain_rows(rows), &out, None)
+            self.record_forward(ctx, &mut encoder, x, self.plain_rows(rows), &out)
         })??;
         ctx.submit("phi_rows", encoder)?;
         Ok(out)
@@ -429,11 +400,9 @@ pub struct PolyForward {
     /// Phi(Q), Phi(K): `[B*H, n_pad, k_pad]`.
     phi_q: GpuTensor,
     phi_k: GpuTensor,
-    /// Phi(Q) chunk-transposed, `[B*H * n_chunks, k_pad, chunk]` (for R_c = Phi(Q_c)^T G_c).
-    phi_q_t: GpuTensor,
     /// V' = [V, 1], `[B*H, n_pad, v_width]`.
     v_ones: GpuTensor,
-    /// S_<c (causal) or S (full): `[B*H * n_chunks, k_pad, v_width]`.
+    /// S_<c^T (causal) or S^T (full), transposed: `[B*H * n_chunks, v_width, k_pad]`.
     states: GpuTensor,
     /// Q and K padded, `[B*H, n_pad, qk_width]` (causal only: the diagonal blocks).
     q_pad: Option<GpuTensor>,
@@ -445,24 +414,6 @@ pub struct PolyForward {
 /// operands, where windows-16x4 runs them, live until that encoder has run): the forward
 /// records 4, the backward 9 (4, and 5 for the diagonal blocks).
 const PRODUCTS_PER_HALF: u64 = 9;
-
-/// A chunk-transposed copy to write beside a row kernel's output: `[heads * n_chunks, width,
-/// chunk]`, each chunk's block of rows transposed.
-struct ChunksTransposed<'a> {
-    tensor: &'a GpuTensor,
-    chunk: usize,
-    n_chunks: usize,
-}
-
-impl ChunksTransposed<'_> {
-    fn params(&self, base: PolyParams) -> PolyParams {
-        PolyParams {
-            chunk: self.chunk as u32,
-            n_chunks: self.n_chunks as u32,
-            ..base
-        }
-    }
-}
 
 pub struct PolyAttention {
     shape: AttentionShape,
@@ -605,11 +556,15 @@ impl PolyAttention {
         [self.heads(), self.rows_pad(), width]
     }
 
+    /// Chunk states are kept transposed, S_c^T = V'_c^T Phi(K_c): every product that makes or
+    /// reads them then runs with dense rows on windows-direct-16x4 (op(B) k-major or not),
+    /// without chunk-transposed copies of Phi, and their 68 value columns (d_v + 1, padded)
+    /// are rows of C, cut into blocks of 16 rather than 32.
     fn states_shape(&self) -> [usize; 3] {
         [
             self.heads() * self.n_chunks,
-            self.features_pad(),
             self.v_width(),
+            self.features_pad(),
         ]
     }
 
@@ -739,15 +694,6 @@ impl PolyAttention {
         }
     }
 
-    /// This attention's chunk-transposed copy of a row tensor.
-    fn chunks_transposed<'t>(&self, tensor: &'t GpuTensor) -> ChunksTransposed<'t> {
-        ChunksTransposed {
-            tensor,
-            chunk: self.block,
-            n_chunks: self.n_chunks,
-        }
-    }
-
     /// Records the exclusive prefix (forward) or suffix (backward) of chunk states.
     fn scan(
         &self,
@@ -812,16 +758,13 @@ impl PolyAttention {
         AttentionFootprint {
             saved: bytes(&s.v_shape())
                 + bytes(&[self.heads(), s.seq_len])
-                // Phi(Q), Phi(K), and Phi(Q) chunk-transposed.
-                + 3 * rows(kp)
+                // Phi(Q), Phi(K).
+                + 2 * rows(kp)
                 + rows(vw)
                 + scratch(&self.states_shape())
                 + causal(2 * rows(qw)),
-            // O', and Phi(K) and V' chunk-transposed.
-            forward_scratch: 2 * rows(vw)
-                + rows(kp)
-                + causal(scratch(&self.scores_shape()))
-                + packing.total,
+            // O', and V' chunk-transposed.
+            forward_scratch: 2 * rows(vw) + causal(scratch(&self.scores_shape())) + packing.total,
             // G and G chunk-transposed, dV'.
             backward_scratch: 3 * rows(vw)
                 + scratch(&self.states_shape())
@@ -866,15 +809,13 @@ impl PolyAttention {
             z: out("poly attention normaliser", &[self.heads(), s.seq_len])?,
             phi_q: scratch("phi(q)", &self.rows_shape(kp))?,
             phi_k: scratch("phi(k)", &self.rows_shape(kp))?,
-            phi_q_t: scratch("phi(q) chunks transposed", &self.rows_shape(kp))?,
             v_ones: scratch("v'", &self.rows_shape(vw))?,
             states: scratch("poly attention chunk states", &self.states_shape())?,
             q_pad: padded("q padded")?,
             k_pad: padded("k padded")?,
         };
         let o_ones = scratch("o'", &self.rows_shape(vw))?;
-        // Chunk-transposed Phi(K) and V', for the products that sum over a chunk's rows.
-        let phi_k_t = scratch("phi(k) chunks transposed", &self.rows_shape(kp))?;
+        // Chunk-transposed V', for the products that sum over a chunk's rows.
         let v_ones_t = scratch("v' chunks transposed", &self.rows_shape(vw))?;
         let scores = s
             .causal
@@ -885,32 +826,29 @@ impl PolyAttention {
             let enc = &mut enc;
             let rows = self.feature_rows();
             let (n, n_pad) = (s.seq_len, self.rows_pad());
-            let phi_q_t = Some(self.chunks_transposed(&saved.phi_q_t));
-            self.phi
-                .record_forward(ctx, enc, q, rows, &saved.phi_q, phi_q_t)?;
-            let phi_k_t_out = Some(self.chunks_transposed(&phi_k_t));
-            self.phi
-                .record_forward(ctx, enc, k, rows, &saved.phi_k, phi_k_t_out)?;
+            self.phi.record_forward(ctx, enc, q, rows, &saved.phi_q)?;
+            self.phi.record_forward(ctx, enc, k, rows, &saved.phi_k)?;
             let v_ones = (&saved.v_ones, n_pad, vw);
             let ones = s.d_v as u32;
             self.copy_rows(ctx, enc, (v, n, s.d_v), v_ones, ones, Some(&v_ones_t))?;
-            // S_c = Phi(K_c)^T V'_c (as (Phi(K_c)^T) (V'_c^T)^T: k contiguous), then S_<c.
+            // S_c^T = V'_c^T Phi(K_c) (from V' chunk-transposed), then S_<c^T.
             let states = &saved.states;
             let v1_t = (&v_ones_t, true);
+            let phi_k = (&saved.phi_k, false);
             self.product(
                 ctx,
                 enc,
-                (&phi_k_t, false),
-                v1_t,
+                (&v_ones_t, false),
+                phi_k,
                 states,
-                [kp, vw, c],
+                [vw, kp, c],
                 PLAIN,
             )?;
             if s.causal {
                 self.scan(ctx, enc, states, 0)?;
             }
-            // O'_c = Phi(Q_c) S_<c.
-            let (phi_q, s_prev) = ((&saved.phi_q, false), (states, false));
+            // O'_c = Phi(Q_c) S_<c = Phi(Q_c) (S_<c^T)^T.
+            let (phi_q, s_prev) = ((&saved.phi_q, false), (states, true));
             self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
             if let (Some(q_pad), Some(k_pad), Some(scores)) = (&saved.q_pad, &saved.k_pad, &scores)
             {
@@ -1005,9 +943,9 @@ impl PolyAttention {
                 &buffers,
                 rows.heads * rows.rows_pad,
             )?;
-            // R_c = Phi(Q_c)^T G_c (from both chunk-transposed), then R_>c.
-            let (phi_q_t, g_t) = ((&saved.phi_q_t, false), (&g_t, true));
-            self.product(ctx, enc, phi_q_t, g_t, &r, [kp, vw, c], PLAIN)?;
+            // R_c^T = G_c^T Phi(Q_c) (from G chunk-transposed), then R_>c^T.
+            let phi_q = (&saved.phi_q, false);
+            self.product(ctx, enc, (&g_t, false), phi_q, &r, [vw, kp, c], PLAIN)?;
             let g_rows = (&g, false);
             if s.causal {
                 self.scan(ctx, enc, &r, SUFFIX)?;
@@ -1016,7 +954,7 @@ impl PolyAttention {
                 self.diagonal_backward(ctx, enc, diag, (&g, &saved.v_ones), &dv_ones)?;
             }
             // dPhi(Q_c) = G_c S_<c^T; dq = J_phi(q)^T dPhi(Q) (+ the diagonal's).
-            let states = (&saved.states, true);
+            let states = (&saved.states, false);
             self.product(ctx, enc, g_rows, states, &d_phi, [c, kp, vw], PLAIN)?;
             let dq_diag = diagonal.as_ref().map(|d| (&d.dq, qw));
             let dq = &grads.dq;
@@ -1024,18 +962,18 @@ impl PolyAttention {
                 .record_backward(ctx, enc, (q, rows), &d_phi, dq_diag, dq)?;
             // dPhi(K_c) = V'_c R_>c^T; dk likewise.
             let v1 = (&saved.v_ones, false);
-            self.product(ctx, enc, v1, (&r, true), &d_phi, [c, kp, vw], PLAIN)?;
+            self.product(ctx, enc, v1, (&r, false), &d_phi, [c, kp, vw], PLAIN)?;
             let dk_diag = diagonal.as_ref().map(|d| (&d.dk, qw));
             let dk = &grads.dk;
             self.phi
                 .record_backward(ctx, enc, (k, rows), &d_phi, dk_diag, dk)?;
-            // dV'_c (+)= Phi(K_c) R_>c; dv = its first d_v columns.
+            // dV'_c (+)= Phi(K_c) R_>c = Phi(K_c) (R_>c^T)^T; dv = its first d_v columns.
             let add = Epilogue {
                 add_into_c: s.causal,
                 ..PLAIN
             };
             let phi_k = (&saved.phi_k, false);
-            self.product(ctx, enc, phi_k, (&r, false), &dv_ones, [c, vw, kp], add)?;
+            self.product(ctx, enc, phi_k, (&r, true), &dv_ones, [c, vw, kp], add)?;
             let (n, n_pad) = (s.seq_len, self.rows_pad());
             let dv = (&grads.dv, n, s.d_v);
             self.copy_rows(ctx, enc, (&dv_ones, n_pad, vw), dv, NO_ONES, None)
