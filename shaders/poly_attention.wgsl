@@ -165,9 +165,7 @@ fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
 // load x as it goes: a table entry and two loads of x per feature in phi_at become one load of
 // x (llvmpipe loads storage lane by lane, at about 56 core-ns per 8-lane f32). Rows run fastest
 // in the invocation index, so a subgroup's lanes share i and so their trip counts. Every product
-// is formed in phi_at's order, so the results are phi_rows' bit for bit. (The same split for
-// J_phi^T, an invocation per (variable, row), loads about as much as phi_grad_rows, which keeps
-// x in a private array, and measured 1.6x slower.)
+// is formed in phi_at's order, so the results are phi_rows' bit for bit.
 
 // Index of feature x_i x_j (i <= j): the d - t features of each first variable t < i come first.
 fn pair_feature(i: u32, j: u32) -> u32 {
@@ -297,6 +295,53 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
             value += addend[padded_row * params.width_out + i];
         }
         out[row * params.d_qk + i] = value;
+    }
+}
+
+// phi_grad_rows at DEGREE 2: the same sums in the same order (every x_k's feature, then the
+// pairs x_i x_j in order), with the features walked as pairs, so that a feature costs one load
+// of dL/dphi instead of a table entry as well (the coefficients of x_k, x_i^2 and x_i x_j, i < j,
+// are one each). (An invocation per (variable, row) instead, loading x as it goes, measured 1.6x
+// slower than phi_grad_rows: it loads dL/dphi d times over.)
+@compute @workgroup_size(WORKGROUP)
+fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.heads * params.rows) {
+        return;
+    }
+    let d = params.d_qk;
+    let padded_row = (row / params.rows) * params.rows_pad + row % params.rows;
+    var xs: array<f32, ONE_SLOT + 1u>;
+    for (var i = 0u; i < d; i++) {
+        xs[i] = x[row * d + i];
+    }
+    let grads = padded_row * params.features_pad;
+    let coef_linear = monomials[1u].coef;
+    let coef_square = monomials[1u + d].coef;
+    let coef_cross = monomials[min(2u + d, params.features - 1u)].coef;
+    var dx: array<f32, ONE_SLOT + 1u>;
+    for (var i = 0u; i < d; i++) {
+        dx[i] += coef_linear * y[grads + 1u + i] * 1.0;
+    }
+    var f = 1u + d;
+    for (var i = 0u; i < d; i++) {
+        let x_i = xs[i];
+        for (var j = i; j < d; j++) {
+            let g = select(coef_cross, coef_square, j == i) * y[grads + f];
+            dx[i] += g * xs[j];
+            dx[j] += g * x_i;
+            f++;
+        }
+    }
+    let add = (params.flags & ADD_ADDEND) != 0u;
+    for (var i = 0u; i < d; i++) {
+        var value = dx[i];
+        if (add) {
+            value += addend[padded_row * params.width_out + i];
+        }
+        out[row * d + i] = value;
     }
 }
 

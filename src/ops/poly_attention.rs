@@ -85,8 +85,14 @@ pub const PHI_PAIRS: Kernel = Kernel {
     ..PHI_ROWS
 };
 
-/// The degree whose features the pair kernels write (they give the table kernels' results bit
-/// for bit, with a load of x per feature instead of a table entry and two).
+/// phi_grad_rows at degree 2, the features walked as pairs: see the shader.
+pub const PHI_GRAD_PAIRS: Kernel = Kernel {
+    entry: "phi_grad_pairs",
+    ..PHI_GRAD_ROWS
+};
+
+/// The degree whose features the pair kernels walk (they give the table kernels' results bit
+/// for bit, without a table entry per feature).
 const PAIRS_DEGREE: u32 = 2;
 
 pub const COPY_ROWS: Kernel = Kernel {
@@ -232,9 +238,10 @@ impl FeatureMap {
         constants
     }
 
-    /// Loop iterations of one phi_grad_rows invocation (the feature loop and the row loops).
+    /// Loop iterations of one phi_grad_rows or phi_grad_pairs invocation, at most (the feature
+    /// loop or the pair loops, and the row loops).
     fn grad_loop_iterations(&self) -> u64 {
-        (self.features + 2 * self.d) as u64
+        (self.features + 3 * self.d) as u64
     }
 
     fn rows_of(&self, x: &GpuTensor) -> Result<usize> {
@@ -311,10 +318,15 @@ impl FeatureMap {
         };
         // Without an addend the slot still needs a buffer; the kernel does not read it.
         let addend = addend.map_or(feature_grads, |(t, _)| t);
+        let kernel = if self.degree == PAIRS_DEGREE {
+            &PHI_GRAD_PAIRS
+        } else {
+            &PHI_GRAD_ROWS
+        };
         ctx.run(
             encoder,
-            &PHI_GRAD_ROWS,
-            &self.constants(&PHI_GRAD_ROWS),
+            kernel,
+            &self.constants(kernel),
             &params,
             &[
                 ("monomials", &self.table.buffer),
