@@ -159,101 +159,6 @@ fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
     out[id] = phi_at(e.x, e.y, e.z);
 }
 
-// ---- the feature map at degree 2, by pairs --------------------------------------------------
-// At DEGREE 2 the features are 1, x_i, then x_i x_j for i <= j in lexicographic order
-// (poly::monomials), so one invocation can own every feature that starts with variable i and
-// load x as it goes: a table entry and two loads of x per feature in phi_at become one load of
-// x (llvmpipe loads storage lane by lane, at about 56 core-ns per 8-lane f32). Rows run fastest
-// in the invocation index, so a subgroup's lanes share i and so their trip counts. Every product
-// is formed in phi_at's order, so the results are phi_rows' bit for bit.
-
-// Index of feature x_i x_j (i <= j): the d - t features of each first variable t < i come first.
-fn pair_feature(i: u32, j: u32) -> u32 {
-    let d = params.d_qk;
-    return 1u + d + i * (2u * d + 1u - i) / 2u + (j - i);
-}
-
-// Invocation `id` of phi_pairs: first variable i of padded row r of head h. `slots` counts the
-// features it writes: x_i x_j for j >= i, x_i, and for i = 0 the constant and the padding
-// columns. Coefficients come from the table: of x_i, of x_i^2 and of x_i x_j (j > i).
-struct PairJob {
-    h: u32,
-    r: u32,
-    i: u32,
-    slots: u32,
-    real: bool,
-    x_i: f32,
-    coef_linear: f32,
-    coef_square: f32,
-    coef_cross: f32,
-}
-
-// A feature's index and value.
-struct Feature {
-    f: u32,
-    value: f32,
-}
-
-// The job of invocation `id`, or slots = 0 past the last.
-fn pair_job(id: u32) -> PairJob {
-    var job: PairJob;
-    let rows_all = params.heads * params.rows_pad;
-    let d = params.d_qk;
-    job.i = id / rows_all;
-    if (job.i >= d) {
-        job.slots = 0u;
-        return job;
-    }
-    job.h = (id % rows_all) / params.rows_pad;
-    job.r = id % params.rows_pad;
-    job.real = job.r < params.rows;
-    job.slots = d - job.i + 1u + select(0u, 1u + params.features_pad - params.features, job.i == 0u);
-    job.x_i = pair_x(job, job.i);
-    job.coef_linear = monomials[1u + job.i].coef;
-    job.coef_square = monomials[pair_feature(job.i, job.i)].coef;
-    job.coef_cross = monomials[pair_feature(job.i, min(job.i + 1u, d - 1u))].coef;
-    return job;
-}
-
-// x_j of the job's row, 0 on padding rows.
-fn pair_x(job: PairJob, j: u32) -> f32 {
-    var value = 0.0;
-    if (job.real) {
-        value = x[(job.h * params.rows + job.r) * params.d_qk + j];
-    }
-    return value;
-}
-
-// Slot t of the job: x_i x_(i + t) for t < d - i, then x_i, then the constant and the padding.
-fn pair_slot(job: PairJob, t: u32) -> Feature {
-    let pairs = params.d_qk - job.i;
-    if (t < pairs) {
-        let j = job.i + t;
-        let coef = select(job.coef_cross, job.coef_square, t == 0u);
-        return Feature(pair_feature(job.i, j), coef * job.x_i * pair_x(job, j));
-    }
-    if (t == pairs) {
-        return Feature(1u + job.i, job.coef_linear * job.x_i * 1.0);
-    }
-    if (t == pairs + 1u) {
-        return Feature(0u, select(0.0, 1.0, job.real));
-    }
-    return Feature(params.features + t - pairs - 2u, 0.0);
-}
-
-// phi_rows at DEGREE 2: one invocation per (first variable, head, padded row).
-@compute @workgroup_size(WORKGROUP)
-fn phi_pairs(@builtin(workgroup_id) wid: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let job = pair_job(linear_id(wid, lid, nwg));
-    let row = (job.h * params.rows_pad + job.r) * params.features_pad;
-    for (var t = 0u; t < job.slots; t++) {
-        let feature = pair_slot(job, t);
-        out[row + feature.f] = feature.value;
-    }
-}
-
 // One invocation per (head, row): out[row] = J_phi(x_row)^T y[row] (+ addend[row]), where y is
 // dL/dphi [heads, rows_pad, features_pad] and addend [heads, rows_pad, width_out].
 @compute @workgroup_size(WORKGROUP)
@@ -295,6 +200,53 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
             value += addend[padded_row * params.width_out + i];
         }
         out[row * params.d_qk + i] = value;
+    }
+}
+
+// ---- the feature map at degree 2, by pairs --------------------------------------------------
+// At DEGREE 2 the features are 1, x_k, then x_i x_j for i <= j in lexicographic order
+// (poly::monomials), so they can be walked as pairs without the table: phi_at's table entry
+// and two loads of x per feature (llvmpipe loads storage lane by lane, at about 56 core-ns per
+// 8-lane f32, a store costs 72) become a row of x loaded once. Every product is formed in
+// phi_at's order, so the results are phi_rows' bit for bit.
+
+// phi_rows at DEGREE 2: one invocation per (head, padded row); zero on padding rows and columns.
+@compute @workgroup_size(WORKGROUP)
+fn phi_pairs(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let padded_row = linear_id(wid, lid, nwg);
+    let h = padded_row / params.rows_pad;
+    if (h >= params.heads) {
+        return;
+    }
+    let r = padded_row % params.rows_pad;
+    let real = r < params.rows;
+    let d = params.d_qk;
+    var xs: array<f32, ONE_SLOT + 1u>;
+    if (real) {
+        for (var i = 0u; i < d; i++) {
+            xs[i] = x[(h * params.rows + r) * d + i];
+        }
+    }
+    let coef_linear = monomials[1u].coef;
+    let coef_square = monomials[1u + d].coef;
+    let coef_cross = monomials[min(2u + d, params.features - 1u)].coef;
+    let base = padded_row * params.features_pad;
+    out[base] = select(0.0, 1.0, real);
+    for (var i = 0u; i < d; i++) {
+        out[base + 1u + i] = coef_linear * xs[i] * 1.0;
+    }
+    var f = base + 1u + d;
+    for (var i = 0u; i < d; i++) {
+        let x_i = xs[i];
+        for (var j = i; j < d; j++) {
+            out[f] = select(coef_cross, coef_square, j == i) * x_i * xs[j];
+            f++;
+        }
+    }
+    for (var p = params.features; p < params.features_pad; p++) {
+        out[base + p] = 0.0;
     }
 }
 

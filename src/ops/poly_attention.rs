@@ -79,7 +79,7 @@ pub const PHI_GRAD_ROWS: Kernel = Kernel {
     ..PHI_ROWS
 };
 
-/// phi_rows at degree 2, one invocation per (first variable, row): see the shader.
+/// phi_rows at degree 2, one invocation per row, the features walked as pairs: see the shader.
 pub const PHI_PAIRS: Kernel = Kernel {
     entry: "phi_pairs",
     ..PHI_ROWS
@@ -238,10 +238,11 @@ impl FeatureMap {
         constants
     }
 
-    /// Loop iterations of one phi_grad_rows or phi_grad_pairs invocation, at most (the feature
-    /// loop or the pair loops, and the row loops).
-    fn grad_loop_iterations(&self) -> u64 {
-        (self.features + 3 * self.d) as u64
+    /// Loop iterations of one invocation of the kernels that walk a whole row (phi_pairs,
+    /// phi_grad_rows, phi_grad_pairs), at most: the feature loop or the pair loops (features),
+    /// the loops over the row (3 d) and the padding columns (3).
+    fn row_loop_iterations(&self) -> u64 {
+        (self.features + 3 * self.d + 3) as u64
     }
 
     fn rows_of(&self, x: &GpuTensor) -> Result<usize> {
@@ -285,7 +286,8 @@ impl FeatureMap {
             ("out", &out.buffer),
         ];
         let (kernel, invocations) = if self.degree == PAIRS_DEGREE {
-            (&PHI_PAIRS, self.d * rows.heads * rows.rows_pad)
+            check_loop_budget(ctx, "phi_pairs", self.row_loop_iterations())?;
+            (&PHI_PAIRS, rows.heads * rows.rows_pad)
         } else {
             (&PHI_ROWS, elements)
         };
@@ -310,7 +312,7 @@ impl FeatureMap {
         addend: Option<(&GpuTensor, usize)>,
         out: &GpuTensor,
     ) -> Result<()> {
-        check_loop_budget(ctx, "phi_grad_rows", self.grad_loop_iterations())?;
+        check_loop_budget(ctx, "phi_grad_rows", self.row_loop_iterations())?;
         let params = PolyParams {
             flags: if addend.is_some() { ADD_ADDEND } else { 0 },
             width_out: addend.map_or(0, |(_, width)| width as u32),
@@ -531,13 +533,13 @@ impl PolyAttention {
     }
 
     /// An upper bound on the loop iterations any one invocation of this shape's kernels runs,
-    /// counting only loops whose trip count is not a compile-time constant: phi_grad_rows (the
-    /// features), grad_rows (the value columns) and scan_states (the chunks). The products
+    /// counting only loops whose trip count is not a compile-time constant: the kernels that
+    /// walk a row's features (phi_pairs, phi_grad_rows, phi_grad_pairs), grad_rows (the value columns) and scan_states (the chunks). The products
     /// bound their own loops (ops::matmul::K_SPAN).
     pub fn loop_iterations(&self) -> u64 {
         let rows = (self.shape.d_v + self.v_width()) as u64;
         self.phi
-            .grad_loop_iterations()
+            .row_loop_iterations()
             .max(rows)
             .max(self.n_chunks as u64)
     }
