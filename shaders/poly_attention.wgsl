@@ -21,7 +21,8 @@
 // Backward:
 //   grad_rows       G
 //   * R_c^T = G_c^T Phi(Q_c);  scan_states: exclusive suffix over chunks (causal)
-//   * scores_c, dW_c = G_c V'_c^T;  taylor_grads: P_c^T and dS = dW P_{g-1}(s) masked
+//   * dW_c = G_c V'_c^T (scores kept from the forward);  taylor_grads: P_c^T and
+//     dS = dW P_{g-1}(s) masked
 //   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV' = (P_c^T) G_c
 //   * dPhi(Q_c) = G_c S_<c^T;  phi_grad_rows: dq = J_phi(q)^T dPhi(Q) + dQ'
 //   * dPhi(K_c) = V'_c R_>c^T; phi_grad_rows: dk = J_phi(k)^T dPhi(K) + dK'
@@ -88,8 +89,8 @@ struct Monomial {
 // phi_grad_rows: dQ' or dK' added to J^T; grad_rows and normalise: Z.
 @group(0) @binding(4) var<storage, read> addend: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-// normalise: Z per row. taylor_weights: the scores, overwritten with P; taylor_grads: P^T per
-// block. scan_states: the states.
+// normalise: Z per row. taylor_weights: P; taylor_grads: P^T per block. scan_states: the
+// states.
 @group(0) @binding(6) var<storage, read_write> aux: array<f32>;
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
@@ -349,7 +350,8 @@ fn on_or_below_diagonal(id: u32) -> bool {
     return in_block % params.chunk <= in_block / params.chunk;
 }
 
-// One invocation per element of the scores [heads * n_chunks, C, C]: s -> P_g(s / sqrt(d)) masked.
+// One invocation per element of the scores x [heads * n_chunks, C, C]: P_g(s / sqrt(d)) masked
+// into aux (the scores are kept for the backward).
 @compute @workgroup_size(WORKGROUP)
 fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32,
@@ -358,7 +360,7 @@ fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
     if (id >= params.heads * params.n_chunks * params.chunk * params.chunk) {
         return;
     }
-    let w = taylor_exp(aux[id] * params.logit_scale, DEGREE);
+    let w = taylor_exp(x[id] * params.logit_scale, DEGREE);
     aux[id] = select(0.0, w, on_or_below_diagonal(id));
 }
 

@@ -110,7 +110,7 @@ pub const COPY_ROWS_TRANSPOSED_TOO: Kernel = Kernel {
 
 pub const TAYLOR_WEIGHTS: Kernel = Kernel {
     entry: "taylor_weights",
-    bindings: &[PARAMS, AUX],
+    bindings: &[PARAMS, X, AUX],
     ..PHI_ROWS
 };
 
@@ -421,13 +421,16 @@ pub struct PolyForward {
     /// Q and K padded, `[B*H, n_pad, qk_width]` (causal only: the diagonal blocks).
     q_pad: Option<GpuTensor>,
     k_pad: Option<GpuTensor>,
+    /// The diagonal blocks' scores Q_c K_c^T, `[B*H * n_chunks, C, C]` (causal only), kept so
+    /// that the backward need not compute them again.
+    scores: Option<GpuTensor>,
 }
 
 /// Polynomial attention of degree `degree` for one shape, with its tables built once.
 /// At least the number of products either half records into its one encoder (whose packed
 /// operands, where windows-16x4 runs them, live until that encoder has run): the forward
-/// records 4, the backward 9 (4, and 5 for the diagonal blocks).
-const PRODUCTS_PER_HALF: u64 = 9;
+/// records 4, the backward 8 (4, and 4 for the diagonal blocks).
+const PRODUCTS_PER_HALF: u64 = 8;
 
 pub struct PolyAttention {
     shape: AttentionShape,
@@ -776,8 +779,8 @@ impl PolyAttention {
                 + 2 * rows(kp)
                 + rows(vw)
                 + scratch(&self.states_shape())
-                + causal(2 * rows(qw)),
-            // O', and V' chunk-transposed.
+                + causal(2 * rows(qw) + scratch(&self.scores_shape())),
+            // O', V' chunk-transposed, and the diagonal blocks' weights P.
             forward_scratch: 2 * rows(vw) + causal(scratch(&self.scores_shape())) + packing.total,
             // G and G chunk-transposed, dV'.
             backward_scratch: 3 * rows(vw)
@@ -785,7 +788,7 @@ impl PolyAttention {
                 + rows(kp)
                 + 2 * bytes(&s.qk_shape())
                 + bytes(&s.v_shape())
-                + causal(3 * scratch(&self.scores_shape()) + 2 * rows(qw))
+                + causal(2 * scratch(&self.scores_shape()) + 2 * rows(qw))
                 + packing.total,
             largest: rows(kp.max(vw))
                 .max(scratch(&self.states_shape()))
@@ -827,13 +830,17 @@ impl PolyAttention {
             states: scratch("poly attention chunk states", &self.states_shape())?,
             q_pad: padded("q padded")?,
             k_pad: padded("k padded")?,
+            scores: s
+                .causal
+                .then(|| scratch("poly attention scores", &self.scores_shape()))
+                .transpose()?,
         };
         let o_ones = scratch("o'", &self.rows_shape(vw))?;
         // Chunk-transposed V', for the products that sum over a chunk's rows.
         let v_ones_t = scratch("v' chunks transposed", &self.rows_shape(vw))?;
-        let scores = s
+        let weights = s
             .causal
-            .then(|| scratch("poly attention scores", &self.scores_shape()))
+            .then(|| scratch("poly attention weights", &self.scores_shape()))
             .transpose()?;
         let mut enc = ctx.encoder("poly attention forward");
         ctx.checked("recording poly attention forward", || -> Result<()> {
@@ -864,19 +871,20 @@ impl PolyAttention {
             // O'_c = Phi(Q_c) S_<c = Phi(Q_c) (S_<c^T)^T.
             let (phi_q, s_prev) = ((&saved.phi_q, false), (states, true));
             self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
-            if let (Some(q_pad), Some(k_pad), Some(scores)) = (&saved.q_pad, &saved.k_pad, &scores)
+            if let (Some(q_pad), Some(k_pad), Some(scores), Some(weights)) =
+                (&saved.q_pad, &saved.k_pad, &saved.scores, &weights)
             {
                 self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES, None)?;
                 self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES, None)?;
                 self.scores(ctx, enc, (q_pad, k_pad), scores)?;
-                let p = [("aux", scores)];
+                let p = [("x", scores), ("aux", weights)];
                 self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, scores.len())?;
                 // O'_c += P_c V'_c.
                 let add = Epilogue {
                     add_into_c: true,
                     ..PLAIN
                 };
-                self.product(ctx, enc, (scores, false), v1_t, &o_ones, [c, vw, c], add)?;
+                self.product(ctx, enc, (weights, false), v1_t, &o_ones, [c, vw, c], add)?;
             }
             let params = PolyParams {
                 width_in: vw as u32,
@@ -922,11 +930,11 @@ impl PolyAttention {
             dk: out("dk", &s.qk_shape())?,
             dv: out("dv", &s.v_shape())?,
         };
-        let diagonal = match (&saved.q_pad, &saved.k_pad) {
-            (Some(q_pad), Some(k_pad)) => Some(Diagonal {
+        let diagonal = match (&saved.q_pad, &saved.k_pad, &saved.scores) {
+            (Some(q_pad), Some(k_pad), Some(scores)) => Some(Diagonal {
                 q_pad,
                 k_pad,
-                scores: scratch("poly attention scores", &self.scores_shape())?,
+                scores,
                 d_scores: scratch("poly attention score gradients", &self.scores_shape())?,
                 weights_t: scratch("poly attention weights transposed", &self.scores_shape())?,
                 dq: scratch("dq diagonal", &self.rows_shape(qw))?,
@@ -1007,8 +1015,7 @@ impl PolyAttention {
         dv_ones: &GpuTensor,
     ) -> Result<()> {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
-        let (scores, d_scores) = (&diag.scores, &diag.d_scores);
-        self.scores(ctx, enc, (diag.q_pad, diag.k_pad), scores)?;
+        let (scores, d_scores) = (diag.scores, &diag.d_scores);
         // dL/dP_c = G_c V'_c^T, then dL/ds and P_g(s) in place.
         self.product(
             ctx,
@@ -1129,7 +1136,7 @@ fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Resul
 struct Diagonal<'a> {
     q_pad: &'a GpuTensor,
     k_pad: &'a GpuTensor,
-    scores: GpuTensor,
+    scores: &'a GpuTensor,
     d_scores: GpuTensor,
     /// P_c^T for every chunk, `[B*H * n_chunks, C, C]`.
     weights_t: GpuTensor,
