@@ -299,19 +299,26 @@ fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ---- layout ----------------------------------------------------------------------------------
+// The per-row kernels below run one invocation per row and loop over its columns: an
+// invocation per element spent most of its time on the integer divisions that find its row
+// (llvmpipe divides lane by lane).
 
-// One invocation per destination element: x [heads, rows, width_in] into out [heads, rows_pad,
-// width_out], zero beyond the source, and 1 in column ones_col of every source row.
+// One invocation per (head, padded row) of out [heads, rows_pad, width_out]: x [heads, rows,
+// width_in] copied in, zero beyond the source, and 1 in column ones_col of every source row.
 @compute @workgroup_size(WORKGROUP)
 fn copy_rows(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = linear_id(wid, lid, nwg);
-    let e = row_element(id, params.width_out);
-    if (e.x >= params.heads) {
+    let padded_row = linear_id(wid, lid, nwg);
+    let h = padded_row / params.rows_pad;
+    if (h >= params.heads) {
         return;
     }
-    out[id] = copied_at(e.x, e.y, e.z);
+    let r = padded_row % params.rows_pad;
+    let base = padded_row * params.width_out;
+    for (var j = 0u; j < params.width_out; j++) {
+        out[base + j] = copied_at(h, r, j);
+    }
 }
 
 // Element (h, r, j) of copy_rows's destination.
@@ -327,19 +334,25 @@ fn copied_at(h: u32, r: u32, j: u32) -> f32 {
     return value;
 }
 
-// copy_rows that also writes the chunk-transposed copy into aux.
+// copy_rows that also writes the chunk-transposed copy into aux (column j of the row at
+// chunk_transposed(h, r, 0, width) + j * chunk).
 @compute @workgroup_size(WORKGROUP)
 fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32,
                             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = linear_id(wid, lid, nwg);
-    let e = row_element(id, params.width_out);
-    if (e.x >= params.heads) {
+    let padded_row = linear_id(wid, lid, nwg);
+    let h = padded_row / params.rows_pad;
+    if (h >= params.heads) {
         return;
     }
-    let value = copied_at(e.x, e.y, e.z);
-    out[id] = value;
-    aux[chunk_transposed(e.x, e.y, e.z, params.width_out)] = value;
+    let r = padded_row % params.rows_pad;
+    let base = padded_row * params.width_out;
+    let transposed = chunk_transposed(h, r, 0u, params.width_out);
+    for (var j = 0u; j < params.width_out; j++) {
+        let value = copied_at(h, r, j);
+        out[base + j] = value;
+        aux[transposed + j * params.chunk] = value;
+    }
 }
 
 // ---- the diagonal blocks ---------------------------------------------------------------------
@@ -386,24 +399,22 @@ fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- per row ---------------------------------------------------------------------------------
 
-// One invocation per (head, row, column): o = O'[:, :d_v] / O'[:, d_v] from x = O'
-// [heads, rows_pad, width_in]; Z = O'[:, d_v] into aux [heads, rows].
+// One invocation per (head, row): o = O'[:, :d_v] / O'[:, d_v] from x = O' [heads, rows_pad,
+// width_in]; Z = O'[:, d_v] into aux [heads, rows].
 @compute @workgroup_size(WORKGROUP)
 fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = linear_id(wid, lid, nwg);
-    if (id >= params.heads * params.rows * params.d_v) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.heads * params.rows) {
         return;
     }
-    let j = id % params.d_v;
-    let row = id / params.d_v;
     let padded = ((row / params.rows) * params.rows_pad + row % params.rows) * params.width_in;
     let z = x[padded + params.d_v];
-    out[id] = x[padded + j] / z;
-    if (j == 0u) {
-        aux[row] = z;
+    for (var j = 0u; j < params.d_v; j++) {
+        out[row * params.d_v + j] = x[padded + j] / z;
     }
+    aux[row] = z;
 }
 
 // One invocation per (head, padded row): G = [dO / Z, -delta / Z] with delta = dO . o, from

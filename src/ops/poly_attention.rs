@@ -693,7 +693,7 @@ impl PolyAttention {
                 &COPY_ROWS,
                 params,
                 &[("x", src), ("out", dst)],
-                dst.len(),
+                self.heads() * rows_dst,
             ),
             Some(t) => {
                 // Its chunk layout is the padded rows': the destination must be padded.
@@ -705,7 +705,7 @@ impl PolyAttention {
                     &COPY_ROWS_TRANSPOSED_TOO,
                     params,
                     &buffers,
-                    dst.len(),
+                    self.heads() * rows_dst,
                 )
             }
         }
@@ -891,7 +891,7 @@ impl PolyAttention {
                 ..self.params()
             };
             let buffers = [("x", &o_ones), ("out", &saved.o), ("aux", &saved.z)];
-            self.kernel(ctx, enc, &NORMALISE, params, &buffers, saved.o.len())
+            self.kernel(ctx, enc, &NORMALISE, params, &buffers, self.heads() * n)
         })??;
         ctx.submit("poly attention forward", enc)?;
         Ok(saved)
