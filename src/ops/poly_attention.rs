@@ -1075,8 +1075,11 @@ impl PolyAttention {
 /// smaller ones the state scan (O(n k d_v / C)); on llvmpipe 64 won (BENCHMARKS.md).
 pub const CHUNK_CANDIDATES: [usize; 3] = [32, 64, 128];
 /// Rows of the probe the chunk tuner times: enough chunks of every candidate for both costs to
-/// show, about a second in all on a software driver.
-const CHUNK_PROBE_ROWS: usize = 2048;
+/// show above the noise. At 2048 rows 32 and 64 traded places from run to run on llvmpipe
+/// (73-87 ms against 75-117), and the tuner kept 32, which is 1.15-1.4x slower than 64 at
+/// n = 16384 and 65536; at 8192 rows 64 won each time (291-307 ms against 338-370), at about
+/// 4 s of tuning once per widths and degree (BENCHMARKS.md).
+const CHUNK_PROBE_ROWS: usize = 8192;
 
 /// The tune-cache class of a chunk choice: the chunk trades costs that depend on the widths and
 /// the degree, not on n or the number of heads.
