@@ -285,7 +285,11 @@ fn bench_writes_csv_profile_and_plots() {
         if timestamps {
             assert!(stdout.contains("GPU time per kernel"), "{stdout}");
             assert!(stdout.contains("matmul"), "{stdout}");
-            assert!(stdout.contains("poly_attention.wgsl::phi_rows"), "{stdout}");
+            // phi_pairs at degree 2 (phi_rows at others).
+            assert!(
+                stdout.contains("poly_attention.wgsl::phi_pairs"),
+                "{stdout}"
+            );
         }
         let bytes = std::fs::read(&plot).unwrap();
         if plot.extension().unwrap() == "svg" {

@@ -134,6 +134,40 @@ fn every_variant_matches_f64_over_ragged_shapes_transposes_and_epilogues() {
     eprintln!("{checked} products checked");
 }
 
+/// Runs windows-direct-16x4 over every k and (m, n) given, with op(B) in dense rows
+/// (`trans_b`: C = A B^T) or k-major (C = A B), batches of 1, 3 and 5 in turn and every
+/// epilogue, against f64; every shape must run direct but where a batch's matrix offsets miss
+/// the adapter's alignment. Returns (checked, cases).
+fn check_direct_cases(
+    ctx: &GpuContext,
+    rng: &mut impl Rng,
+    trans_b: bool,
+    ks: &[usize],
+    mns: &[(usize, usize)],
+) -> (usize, usize) {
+    let (mut case, mut checked) = (0, 0);
+    for &k in ks {
+        for &(m, n) in mns {
+            let batch = [1, 3, 5][case % 3];
+            let shape = Shape { batch, m, n, k };
+            let layout = Layout::dense(&shape, false, trans_b);
+            let epilogue = epilogue(case);
+            case += 1;
+            if !direct_fits(ctx, &shape, &layout) {
+                assert!(batch > 1, "{shape:?} trans_b {trans_b} does not run direct");
+                continue;
+            }
+            let err = check(ctx, rng, shape, layout, epilogue, Variant::Direct);
+            assert!(
+                err <= 1e-5,
+                "windows-direct-16x4 {shape:?} trans_b {trans_b} {epilogue:?}: relative error {err:.2e}"
+            );
+            checked += 1;
+        }
+    }
+    (checked, case)
+}
+
 /// windows-direct-16x4 where it runs: C = A B^T over windowable tensors, k a multiple of 4 up
 /// to 512 (one line window and several, on both operands), ragged m and n whose last window
 /// reads into the next matrix or the slack, batches of 1, 3 and 5, every epilogue.
@@ -148,29 +182,10 @@ fn windows_direct_matches_f64_where_it_runs() {
         return;
     }
     let mut rng = common::fresh_rng("matmul windows-direct");
-    let (mut case, mut checked) = (0, 0);
-    for k in [4, 16, 68, 128, 512] {
-        for (m, n) in [(1, 7), (33, 64), (64, 157), (300, 65), (8, 300)] {
-            let batch = [1, 3, 5][case % 3];
-            let shape = Shape { batch, m, n, k };
-            let layout = Layout::dense(&shape, false, true);
-            let epilogue = epilogue(case);
-            case += 1;
-            if !direct_fits(&ctx, &shape, &layout) {
-                // Only a batch's matrix offsets may miss the adapter's alignment.
-                assert!(batch > 1, "{shape:?} does not run direct");
-                continue;
-            }
-            let err = check(&ctx, &mut rng, shape, layout, epilogue, Variant::Direct);
-            assert!(
-                err <= 1e-5,
-                "windows-direct-16x4 {shape:?} {epilogue:?}: relative error {err:.2e}"
-            );
-            checked += 1;
-        }
-    }
+    let mns = [(1, 7), (33, 64), (64, 157), (300, 65), (8, 300)];
+    let (checked, cases) = check_direct_cases(&ctx, &mut rng, true, &[4, 16, 68, 128, 512], &mns);
     // 20 of 25 on llvmpipe (32-byte offset alignment).
-    eprintln!("{checked} of {case} products ran direct");
+    eprintln!("{checked} of {cases} products ran direct");
 }
 
 /// windows-direct-16x4 with op(B) k-major (C = A B, B `[k, n]` dense, all of it in one window:
@@ -184,27 +199,9 @@ fn windows_direct_reads_b_k_major_where_it_fits() {
         return;
     }
     let mut rng = common::fresh_rng("matmul windows-direct k-major");
-    let (mut case, mut checked) = (0, 0);
-    for k in [4, 16, 68, 156] {
-        for (m, n) in [(1, 8), (33, 64), (64, 68), (300, 36), (8, 100)] {
-            let batch = [1, 3, 5][case % 3];
-            let shape = Shape { batch, m, n, k };
-            let layout = Layout::dense(&shape, false, false);
-            let epilogue = epilogue(case);
-            case += 1;
-            if !direct_fits(&ctx, &shape, &layout) {
-                assert!(batch > 1, "{shape:?} does not run direct");
-                continue;
-            }
-            let err = check(&ctx, &mut rng, shape, layout, epilogue, Variant::Direct);
-            assert!(
-                err <= 1e-5,
-                "windows-direct-16x4, B k-major, {shape:?} {epilogue:?}: relative error {err:.2e}"
-            );
-            checked += 1;
-        }
-    }
-    eprintln!("{checked} of {case} products ran direct with B k-major");
+    let mns = [(1, 8), (33, 64), (64, 68), (300, 36), (8, 100)];
+    let (checked, cases) = check_direct_cases(&ctx, &mut rng, false, &[4, 16, 68, 156], &mns);
+    eprintln!("{checked} of {cases} products ran direct with B k-major");
     assert!(checked > 0);
     // 16384 floats hold 128 rows of 128 columns, not 129 rows.
     let too_deep = Shape {

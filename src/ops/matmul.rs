@@ -894,11 +894,7 @@ impl Matmul<'_> {
         }
         let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
         let direct = variant == Variant::Direct;
-        let dispatches = if direct {
-            self.side_by_side_dispatches(g, base)
-        } else {
-            self.windowed_dispatches(g, base)
-        };
+        let dispatches = self.windowed_dispatches(g, base, direct);
         ctx.run_windowed(
             encoder,
             &MATMUL_WINDOWS,
@@ -961,85 +957,51 @@ impl Matmul<'_> {
         Ok(tensor)
     }
 
-    /// Every dispatch of windows-direct-16x4 (BATCH_WINDOWS in the shader): per window of
-    /// op(A)'s lines and of op(B)'s, up to four matrices side by side, window i of each operand
-    /// on matrix `batch0 + i` (direct geometry has one matrix per window and one k window).
-    fn side_by_side_dispatches(
-        &self,
-        g: &WindowGeometry,
-        base: &MatmulParams,
-    ) -> Vec<WindowedDispatch<MatmulParams>> {
-        let (block_rows, block_cols) = WINDOW_BLOCK;
-        let blocks = ((g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
-        let mut flags = 0;
-        if self.epilogue.add_into_c {
-            flags |= ADD_INTO_C;
-        }
-        if self.bias.is_some() {
-            flags |= ADD_BIAS;
-        }
-        let mut dispatches = Vec::new();
-        for wa in 0..g.line_windows_a {
-            for wb in 0..g.line_windows_b {
-                for first in (0..g.batch_groups).step_by(WINDOWS_PER_DISPATCH) {
-                    let count = (g.batch_groups - first).min(WINDOWS_PER_DISPATCH);
-                    // Windows past `count` are bound to the last matrix and never read.
-                    let windows = WINDOW_NAMES
-                        .iter()
-                        .zip([false, true])
-                        .flat_map(|(names, b)| {
-                            names.iter().enumerate().map(move |(i, n)| {
-                                let line_window = if b { wb } else { wa };
-                                (*n, g.offset(b, first + i.min(count - 1), line_window, 0))
-                            })
-                        })
-                        .collect();
-                    dispatches.push(WindowedDispatch {
-                        params: MatmulParams {
-                            flags,
-                            windows: count as u32,
-                            row0: (wa * g.lines_a) as u32,
-                            col0: (wb * g.lines_b) as u32,
-                            batch0: first as u32,
-                            ..*base
-                        },
-                        windows,
-                        workgroups: count as u64 * blocks,
-                    });
-                }
-            }
-        }
-        dispatches
-    }
-
-    /// Every dispatch of matmul_windows: per batch group, window of op(A)'s lines, window of
-    /// op(B)'s lines, and group of up to four k windows (in order: the later add into C).
+    /// Every dispatch of matmul_windows, per window of op(A)'s lines and of op(B)'s. Each
+    /// binds four window slots per operand: with `side_by_side` (windows-direct-16x4,
+    /// BATCH_WINDOWS in the shader: one matrix per window, one k window) up to four matrices,
+    /// slot i on matrix `batch0 + i`; otherwise, per batch group, up to four k windows summed
+    /// in order (the later groups of k add into C). Slots past `count` are bound to the last
+    /// one and never read.
     fn windowed_dispatches(
         &self,
         g: &WindowGeometry,
         base: &MatmulParams,
+        side_by_side: bool,
     ) -> Vec<WindowedDispatch<MatmulParams>> {
         let (block_rows, block_cols) = WINDOW_BLOCK;
-        let workgroups = (g.batch * (g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
+        let blocks = (g.batch * (g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
+        // What the slots run along, and over what outside that.
+        let (outer, along) = if side_by_side {
+            (1, g.batch_groups)
+        } else {
+            (g.batch_groups, g.k_windows)
+        };
         let mut dispatches = Vec::new();
-        for group in 0..g.batch_groups {
+        for group in 0..outer {
             for wa in 0..g.line_windows_a {
                 for wb in 0..g.line_windows_b {
-                    for first in (0..g.k_windows).step_by(WINDOWS_PER_DISPATCH) {
-                        let count = (g.k_windows - first).min(WINDOWS_PER_DISPATCH);
+                    for first in (0..along).step_by(WINDOWS_PER_DISPATCH) {
+                        let count = (along - first).min(WINDOWS_PER_DISPATCH);
+                        let summed_on = !side_by_side && first > 0;
                         let mut flags = 0;
-                        if self.epilogue.add_into_c || first > 0 {
+                        if self.epilogue.add_into_c || summed_on {
                             flags |= ADD_INTO_C;
                         }
-                        if self.bias.is_some() && first == 0 {
+                        if self.bias.is_some() && !summed_on {
                             flags |= ADD_BIAS;
                         }
-                        // Windows past `count` are bound to the last one and never read.
-                        let window = |operand_b: bool, i: usize| {
+                        let place = |operand_b: bool, i: usize| {
                             let line_window = if operand_b { wb } else { wa };
-                            let k_window = first + i.min(count - 1);
+                            let slot = first + i.min(count - 1);
+                            let (group, k_window) = if side_by_side {
+                                (slot, 0)
+                            } else {
+                                (group, slot)
+                            };
                             g.offset(operand_b, group, line_window, k_window)
                         };
+                        let place = &place;
                         let windows = WINDOW_NAMES
                             .iter()
                             .zip([false, true])
@@ -1047,16 +1009,21 @@ impl Matmul<'_> {
                                 names
                                     .iter()
                                     .enumerate()
-                                    .map(move |(i, n)| (*n, window(b, i)))
+                                    .map(move |(i, n)| (*n, place(b, i)))
                             })
                             .collect();
+                        let (batch0, workgroups) = if side_by_side {
+                            (first, count as u64 * blocks)
+                        } else {
+                            (group, blocks)
+                        };
                         dispatches.push(WindowedDispatch {
                             params: MatmulParams {
                                 flags,
                                 windows: count as u32,
                                 row0: (wa * g.lines_a) as u32,
                                 col0: (wb * g.lines_b) as u32,
-                                batch0: (group * g.batch) as u32,
+                                batch0: (batch0 * g.batch) as u32,
                                 ..*base
                             },
                             windows,
