@@ -89,8 +89,7 @@ struct Monomial {
 // phi_grad_rows: dQ' or dK' added to J^T; grad_rows and normalise: Z.
 @group(0) @binding(4) var<storage, read> addend: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-// normalise: Z per row. taylor_weights: P; taylor_grads: P^T per block. scan_states: the
-// states.
+// normalise: Z per row. taylor_weights: P; taylor_grads: P^T per block.
 @group(0) @binding(6) var<storage, read_write> aux: array<f32>;
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
@@ -458,30 +457,35 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- states ----------------------------------------------------------------------------------
 
-// One invocation per (head, state element) of aux [heads, n_chunks, width_in]: chunk sums into
-// exclusive prefix sums (forward) or exclusive suffix sums (SUFFIX, backward), in chunk order.
+// The chunk states as vec4s: a second binding of scan_states's buffer. llvmpipe stores a vec4
+// about as fast as an f32 (and loads one as fast as four), so the scan runs on vec4s.
+@group(0) @binding(7) var<storage, read_write> states4: array<vec4<f32>>;
+
+// One invocation per (head, vec4 of a chunk's state) of states4 [heads, n_chunks, width_in / 4]
+// (width_in a multiple of 4): chunk sums into exclusive prefix sums (forward) or exclusive
+// suffix sums (SUFFIX, backward), in chunk order.
 @compute @workgroup_size(WORKGROUP)
 fn scan_states(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(local_invocation_index) lid: u32,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let per_slot = params.width_in;
+    let per_slot = params.width_in / 4u;
     let id = linear_id(wid, lid, nwg);
     let h = id / per_slot;
     if (h >= params.heads) {
         return;
     }
     let base = h * params.n_chunks * per_slot + id % per_slot;
-    var run = 0.0;
+    var run = vec4<f32>(0.0);
     if ((params.flags & SUFFIX) == 0u) {
         for (var c = 0u; c < params.n_chunks; c++) {
-            let here = aux[base + c * per_slot];
-            aux[base + c * per_slot] = run;
+            let here = states4[base + c * per_slot];
+            states4[base + c * per_slot] = run;
             run += here;
         }
     } else {
         for (var c = params.n_chunks; c > 0u; c--) {
-            let here = aux[base + (c - 1u) * per_slot];
-            aux[base + (c - 1u) * per_slot] = run;
+            let here = states4[base + (c - 1u) * per_slot];
+            states4[base + (c - 1u) * per_slot] = run;
             run += here;
         }
     }

@@ -59,6 +59,7 @@ const Y: BindingDecl = BindingDecl::new("y", 3, Access::Read, Elem::F32);
 const ADDEND: BindingDecl = BindingDecl::new("addend", 4, Access::Read, Elem::F32);
 const OUT: BindingDecl = BindingDecl::new("out", 5, Access::ReadWrite, Elem::F32);
 const AUX: BindingDecl = BindingDecl::new("aux", 6, Access::ReadWrite, Elem::F32);
+const STATES4: BindingDecl = BindingDecl::new("states4", 7, Access::ReadWrite, Elem::Vec4F32);
 
 pub const PHI_ROWS: Kernel = Kernel {
     shader: "poly_attention.wgsl",
@@ -134,7 +135,7 @@ pub const GRAD_ROWS: Kernel = Kernel {
 
 pub const SCAN_STATES: Kernel = Kernel {
     entry: "scan_states",
-    bindings: &[PARAMS, AUX],
+    bindings: &[PARAMS, STATES4],
     ..PHI_ROWS
 };
 
@@ -719,6 +720,7 @@ impl PolyAttention {
         states: &GpuTensor,
         flags: u32,
     ) -> Result<()> {
+        // A whole number of vec4s: features_pad is a multiple of 4.
         let per_chunk = self.features_pad() * self.v_width();
         let params = PolyParams {
             width_in: per_chunk as u32,
@@ -730,8 +732,8 @@ impl PolyAttention {
             enc,
             &SCAN_STATES,
             params,
-            &[("aux", states)],
-            self.heads() * per_chunk,
+            &[("states4", states)],
+            self.heads() * per_chunk / 4,
         )
     }
 
