@@ -356,44 +356,48 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- the diagonal blocks ---------------------------------------------------------------------
 
-// Whether element `id` of a stack of chunk x chunk blocks is on or below its block's diagonal.
-fn on_or_below_diagonal(id: u32) -> bool {
-    let in_block = id % (params.chunk * params.chunk);
-    return in_block % params.chunk <= in_block / params.chunk;
-}
+// One invocation per row of a block (the blocks' rows one after the other), looping over its
+// columns: an invocation per element spent most of its time on the divisions that place it.
 
-// One invocation per element of the scores x [heads * n_chunks, C, C]: P_g(s / sqrt(d)) masked
-// into aux (the scores are kept for the backward).
+// One invocation per block row a of the scores x [heads * n_chunks, C, C]: P_g(s / sqrt(d))
+// on and below the diagonal (b <= a), 0 above, into aux (the scores are kept for the backward).
 @compute @workgroup_size(WORKGROUP)
 fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = linear_id(wid, lid, nwg);
-    if (id >= params.heads * params.n_chunks * params.chunk * params.chunk) {
+    let block_row = linear_id(wid, lid, nwg);
+    if (block_row >= params.heads * params.n_chunks * params.chunk) {
         return;
     }
-    let w = taylor_exp(x[id] * params.logit_scale, DEGREE);
-    aux[id] = select(0.0, w, on_or_below_diagonal(id));
+    let a = block_row % params.chunk;
+    let row = block_row * params.chunk;
+    for (var b = 0u; b < params.chunk; b++) {
+        let w = taylor_exp(x[row + b] * params.logit_scale, DEGREE);
+        aux[row + b] = select(0.0, w, b <= a);
+    }
 }
 
-// One invocation per element: with dW = dL/dP in out and the scores in x, writes
+// One invocation per block row a: with dW = dL/dP in out and the scores in x, writes
 // dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux with each block transposed (P_c^T, so that
 // dV'_c = P_c^T G_c is a product with dense rows, C = A B), both masked.
 @compute @workgroup_size(WORKGROUP)
 fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = linear_id(wid, lid, nwg);
-    if (id >= params.heads * params.n_chunks * params.chunk * params.chunk) {
+    let block_row = linear_id(wid, lid, nwg);
+    if (block_row >= params.heads * params.n_chunks * params.chunk) {
         return;
     }
-    let s = x[id] * params.logit_scale;
-    let keep = on_or_below_diagonal(id);
-    out[id] = select(0.0, out[id] * taylor_exp(s, DEGREE - 1u), keep);
-    let block = params.chunk * params.chunk;
-    let in_block = id % block;
-    let transposed = id - in_block + (in_block % params.chunk) * params.chunk + in_block / params.chunk;
-    aux[transposed] = select(0.0, taylor_exp(s, DEGREE), keep);
+    let a = block_row % params.chunk;
+    let row = block_row * params.chunk;
+    // Element (b, a) of the block, where P_c^T's row b holds P_c's column.
+    let column = row - a * params.chunk + a;
+    for (var b = 0u; b < params.chunk; b++) {
+        let s = x[row + b] * params.logit_scale;
+        let keep = b <= a;
+        out[row + b] = select(0.0, out[row + b] * taylor_exp(s, DEGREE - 1u), keep);
+        aux[column + b * params.chunk] = select(0.0, taylor_exp(s, DEGREE), keep);
+    }
 }
 
 // ---- per row ---------------------------------------------------------------------------------

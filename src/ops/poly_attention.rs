@@ -538,14 +538,20 @@ impl PolyAttention {
 
     /// An upper bound on the loop iterations any one invocation of this shape's kernels runs,
     /// counting only loops whose trip count is not a compile-time constant: the kernels that
-    /// walk a row's features (phi_pairs, phi_grad_rows, phi_grad_pairs), grad_rows (the value columns) and scan_states (the chunks). The products
-    /// bound their own loops (ops::matmul::K_SPAN).
+    /// walk a row's features (phi_pairs, phi_grad_rows, phi_grad_pairs), grad_rows (the value
+    /// columns), scan_states (the chunks) and, causal, the taylor kernels (a block row). The
+    /// products bound their own loops (ops::matmul::K_SPAN).
     pub fn loop_iterations(&self) -> u64 {
         let rows = (self.shape.d_v + self.v_width()) as u64;
         self.phi
             .row_loop_iterations()
             .max(rows)
             .max(self.n_chunks as u64)
+            .max(if self.shape.causal {
+                self.block as u64
+            } else {
+                0
+            })
     }
 
     fn heads(&self) -> usize {
@@ -880,7 +886,8 @@ impl PolyAttention {
                 self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES, None)?;
                 self.scores(ctx, enc, (q_pad, k_pad), scores)?;
                 let p = [("x", scores), ("aux", weights)];
-                self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, scores.len())?;
+                let block_rows = scores.len() / c;
+                self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, block_rows)?;
                 // O'_c += P_c V'_c.
                 let add = Epilogue {
                     add_into_c: true,
@@ -1036,7 +1043,7 @@ impl PolyAttention {
             &TAYLOR_GRADS,
             self.params(),
             &buffers,
-            scores.len(),
+            scores.len() / c,
         )?;
         let scaled = Epilogue {
             alpha: self.params().logit_scale,
