@@ -224,8 +224,8 @@ override BATCH_WINDOWS: bool = false;
 
 // C as vec4s: the same buffer as `c`, bound a second time. Where C's row stride, matrix stride
 // and so every lane's first column are multiples of 4 (C_VEC4), a row's 4 columns are stored at
-// once: llvmpipe stores lane by lane, about as fast per vec4 as per f32 (BENCHMARKS.md), and a
-// block's 64 stores a lane cost more than its multiply-adds at small k.
+// once: llvmpipe stores lane by lane, a vec4 at 1.1-2x the cost of an f32 (BENCHMARKS.md), and
+// a block's 64 stores a lane cost more than its multiply-adds at small k.
 @group(0) @binding(14) var<storage, read_write> c4: array<vec4<f32>>;
 override C_VEC4: bool = false;
 

@@ -210,6 +210,15 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
 // 8-lane f32, a store costs 72) become a row of x loaded once. Every product is formed in
 // phi_at's order, so the results are phi_rows' bit for bit.
 
+// The coefficients at DEGREE 2, from the table (each is shared by its whole kind of feature):
+// of x_k (feature 1), of x_i^2 (the first pair, x_0^2) and of x_i x_j, i < j (the second pair,
+// x_0 x_1; with d = 1 there is none, and the first pair's stands in unused).
+fn pair_coefficients() -> vec3<f32> {
+    let first_pair = 1u + params.d_qk;
+    return vec3<f32>(monomials[1u].coef, monomials[first_pair].coef,
+                     monomials[min(first_pair + 1u, params.features - 1u)].coef);
+}
+
 // phi_rows at DEGREE 2: one invocation per (head, padded row); zero on padding rows and columns.
 @compute @workgroup_size(WORKGROUP)
 fn phi_pairs(@builtin(workgroup_id) wid: vec3<u32>,
@@ -229,19 +238,17 @@ fn phi_pairs(@builtin(workgroup_id) wid: vec3<u32>,
             xs[i] = x[(h * params.rows + r) * d + i];
         }
     }
-    let coef_linear = monomials[1u].coef;
-    let coef_square = monomials[1u + d].coef;
-    let coef_cross = monomials[min(2u + d, params.features - 1u)].coef;
+    let coef = pair_coefficients();
     let base = padded_row * params.features_pad;
     out[base] = select(0.0, 1.0, real);
     for (var i = 0u; i < d; i++) {
-        out[base + 1u + i] = coef_linear * xs[i] * 1.0;
+        out[base + 1u + i] = coef.x * xs[i] * 1.0;
     }
     var f = base + 1u + d;
     for (var i = 0u; i < d; i++) {
         let x_i = xs[i];
         for (var j = i; j < d; j++) {
-            out[f] = select(coef_cross, coef_square, j == i) * x_i * xs[j];
+            out[f] = select(coef.z, coef.y, j == i) * x_i * xs[j];
             f++;
         }
     }
@@ -270,18 +277,16 @@ fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
         xs[i] = x[row * d + i];
     }
     let grads = padded_row * params.features_pad;
-    let coef_linear = monomials[1u].coef;
-    let coef_square = monomials[1u + d].coef;
-    let coef_cross = monomials[min(2u + d, params.features - 1u)].coef;
+    let coef = pair_coefficients();
     var dx: array<f32, ONE_SLOT + 1u>;
     for (var i = 0u; i < d; i++) {
-        dx[i] += coef_linear * y[grads + 1u + i] * 1.0;
+        dx[i] += coef.x * y[grads + 1u + i] * 1.0;
     }
     var f = 1u + d;
     for (var i = 0u; i < d; i++) {
         let x_i = xs[i];
         for (var j = i; j < d; j++) {
-            let g = select(coef_cross, coef_square, j == i) * y[grads + f];
+            let g = select(coef.z, coef.y, j == i) * y[grads + f];
             dx[i] += g * xs[j];
             dx[j] += g * x_i;
             f++;
@@ -462,7 +467,8 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
 // ---- states ----------------------------------------------------------------------------------
 
 // The chunk states as vec4s: a second binding of scan_states's buffer. llvmpipe stores a vec4
-// about as fast as an f32 (and loads one as fast as four), so the scan runs on vec4s.
+// at 1.1-2x the cost of an f32, for four floats (and loads one as fast as four f32s;
+// BENCHMARKS.md), so the scan runs on vec4s.
 @group(0) @binding(7) var<storage, read_write> states4: array<vec4<f32>>;
 
 // One invocation per (head, vec4 of a chunk's state) of states4 [heads, n_chunks, width_in / 4]

@@ -1025,7 +1025,7 @@ impl PolyAttention {
     ) -> Result<()> {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
         let (scores, d_scores) = (diag.scores, &diag.d_scores);
-        // dL/dP_c = G_c V'_c^T, then dL/ds and P_g(s) in place.
+        // dL/dP_c = G_c V'_c^T, then dL/ds in its place and P_c^T beside it.
         self.product(
             ctx,
             enc,
