@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 use super::pipeline::PipelineKey;
+use super::pool::{BufferPool, Encoder};
 use super::tune::{default_cache_dir, TuneMode, Tuner};
 
 /// What a tune cache is valid for: the adapter, its driver and this version of polygrad.
@@ -151,6 +152,8 @@ pub struct GpuContext {
     uncaptured: Arc<Mutex<Vec<String>>>,
     poison_outputs: AtomicBool,
     pub(crate) meter: Arc<AllocationMeter>,
+    /// Buffers of dropped tensors, kept for reuse.
+    pub(crate) pool: Arc<BufferPool>,
     /// Scratch tensors that recorded work still reads, held until the next submit (wgpu
     /// would hold their buffers anyway; holding the tensors keeps the meter honest).
     held_until_submit: Mutex<Vec<super::GpuTensor>>,
@@ -247,6 +250,7 @@ impl GpuContext {
             uncaptured,
             poison_outputs: AtomicBool::new(false),
             meter: Arc::default(),
+            pool: Arc::default(),
             held_until_submit: Mutex::new(Vec::new()),
             tuner: Mutex::new(Tuner::new(
                 TuneMode::from_env(),
@@ -357,11 +361,25 @@ impl GpuContext {
         }
     }
 
-    /// Submits `encoder` without waiting; errors in its recording surface here.
-    pub fn submit(&self, during: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+    /// Submits `encoder` without waiting; errors in its recording surface here. Reused
+    /// buffers' padding is zeroed first (see [`super::pool`]).
+    pub fn submit(&self, during: &str, mut encoder: Encoder) -> Result<()> {
         let result = self.checked(during, || {
-            self.queue.submit([encoder.finish()]);
+            let mut clears = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("zero reused buffers' padding"),
+                });
+            let cleared = self.pool.record_clears(&mut clears);
+            let commands = cleared
+                .then(|| clears.finish())
+                .into_iter()
+                .chain(encoder.finish());
+            self.queue.submit(commands);
         });
+        // Closed only now: buffers dropped while it was open become reusable after its work
+        // is in the queue.
+        drop(encoder);
         self.held_until_submit
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -379,11 +397,7 @@ impl GpuContext {
     }
 
     /// Submits `encoder` and waits until the GPU has finished it.
-    pub(crate) fn submit_and_wait(
-        &self,
-        during: &str,
-        encoder: wgpu::CommandEncoder,
-    ) -> Result<()> {
+    pub(crate) fn submit_and_wait(&self, during: &str, encoder: Encoder) -> Result<()> {
         self.submit(during, encoder)?;
         self.wait(during)
     }
@@ -400,8 +414,22 @@ impl GpuContext {
             .map_err(|e| Error::gpu(during, e))
     }
 
-    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
-        self.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    pub fn encoder(&self, label: &str) -> Encoder {
+        Encoder::new(
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) }),
+            self.pool.clone(),
+        )
+    }
+
+    /// Bytes of GPU buffers kept for reuse: dropped tensors' buffers, which later tensors of
+    /// the same size take instead of fresh allocations (see [`Self::release_cached_buffers`]).
+    pub fn cached_buffer_bytes(&self) -> u64 {
+        self.pool.cached_bytes()
+    }
+
+    /// Frees the buffers kept for reuse, e.g. after a pass much larger than those to follow.
+    pub fn release_cached_buffers(&self) {
+        self.pool.release_cached();
     }
 }

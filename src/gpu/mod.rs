@@ -5,6 +5,7 @@ mod context;
 pub mod kernel;
 pub mod kernel_check;
 mod pipeline;
+mod pool;
 pub mod profile;
 pub mod shaders;
 mod tensor;
@@ -12,4 +13,5 @@ pub mod tune;
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub(crate) use pipeline::{WindowedDispatch, Work};
+pub use pool::Encoder;
 pub use tensor::{GpuTensor, TensorData};

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use std::sync::Arc;
 
 use super::context::AllocationMeter;
+use super::pool::BufferPool;
 use super::GpuContext;
 
 /// A row-major f32 (or packed u32) tensor in a GPU storage buffer.
@@ -18,11 +19,14 @@ pub struct GpuTensor {
     windowable: bool,
     /// The context's meter, told when this tensor is dropped.
     meter: Arc<AllocationMeter>,
+    /// The context's pool, which keeps the buffer when this tensor is dropped.
+    pool: Arc<BufferPool>,
 }
 
 impl Drop for GpuTensor {
     fn drop(&mut self) {
         self.meter.free(self.buffer.size());
+        self.pool.give_back(self.buffer.clone());
     }
 }
 
@@ -169,17 +173,22 @@ impl GpuTensor {
             0
         };
         let bytes = Self::check_size(ctx, name, shape, slack)?;
-        let buffer = ctx.checked(&format!("allocating tensor {name}"), || {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(name),
-                size: bytes,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST
-                    | extra_usage,
-                mapped_at_creation: false,
-            })
-        })?;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST
+            | extra_usage;
+        let element_bytes = 4 * shape.iter().product::<usize>() as u64;
+        let buffer = match ctx.pool.take(bytes, usage, element_bytes) {
+            Some(kept) => kept,
+            None => ctx.checked(&format!("allocating tensor {name}"), || {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(name),
+                    size: bytes,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            })?,
+        };
         ctx.meter.allocate(bytes);
         Ok(GpuTensor {
             buffer,
@@ -187,6 +196,7 @@ impl GpuTensor {
             name: name.into(),
             windowable: false,
             meter: ctx.meter.clone(),
+            pool: ctx.pool.clone(),
         })
     }
 

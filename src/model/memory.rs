@@ -111,7 +111,20 @@ impl MemoryEstimate {
         };
         let device = self.device_bytes - resident;
         let needed = host + if shares_host { device } else { 0 };
-        match available_memory() {
+        // Buffers the context keeps for reuse are the pass's to take; where the pass needs
+        // more than the machine has besides them, they are freed for it.
+        let cached = if shares_host {
+            ctx.cached_buffer_bytes()
+        } else {
+            0
+        };
+        let available = available_memory().map(|a| {
+            if needed > a {
+                ctx.release_cached_buffers();
+            }
+            a + cached
+        });
+        match available {
             Some(available) if needed > available => Err(Error::OutOfMemory {
                 needed,
                 available,
