@@ -1,6 +1,9 @@
 // Moving between the model's layout [B, n, H, d] (one row per token, heads side by side, as
 // the projections produce it) and attention's layout [B, H, n, d] (one block per head).
-// Pure copies, one element per invocation, consecutive invocations writing consecutive outputs.
+// Pure copies, one element per invocation, consecutive invocations writing consecutive outputs;
+// where d is a multiple of 4, one row of d per invocation as vec4s (split_heads_rows,
+// merge_heads_rows: the index arithmetic once per row, and a CPU driver stores a vec4 for about
+// the cost of an f32).
 
 override WORKGROUP: u32 = 64u;
 
@@ -14,6 +17,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dst4: array<vec4<f32>>;
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
@@ -57,4 +62,52 @@ fn merge_heads(
         return;
     }
     dst[token_major(i)] = src[i];
+}
+
+// Row `r` of [B, H, n, d] (r = (b H + h) n + t) is row (b n + t) H + h of [B, n, H, d].
+fn token_major_row(r: u32) -> u32 {
+    let n = params.seq_len;
+    let h_count = params.heads;
+    let t = r % n;
+    let h = (r / n) % h_count;
+    let b = r / (n * h_count);
+    return (b * n + t) * h_count + h;
+}
+
+// split_heads, one row of d = 4 quads per invocation.
+@compute @workgroup_size(WORKGROUP)
+fn split_heads_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = linear_id(wid, lid, nwg);
+    if (r >= params.batch * params.heads * params.seq_len) {
+        return;
+    }
+    let quads = params.width / 4u;
+    let src_row = token_major_row(r) * quads;
+    let dst_row = r * quads;
+    for (var q = 0u; q < quads; q += 1u) {
+        dst4[dst_row + q] = src4[src_row + q];
+    }
+}
+
+// merge_heads, one row of d = 4 quads per invocation.
+@compute @workgroup_size(WORKGROUP)
+fn merge_heads_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = linear_id(wid, lid, nwg);
+    if (r >= params.batch * params.heads * params.seq_len) {
+        return;
+    }
+    let quads = params.width / 4u;
+    let src_row = r * quads;
+    let dst_row = token_major_row(r) * quads;
+    for (var q = 0u; q < quads; q += 1u) {
+        dst4[dst_row + q] = src4[src_row + q];
+    }
 }

@@ -6,7 +6,10 @@
 //   dw_i = sum_rows dy_i xhat_i,   db_i = sum_rows dy_i
 // The forward saves (mean, rstd) per row; the backward recomputes xhat from x.
 // One invocation per row (forward, input_grad) or per column (param_grad); every sum runs in a
-// fixed order in one invocation. param_grad covers a span of rows per dispatch and adds into
+// fixed order in one invocation. forward_rows and input_grad_rows are the row kernels for widths
+// that are multiples of 4 up to 4 * ROW_QUADS_MAX: the row is loaded once, as vec4s, into a
+// private array, and stored as vec4s (a CPU driver loads lane by lane, so the plain kernels'
+// three passes over x cost three loads per element; a vec4 store costs about an f32's). param_grad covers a span of rows per dispatch and adds into
 // its outputs after the first span, so that no invocation loops past the driver's budget.
 
 override WORKGROUP: u32 = 64u;
@@ -39,6 +42,22 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> d_bias: array<f32>;
 // Read-only view of the statistics for the backward entry points.
 @group(0) @binding(10) var<storage, read> saved_stats: array<f32>;
+// The row kernels' vec4 views of the same buffers.
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> weight4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read> bias4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(16) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(17) var<storage, read_write> d_weight4: array<vec4<f32>>;
+@group(0) @binding(18) var<storage, read_write> d_bias4: array<vec4<f32>>;
+
+// The widest row the row kernels hold, in vec4s (the host's ROW_QUADS_MAX).
+const ROW_QUADS_MAX: u32 = 64u;
+
+fn sum4(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
@@ -145,4 +164,119 @@ fn param_grad(
     }
     d_weight[col] = sum_w;
     d_bias[col] = sum_b;
+}
+
+// forward for one row held in a private array: x loaded once, y stored as vec4s. The sums run
+// per vec4 component, then across components, in a fixed order.
+@compute @workgroup_size(WORKGROUP)
+fn forward_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.rows) {
+        return;
+    }
+    let quads = params.width / 4u;
+    let base = row * quads;
+    let inv_width = 1.0 / f32(params.width);
+    var xs: array<vec4<f32>, ROW_QUADS_MAX>;
+    var sum = vec4<f32>(0.0);
+    for (var q = 0u; q < quads; q += 1u) {
+        let v = x4[base + q];
+        xs[q] = v;
+        sum += v;
+    }
+    let mean = sum4(sum) * inv_width;
+    var sq = vec4<f32>(0.0);
+    for (var q = 0u; q < quads; q += 1u) {
+        let c = xs[q] - mean;
+        sq += c * c;
+    }
+    let rstd = 1.0 / sqrt(sum4(sq) * inv_width + params.eps);
+    for (var q = 0u; q < quads; q += 1u) {
+        y4[base + q] = (xs[q] - mean) * rstd * weight4[q] + bias4[q];
+    }
+    stats[2u * row] = mean;
+    stats[2u * row + 1u] = rstd;
+}
+
+// input_grad for one row: x and dy loaded once, g = dy w and xhat kept in private arrays.
+@compute @workgroup_size(WORKGROUP)
+fn input_grad_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = linear_id(wid, lid, nwg);
+    if (row >= params.rows) {
+        return;
+    }
+    let quads = params.width / 4u;
+    let base = row * quads;
+    let mean = saved_stats[2u * row];
+    let rstd = saved_stats[2u * row + 1u];
+    var gs: array<vec4<f32>, ROW_QUADS_MAX>;
+    var xhats: array<vec4<f32>, ROW_QUADS_MAX>;
+    var sum_g = vec4<f32>(0.0);
+    var sum_gx = vec4<f32>(0.0);
+    for (var q = 0u; q < quads; q += 1u) {
+        let g = dy4[base + q] * weight4[q];
+        let xhat = (x4[base + q] - mean) * rstd;
+        gs[q] = g;
+        xhats[q] = xhat;
+        sum_g += g;
+        sum_gx += g * xhat;
+    }
+    let inv_width = 1.0 / f32(params.width);
+    let mean_g = sum4(sum_g) * inv_width;
+    let mean_gx = sum4(sum_gx) * inv_width;
+    let add = (params.flags & ADD_INTO_OUTPUT) != 0u;
+    for (var q = 0u; q < quads; q += 1u) {
+        var v = rstd * (gs[q] - mean_g - xhats[q] * mean_gx);
+        if (add) {
+            v = dx4[base + q] + v;
+        }
+        dx4[base + q] = v;
+    }
+}
+
+// param_grad for 4 columns at once, as vec4s: each component sums its column in param_grad's
+// order (so the same result), and a row's statistics are loaded once per 4 columns.
+@compute @workgroup_size(WORKGROUP)
+fn param_grad_quads(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let quad = linear_id(wid, lid, nwg);
+    let quads = params.width / 4u;
+    if (quad >= quads) {
+        return;
+    }
+    var sum_w = vec4<f32>(0.0);
+    var sum_b = vec4<f32>(0.0);
+    var row = params.row_begin;
+    while (row < params.row_end) {
+        let block_end = min(row + SUM_BLOCK, params.row_end);
+        var partial_w = vec4<f32>(0.0);
+        var partial_b = vec4<f32>(0.0);
+        while (row < block_end) {
+            let at = row * quads + quad;
+            let xhat = (x4[at] - saved_stats[2u * row]) * saved_stats[2u * row + 1u];
+            let d = dy4[at];
+            partial_w += d * xhat;
+            partial_b += d;
+            row += 1u;
+        }
+        sum_w += partial_w;
+        sum_b += partial_b;
+    }
+    if ((params.flags & ADD_INTO_OUTPUT) != 0u) {
+        sum_w = d_weight4[quad] + sum_w;
+        sum_b = d_bias4[quad] + sum_b;
+    }
+    d_weight4[quad] = sum_w;
+    d_bias4[quad] = sum_b;
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use polygrad::ops::gelu::{gelu_backward, gelu_forward};
+use polygrad::ops::heads::{merge_heads, split_heads, HeadLayout};
 use polygrad::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
@@ -84,11 +85,17 @@ fn linear_case(inp: usize, out: usize, rows: usize) {
     assert_close("db", &db.download(&ctx).unwrap(), &rdb);
 }
 
+/// Both kernels of each row pass: the plain one (width 5) and, on a CPU adapter, the row kernels
+/// that hold a row in private vec4 arrays (width 36, a multiple of 4).
 #[test]
 fn layer_norm_forward_and_backward_over_two_spans() {
+    layer_norm_case(5);
+    layer_norm_case(36);
+}
+
+fn layer_norm_case(width: usize) {
     let Some(ctx) = common::gpu() else { return };
-    let mut rng = common::fresh_rng("layer_norm");
-    let width = 5;
+    let mut rng = common::fresh_rng(&format!("layer_norm width {width}"));
     let mut x = common::random_vec(&mut rng, ROWS * width, 1.0);
     // Rows with a mean well away from zero, as a residual stream has. (Larger offsets cost
     // digits in any f32 LayerNorm: the mean itself rounds.)
@@ -138,12 +145,18 @@ fn layer_norm_forward_and_backward_over_two_spans() {
     assert_close("db", &db.download(&ctx).unwrap(), &rdb);
 }
 
+/// Both kernels: per element (10007 values) and per vec4 (10008, a multiple of 4).
 #[test]
 fn gelu_forward_and_backward_including_large_inputs() {
+    gelu_case(&[-100.0, -12.0, -1e-3, 0.0, 1e-3, 12.0, 100.0]);
+    gelu_case(&[-100.0, -12.0, -1e-3, 0.0, 1e-3, 12.0, 100.0, -5.0]);
+}
+
+fn gelu_case(special: &[f32]) {
     let Some(ctx) = common::gpu() else { return };
-    let mut rng = common::fresh_rng("gelu");
+    let mut rng = common::fresh_rng(&format!("gelu, {} specials", special.len()));
     let mut t = common::random_vec(&mut rng, 10000, 4.0);
-    t.extend([-100.0, -12.0, -1e-3, 0.0, 1e-3, 12.0, 100.0]);
+    t.extend(special);
     let upstream = common::random_vec(&mut rng, t.len(), 1.0);
     let gt = GpuTensor::upload(&ctx, "t", &[t.len()], &t).unwrap();
     let gup = GpuTensor::upload(&ctx, "upstream", &[t.len()], &upstream).unwrap();
@@ -161,4 +174,45 @@ fn gelu_forward_and_backward_including_large_inputs() {
         .collect();
     assert_close("gelu", &out.download(&ctx).unwrap(), &reference);
     assert_close("gelu'", &dt.download(&ctx).unwrap(), &d_reference);
+}
+
+/// The head-layout copies against the index arithmetic on the host, per element (d = 3) and by
+/// rows of vec4s (d = 8): split into [B, H, n, d], then merged back.
+#[test]
+fn head_layout_copies_move_every_element_where_it_belongs() {
+    let Some(ctx) = common::gpu() else { return };
+    for width in [3, 8] {
+        let layout = HeadLayout {
+            batch: 2,
+            seq_len: 37,
+            heads: 3,
+            width,
+        };
+        let len = 2 * 37 * 3 * width;
+        // Distinct values, so that any misplaced element shows.
+        let tokens: Vec<f32> = (0..len).map(|i| i as f32 + 0.5).collect();
+        let src = GpuTensor::upload(&ctx, "tokens", &layout.token_major(), &tokens).unwrap();
+        let mut enc = ctx.encoder("heads test");
+        let split = split_heads(&ctx, &mut enc, &src, layout, "split").unwrap();
+        let merged = merge_heads(&ctx, &mut enc, &split, layout, "merged").unwrap();
+        ctx.submit("heads test", enc).unwrap();
+        let mut expected = vec![0.0; len];
+        for b in 0..2 {
+            for t in 0..37 {
+                for h in 0..3 {
+                    for e in 0..width {
+                        let token_major = ((b * 37 + t) * 3 + h) * width + e;
+                        let head_major = ((b * 3 + h) * 37 + t) * width + e;
+                        expected[head_major] = tokens[token_major];
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            split.download(&ctx).unwrap(),
+            expected,
+            "split, d = {width}"
+        );
+        assert_eq!(merged.download(&ctx).unwrap(), tokens, "merge, d = {width}");
+    }
 }

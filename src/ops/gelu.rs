@@ -20,6 +20,9 @@ const PARAMS: BindingDecl = BindingDecl::new("params", 0, Access::Uniform, Elem:
 const T: BindingDecl = BindingDecl::new("t", 1, Access::Read, Elem::F32);
 const UPSTREAM: BindingDecl = BindingDecl::new("upstream", 2, Access::Read, Elem::F32);
 const OUT: BindingDecl = BindingDecl::new("out", 3, Access::ReadWrite, Elem::F32);
+const T4: BindingDecl = BindingDecl::new("t4", 4, Access::Read, Elem::Vec4F32);
+const UPSTREAM4: BindingDecl = BindingDecl::new("upstream4", 5, Access::Read, Elem::Vec4F32);
+const OUT4: BindingDecl = BindingDecl::new("out4", 6, Access::ReadWrite, Elem::Vec4F32);
 
 pub const GELU_FORWARD: Kernel = Kernel {
     shader: "gelu.wgsl",
@@ -38,6 +41,20 @@ pub const GELU_BACKWARD: Kernel = Kernel {
     ..GELU_FORWARD
 };
 
+/// forward on vec4s, for lengths that are multiples of 4.
+pub const GELU_FORWARD4: Kernel = Kernel {
+    entry: "forward4",
+    bindings: &[PARAMS, T4, OUT4],
+    ..GELU_FORWARD
+};
+
+/// backward on vec4s, for lengths that are multiples of 4.
+pub const GELU_BACKWARD4: Kernel = Kernel {
+    entry: "backward4",
+    bindings: &[PARAMS, T4, UPSTREAM4, OUT4],
+    ..GELU_FORWARD
+};
+
 /// out = gelu(t).
 pub fn gelu_forward(
     ctx: &GpuContext,
@@ -46,8 +63,13 @@ pub fn gelu_forward(
     out: &GpuTensor,
 ) -> Result<()> {
     check_shape(out, t.shape())?;
-    let buffers = [("t", &t.buffer), ("out", &out.buffer)];
-    run(ctx, encoder, &GELU_FORWARD, &buffers, t.len())
+    let len = t.len();
+    if len.is_multiple_of(4) {
+        let buffers = [(T4.name, &t.buffer), (OUT4.name, &out.buffer)];
+        return run(ctx, encoder, &GELU_FORWARD4, &buffers, len, len / 4);
+    }
+    let buffers = [(T.name, &t.buffer), (OUT.name, &out.buffer)];
+    run(ctx, encoder, &GELU_FORWARD, &buffers, len, len)
 }
 
 /// d_t = upstream * gelu'(t).
@@ -60,12 +82,21 @@ pub fn gelu_backward(
 ) -> Result<()> {
     check_shape(upstream, t.shape())?;
     check_shape(d_t, t.shape())?;
+    let len = t.len();
+    if len.is_multiple_of(4) {
+        let buffers = [
+            (T4.name, &t.buffer),
+            (UPSTREAM4.name, &upstream.buffer),
+            (OUT4.name, &d_t.buffer),
+        ];
+        return run(ctx, encoder, &GELU_BACKWARD4, &buffers, len, len / 4);
+    }
     let buffers = [
-        ("t", &t.buffer),
-        ("upstream", &upstream.buffer),
-        ("out", &d_t.buffer),
+        (T.name, &t.buffer),
+        (UPSTREAM.name, &upstream.buffer),
+        (OUT.name, &d_t.buffer),
     ];
-    run(ctx, encoder, &GELU_BACKWARD, &buffers, t.len())
+    run(ctx, encoder, &GELU_BACKWARD, &buffers, len, len)
 }
 
 fn run(
@@ -74,6 +105,7 @@ fn run(
     kernel: &Kernel,
     buffers: &[(&str, &wgpu::Buffer)],
     len: usize,
+    invocations: usize,
 ) -> Result<()> {
     let params = GeluParams {
         len: len as u32,
@@ -85,6 +117,6 @@ fn run(
         &[],
         &params,
         buffers,
-        Grid::Invocations(len as u64),
+        Grid::Invocations(invocations as u64),
     )
 }

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::ops::check_shape;
+use crate::ops::{check_loop_budget, check_shape};
 
 gpu_params! {
     /// The shader's `Params`.
@@ -16,14 +16,16 @@ gpu_params! {
     }
 }
 
+const PARAMS: BindingDecl = BindingDecl::new("params", 0, Access::Uniform, Elem::Params);
+const SRC: BindingDecl = BindingDecl::new("src", 1, Access::Read, Elem::F32);
+const DST: BindingDecl = BindingDecl::new("dst", 2, Access::ReadWrite, Elem::F32);
+const SRC4: BindingDecl = BindingDecl::new("src4", 3, Access::Read, Elem::Vec4F32);
+const DST4: BindingDecl = BindingDecl::new("dst4", 4, Access::ReadWrite, Elem::Vec4F32);
+
 pub const SPLIT_HEADS: Kernel = Kernel {
     shader: "heads.wgsl",
     entry: "split_heads",
-    bindings: &[
-        BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
-        BindingDecl::new("src", 1, Access::Read, Elem::F32),
-        BindingDecl::new("dst", 2, Access::ReadWrite, Elem::F32),
-    ],
+    bindings: &[PARAMS, SRC, DST],
     params: HeadsParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
@@ -33,6 +35,20 @@ pub const SPLIT_HEADS: Kernel = Kernel {
 
 pub const MERGE_HEADS: Kernel = Kernel {
     entry: "merge_heads",
+    ..SPLIT_HEADS
+};
+
+/// split_heads by rows of vec4s, for widths that are multiples of 4.
+pub const SPLIT_HEADS_ROWS: Kernel = Kernel {
+    entry: "split_heads_rows",
+    bindings: &[PARAMS, SRC4, DST4],
+    ..SPLIT_HEADS
+};
+
+/// merge_heads by rows of vec4s, for widths that are multiples of 4.
+pub const MERGE_HEADS_ROWS: Kernel = Kernel {
+    entry: "merge_heads_rows",
+    bindings: &[PARAMS, SRC4, DST4],
     ..SPLIT_HEADS
 };
 
@@ -65,7 +81,14 @@ pub fn split_heads(
 ) -> Result<GpuTensor> {
     check_shape(src, &layout.token_major())?;
     let dst = GpuTensor::output(ctx, name, &layout.head_major())?;
-    run(ctx, encoder, &SPLIT_HEADS, src, &dst, layout)?;
+    run(
+        ctx,
+        encoder,
+        [&SPLIT_HEADS, &SPLIT_HEADS_ROWS],
+        src,
+        &dst,
+        layout,
+    )?;
     Ok(dst)
 }
 
@@ -79,14 +102,23 @@ pub fn merge_heads(
 ) -> Result<GpuTensor> {
     check_shape(src, &layout.head_major())?;
     let dst = GpuTensor::output(ctx, name, &layout.token_major())?;
-    run(ctx, encoder, &MERGE_HEADS, src, &dst, layout)?;
+    run(
+        ctx,
+        encoder,
+        [&MERGE_HEADS, &MERGE_HEADS_ROWS],
+        src,
+        &dst,
+        layout,
+    )?;
     Ok(dst)
 }
 
+/// Runs the per-element kernel of `[per_element, by_rows]`, or the by-rows one where the width
+/// is a multiple of 4 (the loop budget holds: a row of d takes d / 4 iterations).
 fn run(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
-    kernel: &Kernel,
+    [per_element, by_rows]: [&Kernel; 2],
     src: &GpuTensor,
     dst: &GpuTensor,
     layout: HeadLayout,
@@ -97,7 +129,18 @@ fn run(
         heads: layout.heads as u32,
         width: layout.width as u32,
     };
-    let buffers = [("src", &src.buffer), ("dst", &dst.buffer)];
+    if layout.width.is_multiple_of(4) {
+        check_loop_budget(
+            ctx,
+            "a head-layout copy of this width",
+            layout.width as u64 / 4,
+        )?;
+        let rows = layout.batch * layout.heads * layout.seq_len;
+        let buffers = [(SRC4.name, &src.buffer), (DST4.name, &dst.buffer)];
+        let grid = Grid::Invocations(rows as u64);
+        return ctx.run(encoder, by_rows, &[], &params, &buffers, grid);
+    }
+    let buffers = [(SRC.name, &src.buffer), (DST.name, &dst.buffer)];
     let grid = Grid::Invocations(dst.len() as u64);
-    ctx.run(encoder, kernel, &[], &params, &buffers, grid)
+    ctx.run(encoder, per_element, &[], &params, &buffers, grid)
 }

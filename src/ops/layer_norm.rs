@@ -34,6 +34,19 @@ const DX: BindingDecl = BindingDecl::new("dx", 7, Access::ReadWrite, Elem::F32);
 const D_WEIGHT: BindingDecl = BindingDecl::new("d_weight", 8, Access::ReadWrite, Elem::F32);
 const D_BIAS: BindingDecl = BindingDecl::new("d_bias", 9, Access::ReadWrite, Elem::F32);
 const SAVED_STATS: BindingDecl = BindingDecl::new("saved_stats", 10, Access::Read, Elem::F32);
+const X4: BindingDecl = BindingDecl::new("x4", 11, Access::Read, Elem::Vec4F32);
+const WEIGHT4: BindingDecl = BindingDecl::new("weight4", 12, Access::Read, Elem::Vec4F32);
+const BIAS4: BindingDecl = BindingDecl::new("bias4", 13, Access::Read, Elem::Vec4F32);
+const Y4: BindingDecl = BindingDecl::new("y4", 14, Access::ReadWrite, Elem::Vec4F32);
+const DY4: BindingDecl = BindingDecl::new("dy4", 15, Access::Read, Elem::Vec4F32);
+const DX4: BindingDecl = BindingDecl::new("dx4", 16, Access::ReadWrite, Elem::Vec4F32);
+const D_WEIGHT4: BindingDecl = BindingDecl::new("d_weight4", 17, Access::ReadWrite, Elem::Vec4F32);
+const D_BIAS4: BindingDecl = BindingDecl::new("d_bias4", 18, Access::ReadWrite, Elem::Vec4F32);
+
+/// The widest row the row kernels hold in their private arrays, in vec4s: the shader's
+/// `ROW_QUADS_MAX`, a source constant set from this one.
+pub const ROW_QUADS_MAX: usize = 64;
+const ROW_CONSTANTS: &[(&str, f64)] = &[("ROW_QUADS_MAX", ROW_QUADS_MAX as f64)];
 
 pub const LAYER_NORM_FORWARD: Kernel = Kernel {
     shader: "layer_norm.wgsl",
@@ -57,6 +70,40 @@ pub const LAYER_NORM_PARAM_GRAD: Kernel = Kernel {
     bindings: &[PARAMS, X, SAVED_STATS, DY, D_WEIGHT, D_BIAS],
     ..LAYER_NORM_FORWARD
 };
+
+/// forward for one row in a private array, loaded and stored as vec4s.
+pub const LAYER_NORM_FORWARD_ROWS: Kernel = Kernel {
+    entry: "forward_rows",
+    bindings: &[PARAMS, X4, WEIGHT4, BIAS4, Y4, STATS],
+    source_constants: &["ROW_QUADS_MAX"],
+    ..LAYER_NORM_FORWARD
+};
+
+/// input_grad for one row in private arrays, loaded and stored as vec4s.
+pub const LAYER_NORM_INPUT_GRAD_ROWS: Kernel = Kernel {
+    entry: "input_grad_rows",
+    bindings: &[PARAMS, X4, WEIGHT4, SAVED_STATS, DY4, DX4],
+    source_constants: &["ROW_QUADS_MAX"],
+    ..LAYER_NORM_FORWARD
+};
+
+/// param_grad for 4 columns per invocation, as vec4s; the same sums in the same order.
+pub const LAYER_NORM_PARAM_GRAD_QUADS: Kernel = Kernel {
+    entry: "param_grad_quads",
+    bindings: &[PARAMS, X4, SAVED_STATS, DY4, D_WEIGHT4, D_BIAS4],
+    ..LAYER_NORM_FORWARD
+};
+
+/// Whether the row kernels run this width here: a multiple of 4 that their private arrays
+/// hold, on a CPU adapter. There a load costs the same for any address pattern and the
+/// private arrays live in cache. On llvmpipe, in the model at n = 4096 (rows of 256, 9 calls
+/// each), they took the forward from 222 ms to 145-150 and the input gradient from 307 to
+/// 180-194 (BENCHMARKS.md). On a GPU the arrays would spill from registers, so the plain
+/// kernels run there (unmeasured). The arrays are kept at 64 vec4s: at 256, llvmpipe took about
+/// 97 s to compile the two kernels (about 6 s at 64; Mesa caches them on disk).
+fn rows_fit(ctx: &GpuContext, width: usize) -> bool {
+    ctx.adapter().device_type == "Cpu" && width.is_multiple_of(4) && width <= 4 * ROW_QUADS_MAX
+}
 
 /// A LayerNorm's parameters and epsilon.
 #[derive(Clone, Copy)]
@@ -114,17 +161,25 @@ pub fn layer_norm_forward(
 ) -> Result<GpuTensor> {
     let (rows, width) = check(ctx, x, &ln)?;
     let stats = GpuTensor::output(ctx, &format!("{} LayerNorm stats", x.name()), &[rows, 2])?;
+    let rows_kernel = rows_fit(ctx, width);
+    // The row kernel binds the vec4 views of the same buffers.
+    let view = |plain: BindingDecl, vec4: BindingDecl| if rows_kernel { vec4 } else { plain }.name;
+    let (kernel, constants) = if rows_kernel {
+        (&LAYER_NORM_FORWARD_ROWS, ROW_CONSTANTS)
+    } else {
+        (&LAYER_NORM_FORWARD, &[][..])
+    };
     ctx.run(
         encoder,
-        &LAYER_NORM_FORWARD,
-        &[],
+        kernel,
+        constants,
         &params(rows, width, (0, rows), ln.eps, 0),
         &[
-            ("x", &x.buffer),
-            ("weight", &ln.weight.buffer),
-            ("bias", &ln.bias.buffer),
-            ("y", &y.buffer),
-            ("stats", &stats.buffer),
+            (view(X, X4), &x.buffer),
+            (view(WEIGHT, WEIGHT4), &ln.weight.buffer),
+            (view(BIAS, BIAS4), &ln.bias.buffer),
+            (view(Y, Y4), &y.buffer),
+            (STATS.name, &stats.buffer),
         ],
         Grid::Invocations(rows as u64),
     )?;
@@ -150,36 +205,51 @@ pub fn layer_norm_backward(
 ) -> Result<()> {
     let (rows, width) = check(ctx, x, &ln)?;
     let flags = if out.add_into_dx { ADD_INTO_OUTPUT } else { 0 };
+    let rows_kernel = rows_fit(ctx, width);
+    let view = |plain: BindingDecl, vec4: BindingDecl| if rows_kernel { vec4 } else { plain }.name;
+    let (kernel, constants) = if rows_kernel {
+        (&LAYER_NORM_INPUT_GRAD_ROWS, ROW_CONSTANTS)
+    } else {
+        (&LAYER_NORM_INPUT_GRAD, &[][..])
+    };
     ctx.run(
         encoder,
-        &LAYER_NORM_INPUT_GRAD,
-        &[],
+        kernel,
+        constants,
         &params(rows, width, (0, rows), ln.eps, flags),
         &[
-            ("x", &x.buffer),
-            ("weight", &ln.weight.buffer),
-            ("saved_stats", &stats.buffer),
-            ("dy", &dy.buffer),
-            ("dx", &out.dx.buffer),
+            (view(X, X4), &x.buffer),
+            (view(WEIGHT, WEIGHT4), &ln.weight.buffer),
+            (SAVED_STATS.name, &stats.buffer),
+            (view(DY, DY4), &dy.buffer),
+            (view(DX, DX4), &out.dx.buffer),
         ],
         Grid::Invocations(rows as u64),
     )?;
+    // Every width that is a multiple of 4 sums 4 columns per invocation.
+    let quads = width.is_multiple_of(4);
+    let view = |plain: BindingDecl, vec4: BindingDecl| if quads { vec4 } else { plain }.name;
+    let (kernel, columns) = if quads {
+        (&LAYER_NORM_PARAM_GRAD_QUADS, width / 4)
+    } else {
+        (&LAYER_NORM_PARAM_GRAD, width)
+    };
     for (i, span) in (0..rows).step_by(K_SPAN).enumerate() {
         let span = (span, (span + K_SPAN).min(rows));
         let flags = if i > 0 { ADD_INTO_OUTPUT } else { 0 };
         ctx.run(
             encoder,
-            &LAYER_NORM_PARAM_GRAD,
+            kernel,
             &[],
             &params(rows, width, span, ln.eps, flags),
             &[
-                ("x", &x.buffer),
-                ("saved_stats", &stats.buffer),
-                ("dy", &dy.buffer),
-                ("d_weight", &out.d_weight.buffer),
-                ("d_bias", &out.d_bias.buffer),
+                (view(X, X4), &x.buffer),
+                (SAVED_STATS.name, &stats.buffer),
+                (view(DY, DY4), &dy.buffer),
+                (view(D_WEIGHT, D_WEIGHT4), &out.d_weight.buffer),
+                (view(D_BIAS, D_BIAS4), &out.d_bias.buffer),
             ],
-            Grid::Invocations(width as u64),
+            Grid::Invocations(columns as u64),
         )?;
     }
     Ok(())
