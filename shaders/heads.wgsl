@@ -74,6 +74,14 @@ fn token_major_row(r: u32) -> u32 {
     return (b * n + t) * h_count + h;
 }
 
+// Row src_row of src4 into row dst_row of dst4, rows of d = 4 quads.
+fn copy_row4(src_row: u32, dst_row: u32) {
+    let quads = params.width / 4u;
+    for (var q = 0u; q < quads; q += 1u) {
+        dst4[dst_row * quads + q] = src4[src_row * quads + q];
+    }
+}
+
 // split_heads, one row of d = 4 quads per invocation.
 @compute @workgroup_size(WORKGROUP)
 fn split_heads_rows(
@@ -85,12 +93,7 @@ fn split_heads_rows(
     if (r >= params.batch * params.heads * params.seq_len) {
         return;
     }
-    let quads = params.width / 4u;
-    let src_row = token_major_row(r) * quads;
-    let dst_row = r * quads;
-    for (var q = 0u; q < quads; q += 1u) {
-        dst4[dst_row + q] = src4[src_row + q];
-    }
+    copy_row4(token_major_row(r), r);
 }
 
 // merge_heads, one row of d = 4 quads per invocation.
@@ -104,10 +107,5 @@ fn merge_heads_rows(
     if (r >= params.batch * params.heads * params.seq_len) {
         return;
     }
-    let quads = params.width / 4u;
-    let src_row = r * quads;
-    let dst_row = token_major_row(r) * quads;
-    for (var q = 0u; q < quads; q += 1u) {
-        dst4[dst_row + q] = src4[src_row + q];
-    }
+    copy_row4(r, token_major_row(r));
 }
