@@ -5,12 +5,14 @@
 //   dx_i = rstd (g_i - mean_j(g_j) - xhat_i mean_j(g_j xhat_j))
 //   dw_i = sum_rows dy_i xhat_i,   db_i = sum_rows dy_i
 // The forward saves (mean, rstd) per row; the backward recomputes xhat from x.
-// One invocation per row (forward, input_grad) or per column (param_grad); every sum runs in a
-// fixed order in one invocation. forward_rows and input_grad_rows are the row kernels for widths
-// that are multiples of 4 up to 4 * ROW_QUADS_MAX: the row is loaded once, as vec4s, into a
-// private array, and stored as vec4s (a CPU driver loads lane by lane, so the plain kernels'
-// three passes over x cost three loads per element; a vec4 store costs about an f32's). param_grad covers a span of rows per dispatch and adds into
-// its outputs after the first span, so that no invocation loops past the driver's budget.
+// One invocation per row (forward, input_grad) or per column (param_grad; param_grad_quads: per 4
+// columns, for widths that are multiples of 4); every sum runs in a fixed order in one
+// invocation. forward_rows and input_grad_rows are the row kernels for widths that are multiples
+// of 4 up to 4 * ROW_QUADS_MAX: the row is loaded once, as vec4s, into a private array, and
+// stored as vec4s (a CPU driver loads lane by lane, so the plain kernels' three passes over x
+// cost three loads per element; a vec4 store costs about an f32's). param_grad covers a span of
+// rows per dispatch and adds into its outputs after the first span, so that no invocation loops
+// past the driver's budget.
 
 override WORKGROUP: u32 = 64u;
 
