@@ -30,6 +30,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         "poly_attention.wgsl",
         include_str!("../../shaders/poly_attention.wgsl"),
     ),
+    (
+        "sampled_check.wgsl",
+        include_str!("../../shaders/sampled_check.wgsl"),
+    ),
 ];
 
 /// The source of shader `name`, which must be one of [`SHADERS`].

@@ -8,6 +8,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod matmul;
 pub mod poly_attention;
+pub mod sampled_check;
 
 use crate::attention::{Attention, AttentionShape};
 use crate::error::{Error, Result};
@@ -247,6 +248,9 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::MATMUL_WINDOWS,
     &linear::BIAS_GRAD,
     &certificate::SPAN_MAXIMA,
+    &sampled_check::SPAN_SUMS,
+    &sampled_check::COMBINE_SPANS,
+    &sampled_check::GATHER_ROWS,
     &gelu::GELU_FORWARD,
     &gelu::GELU_BACKWARD,
     &gelu::GELU_FORWARD4,

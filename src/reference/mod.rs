@@ -10,6 +10,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod matmul;
 pub mod model;
+pub mod sampled_check;
 
 /// The float type the reference computes in: f64 for every check, and f32 for the plain f32
 /// evaluation that an accuracy bar can be set against (FlashAttention's rule: no further from
