@@ -319,9 +319,9 @@ impl PendingCheck {
             let first = record(0);
             let at = |i: usize| first[i] as f64;
             let l = at(1);
-            for c in 0..d_v {
+            for (c, &o) in poly[..d_v].iter().enumerate() {
                 let a = record(c / SAMPLED_WIDTH)[A_AT + c % SAMPLED_WIDTH] as f64;
-                o_err.add(poly[c] as f64, a / l);
+                o_err.add(o as f64, a / l);
             }
             if self.with_grad {
                 // A row that sees one key has dq = 0 exactly (its weight is 1 whatever the
