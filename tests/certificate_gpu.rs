@@ -62,3 +62,39 @@ fn a_model_pass_returns_each_layers_bound() {
         assert_eq!(b.output_bound.is_some(), eps < 1.0, "{b:?}");
     }
 }
+
+#[test]
+fn a_checked_pass_measures_each_poly_layer_on_sampled_rows_and_leaves_the_gradients_alone() {
+    let Some(ctx) = common::gpu() else { return };
+    for attention in [Attention::Poly { degree: 2 }, Attention::Exact] {
+        let config = small_model_config(2, 2, true, attention);
+        let model = Model::random(config, 53).unwrap();
+        let (x, dy) = random_model_input(model.config(), 2, 50, 54);
+        let gpu = polygrad::GpuModel::new(&ctx, &model).unwrap();
+        let loss = Loss::Vjp(dy);
+        let plain = gpu.gradients(&ctx, &x, &loss).unwrap();
+        let checks = polygrad::ErrorChecks::sampled(8, 55);
+        let checked = gpu.gradients_checked(&ctx, &x, &loss, checks).unwrap();
+        assert_eq!(plain.y.data, checked.y.data, "{attention}");
+        assert_eq!(plain.grad_x.data, checked.grad_x.data, "{attention}");
+        assert_eq!(plain.grads, checked.grads, "{attention}");
+        for (p, c) in plain.attention_bounds.iter().zip(&checked.attention_bounds) {
+            assert_eq!(p.sampled, None);
+            match attention {
+                // Exact attention has nothing to measure.
+                Attention::Exact => assert_eq!(c.sampled, None),
+                Attention::Poly { .. } => {
+                    let s = c.sampled.expect("a poly layer is sampled");
+                    assert_eq!(s.rows, 8);
+                    let dq = s.dq_rel_err.expect("the backward measures dq");
+                    // Random weights give logits of order 1: an error well above rounding.
+                    assert!(s.o_rel_err > 1e-6 && s.o_rel_err < 1.0, "{c:?}");
+                    assert!(dq > 1e-6 && dq.is_finite(), "{c:?}");
+                }
+            }
+        }
+        // The same seed draws the same rows: the same measurement again.
+        let again = gpu.gradients_checked(&ctx, &x, &loss, checks).unwrap();
+        assert_eq!(again.attention_bounds, checked.attention_bounds);
+    }
+}

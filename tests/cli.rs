@@ -692,8 +692,19 @@ fn grad_reports_each_layers_bound_and_warns_where_none_holds() {
     let report = f.out.with_file_name("report.json");
     let (ok, err) = grad(&f, &["--report", report.to_str().unwrap()]);
     assert!(ok, "{err}");
-    let layer0 = err.lines().find(|l| l.contains("layer 0: logits within"));
-    assert!(layer0.is_some_and(|l| l.contains("output within")), "{err}");
+    // The table on stderr: a row per layer, led by its number.
+    let row = |i: usize| {
+        err.lines()
+            .find(|l| l.split_whitespace().next() == Some(&i.to_string()))
+            .unwrap_or_else(|| panic!("no row for layer {i} in {err}"))
+    };
+    assert!(!row(0).contains("none"), "{err}");
+    assert!(row(1).contains("none (eps >= 1)"), "{err}");
+    // 20 rows, all of them sampled (the default is 32).
+    assert!(
+        row(0).contains("m=20: ") && row(1).contains("m=20: "),
+        "{err}"
+    );
     assert!(
         err.contains("warning: no bound holds for layer(s) 1 (eps >= 1)"),
         "{err}"
@@ -710,8 +721,14 @@ fn grad_reports_each_layers_bound_and_warns_where_none_holds() {
         assert_eq!(layer["attention"], "poly", "{json}");
         assert_eq!(layer["degree"], 2, "{json}");
         let r = layer["logit_bound"].as_f64().unwrap();
-        let printed = format!("layer {i}: logits within {r:.3e}");
-        assert!(err.contains(&printed), "{printed:?} not in {err}");
+        let printed = format!("{r:.3e}");
+        assert!(row(i).contains(&printed), "{printed:?} not in {err}");
+        let sampled = &layer["sampled"];
+        assert_eq!(sampled["rows"], 20, "{json}");
+        for what in ["o_rel_err", "dq_rel_err"] {
+            let e = sampled[what].as_f64().unwrap_or(f64::NAN);
+            assert!(e > 0.0 && e.is_finite(), "{what}: {json}");
+        }
         let eps = polygrad::poly::taylor_relative_error_bound(r, 2);
         match layer["eps"].as_f64() {
             Some(e) => assert!((e - eps).abs() <= 1e-12 * eps, "{json}"),

@@ -41,37 +41,7 @@ enum Command {
     Devices,
     /// One forward and backward pass of a model: writes y, grad.x and grad.<name> for every
     /// parameter to a safetensors file.
-    Grad {
-        /// The model: a safetensors file with the parameters and a "config" metadata key.
-        #[arg(long, value_name = "FILE")]
-        model: PathBuf,
-        /// The input: a safetensors file with x [B, n, d_model] and dy (or target, with
-        /// --loss mse) of the same shape.
-        #[arg(long, value_name = "FILE")]
-        input: PathBuf,
-        /// Where to write the gradients (replaced whole, never left half-written).
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-        /// Override the config's attention.
-        #[arg(long, value_enum)]
-        attention: Option<AttentionKind>,
-        /// Override the config's degree of polynomial attention (even, 2 to 8).
-        #[arg(long, value_name = "G")]
-        degree: Option<u32>,
-        /// vjp: the input's dy is dL/dy; mse: L = mean((y - target)^2).
-        #[arg(long, value_enum, default_value_t = LossArg::Vjp)]
-        loss: LossArg,
-        /// Write the output even if y or a gradient holds a NaN or an infinity (otherwise
-        /// that exits with status 3 and writes nothing).
-        #[arg(long)]
-        allow_nonfinite: bool,
-        /// Also write each layer's attention report as JSON: its attention and degree, logit
-        /// bound, eps, certified output bound and why (replaced whole, like --out).
-        #[arg(long, value_name = "FILE.json")]
-        report: Option<PathBuf>,
-        #[arg(long, value_name = "NAME")]
-        adapter: Option<String>,
-    },
+    Grad(GradArgs),
     /// Run the attention kernels and whole random models on an adapter and compare every
     /// output and gradient with the f64 CPU reference; exits non-zero on any mismatch.
     Validate {
@@ -195,27 +165,7 @@ fn main() -> ExitCode {
     polygrad::io::remove_partial_on_signal();
     let result = match cli.command {
         Command::Devices => devices(),
-        Command::Grad {
-            model,
-            input,
-            out,
-            attention,
-            degree,
-            loss,
-            allow_nonfinite,
-            report,
-            adapter,
-        } => grad(GradArgs {
-            model,
-            input,
-            out,
-            attention,
-            degree,
-            loss,
-            allow_nonfinite,
-            report,
-            adapter,
-        }),
+        Command::Grad(args) => grad(args),
         Command::Validate {
             adapter,
             seed,
@@ -327,15 +277,44 @@ fn devices() -> polygrad::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `polygrad grad`'s options.
+#[derive(clap::Args)]
 struct GradArgs {
+    /// The model: a safetensors file with the parameters and a "config" metadata key.
+    #[arg(long, value_name = "FILE")]
     model: PathBuf,
+    /// The input: a safetensors file with x [B, n, d_model] and dy (or target, with
+    /// --loss mse) of the same shape.
+    #[arg(long, value_name = "FILE")]
     input: PathBuf,
+    /// Where to write the gradients (replaced whole, never left half-written).
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Override the config's attention.
+    #[arg(long, value_enum)]
     attention: Option<AttentionKind>,
+    /// Override the config's degree of polynomial attention (even, 2 to 8).
+    #[arg(long, value_name = "G")]
     degree: Option<u32>,
+    /// vjp: the input's dy is dL/dy; mse: L = mean((y - target)^2).
+    #[arg(long, value_enum, default_value_t = LossArg::Vjp)]
     loss: LossArg,
+    /// Write the output even if y or a gradient holds a NaN or an infinity (otherwise
+    /// that exits with status 3 and writes nothing).
+    #[arg(long)]
     allow_nonfinite: bool,
+    /// Also write each layer's attention report as JSON: its attention and degree, logit
+    /// bound, eps, certified output bound and why (replaced whole, like --out).
+    #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
+    /// Query rows per layer and head whose exact attention and dq are computed (in O(m n d))
+    /// to measure polynomial attention's error on them; 0 turns the check off.
+    #[arg(long, value_name = "M", default_value_t = polygrad::ErrorChecks::DEFAULT_SAMPLE_ROWS)]
+    sample_rows: usize,
+    /// Seed of the sampled rows (each layer draws its own from it).
+    #[arg(long, value_name = "SEED", default_value_t = 0)]
+    sample_seed: u64,
+    #[arg(long, value_name = "NAME")]
     adapter: Option<String>,
 }
 
@@ -403,18 +382,29 @@ const POLY_TRUSTED_LOGITS: f64 = 4.0;
 /// Prints each layer's certificate (shared/DESIGN.md §3) and warns of the layers where none
 /// holds.
 fn report_bounds(bounds: &[polygrad::LayerBound], degree: u32) {
-    eprintln!("how far from exact softmax attention (poly g={degree}, certified):");
+    eprintln!("how far from exact softmax attention (poly g={degree}):");
+    eprintln!(
+        "  {:>5}  {:>12}  {:>9}  {:>22}  {:>26}",
+        "layer", "logit bound", "eps", "certified err(o)/max|v|", "measured on m rows: o, dq"
+    );
     for b in bounds {
-        match b.output_bound {
-            Some(bound) => eprintln!(
-                "  layer {}: logits within {:.3e}, eps {:.2e}: output within {bound:.2e} x max|v|",
-                b.layer, b.logit_bound, b.eps
+        let certified = match b.output_bound {
+            Some(bound) => format!("{bound:.2e}"),
+            None => "none (eps >= 1)".to_string(),
+        };
+        let measured = match b.sampled {
+            Some(s) => format!(
+                "m={}: {:.2e}, {}",
+                s.rows,
+                s.o_rel_err,
+                s.dq_rel_err.map_or("-".to_string(), |e| format!("{e:.2e}"))
             ),
-            None => eprintln!(
-                "  layer {}: logits within {:.3e}, eps {:.2e} >= 1: no bound",
-                b.layer, b.logit_bound, b.eps
-            ),
-        }
+            None => "not sampled".to_string(),
+        };
+        eprintln!(
+            "  {:>5}  {:>12.3e}  {:>9.2e}  {certified:>22}  {measured:>26}",
+            b.layer, b.logit_bound, b.eps
+        );
     }
     let unbounded: Vec<String> = bounds
         .iter()
@@ -508,7 +498,8 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
         warn_of_exact_time(&ctx, model.config(), batch, seq_len)?;
     }
     let gpu_model = GpuModel::new(&ctx, &model)?;
-    let result = gpu_model.gradients(&ctx, &x, &loss)?;
+    let checks = polygrad::ErrorChecks::sampled(args.sample_rows, args.sample_seed);
+    let result = gpu_model.gradients_checked(&ctx, &x, &loss, checks)?;
     if let Err(e) = result.check_finite() {
         eprintln!("error: {e}.");
         explain_nonfinite(&ctx, &gpu_model, &model, &x, &loss)?;

@@ -24,6 +24,7 @@ use crate::ops::layer_norm::{
 };
 use crate::ops::linear::{self, linear_backward, linear_forward, InputGrad};
 use crate::ops::matmul::Packing;
+use crate::ops::sampled_check::{self, Checked, PendingCheck};
 use crate::ops::{AttentionFootprint, AttentionGradients, AttentionOp, AttentionSaved};
 
 use super::ModelConfig;
@@ -300,14 +301,16 @@ impl BlockPass<'_> {
         Ok((state, x_out))
     }
 
-    /// dL/dx_in given d_out = dL/dx_out, writing the block's parameter gradients into `grads`.
+    /// dL/dx_in given d_out = dL/dx_out, writing the block's parameter gradients into `grads`;
+    /// with `sample_rows`, also the sampled check of a polynomial attention's o and dq on
+    /// those rows, to be read back with the pass's results.
     pub fn backward(
         &self,
         st: &BlockState,
         attention: &AttentionOp,
-        d_out: &GpuTensor,
+        (d_out, sample_rows): (&GpuTensor, Option<&[usize]>),
         grads: &BTreeMap<String, GpuTensor>,
-    ) -> Result<GpuTensor> {
+    ) -> Result<(GpuTensor, Option<PendingCheck>)> {
         let during = format!("backward of block {}", self.layer);
         let mut enc = self.ctx.encoder(&during);
         let d_mid = self.mlp_backward(&mut enc, st, d_out, grads)?;
@@ -318,9 +321,23 @@ impl BlockPass<'_> {
         let d_qkv = attention.backward(self.ctx, (&q.q, &q.k, &q.v), &st.attention, &d_o_heads)?;
 
         let mut enc = self.ctx.encoder(&during);
+        let check = match (attention, sample_rows) {
+            (AttentionOp::Poly(_), Some(rows)) => {
+                let checked = Checked {
+                    o: st.attention.o(),
+                    grad: Some((&d_o_heads, &d_qkv.dq)),
+                };
+                let qkv = (&q.q, &q.k, &q.v);
+                let shape = attention.shape();
+                Some(sampled_check::record(
+                    self.ctx, &mut enc, shape, rows, qkv, checked,
+                )?)
+            }
+            _ => None,
+        };
         let d_in = self.qkv_backward(&mut enc, st, &d_qkv, &d_mid, grads)?;
         self.ctx.submit(&during, enc)?;
-        Ok(d_in)
+        Ok((d_in, check))
     }
 
     /// dL/dx_mid = d_out + LN2'(the MLP's backward of d_out).

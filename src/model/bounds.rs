@@ -3,6 +3,7 @@
 
 use crate::attention::Attention;
 use crate::ops::certificate::HeadBound;
+use crate::ops::sampled_check::{self, SampledError};
 use crate::poly::{output_error_bound, taylor_relative_error_bound, ROUNDING_FLOOR};
 
 /// One layer's certificate.
@@ -19,10 +20,46 @@ pub struct LayerBound {
     /// dv against the do-weighted sums), the f32 rounding floor included; `None` where eps >= 1
     /// and no bound holds. Exact attention: the rounding floor.
     pub output_bound: Option<f64>,
+    /// The error measured on sampled query rows against exact attention, where the pass was
+    /// asked for it ([`ErrorChecks`]) and the layer's attention is polynomial.
+    pub sampled: Option<SampledError>,
+}
+
+/// What a pass measures of its attention's error besides the certificate, which it always
+/// forms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorChecks {
+    /// Query rows per layer and head whose exact attention (and its dq) is computed on the GPU
+    /// in O(m n d) and compared with the polynomial rows; 0 for none.
+    pub sample_rows: usize,
+    /// Seed of the rows drawn; each layer draws its own rows from it.
+    pub seed: u64,
+}
+
+impl ErrorChecks {
+    /// The default of `polygrad grad`: 32 rows per layer and head.
+    pub const DEFAULT_SAMPLE_ROWS: usize = 32;
+
+    pub fn sampled(sample_rows: usize, seed: u64) -> Self {
+        ErrorChecks { sample_rows, seed }
+    }
+
+    /// The rows layer `layer` samples from `n` (None where no rows are sampled).
+    pub fn layer_rows(&self, layer: usize, n: usize) -> Option<Vec<usize>> {
+        (self.sample_rows > 0).then(|| {
+            let seed = self.seed ^ (layer as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            sampled_check::sample_rows(n, self.sample_rows, seed)
+        })
+    }
 }
 
 impl LayerBound {
-    pub fn of(layer: usize, heads: Vec<HeadBound>, attention: Attention) -> Self {
+    pub fn of(
+        layer: usize,
+        heads: Vec<HeadBound>,
+        attention: Attention,
+        sampled: Option<SampledError>,
+    ) -> Self {
         let logit_bound = heads.iter().map(|h| h.logit_bound).fold(0.0, f64::max);
         let (eps, output_bound) = match attention {
             Attention::Exact => (0.0, Some(ROUNDING_FLOOR)),
@@ -40,15 +77,16 @@ impl LayerBound {
             logit_bound,
             eps,
             output_bound,
+            sampled,
         }
     }
 }
 
-/// The per-layer report `polygrad grad --report` writes (issue 12's fields that are measured so
-/// far; the sampled check and the comparison with exact attention are not yet):
-/// `{"layers": [{"layer", "attention", "degree", "logit_bound", "eps", "output_bound",
-/// "reason"}, ...]}`. `degree` and `output_bound` are null for exact attention and where no
-/// bound holds; a non-finite eps is written as null (JSON has no infinity).
+/// The per-layer report `polygrad grad --report` writes: `{"layers": [{"layer", "attention",
+/// "degree", "logit_bound", "eps", "output_bound", "sampled": {"rows", "o_rel_err",
+/// "dq_rel_err"}, "reason"}, ...]}`. `degree` and `output_bound` are null for exact attention
+/// and where no bound holds, `sampled` where no rows were sampled; a non-finite eps or error
+/// is written as null (JSON has no infinity).
 pub fn bounds_report(bounds: &[LayerBound], attention: Attention) -> serde_json::Value {
     let layers = bounds
         .iter()
@@ -68,6 +106,13 @@ pub fn bounds_report(bounds: &[LayerBound], attention: Attention) -> serde_json:
                     b.logit_bound
                 ),
             };
+            let sampled = b.sampled.map(|s| {
+                serde_json::json!({
+                    "rows": s.rows,
+                    "o_rel_err": finite_or_null(s.o_rel_err),
+                    "dq_rel_err": s.dq_rel_err.and_then(finite_or_null),
+                })
+            });
             serde_json::json!({
                 "layer": b.layer,
                 "attention": kind,
@@ -75,9 +120,15 @@ pub fn bounds_report(bounds: &[LayerBound], attention: Attention) -> serde_json:
                 "logit_bound": b.logit_bound,
                 "eps": b.eps,
                 "output_bound": b.output_bound,
+                "sampled": sampled,
                 "reason": reason,
             })
         })
         .collect::<Vec<_>>();
     serde_json::json!({ "layers": layers })
+}
+
+/// JSON has no infinity: a non-finite measurement is written as null.
+fn finite_or_null(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }

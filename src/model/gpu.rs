@@ -14,11 +14,12 @@ use crate::ops::certificate;
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
+use crate::ops::sampled_check::{self, PendingCheck};
 use crate::ops::AttentionOp;
 
 use super::block::{attention_shape, BlockPass, BlockState, Dims};
 use super::memory::MemoryEstimate;
-use super::{HostTensor, LayerBound, Loss, Model, ModelConfig, Tensors};
+use super::{ErrorChecks, HostTensor, LayerBound, Loss, Model, ModelConfig, Tensors};
 
 /// A model's parameters on the GPU, ready for any number of forward and backward passes.
 pub struct GpuModel {
@@ -132,14 +133,27 @@ impl GpuModel {
         Ok(trace)
     }
 
-    /// One forward and backward pass: y, dL/dx and dL/dparam for every parameter.
+    /// One forward and backward pass: y, dL/dx and dL/dparam for every parameter, and each
+    /// layer's certificate.
     pub fn gradients(
         &self,
         ctx: &GpuContext,
         x: &HostTensor,
         loss: &Loss,
     ) -> Result<ModelGradients> {
-        let (dims, attention) = self.prepare(ctx, x)?;
+        self.gradients_checked(ctx, x, loss, ErrorChecks::default())
+    }
+
+    /// [`Self::gradients`] that also measures what `checks` asks for (the sampled check of
+    /// polynomial attention), returned in each layer's [`LayerBound`].
+    pub fn gradients_checked(
+        &self,
+        ctx: &GpuContext,
+        x: &HostTensor,
+        loss: &Loss,
+        checks: ErrorChecks,
+    ) -> Result<ModelGradients> {
+        let (dims, attention) = self.prepare_checked(ctx, x, checks)?;
         check_upstream(x, loss)?;
         let state = self.forward_state(ctx, x, dims, &attention)?;
         // dL/dy: given (no readback before the backward), or from y for a built-in loss.
@@ -151,10 +165,11 @@ impl GpuModel {
             }
         };
         let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
-        let (grad_x, grads) = self.backward(ctx, &state, dims, &attention, dy)?;
+        let (grad_x, grads, sampled) =
+            self.backward(ctx, &state, (dims, checks), &attention, dy)?;
         let kind = self.config.attention_kind()?;
         let results = (&grad_x, &grads, loss_value);
-        read_back(ctx, &state, results, (attention.shape(), kind))
+        read_back(ctx, (&state, &sampled), results, (attention.shape(), kind))
     }
 
     /// The memory a pass of `config` over an input of `batch` x `seq_len` needs on `ctx`,
@@ -179,10 +194,27 @@ impl GpuModel {
     /// Checks x, builds the attention for its shape, and refuses a pass the device or the
     /// machine cannot hold before allocating any of it.
     fn prepare(&self, ctx: &GpuContext, x: &HostTensor) -> Result<(Dims, AttentionOp)> {
+        self.prepare_checked(ctx, x, ErrorChecks::default())
+    }
+
+    /// [`Self::prepare`] for a pass that also runs `checks`.
+    fn prepare_checked(
+        &self,
+        ctx: &GpuContext,
+        x: &HostTensor,
+        checks: ErrorChecks,
+    ) -> Result<(Dims, AttentionOp)> {
         let (batch, seq_len) = self.config.check_input("x", x)?;
         let attention = attention_op(ctx, &self.config, batch, seq_len)?;
         let dims = Dims { batch, seq_len };
-        let estimate = MemoryEstimate::of(ctx, &self.config, dims, attention.footprint(ctx));
+        let mut footprint = attention.footprint(ctx);
+        if let (AttentionOp::Poly(_), Some(rows)) = (&attention, checks.layer_rows(0, seq_len)) {
+            let check = sampled_check::footprint(attention.shape(), rows.len());
+            footprint.saved += check.kept;
+            footprint.backward_scratch += check.scratch;
+            footprint.largest = footprint.largest.max(check.largest);
+        }
+        let estimate = MemoryEstimate::of(ctx, &self.config, dims, footprint);
         estimate.check(ctx, 0, true)?;
         Ok((dims, attention))
     }
@@ -231,15 +263,16 @@ impl GpuModel {
         })
     }
 
-    /// dL/dx and the parameter gradients (on the GPU) given dy.
+    /// dL/dx and the parameter gradients (on the GPU) given dy, and each layer's sampled
+    /// check where `checks` asks for one.
     fn backward(
         &self,
         ctx: &GpuContext,
         state: &ForwardState,
-        dims: Dims,
+        (dims, checks): (Dims, ErrorChecks),
         attention: &AttentionOp,
         dy: GpuTensor,
-    ) -> Result<(GpuTensor, BTreeMap<String, GpuTensor>)> {
+    ) -> Result<Backward> {
         let mut grads = BTreeMap::new();
         for (name, shape) in self.config().parameter_shapes() {
             let g = GpuTensor::output(ctx, &format!("grad.{name}"), &shape)?;
@@ -260,12 +293,18 @@ impl GpuModel {
             },
         )?;
         ctx.submit("backward of the final LayerNorm", enc)?;
+        let mut sampled: Vec<Option<PendingCheck>> = Vec::new();
         for (l, block) in state.blocks.iter().enumerate().rev() {
-            d = self
+            let rows = checks.layer_rows(l, dims.seq_len);
+            let upstream = (&d, rows.as_deref());
+            let (d_in, check) = self
                 .block(ctx, l, dims)
-                .backward(block, attention, &d, &grads)?;
+                .backward(block, attention, upstream, &grads)?;
+            d = d_in;
+            sampled.push(check);
         }
-        Ok((d, grads))
+        sampled.reverse();
+        Ok((d, grads, sampled))
     }
 }
 
@@ -293,16 +332,24 @@ fn check_upstream(x: &HostTensor, loss: &Loss) -> Result<()> {
     upstream.check_finite(loss.tensor_name())
 }
 
-/// y, every gradient and each layer's certificate, in one readback.
+/// dL/dx, the parameter gradients by name, and each layer's sampled check (if any), on the GPU.
+type Backward = (
+    GpuTensor,
+    BTreeMap<String, GpuTensor>,
+    Vec<Option<PendingCheck>>,
+);
+
+/// y, every gradient, each layer's certificate and sampled check, in one readback.
 fn read_back(
     ctx: &GpuContext,
-    state: &ForwardState,
+    (state, sampled): (&ForwardState, &[Option<PendingCheck>]),
     (grad_x, grads, loss): (&GpuTensor, &BTreeMap<String, GpuTensor>, Option<f64>),
     (shape, attention): (&AttentionShape, Attention),
 ) -> Result<ModelGradients> {
     let mut wanted = vec![&state.y, grad_x];
     wanted.extend(grads.values());
     wanted.extend(state.blocks.iter().map(|b| &b.certificate));
+    wanted.extend(sampled.iter().flatten().flat_map(|c| c.outputs()));
     let mut values = GpuTensor::download_all(ctx, &wanted)?.into_iter();
     let mut host = |t: &GpuTensor| HostTensor {
         shape: t.shape().to_vec(),
@@ -318,15 +365,20 @@ fn read_back(
             .iter()
             .map(|(name, g)| (name.clone(), host(g)))
             .collect(),
-        attention_bounds: state
-            .blocks
-            .iter()
-            .enumerate()
-            .map(|(l, b)| {
-                let heads = certificate::head_bounds(shape, &host(&b.certificate).data);
-                LayerBound::of(l, heads, attention)
-            })
-            .collect(),
+        attention_bounds: {
+            let heads: Vec<_> = (state.blocks.iter())
+                .map(|b| certificate::head_bounds(shape, &host(&b.certificate).data))
+                .collect();
+            let measured = sampled.iter().map(|check| {
+                check.as_ref().map(|c| {
+                    let [combined, picked] = c.outputs().map(|t| host(t).data);
+                    c.finish(&combined, &picked)
+                })
+            });
+            (heads.into_iter().zip(measured).enumerate())
+                .map(|(l, (heads, measured))| LayerBound::of(l, heads, attention, measured))
+                .collect()
+        },
     })
 }
 

@@ -136,14 +136,26 @@ impl Layout {
     }
 }
 
-/// The GPU memory one check allocates for `samples` rows per head of `shape`.
-pub fn footprint(shape: &AttentionShape, samples: usize) -> u64 {
+/// The GPU memory one check allocates: what it keeps until the pass's readback (its two small
+/// outputs), and its scratch while it runs (the sampled rows and the span sums).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckFootprint {
+    pub kept: u64,
+    pub scratch: u64,
+    pub largest: u64,
+}
+
+pub fn footprint(shape: &AttentionShape, samples: usize) -> CheckFootprint {
     let l = Layout::of(shape, samples);
     let records = l.records(shape.total_heads());
-    let floats = samples
-        + records * (l.spans + 1) * RECORD
-        + shape.total_heads() * samples * (shape.d_v + shape.d_qk);
-    4 * floats as u64
+    let bytes = |floats: usize| GpuTensor::shape_bytes(&[floats]);
+    let partials = bytes(records * l.spans * RECORD);
+    CheckFootprint {
+        kept: bytes(records * RECORD)
+            + bytes(shape.total_heads() * samples * (shape.d_v + shape.d_qk)),
+        scratch: bytes(samples) + partials,
+        largest: partials,
+    }
 }
 
 /// A check recorded on the GPU: [`Self::outputs`] to read back, then [`Self::finish`].
