@@ -4,7 +4,7 @@
 // `samples` holds the m sampled row indices, the same for every head.
 //
 // For sampled row i and keys j (j <= i when causal), with s_j = q_i.k_j * scale and
-// p_j = exp(s_j - m) for the largest s_j, m:
+// p_j = exp(s_j - m) for the largest s_j of the span, m:
 //   l = sum p_j, a = sum p_j v_j, e = sum p_j dp_j, b = sum p_j dp_j k_j, c = sum p_j k_j,
 // where dp_j = d_o_i . v_j. Then o_i = a / l and dq_i = scale (b - (e / l) c) / l; the host forms
 // these in f64 from the sums.
@@ -67,11 +67,13 @@ fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
 fn span_sums(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
+    // Neighbouring invocations take neighbouring samples of one span: under a causal mask
+    // their key counts are alike, so few lanes idle.
     let id = linear_id(wid, lid, nwg);
-    let span = id % params.spans;
-    let group = (id / params.spans) % params.groups;
-    let sample = (id / (params.spans * params.groups)) % params.samples;
-    let h = id / (params.spans * params.groups * params.samples);
+    let sample = id % params.samples;
+    let span = (id / params.samples) % params.spans;
+    let group = (id / (params.samples * params.spans)) % params.groups;
+    let h = id / (params.samples * params.spans * params.groups);
     if (h >= params.heads) {
         return;
     }
@@ -83,51 +85,68 @@ fn span_sums(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let d_qk = params.d_qk;
     let d_v = params.d_v;
-    let q_row = (h * params.rows + row) * d_qk;
-    let o_row = (h * params.rows + row) * d_v;
     let col0 = group * WIDTH;
     let cols = min(WIDTH, d_v - col0);
+    let with_grad = group == 0u && params.with_grad != 0u;
+    let o_row = (h * params.rows + row) * d_v;
+    // q and (for the gradient sums) the first WIDTH entries of d_o, loaded once.
     var qr: array<f32, WIDTH>;
+    var dor: array<f32, WIDTH>;
     for (var i = 0u; i < d_qk; i++) {
-        qr[i] = q[q_row + i];
+        qr[i] = q[(h * params.rows + row) * d_qk + i];
     }
-
-    var m = -3.4028235e38;
-    for (var j = begin; j < end; j++) {
-        let k_row = (h * params.rows + j) * d_qk;
-        var s = 0.0;
-        for (var i = 0u; i < d_qk; i++) {
-            s += qr[i] * k[k_row + i];
+    if (with_grad) {
+        for (var i = 0u; i < cols; i++) {
+            dor[i] = d_o[o_row + i];
         }
-        m = max(m, s * params.scale);
     }
 
+    // One pass, the running maximum m kept as in online softmax: when a logit exceeds it, the
+    // sums so far are rescaled by exp(m_old - m_new). Function-scope arrays start zeroed.
+    var m = -3.4028235e38;
     var l = 0.0;
     var e = 0.0;
-    // Function-scope arrays start zeroed.
     var a: array<f32, WIDTH>;
     var b: array<f32, WIDTH>;
     var c: array<f32, WIDTH>;
-    let sums_k = group == 0u;
+    var kr: array<f32, WIDTH>;
     for (var j = begin; j < end; j++) {
         let k_row = (h * params.rows + j) * d_qk;
         let v_row = (h * params.rows + j) * d_v;
-        var kr: array<f32, WIDTH>;
         var s = 0.0;
         for (var i = 0u; i < d_qk; i++) {
             kr[i] = k[k_row + i];
             s += qr[i] * kr[i];
         }
-        let p = exp(s * params.scale - m);
-        l += p;
-        for (var i = 0u; i < cols; i++) {
-            a[i] += p * v[v_row + col0 + i];
+        s *= params.scale;
+        if (s > m) {
+            let r = exp(m - s);
+            l *= r;
+            e *= r;
+            for (var i = 0u; i < cols; i++) {
+                a[i] *= r;
+            }
+            if (with_grad) {
+                for (var i = 0u; i < d_qk; i++) {
+                    b[i] *= r;
+                    c[i] *= r;
+                }
+            }
+            m = s;
         }
-        if (sums_k) {
+        let p = exp(s - m);
+        l += p;
+        if (with_grad) {
+            // v_j loaded once for both a and dp = d_o . v_j; past WIDTH (d_v > WIDTH), d_o
+            // comes from memory.
             var dp = 0.0;
-            if (params.with_grad != 0u) {
-                for (var i = 0u; i < d_v; i++) {
-                    dp += d_o[o_row + i] * v[v_row + i];
+            for (var i = 0u; i < d_v; i++) {
+                let vi = v[v_row + i];
+                if (i < WIDTH) {
+                    a[i] += p * vi;
+                    dp += dor[i] * vi;
+                } else {
+                    dp += d_o[o_row + i] * vi;
                 }
             }
             e += p * dp;
@@ -135,10 +154,15 @@ fn span_sums(@builtin(workgroup_id) wid: vec3<u32>,
                 b[i] += p * dp * kr[i];
                 c[i] += p * kr[i];
             }
+        } else {
+            for (var i = 0u; i < cols; i++) {
+                a[i] += p * v[v_row + col0 + i];
+            }
         }
     }
 
-    let out = id * RECORD;
+    let out = (((h * params.samples + sample) * params.groups + group) * params.spans + span)
+        * RECORD;
     partials[out] = m;
     partials[out + 1u] = l;
     partials[out + 2u] = e;

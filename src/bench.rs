@@ -8,7 +8,7 @@ use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
 use crate::gpu::profile::Profile;
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig};
+use crate::model::{ErrorChecks, GpuModel, HostTensor, Loss, Model, ModelConfig};
 use crate::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Variant};
 use crate::ops::{upload_inputs, AttentionInputs, AttentionOp};
 use crate::validate::{random_attention_inputs, random_model_input};
@@ -151,6 +151,7 @@ pub struct ModelRun {
     model: GpuModel,
     inputs: Vec<(HostTensor, Loss)>,
     next: usize,
+    checks: ErrorChecks,
 }
 
 impl ModelRun {
@@ -166,16 +167,22 @@ impl ModelRun {
             model,
             inputs,
             next: 0,
+            checks: ErrorChecks::default(),
         })
     }
 
-    /// One [`GpuModel::gradients`] call, as a program linking polygrad makes it: x and dy
+    /// The same run with `checks` measured in every pass (the sampled check's cost).
+    pub fn checked(self, checks: ErrorChecks) -> Self {
+        ModelRun { checks, ..self }
+    }
+
+    /// One [`GpuModel::gradients_checked`] call, as a program linking polygrad makes it: x and dy
     /// uploaded, forward, backward, y and every gradient read back. Returns its wall time.
     pub fn run_once(&mut self, ctx: &GpuContext) -> Result<Duration> {
         let (x, loss) = &self.inputs[self.next];
         self.next = (self.next + 1) % self.inputs.len();
         let start = Instant::now();
-        let _gradients = self.model.gradients(ctx, x, loss)?;
+        let _gradients = self.model.gradients_checked(ctx, x, loss, self.checks)?;
         Ok(start.elapsed())
     }
 }
@@ -186,13 +193,14 @@ impl ModelRun {
 /// attention at large n takes minutes on a software driver.
 pub fn median_model_forward_backward(
     ctx: &GpuContext,
-    config: ModelConfig,
+    (config, checks): (ModelConfig, ErrorChecks),
     seq_len: usize,
     reps: usize,
 ) -> Result<Timing> {
     ctx.set_poison_outputs(false);
-    ModelRun::new(ctx, config.clone(), seq_len.min(512))?.run_once(ctx)?;
-    let mut run = ModelRun::new(ctx, config, seq_len)?;
+    let warm_up = ModelRun::new(ctx, config.clone(), seq_len.min(512))?;
+    warm_up.checked(checks).run_once(ctx)?;
+    let mut run = ModelRun::new(ctx, config, seq_len)?.checked(checks);
     let times = (0..reps.max(1))
         .map(|_| run.run_once(ctx))
         .collect::<Result<Vec<_>>>()?;
@@ -202,10 +210,10 @@ pub fn median_model_forward_backward(
 /// GPU time per kernel of one whole-model forward + backward, after a warm-up pass.
 pub fn profile_model_forward_backward(
     ctx: &GpuContext,
-    config: ModelConfig,
+    (config, checks): (ModelConfig, ErrorChecks),
     seq_len: usize,
 ) -> Result<Profile> {
-    let mut run = ModelRun::new(ctx, config, seq_len)?;
+    let mut run = ModelRun::new(ctx, config, seq_len)?.checked(checks);
     profile_pass(ctx, || run.run_once(ctx))
 }
 

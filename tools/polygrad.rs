@@ -108,6 +108,10 @@ enum Command {
         /// Draw time against n, log-log, one line per attention, into FILE (.svg or .png).
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+        /// Whole model: every pass also runs the sampled check of M rows per layer and head
+        /// (as `grad --sample-rows M` does), to time what it costs.
+        #[arg(long, value_name = "M", default_value_t = 0)]
+        sample_rows: usize,
     },
     /// Time every matrix-product variant on the shape classes of the whole benchmark model
     /// at --n, and exact attention's tiles at its widths; keep the fastest per class in the
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
             csv,
             profile,
             plot,
+            sample_rows,
         } => {
             let what = if model { BenchWhat::Model } else { what };
             let csv = csv.as_deref();
@@ -221,6 +226,7 @@ fn main() -> ExitCode {
                     adapter.as_deref(),
                     BenchTarget {
                         model: what == BenchWhat::Model,
+                        checks: polygrad::ErrorChecks::sampled(sample_rows, 0),
                         only: attention,
                         degree,
                         profile,
@@ -659,6 +665,8 @@ fn validate_models(ctx: &GpuContext, seed: u64, only: Option<AttentionKind>) -> 
 /// What `polygrad bench` times.
 struct BenchTarget<'a> {
     model: bool,
+    /// The model's passes also run these checks.
+    checks: polygrad::ErrorChecks,
     only: Option<AttentionKind>,
     degree: u32,
     profile: bool,
@@ -686,6 +694,12 @@ fn bench(
     println!("adapter: {}", ctx.adapter().label());
     if target.model {
         println!("whole model forward + backward (upload, passes, every gradient read back), L=4 D=256 H=4 d_qk=16 d_v=64 d_ff=1024, causal, B=1, median of {reps}");
+        if target.checks.sample_rows > 0 {
+            println!(
+                "each pass also runs the sampled check: {} rows per layer and head",
+                target.checks.sample_rows
+            );
+        }
     } else {
         println!("attention forward + backward, causal, B=1 H=1 d_qk=16 d_v=64, median of {reps}");
     }
@@ -705,7 +719,8 @@ fn bench(
         for (i, &attention) in attentions.iter().enumerate() {
             progress.set_message(format!("{attention}, n = {n}"));
             let timing = if target.model {
-                median_model_forward_backward(&ctx, benchmark_model_config(attention), n, reps)?
+                let config = (benchmark_model_config(attention), target.checks);
+                median_model_forward_backward(&ctx, config, n, reps)?
             } else {
                 median_forward_backward(&ctx, attention, benchmark_shape(n), reps)?
             };
@@ -775,7 +790,8 @@ fn bench(
         for &n in sizes {
             for &attention in &attentions {
                 let profile = if target.model {
-                    profile_model_forward_backward(&ctx, benchmark_model_config(attention), n)?
+                    let config = (benchmark_model_config(attention), target.checks);
+                    profile_model_forward_backward(&ctx, config, n)?
                 } else {
                     profile_forward_backward(&ctx, attention, benchmark_shape(n))?
                 };

@@ -117,7 +117,7 @@ struct Layout {
 fn iterations_per_key(shape: &AttentionShape) -> usize {
     3 * shape.d_qk + SAMPLED_WIDTH.min(shape.d_v) + shape.d_v + 3
 }
-const ITERATIONS_ONCE: usize = MAX_D_QK + SAMPLED_WIDTH;
+const ITERATIONS_ONCE: usize = MAX_D_QK + 2 * SAMPLED_WIDTH;
 
 impl Layout {
     fn of(shape: &AttentionShape, samples: usize) -> Self {
