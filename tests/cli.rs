@@ -760,3 +760,54 @@ fn grad_refuses_a_report_path_that_is_also_the_output() {
     );
     assert!(!f.out.exists(), "{err}");
 }
+
+#[test]
+fn grad_compare_exact_reports_the_error_of_every_output_against_the_exact_pass() {
+    let Some(_ctx) = common::gpu() else { return };
+    let model = Model::random(
+        small_model_config(2, 2, true, Attention::Poly { degree: 2 }),
+        71,
+    )
+    .unwrap();
+    let (x, dy) = random_model_input(model.config(), 2, 24, 72);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    let report = f.out.with_file_name("report.json");
+    let (ok, err) = grad(
+        &f,
+        &["--compare-exact", "--report", report.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("against the same pass with exact attention"),
+        "{err}"
+    );
+    let exact_out = f.out.with_file_name("exact.safetensors");
+    let (ok, err) = grad_to(&f, &exact_out, &["--attention", "exact"]);
+    assert!(ok, "{err}");
+
+    // Every output's error, as the two files give it.
+    let (poly, _) = read_tensors(&f.out).unwrap();
+    let (exact, _) = read_tensors(&exact_out).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let compared = json["compare_exact"].as_object().expect("compare_exact");
+    assert_eq!(compared.len(), poly.len(), "{json}");
+    for (name, tensor) in &poly {
+        let expected = polygrad::reference::relative_error(
+            &tensor.data,
+            &polygrad::reference::widen(&exact[name].data),
+        );
+        let got = compared[name].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (got - expected).abs() <= 1e-12 * expected.max(1e-300),
+            "{name}: reported {got}, the files give {expected}"
+        );
+    }
+    // Random weights give logits of order 1: poly g = 2 is visibly not exact.
+    assert!(compared["grad.x"].as_f64().unwrap() > 1e-4, "{json}");
+
+    // With exact attention already, there is nothing to compare.
+    let (ok, err) = grad(&f, &["--attention", "exact", "--compare-exact"]);
+    assert!(!ok);
+    assert!(err.contains("--compare-exact"), "{err}");
+}

@@ -310,7 +310,8 @@ struct GradArgs {
     #[arg(long)]
     allow_nonfinite: bool,
     /// Also write each layer's attention report as JSON: its attention and degree, logit
-    /// bound, eps, certified output bound and why (replaced whole, like --out).
+    /// bound, eps, certified output bound, sampled errors and why (replaced whole, like
+    /// --out).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
     /// Query rows per layer and head whose exact attention and dq are computed (in O(m n d))
@@ -320,6 +321,11 @@ struct GradArgs {
     /// Seed of the sampled rows (each layer draws its own from it).
     #[arg(long, value_name = "SEED", default_value_t = 0)]
     sample_seed: u64,
+    /// Also run the whole pass with exact attention (quadratic in n: for validation) and
+    /// report the relative error of y, grad.x and every parameter gradient between the two
+    /// (on stderr, and under "compare_exact" in --report).
+    #[arg(long)]
+    compare_exact: bool,
     #[arg(long, value_name = "NAME")]
     adapter: Option<String>,
 }
@@ -426,6 +432,29 @@ fn report_bounds(bounds: &[polygrad::LayerBound], degree: u32) {
     }
 }
 
+/// `grad --compare-exact`: the same pass with exact attention, and the relative error of y,
+/// grad.x and every parameter gradient between the two, printed as a table on stderr.
+fn compare_exact(
+    ctx: &GpuContext,
+    model: &polygrad::Model,
+    (x, loss): (&polygrad::HostTensor, &polygrad::Loss),
+    result: &polygrad::ModelGradients,
+) -> polygrad::Result<Vec<(String, f64)>> {
+    let exact = model.with_config(model.config().with_attention(Attention::Exact))?;
+    let (batch, seq_len) = (x.shape[0], x.shape[1]);
+    GpuModel::memory_estimate(ctx, exact.config(), batch, seq_len)?.check(ctx, 0, false)?;
+    if seq_len >= EXACT_TIME_ESTIMATE_FROM {
+        warn_of_exact_time(ctx, exact.config(), batch, seq_len)?;
+    }
+    let exact_result = GpuModel::new(ctx, &exact)?.gradients(ctx, x, loss)?;
+    let errors = polygrad::compare_with_exact(result, &exact_result);
+    eprintln!("against the same pass with exact attention (relative error):");
+    for (name, e) in &errors {
+        eprintln!("  {name:<32} {e:.3e}");
+    }
+    Ok(errors)
+}
+
 /// From this n on, `grad` with exact attention first estimates how long the quadratic part
 /// will take (the estimate costs about 2 s on llvmpipe, under 1% of such a pass).
 const EXACT_TIME_ESTIMATE_FROM: usize = 16384;
@@ -494,8 +523,16 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     };
     let (x, loss) = polygrad::io::read_input(&args.input, kind)?;
     model.config().check_input("x", &x)?;
-    let ctx = GpuContext::new(args.adapter.as_deref())?;
     let attention = model.config().attention_kind()?;
+    if args.compare_exact && attention == Attention::Exact {
+        return Err(option_error(
+            "--compare-exact",
+            "the pass already runs exact attention: there is nothing to compare it with (use \
+             --attention poly)"
+                .into(),
+        ));
+    }
+    let ctx = GpuContext::new(args.adapter.as_deref())?;
     let (batch, seq_len) = (x.shape[0], x.shape[1]);
     let estimate = GpuModel::memory_estimate(&ctx, model.config(), batch, seq_len)?;
     // Writing the result copies it twice: into the file's tensors, then into its bytes.
@@ -518,8 +555,14 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     if let Attention::Poly { degree } = attention {
         report_bounds(&result.attention_bounds, degree);
     }
+    let compared = if args.compare_exact {
+        Some(compare_exact(&ctx, &model, (&x, &loss), &result)?)
+    } else {
+        None
+    };
     if let Some(report) = &args.report {
-        let json = polygrad::bounds_report(&result.attention_bounds, attention);
+        let json =
+            polygrad::bounds_report(&result.attention_bounds, attention, compared.as_deref());
         polygrad::io::write_json(report, &json)?;
         eprintln!("{}: the per-layer attention report", report.display());
     }

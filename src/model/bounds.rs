@@ -2,6 +2,7 @@
 //! layer's logit bound (shared/DESIGN.md §3) and returned with the gradients.
 
 use crate::attention::Attention;
+use crate::model::{HostTensor, ModelGradients};
 use crate::ops::certificate::HeadBound;
 use crate::ops::sampled_check::{self, SampledError};
 use crate::poly::{output_error_bound, taylor_relative_error_bound, ROUNDING_FLOOR};
@@ -87,7 +88,14 @@ impl LayerBound {
 /// "dq_rel_err"}, "reason"}, ...]}`. `degree` and `output_bound` are null for exact attention
 /// and where no bound holds, `sampled` where no rows were sampled; a non-finite eps or error
 /// is written as null (JSON has no infinity).
-pub fn bounds_report(bounds: &[LayerBound], attention: Attention) -> serde_json::Value {
+///
+/// With `compare_exact` (from [`compare_with_exact`]), the report also holds
+/// `"compare_exact": {"y": .., "grad.x": .., "grad.<name>": ..}`.
+pub fn bounds_report(
+    bounds: &[LayerBound],
+    attention: Attention,
+    compare_exact: Option<&[(String, f64)]>,
+) -> serde_json::Value {
     let layers = bounds
         .iter()
         .map(|b| {
@@ -125,7 +133,32 @@ pub fn bounds_report(bounds: &[LayerBound], attention: Attention) -> serde_json:
             })
         })
         .collect::<Vec<_>>();
-    serde_json::json!({ "layers": layers })
+    let mut report = serde_json::json!({ "layers": layers });
+    if let Some(errors) = compare_exact {
+        let errors: serde_json::Map<String, serde_json::Value> = errors
+            .iter()
+            .map(|(name, e)| (name.clone(), serde_json::json!(finite_or_null(*e))))
+            .collect();
+        report["compare_exact"] = serde_json::Value::Object(errors);
+    }
+    report
+}
+
+/// How far a pass's results are from the same pass with exact attention (`exact`): the
+/// relative error ‖a − b‖ / ‖b‖ of y, grad.x and every parameter's gradient, by the name
+/// `polygrad grad` writes them under. Infinite where a value is not finite.
+pub fn compare_with_exact(pass: &ModelGradients, exact: &ModelGradients) -> Vec<(String, f64)> {
+    let error = |a: &HostTensor, b: &HostTensor| {
+        crate::reference::relative_error(&a.data, &crate::reference::widen(&b.data))
+    };
+    let mut errors = vec![
+        ("y".to_string(), error(&pass.y, &exact.y)),
+        ("grad.x".to_string(), error(&pass.grad_x, &exact.grad_x)),
+    ];
+    for (name, g) in &pass.grads {
+        errors.push((format!("grad.{name}"), error(g, &exact.grads[name])));
+    }
+    errors
 }
 
 /// JSON has no infinity: a non-finite measurement is written as null.

@@ -8,7 +8,7 @@ mod gpu;
 mod memory;
 mod params;
 
-pub use bounds::{bounds_report, ErrorChecks, LayerBound};
+pub use bounds::{bounds_report, compare_with_exact, ErrorChecks, LayerBound};
 pub use config::ModelConfig;
 pub use gpu::{ForwardTrace, GpuModel, ModelGradients};
 pub use memory::{available_memory, format_bytes, MemoryEstimate};
