@@ -17,6 +17,6 @@ pub use attention::{Attention, AttentionShape};
 pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
 pub use model::{
-    bounds_report, compare_with_exact, ErrorChecks, GpuModel, HostTensor, LayerBound, Loss, Model,
-    ModelConfig, ModelGradients,
+    bounds_report, compare_with_exact, AutoAttention, ErrorChecks, GpuModel, HostTensor,
+    LayerBound, Loss, Model, ModelConfig, ModelGradients,
 };

@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig};
+use crate::model::{GpuModel, HostTensor, Loss, Model, ModelConfig, ModelGradients};
 use crate::ops::{attention_forward_backward, AttentionInputs};
 use crate::reference::attention::{attention_backward, attention_forward};
 use crate::reference::model::{ReferenceLoss, ReferenceModel};
@@ -184,6 +184,18 @@ pub fn check_model(
 ) -> Result<Vec<TensorCheck>> {
     ctx.set_poison_outputs(true);
     let gpu = GpuModel::new(ctx, model)?.gradients(ctx, x, loss)?;
+    let reference = ReferenceModel::from_model(model);
+    Ok(compare_with_reference(&gpu, &reference, x, loss))
+}
+
+/// [`check_model`]'s comparison of a pass's results with `reference` (which may mix
+/// attentions layer by layer, as automatic attention does) on the same input.
+pub fn compare_with_reference(
+    gpu: &ModelGradients,
+    reference: &ReferenceModel,
+    x: &HostTensor,
+    loss: &Loss,
+) -> Vec<TensorCheck> {
     let upstream = match loss {
         Loss::Vjp(t) | Loss::Mse(t) => widen(&t.data),
     };
@@ -191,12 +203,7 @@ pub fn check_model(
         Loss::Vjp(_) => ReferenceLoss::Vjp(&upstream),
         Loss::Mse(_) => ReferenceLoss::Mse(&upstream),
     };
-    let reference = ReferenceModel::from_model(model).gradients(
-        &widen(&x.data),
-        x.shape[0],
-        x.shape[1],
-        reference_loss,
-    );
+    let reference = reference.gradients(&widen(&x.data), x.shape[0], x.shape[1], reference_loss);
     let mut checks = vec![
         TensorCheck {
             tensor: "y".into(),
@@ -217,7 +224,7 @@ pub fn check_model(
             error,
         });
     }
-    Ok(checks)
+    checks
 }
 
 /// A small model for validation and tests: width 16, d_qk 4, d_v 8, d_ff 32.

@@ -811,3 +811,106 @@ fn grad_compare_exact_reports_the_error_of_every_output_against_the_exact_pass()
     assert!(!ok);
     assert!(err.contains("--compare-exact"), "{err}");
 }
+
+#[test]
+fn grad_attention_auto_picks_each_layer_and_says_why() {
+    let Some(_ctx) = common::gpu() else { return };
+    let model = Model::random(
+        small_model_config(2, 2, true, Attention::Poly { degree: 2 }),
+        91,
+    )
+    .unwrap();
+    // q and k weights x 0.1 in block 0 (a bound holds at g = 2), x 5 in block 1 (none does).
+    let mut params = model.params().clone();
+    for (name, t) in params.iter_mut() {
+        let scale = match name.as_str() {
+            "blocks.0.attn.q.weight" | "blocks.0.attn.k.weight" => 0.1,
+            "blocks.1.attn.q.weight" | "blocks.1.attn.k.weight" => 5.0,
+            _ => continue,
+        };
+        t.data.iter_mut().for_each(|v| *v *= scale);
+    }
+    let model = Model::new(model.config().clone(), params).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 30, 92);
+    let f = files(&model, &[("x", &x), ("dy", &dy)]);
+    let report = f.out.with_file_name("report.json");
+    let args = ["--attention", "auto", "--tolerance", "1e-3"];
+    let (ok, err) = grad(
+        &f,
+        &[&args[..], &["--report", report.to_str().unwrap()]].concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("layer 0 chose poly g=2: certified"), "{err}");
+    assert!(
+        err.contains("layer 1 chose exact: exact: no degree up to 4"),
+        "{err}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["attention"], "poly", "{json}");
+    assert_eq!(layers[0]["degree"], 2, "{json}");
+    assert_eq!(layers[1]["attention"], "exact", "{json}");
+    assert!(layers[1]["degree"].is_null(), "{json}");
+    let reason = layers[1]["reason"].as_str().unwrap();
+    assert!(reason.contains("sampled o errors (g=2: "), "{json}");
+
+    // The options auto takes, and refuses.
+    for (extra, named) in [
+        (&["--attention", "auto"][..], "--tolerance"),
+        (
+            &["--attention", "auto", "--tolerance", "0"][..],
+            "--tolerance",
+        ),
+        (
+            &["--attention", "auto", "--tolerance", "-1"][..],
+            "--tolerance",
+        ),
+        (
+            &["--attention", "auto", "--tolerance", "NaN"][..],
+            "--tolerance",
+        ),
+        (
+            &[
+                "--attention",
+                "auto",
+                "--tolerance",
+                "1e-3",
+                "--max-degree",
+                "3",
+            ][..],
+            "--max-degree",
+        ),
+        (
+            &[
+                "--attention",
+                "auto",
+                "--tolerance",
+                "1e-3",
+                "--max-degree",
+                "10",
+            ][..],
+            "--max-degree",
+        ),
+        (
+            &[
+                "--attention",
+                "auto",
+                "--tolerance",
+                "1e-3",
+                "--degree",
+                "4",
+            ][..],
+            "--degree",
+        ),
+        (&["--tolerance", "1e-3"][..], "--tolerance"),
+        (
+            &["--attention", "poly", "--max-degree", "4"][..],
+            "--max-degree",
+        ),
+    ] {
+        let (ok, err) = grad(&f, extra);
+        assert!(!ok, "{extra:?} was accepted");
+        assert!(err.contains(named), "{extra:?}: {err}");
+    }
+}

@@ -147,6 +147,15 @@ enum AttentionKind {
     Poly,
 }
 
+/// `polygrad grad --attention`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GradAttention {
+    Exact,
+    Poly,
+    /// Per layer, the cheapest attention that meets --tolerance.
+    Auto,
+}
+
 impl AttentionKind {
     fn name(self) -> &'static str {
         match self {
@@ -296,9 +305,18 @@ struct GradArgs {
     /// Where to write the gradients (replaced whole, never left half-written).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// Override the config's attention.
+    /// Override the config's attention; auto picks each layer's (with --tolerance).
     #[arg(long, value_enum)]
-    attention: Option<AttentionKind>,
+    attention: Option<GradAttention>,
+    /// --attention auto: the largest error allowed of a layer's attention output, relative
+    /// to max |v|. Per layer, the smallest even degree up to --max-degree whose certified
+    /// bound is within it; else the smallest whose error sampled on --sample-rows rows is
+    /// (o and dq); else exact attention.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    tolerance: Option<f64>,
+    /// --attention auto: the largest degree tried (even, 2 to 8).
+    #[arg(long, value_name = "G")]
+    max_degree: Option<u32>,
     /// Override the config's degree of polynomial attention (even, 2 to 8).
     #[arg(long, value_name = "G")]
     degree: Option<u32>,
@@ -391,18 +409,30 @@ fn explain_nonfinite(
 /// already 3x below e^s (P_2(4) = 13 against e^4 = 55), worse for every larger s.
 const POLY_TRUSTED_LOGITS: f64 = 4.0;
 
-/// Prints each layer's certificate (shared/DESIGN.md §3) and warns of the layers where none
-/// holds.
-fn report_bounds(bounds: &[polygrad::LayerBound], degree: u32) {
-    eprintln!("how far from exact softmax attention (poly g={degree}):");
+/// Prints each layer's attention, certificate (shared/DESIGN.md §3) and sampled errors, and
+/// automatic attention's reasons; warns of the polynomial layers where no bound holds and
+/// none was measured against the tolerance. Silent where every layer is exact by request.
+fn report_bounds(bounds: &[polygrad::LayerBound]) {
+    let given_exact =
+        |b: &polygrad::LayerBound| b.attention == Attention::Exact && b.decision.is_none();
+    if bounds.iter().all(given_exact) {
+        return;
+    }
+    eprintln!("how far from exact softmax attention:");
     eprintln!(
-        "  {:>5}  {:>12}  {:>9}  {:>22}  {:>26}",
-        "layer", "logit bound", "eps", "certified err(o)/max|v|", "measured on m rows: o, dq"
+        "  {:>5}  {:>9}  {:>12}  {:>9}  {:>24}  {:>26}",
+        "layer",
+        "attention",
+        "logit bound",
+        "eps",
+        "certified err(o)/max|v|",
+        "measured on m rows: o, dq"
     );
     for b in bounds {
-        let certified = match b.output_bound {
-            Some(bound) => format!("{bound:.2e}"),
-            None => "none (eps >= 1)".to_string(),
+        let certified = match (b.attention, b.output_bound) {
+            (Attention::Exact, _) => "(exact)".to_string(),
+            (_, Some(bound)) => format!("{bound:.2e}"),
+            (_, None) => "none (eps >= 1)".to_string(),
         };
         let measured = match b.sampled {
             Some(s) => format!(
@@ -414,22 +444,64 @@ fn report_bounds(bounds: &[polygrad::LayerBound], degree: u32) {
             None => "not sampled".to_string(),
         };
         eprintln!(
-            "  {:>5}  {:>12.3e}  {:>9.2e}  {certified:>22}  {measured:>26}",
-            b.layer, b.logit_bound, b.eps
+            "  {:>5}  {:>9}  {:>12.3e}  {:>9.2e}  {certified:>24}  {measured:>26}",
+            b.layer,
+            b.attention.to_string(),
+            b.logit_bound,
+            b.eps
         );
+    }
+    for b in bounds {
+        if let Some(d) = &b.decision {
+            eprintln!("  layer {} chose {}: {}", b.layer, d.attention, d.reason);
+        }
     }
     let unbounded: Vec<String> = bounds
         .iter()
-        .filter(|b| b.output_bound.is_none())
+        .filter(|b| b.output_bound.is_none() && b.decision.is_none())
         .map(|b| b.layer.to_string())
         .collect();
     if !unbounded.is_empty() {
         eprintln!(
             "warning: no bound holds for layer(s) {} (eps >= 1): their gradients may be far from \
-             exact softmax attention; use --attention exact",
+             exact softmax attention; use --attention auto --tolerance T, or --attention exact",
             unbounded.join(", ")
         );
     }
+}
+
+/// `--attention auto` with its --tolerance and --max-degree, checked; None for another
+/// attention, where those two options are refused.
+fn auto_attention(args: &GradArgs) -> polygrad::Result<Option<polygrad::AutoAttention>> {
+    if args.attention != Some(GradAttention::Auto) {
+        for (option, given) in [
+            ("--tolerance", args.tolerance.is_some()),
+            ("--max-degree", args.max_degree.is_some()),
+        ] {
+            if given {
+                return Err(option_error(option, "goes with --attention auto".into()));
+            }
+        }
+        return Ok(None);
+    }
+    if args.degree.is_some() {
+        return Err(option_error(
+            "--degree",
+            "--attention auto picks each layer's degree; use --max-degree to bound it".into(),
+        ));
+    }
+    let tolerance = args.tolerance.ok_or_else(|| {
+        option_error(
+            "--tolerance",
+            "--attention auto needs one: the largest error allowed of a layer's attention \
+             output, relative to max |v| (e.g. 1e-3)"
+                .into(),
+        )
+    })?;
+    let max_degree = args
+        .max_degree
+        .unwrap_or(polygrad::AutoAttention::DEFAULT_MAX_DEGREE);
+    polygrad::AutoAttention::new(tolerance, max_degree).map(Some)
 }
 
 /// `grad --compare-exact`: the same pass with exact attention, and the relative error of y,
@@ -509,10 +581,13 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
         polygrad::io::check_output_path(report, &[&args.model, &args.input])?;
     }
     let mut model = polygrad::io::read_model(&args.model)?;
-    if args.attention.is_some() || args.degree.is_some() {
-        let kind = args
-            .attention
-            .map_or(model.config().attention.clone(), |k| k.name().to_string());
+    let auto = auto_attention(&args)?;
+    if auto.is_none() && (args.attention.is_some() || args.degree.is_some()) {
+        let kind = match args.attention {
+            Some(GradAttention::Exact) => "exact".to_string(),
+            Some(GradAttention::Poly) => "poly".to_string(),
+            _ => model.config().attention.clone(),
+        };
         let degree = args.degree.unwrap_or(model.config().degree);
         let attention = Attention::from_setting(&kind, degree)?;
         model = model.with_config(model.config().with_attention(attention))?;
@@ -524,7 +599,7 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     let (x, loss) = polygrad::io::read_input(&args.input, kind)?;
     model.config().check_input("x", &x)?;
     let attention = model.config().attention_kind()?;
-    if args.compare_exact && attention == Attention::Exact {
+    if args.compare_exact && attention == Attention::Exact && auto.is_none() {
         return Err(option_error(
             "--compare-exact",
             "the pass already runs exact attention: there is nothing to compare it with (use \
@@ -537,12 +612,18 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     let estimate = GpuModel::memory_estimate(&ctx, model.config(), batch, seq_len)?;
     // Writing the result copies it twice: into the file's tensors, then into its bytes.
     estimate.check(&ctx, 2 * estimate.result_bytes, false)?;
-    if matches!(attention, Attention::Exact) && seq_len >= EXACT_TIME_ESTIMATE_FROM {
+    if matches!(attention, Attention::Exact)
+        && seq_len >= EXACT_TIME_ESTIMATE_FROM
+        && auto.is_none()
+    {
         warn_of_exact_time(&ctx, model.config(), batch, seq_len)?;
     }
     let gpu_model = GpuModel::new(&ctx, &model)?;
     let checks = polygrad::ErrorChecks::sampled(args.sample_rows, args.sample_seed);
-    let result = gpu_model.gradients_checked(&ctx, &x, &loss, checks)?;
+    let result = match auto {
+        Some(auto) => gpu_model.gradients_auto(&ctx, &x, &loss, (auto, checks))?,
+        None => gpu_model.gradients_checked(&ctx, &x, &loss, checks)?,
+    };
     if let Err(e) = result.check_finite() {
         eprintln!("error: {e}.");
         explain_nonfinite(&ctx, &gpu_model, &model, &x, &loss)?;
@@ -552,20 +633,21 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
         }
     }
     polygrad::io::write_gradients(&args.out, &result)?;
-    if let Attention::Poly { degree } = attention {
-        report_bounds(&result.attention_bounds, degree);
-    }
+    report_bounds(&result.attention_bounds);
     let compared = if args.compare_exact {
         Some(compare_exact(&ctx, &model, (&x, &loss), &result)?)
     } else {
         None
     };
     if let Some(report) = &args.report {
-        let json =
-            polygrad::bounds_report(&result.attention_bounds, attention, compared.as_deref());
+        let json = polygrad::bounds_report(&result.attention_bounds, compared.as_deref());
         polygrad::io::write_json(report, &json)?;
         eprintln!("{}: the per-layer attention report", report.display());
     }
+    let attention = match auto {
+        Some(auto) => format!("auto (tolerance {:e})", auto.tolerance()),
+        None => attention.to_string(),
+    };
     eprintln!(
         "{}: {} layers, {attention} attention, x {:?}, on {}{}",
         args.out.display(),

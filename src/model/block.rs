@@ -69,6 +69,20 @@ impl BlockState {
     }
 }
 
+/// A block's forward up to attention: see [`BlockPass::forward_qkv`].
+pub(super) struct QkvStage {
+    x_in: GpuTensor,
+    qkv: QkvState,
+    pub certificate: GpuTensor,
+}
+
+impl QkvStage {
+    /// q, k, v in attention's layout.
+    pub fn qkv(&self) -> (&GpuTensor, &GpuTensor, &GpuTensor) {
+        (&self.qkv.q, &self.qkv.k, &self.qkv.v)
+    }
+}
+
 struct QkvState {
     ln1_stats: GpuTensor,
     h1: GpuTensor,
@@ -197,19 +211,40 @@ impl BlockPass<'_> {
         GpuTensor::output(self.ctx, &self.name(what), &shape)
     }
 
-    pub fn forward(
-        &self,
-        x_in: GpuTensor,
-        attention: &AttentionOp,
-    ) -> Result<(BlockState, GpuTensor)> {
+    /// The block's forward up to attention's inputs: LN1, q, k, v and the certificate's
+    /// maxima. Submitted; attention's choice may read the certificate back before
+    /// [`Self::forward_rest`].
+    pub fn forward_qkv(&self, x_in: GpuTensor, shape: &AttentionShape) -> Result<QkvStage> {
         let during = format!("forward of block {}", self.layer);
         let mut enc = self.ctx.encoder(&during);
         let qkv = self.qkv_forward(&mut enc, &x_in)?;
-        let shape = attention.shape();
         let certificate = certificate::record(self.ctx, &mut enc, shape, (&qkv.q, &qkv.k, &qkv.v))?;
         self.ctx.submit(&during, enc)?;
+        Ok(QkvStage {
+            x_in,
+            qkv,
+            certificate,
+        })
+    }
 
-        let saved = attention.forward(self.ctx, &qkv.q, &qkv.k, &qkv.v)?;
+    /// The rest of the block's forward: attention (or its forward already run, `saved`), the
+    /// output projection and the MLP.
+    pub fn forward_rest(
+        &self,
+        stage: QkvStage,
+        attention: &AttentionOp,
+        saved: Option<AttentionSaved>,
+    ) -> Result<(BlockState, GpuTensor)> {
+        let during = format!("forward of block {}", self.layer);
+        let QkvStage {
+            x_in,
+            qkv,
+            certificate,
+        } = stage;
+        let saved = match saved {
+            Some(saved) => saved,
+            None => attention.forward(self.ctx, &qkv.q, &qkv.k, &qkv.v)?,
+        };
 
         let mut enc = self.ctx.encoder(&during);
         let (o, x_mid) = self.output_forward(&mut enc, &x_in, saved.o())?;

@@ -2,6 +2,7 @@
 //! layer's logit bound (shared/DESIGN.md §3) and returned with the gradients.
 
 use crate::attention::Attention;
+use crate::model::auto::Decision;
 use crate::model::{HostTensor, ModelGradients};
 use crate::ops::certificate::HeadBound;
 use crate::ops::sampled_check::{self, SampledError};
@@ -24,6 +25,10 @@ pub struct LayerBound {
     /// The error measured on sampled query rows against exact attention, where the pass was
     /// asked for it ([`ErrorChecks`]) and the layer's attention is polynomial.
     pub sampled: Option<SampledError>,
+    /// The layer's attention.
+    pub attention: Attention,
+    /// Why automatic attention chose it (None where the attention was given).
+    pub decision: Option<Decision>,
 }
 
 /// What a pass measures of its attention's error besides the certificate, which it always
@@ -79,13 +84,20 @@ impl LayerBound {
             eps,
             output_bound,
             sampled,
+            attention,
+            decision: None,
         }
+    }
+
+    /// The bound with automatic attention's decision for the layer.
+    pub fn decided(self, decision: Option<Decision>) -> Self {
+        LayerBound { decision, ..self }
     }
 }
 
 /// The per-layer report `polygrad grad --report` writes: `{"layers": [{"layer", "attention",
 /// "degree", "logit_bound", "eps", "output_bound", "sampled": {"rows", "o_rel_err",
-/// "dq_rel_err"}, "reason"}, ...]}`. `degree` and `output_bound` are null for exact attention
+/// "dq_rel_err"}, "reason"}, ...]}`; with automatic attention, "reason" is its decision. `degree` and `output_bound` are null for exact attention
 /// and where no bound holds, `sampled` where no rows were sampled; a non-finite eps or error
 /// is written as null (JSON has no infinity).
 ///
@@ -93,23 +105,23 @@ impl LayerBound {
 /// `"compare_exact": {"y": .., "grad.x": .., "grad.<name>": ..}`.
 pub fn bounds_report(
     bounds: &[LayerBound],
-    attention: Attention,
     compare_exact: Option<&[(String, f64)]>,
 ) -> serde_json::Value {
     let layers = bounds
         .iter()
         .map(|b| {
-            let (kind, degree) = match attention {
+            let (kind, degree) = match b.attention {
                 Attention::Exact => ("exact", None),
                 Attention::Poly { degree } => ("poly", Some(degree)),
             };
-            let reason = match (attention, b.output_bound) {
-                (Attention::Exact, _) => "exact attention: f32 rounding only".to_string(),
-                (_, Some(_)) => format!(
+            let reason = match (&b.decision, b.attention, b.output_bound) {
+                (Some(decision), ..) => decision.reason.clone(),
+                (None, Attention::Exact, _) => "exact attention: f32 rounding only".to_string(),
+                (None, _, Some(_)) => format!(
                     "certified: logits within {:.3e}, eps = e^R R^(g+1)/(g+1)! < 1",
                     b.logit_bound
                 ),
-                (_, None) => format!(
+                (None, _, None) => format!(
                     "no bound: logits within {:.3e} give eps >= 1; use exact attention",
                     b.logit_bound
                 ),

@@ -15,8 +15,9 @@ use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
 use crate::ops::sampled_check::{self, PendingCheck};
-use crate::ops::AttentionOp;
+use crate::ops::{AttentionFootprint, AttentionOp};
 
+use super::auto::{self, AutoAttention, Decision, LayerInputs, OpSet};
 use super::block::{attention_shape, BlockPass, BlockState, Dims};
 use super::memory::MemoryEstimate;
 use super::{ErrorChecks, HostTensor, LayerBound, Loss, Model, ModelConfig, Tensors};
@@ -66,6 +67,9 @@ pub struct ForwardTrace {
 /// The whole forward pass, kept for the backward.
 struct ForwardState {
     blocks: Vec<BlockState>,
+    /// Each layer's attention, and why where it was chosen automatically.
+    attentions: Vec<Attention>,
+    decisions: Vec<Option<Decision>>,
     /// The last block's output, LN_f's input.
     x_last: GpuTensor,
     lnf_stats: GpuTensor,
@@ -95,23 +99,23 @@ impl GpuModel {
 
     /// y = model(x) for x `[B, n, d_model]`.
     pub fn forward(&self, ctx: &GpuContext, x: &HostTensor) -> Result<HostTensor> {
-        let (dims, attention) = self.prepare(ctx, x)?;
-        let state = self.forward_state(ctx, x, dims, &attention)?;
+        let (dims, mut ops, policy) = self.prepare(ctx, x)?;
+        let state = self.forward_state(ctx, x, dims, &mut ops, &policy)?;
         download(ctx, &state.y)
     }
 
     /// Runs the forward pass and reads back every block's activations (slow: for diagnosing
     /// a result that is not finite).
     pub fn trace_forward(&self, ctx: &GpuContext, x: &HostTensor) -> Result<ForwardTrace> {
-        let (dims, attention) = self.prepare(ctx, x)?;
-        let state = self.forward_state(ctx, x, dims, &attention)?;
+        let (dims, mut ops, policy) = self.prepare(ctx, x)?;
+        let state = self.forward_state(ctx, x, dims, &mut ops, &policy)?;
         let mut trace = ForwardTrace {
             logit_bounds: Vec::new(),
             first_nonfinite: None,
         };
         for (l, block) in state.blocks.iter().enumerate() {
             let maxima = block.certificate.download(ctx)?;
-            let heads = certificate::head_bounds(attention.shape(), &maxima);
+            let heads = certificate::head_bounds(ops.shape(), &maxima);
             let bound = heads.iter().map(|h| h.logit_bound).fold(0.0, f64::max);
             trace.logit_bounds.push(bound);
             if trace.first_nonfinite.is_none() {
@@ -153,9 +157,84 @@ impl GpuModel {
         loss: &Loss,
         checks: ErrorChecks,
     ) -> Result<ModelGradients> {
-        let (dims, attention) = self.prepare_checked(ctx, x, checks)?;
+        let (dims, mut ops, policy) = self.prepare_checked(ctx, x, checks)?;
+        self.pass(ctx, (x, loss), (dims, checks), &mut ops, &policy)
+    }
+
+    /// One pass with automatic attention (see `model::auto`): each layer gets the cheapest
+    /// attention that meets `auto`'s tolerance, decided from its own logits, and says why in
+    /// its [`LayerBound`]. With `checks.sample_rows` of 0 only certificates decide (a layer
+    /// with none gets exact attention); otherwise a layer chosen by its sampled o error has
+    /// its dq measured in the backward, and where that misses the tolerance the pass runs
+    /// again with the layer's next candidate (at most once per layer and degree).
+    pub fn gradients_auto(
+        &self,
+        ctx: &GpuContext,
+        x: &HostTensor,
+        loss: &Loss,
+        (auto, checks): (AutoAttention, ErrorChecks),
+    ) -> Result<ModelGradients> {
+        let (batch, seq_len) = self.config.check_input("x", x)?;
+        let dims = Dims { batch, seq_len };
+        let mut ops = OpSet::new(attention_shape(&self.config, dims));
+        let mut footprint = AttentionFootprint::default();
+        let kinds = auto.degrees().map(|degree| Attention::Poly { degree });
+        for attention in kinds.chain([Attention::Exact]) {
+            // A degree that does not fit is no candidate (auto::decide says so per layer).
+            if let Ok(op) = ops.get(ctx, attention) {
+                footprint = footprint.max(op.footprint(ctx));
+            }
+        }
+        let footprint = with_check(footprint, ops.shape(), checks);
+        MemoryEstimate::of(ctx, &self.config, dims, footprint).check(ctx, 0, true)?;
+
+        let mut floors = vec![0; self.config.n_layers];
+        let mut missed: Vec<Vec<String>> = vec![Vec::new(); self.config.n_layers];
+        loop {
+            let policy = Policy::Auto {
+                auto,
+                floors: floors.clone(),
+                checks,
+            };
+            let mut result = self.pass(ctx, (x, loss), (dims, checks), &mut ops, &policy)?;
+            let mut again = false;
+            for (l, b) in result.attention_bounds.iter().enumerate() {
+                let candidate = b.decision.as_ref().and_then(|d| d.sampled_candidate);
+                let dq = b.sampled.and_then(|s| s.dq_rel_err);
+                if let (Some(i), Some(dq)) = (candidate, dq) {
+                    if dq.is_nan() || dq > auto.tolerance() {
+                        missed[l].push(format!(
+                            "{}'s sampled dq error {dq:.2e} missed the tolerance",
+                            b.attention
+                        ));
+                        floors[l] = i + 1;
+                        again = true;
+                    }
+                }
+            }
+            if !again {
+                for (b, notes) in result.attention_bounds.iter_mut().zip(&missed) {
+                    if let (Some(d), false) = (&mut b.decision, notes.is_empty()) {
+                        d.reason =
+                            format!("{} (in earlier passes: {})", d.reason, notes.join("; "));
+                    }
+                }
+                return Ok(result);
+            }
+        }
+    }
+
+    /// Forward, backward and readback of one pass whose ops and policy are set.
+    fn pass(
+        &self,
+        ctx: &GpuContext,
+        (x, loss): (&HostTensor, &Loss),
+        (dims, checks): (Dims, ErrorChecks),
+        ops: &mut OpSet,
+        policy: &Policy,
+    ) -> Result<ModelGradients> {
         check_upstream(x, loss)?;
-        let state = self.forward_state(ctx, x, dims, &attention)?;
+        let state = self.forward_state(ctx, x, dims, ops, policy)?;
         // dL/dy: given (no readback before the backward), or from y for a built-in loss.
         let (loss_value, dy) = match loss {
             Loss::Vjp(dy) => (None, dy.data.clone()),
@@ -165,11 +244,9 @@ impl GpuModel {
             }
         };
         let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
-        let (grad_x, grads, sampled) =
-            self.backward(ctx, &state, (dims, checks), &attention, dy)?;
-        let kind = self.config.attention_kind()?;
+        let (grad_x, grads, sampled) = self.backward(ctx, &state, (dims, checks), ops, dy)?;
         let results = (&grad_x, &grads, loss_value);
-        read_back(ctx, (&state, &sampled), results, (attention.shape(), kind))
+        read_back(ctx, (&state, &sampled), results, ops.shape())
     }
 
     /// The memory a pass of `config` over an input of `batch` x `seq_len` needs on `ctx`,
@@ -193,7 +270,7 @@ impl GpuModel {
 
     /// Checks x, builds the attention for its shape, and refuses a pass the device or the
     /// machine cannot hold before allocating any of it.
-    fn prepare(&self, ctx: &GpuContext, x: &HostTensor) -> Result<(Dims, AttentionOp)> {
+    fn prepare(&self, ctx: &GpuContext, x: &HostTensor) -> Result<(Dims, OpSet, Policy)> {
         self.prepare_checked(ctx, x, ErrorChecks::default())
     }
 
@@ -203,20 +280,18 @@ impl GpuModel {
         ctx: &GpuContext,
         x: &HostTensor,
         checks: ErrorChecks,
-    ) -> Result<(Dims, AttentionOp)> {
+    ) -> Result<(Dims, OpSet, Policy)> {
         let (batch, seq_len) = self.config.check_input("x", x)?;
         let attention = attention_op(ctx, &self.config, batch, seq_len)?;
         let dims = Dims { batch, seq_len };
         let mut footprint = attention.footprint(ctx);
-        if let (AttentionOp::Poly(_), Some(rows)) = (&attention, checks.layer_rows(0, seq_len)) {
-            let check = sampled_check::footprint(attention.shape(), rows.len());
-            footprint.saved += check.kept;
-            footprint.backward_scratch += check.scratch;
-            footprint.largest = footprint.largest.max(check.largest);
+        if let AttentionOp::Poly(_) = &attention {
+            footprint = with_check(footprint, attention.shape(), checks);
         }
         let estimate = MemoryEstimate::of(ctx, &self.config, dims, footprint);
         estimate.check(ctx, 0, true)?;
-        Ok((dims, attention))
+        let kind = self.config.attention_kind()?;
+        Ok((dims, OpSet::of(attention, kind), Policy::Fixed(kind)))
     }
 
     fn final_ln(&self) -> LayerNormParams<'_> {
@@ -242,13 +317,40 @@ impl GpuModel {
         ctx: &GpuContext,
         x: &HostTensor,
         dims: Dims,
-        attention: &AttentionOp,
+        ops: &mut OpSet,
+        policy: &Policy,
     ) -> Result<ForwardState> {
         let mut h = GpuTensor::upload(ctx, "x", &x.shape, &x.data)?;
         let mut blocks = Vec::new();
+        let mut attentions = Vec::new();
+        let mut decisions = Vec::new();
         for l in 0..self.config().n_layers {
-            let (block, next) = self.block(ctx, l, dims).forward(h, attention)?;
-            blocks.push(block);
+            let block = self.block(ctx, l, dims);
+            let stage = block.forward_qkv(h, ops.shape())?;
+            let (attention, saved, decision) = match policy {
+                Policy::Fixed(attention) => (*attention, None, None),
+                Policy::Auto {
+                    auto,
+                    floors,
+                    checks,
+                } => {
+                    let maxima = stage.certificate.download(ctx)?;
+                    let heads = certificate::head_bounds(ops.shape(), &maxima);
+                    let rows = checks.layer_rows(l, dims.seq_len);
+                    let inputs = LayerInputs {
+                        heads: &heads,
+                        qkv: stage.qkv(),
+                        rows: rows.as_deref(),
+                    };
+                    let (decision, saved) = auto::decide(ctx, auto, ops, inputs, floors[l])?;
+                    (decision.attention, saved, Some(decision))
+                }
+            };
+            let op = ops.get(ctx, attention)?;
+            let (state, next) = block.forward_rest(stage, op, saved)?;
+            blocks.push(state);
+            attentions.push(attention);
+            decisions.push(decision);
             h = next;
         }
         let mut encoder = ctx.encoder("final LayerNorm");
@@ -257,6 +359,8 @@ impl GpuModel {
         ctx.submit("final LayerNorm", encoder)?;
         Ok(ForwardState {
             blocks,
+            attentions,
+            decisions,
             x_last: h,
             lnf_stats,
             y,
@@ -270,7 +374,7 @@ impl GpuModel {
         ctx: &GpuContext,
         state: &ForwardState,
         (dims, checks): (Dims, ErrorChecks),
-        attention: &AttentionOp,
+        ops: &OpSet,
         dy: GpuTensor,
     ) -> Result<Backward> {
         let mut grads = BTreeMap::new();
@@ -297,6 +401,7 @@ impl GpuModel {
         for (l, block) in state.blocks.iter().enumerate().rev() {
             let rows = checks.layer_rows(l, dims.seq_len);
             let upstream = (&d, rows.as_deref());
+            let attention = ops.built(state.attentions[l]);
             let (d_in, check) = self
                 .block(ctx, l, dims)
                 .backward(block, attention, upstream, &grads)?;
@@ -306,6 +411,34 @@ impl GpuModel {
         sampled.reverse();
         Ok((d, grads, sampled))
     }
+}
+
+/// How a pass gives each layer its attention.
+enum Policy {
+    /// The same for every layer.
+    Fixed(Attention),
+    /// Chosen per layer as the pass reaches it, skipping the first `floors[l]` candidates of
+    /// layer l; `checks` gives the rows a sampled decision measures.
+    Auto {
+        auto: AutoAttention,
+        floors: Vec<usize>,
+        checks: ErrorChecks,
+    },
+}
+
+/// `footprint` with that of the sampled check `checks` asks for added.
+fn with_check(
+    mut footprint: AttentionFootprint,
+    shape: &AttentionShape,
+    checks: ErrorChecks,
+) -> AttentionFootprint {
+    if let Some(rows) = checks.layer_rows(0, shape.seq_len) {
+        let check = sampled_check::footprint(shape, rows.len());
+        footprint.saved += check.kept;
+        footprint.backward_scratch += check.scratch;
+        footprint.largest = footprint.largest.max(check.largest);
+    }
+    footprint
 }
 
 /// The config's attention for an input of `batch` x `seq_len`.
@@ -344,7 +477,7 @@ fn read_back(
     ctx: &GpuContext,
     (state, sampled): (&ForwardState, &[Option<PendingCheck>]),
     (grad_x, grads, loss): (&GpuTensor, &BTreeMap<String, GpuTensor>, Option<f64>),
-    (shape, attention): (&AttentionShape, Attention),
+    shape: &AttentionShape,
 ) -> Result<ModelGradients> {
     let mut wanted = vec![&state.y, grad_x];
     wanted.extend(grads.values());
@@ -375,8 +508,11 @@ fn read_back(
                     c.finish(&combined, &picked)
                 })
             });
-            (heads.into_iter().zip(measured).enumerate())
-                .map(|(l, (heads, measured))| LayerBound::of(l, heads, attention, measured))
+            let chosen = state.attentions.iter().zip(&state.decisions);
+            (heads.into_iter().zip(measured).zip(chosen).enumerate())
+                .map(|(l, ((heads, measured), (&attention, decision)))| {
+                    LayerBound::of(l, heads, attention, measured).decided(decision.clone())
+                })
                 .collect()
         },
     })

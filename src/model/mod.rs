@@ -1,6 +1,7 @@
 //! The transformer of shared/DESIGN.md §1: its config, its parameters on the host ([`Model`]),
 //! and its forward and backward pass on the GPU ([`GpuModel`]).
 
+mod auto;
 mod block;
 mod bounds;
 mod config;
@@ -8,6 +9,7 @@ mod gpu;
 mod memory;
 mod params;
 
+pub use auto::{AutoAttention, Decision};
 pub use bounds::{bounds_report, compare_with_exact, ErrorChecks, LayerBound};
 pub use config::ModelConfig;
 pub use gpu::{ForwardTrace, GpuModel, ModelGradients};

@@ -54,6 +54,18 @@ pub struct AttentionFootprint {
     pub largest: u64,
 }
 
+impl AttentionFootprint {
+    /// The larger of each field: what either of two attentions may need.
+    pub fn max(self, other: Self) -> Self {
+        AttentionFootprint {
+            saved: self.saved.max(other.saved),
+            forward_scratch: self.forward_scratch.max(other.forward_scratch),
+            backward_scratch: self.backward_scratch.max(other.backward_scratch),
+            largest: self.largest.max(other.largest),
+        }
+    }
+}
+
 /// Either attention for one shape, behind one interface: the setting a caller switches.
 pub enum AttentionOp {
     Exact(exact_attention::ExactAttention),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::attention::AttentionShape;
+use crate::attention::{Attention, AttentionShape};
 use crate::model::{Model, ModelConfig};
 
 use super::attention::{attention_backward, attention_forward};
@@ -36,13 +36,19 @@ pub struct ReferenceGradients<T = f64> {
 pub struct ReferenceModel<T = f64> {
     pub config: ModelConfig,
     pub params: BTreeMap<String, Vec<T>>,
+    /// Each layer's attention: the config's, unless set per layer (a mixed model, as
+    /// automatic attention makes one).
+    pub layer_attention: Vec<Attention>,
 }
 
 impl<T: Real> ReferenceModel<T> {
     /// The parameters of `model` in T (widened to f64, or kept in f32).
     pub fn from_model(model: &Model) -> Self {
+        let c = model.config();
+        let attention = c.attention_kind().expect("a Model's config is valid");
         ReferenceModel {
-            config: model.config().clone(),
+            layer_attention: vec![attention; c.n_layers],
+            config: c.clone(),
             params: model
                 .params()
                 .iter()
@@ -53,6 +59,15 @@ impl<T: Real> ReferenceModel<T> {
                     )
                 })
                 .collect(),
+        }
+    }
+
+    /// The same model with each layer's attention given (one per layer).
+    pub fn with_layer_attention(self, layer_attention: Vec<Attention>) -> Self {
+        assert_eq!(layer_attention.len(), self.config.n_layers);
+        ReferenceModel {
+            layer_attention,
+            ..self
         }
     }
 
@@ -76,6 +91,7 @@ impl<T: Real> ReferenceModel<T> {
 /// A model and the sizes of one input.
 struct Net<'a, T> {
     config: &'a ModelConfig,
+    layer_attention: &'a [Attention],
     params: &'a BTreeMap<String, Vec<T>>,
     batch: usize,
     seq_len: usize,
@@ -102,6 +118,7 @@ impl<'a, T: Real> Net<'a, T> {
     fn new(model: &'a ReferenceModel<T>, batch: usize, seq_len: usize) -> Self {
         Net {
             config: &model.config,
+            layer_attention: &model.layer_attention,
             params: &model.params,
             batch,
             seq_len,
@@ -142,7 +159,7 @@ impl<'a, T: Real> Net<'a, T> {
     fn block_forward(&self, l: usize, x_in: Vec<T>) -> (BlockCache<T>, Vec<T>) {
         let c = self.config;
         let (qk, vw) = (c.n_heads * c.d_qk, c.n_heads * c.d_v);
-        let attention = c.attention_kind().expect("a Model's config is valid");
+        let attention = self.layer_attention[l];
         let h1 = layer_norm_forward(
             &x_in,
             self.p(l, "ln1.weight"),
@@ -212,7 +229,7 @@ impl<'a, T: Real> Net<'a, T> {
         grads: &mut BTreeMap<String, Vec<T>>,
     ) -> Vec<T> {
         let c = self.config;
-        let attention = c.attention_kind().expect("a Model's config is valid");
+        let attention = self.layer_attention[l];
         let mut put = |name: &str, g: Vec<T>| {
             grads.insert(format!("blocks.{l}.{name}"), g);
         };
