@@ -11,6 +11,7 @@ pub mod model;
 pub mod ops;
 pub mod poly;
 pub mod reference;
+pub mod sweep;
 pub mod validate;
 
 pub use attention::{Attention, AttentionShape};

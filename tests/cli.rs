@@ -914,3 +914,80 @@ fn grad_attention_auto_picks_each_layer_and_says_why() {
         assert!(err.contains(named), "{extra:?}: {err}");
     }
 }
+
+/// Runs `polygrad error` with `args`; returns (success, stdout, stderr).
+fn error_command(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .arg("error")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn error_sweeps_logits_and_degrees_and_draws_them() {
+    let Some(_ctx) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("error.svg");
+    let (ok, out, err) = error_command(&[
+        "--n",
+        "40",
+        "--d-qk",
+        "4",
+        "--d-v",
+        "3",
+        "--causal",
+        "--seed",
+        "5",
+        "--max-logits",
+        "0.1,1,10",
+        "--degrees",
+        "2,4",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("n=40 d_qk=4 d_v=3 causal"), "{out}");
+    // One row per (largest logit, degree): g, max |s|, R, certified (or "none (eps >= 1)"),
+    // measured err(o), then o, dq, dk, dv.
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.first().is_some_and(|g| *g == "2" || *g == "4"))
+        .collect();
+    assert_eq!(rows.len(), 6, "{out}");
+    let mut certified = 0;
+    for row in &rows {
+        let max_s: f64 = row[1].parse().unwrap();
+        assert!(
+            [0.1, 1.0, 10.0].iter().any(|s| (max_s - s).abs() < 1e-3),
+            "{out}"
+        );
+        let measured: f64 = row[row.len() - 5].parse().unwrap();
+        if let Ok(bound) = row[3].parse::<f64>() {
+            certified += 1;
+            assert!(measured <= bound, "{row:?}");
+        }
+    }
+    assert!(certified >= 2, "{out}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("g=4 certified") && drawn.contains("g=2 measured"));
+
+    for (args, named) in [
+        (&["--degrees", "3"][..], "--degrees"),
+        (&["--max-logits", "0"][..], "--max-logits"),
+        (&["--max-logits", "nan"][..], "--max-logits"),
+        (&["--n", "0"][..], "seq_len"),
+        (&["--plot", "error.txt"][..], ".svg or .png"),
+    ] {
+        let (ok, _, err) = error_command(args);
+        assert!(!ok, "{args:?} was accepted");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+}

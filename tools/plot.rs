@@ -1,13 +1,23 @@
-//! `polygrad bench --plot FILE.svg|png`: time against n on log-log axes, one line per attention.
+//! `polygrad bench --plot` (time against n) and `polygrad error --plot` (error against the
+//! largest logit): lines on log-log axes, into SVG or PNG.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
-/// One line of the plot: its label and (n, milliseconds) points.
+/// One line of the plot: its label, its (x, y) points, its colour (an index into plotters'
+/// palette; lines may share one) and whether it is dashed.
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    pub color: usize,
+    pub dashed: bool,
+}
+
+/// What the axes show.
+pub struct Axes<'a> {
+    pub x: &'a str,
+    pub y: &'a str,
 }
 
 /// TrueType fonts tried, in order, for the plot's text (plotters draws text with ab_glyph, which
@@ -59,7 +69,7 @@ pub fn check(path: &Path) -> Result<bool, String> {
 
 /// Draws `series` into `path` (SVG or PNG, by extension), replacing it whole: the plot is drawn
 /// to a temporary file beside it and renamed into place.
-pub fn plot(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+pub fn plot(path: &Path, (title, axes): (&str, Axes), series: &[Series]) -> Result<(), String> {
     let svg = check(path)?;
     let points = || series.iter().flat_map(|s| s.points.iter());
     if points().any(|&(n, ms)| n <= 0.0 || ms <= 0.0 || !ms.is_finite()) || points().count() == 0 {
@@ -71,13 +81,13 @@ pub fn plot(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
     let drawn = if svg {
         draw(
             SVGBackend::new(&tmp, size).into_drawing_area(),
-            title,
+            (title, &axes),
             series,
         )
     } else {
         draw(
             BitMapBackend::new(&tmp, size).into_drawing_area(),
-            title,
+            (title, &axes),
             series,
         )
     };
@@ -90,7 +100,7 @@ pub fn plot(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
 
 fn draw<B: DrawingBackend>(
     area: DrawingArea<B, plotters::coord::Shift>,
-    title: &str,
+    (title, axes): (&str, &Axes),
     series: &[Series],
 ) -> Result<(), String>
 where
@@ -105,7 +115,7 @@ where
         .caption(title, ("sans-serif", 22))
         .margin(20)
         .x_label_area_size(45)
-        .y_label_area_size(70)
+        .y_label_area_size(80)
         .build_cartesian_2d(
             (n_min / 1.5..n_max * 1.5).log_scale(),
             (t_min / 2.0..t_max * 2.0).log_scale(),
@@ -113,18 +123,30 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("n (sequence length)")
-        .y_desc("forward + backward, ms")
+        .x_desc(axes.x)
+        .y_desc(axes.y)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(err)?;
-    for (i, s) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+    for s in series {
+        let color = Palette99::pick(s.color).to_rgba();
+        let style = color.stroke_width(2);
+        let drawn = if s.dashed {
+            let line = DashedLineSeries::new(s.points.clone(), 8, 5, style);
+            chart.draw_series(line)
+        } else {
+            chart.draw_series(LineSeries::new(s.points.clone(), style))
+        };
+        let dashed = s.dashed;
+        drawn
             .map_err(err)?
             .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                let end = if dashed { x + 8 } else { x + 20 };
+                PathElement::new([(x, y), (end, y)], style)
+            });
         chart
             .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(err)?;
@@ -137,4 +159,16 @@ where
         .draw()
         .map_err(err)?;
     area.present().map_err(err)
+}
+
+/// A tick label: 1e-5 for small values, 0.25 or 1500 otherwise (no float noise).
+fn tick(v: &f64) -> String {
+    if *v != 0.0 && v.abs() < 1e-2 {
+        return format!("{v:.0e}");
+    }
+    let fixed = format!("{v:.3}");
+    fixed
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
 }

@@ -113,6 +113,10 @@ enum Command {
         #[arg(long, value_name = "M", default_value_t = 0)]
         sample_rows: usize,
     },
+    /// Polynomial attention's error against exact softmax attention for one head, over a sweep
+    /// of the largest logit and the degree: measured against the f64 reference computed in
+    /// full (quadratic in n, on the CPU), beside the certified bound.
+    Error(ErrorArgs),
     /// Time every matrix-product variant on the shape classes of the whole benchmark model
     /// at --n, and exact attention's tiles at its widths; keep the fastest per class in the
     /// tune cache, and print the choices.
@@ -249,6 +253,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Tune { adapter, n } => tune(adapter.as_deref(), n),
+        Command::Error(args) => error_table(args),
     };
     match result {
         Ok(code) => code,
@@ -346,6 +351,36 @@ struct GradArgs {
     compare_exact: bool,
     #[arg(long, value_name = "NAME")]
     adapter: Option<String>,
+}
+
+/// `polygrad error`'s options.
+#[derive(clap::Args)]
+struct ErrorArgs {
+    #[arg(long, value_name = "NAME")]
+    adapter: Option<String>,
+    /// Sequence length (the f64 reference's time grows as its square).
+    #[arg(long, default_value_t = 512)]
+    n: usize,
+    #[arg(long, default_value_t = 8)]
+    d_qk: usize,
+    #[arg(long, default_value_t = 16)]
+    d_v: usize,
+    /// Causal attention (default: full).
+    #[arg(long)]
+    causal: bool,
+    /// The largest |logit| of each point, comma-separated (q is scaled to reach it).
+    #[arg(long, value_name = "S", value_delimiter = ',', default_values_t = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0])]
+    max_logits: Vec<f64>,
+    /// Degrees of polynomial attention, comma-separated (even, 2 to 8).
+    #[arg(long, value_name = "G", value_delimiter = ',', default_values_t = [2u32, 4, 6])]
+    degrees: Vec<u32>,
+    /// Seed of the random q, k, v and dL/do (default: a fresh one, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Draw the error against the largest logit, one colour per degree, measured solid and
+    /// certified dashed, on log axes, into FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
 }
 
 /// Exit status of `grad` when the result holds a NaN or an infinity.
@@ -468,6 +503,116 @@ fn report_bounds(bounds: &[polygrad::LayerBound]) {
             unbounded.join(", ")
         );
     }
+}
+
+/// `polygrad error`: the sweep as a table on stdout, and its plot.
+fn error_table(args: ErrorArgs) -> polygrad::Result<ExitCode> {
+    if let Some(&bad) = args
+        .max_logits
+        .iter()
+        .find(|s| !(s.is_finite() && **s > 0.0))
+    {
+        return Err(option_error(
+            "--max-logits",
+            format!("{bad} is not a positive number"),
+        ));
+    }
+    for &g in &args.degrees {
+        polygrad::poly::check_degree(g).map_err(|e| option_error("--degrees", e.to_string()))?;
+    }
+    if let Some(Err(message)) = args.plot.as_deref().map(plot::check) {
+        let path = args.plot.unwrap_or_default().display().to_string();
+        return Err(polygrad::Error::File { path, message });
+    }
+    let shape = AttentionShape::new(1, 1, args.n, args.d_qk, args.d_v, args.causal);
+    shape.validate()?;
+    let ctx = GpuContext::new(args.adapter.as_deref())?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!("adapter: {}   seed: {seed}", ctx.adapter().label());
+    println!("polynomial attention against exact softmax attention (f64, in full), {shape}");
+    let points = polygrad::sweep::error_sweep(&ctx, shape, &args.max_logits, &args.degrees, seed)?;
+    println!(
+        "{:>3} {:>9} {:>11} {:>24} {:>24} {:>9} {:>9} {:>9} {:>9}",
+        "g",
+        "max |s|",
+        "logit bound",
+        "certified err(o)/max|v|",
+        "measured err(o)/max|v|",
+        "o",
+        "dq",
+        "dk",
+        "dv"
+    );
+    for p in &points {
+        let certified = p
+            .certified
+            .map_or("none (eps >= 1)".into(), |b| format!("{b:.3e}"));
+        println!(
+            "{:>3} {:>9.3} {:>11.3} {certified:>24} {:>24.3e} {:>9.2e} {:>9.2e} {:>9.2e} {:>9.2e}",
+            p.degree, p.max_logit, p.logit_bound, p.o_max_error, p.o, p.dq, p.dk, p.dv
+        );
+    }
+    println!(
+        "err(o) is max |o(poly) - o(exact)|; o, dq, dk, dv are relative errors over the tensor"
+    );
+    if let Some(path) = &args.plot {
+        plot_errors(path, &ctx, &shape, &points)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `polygrad error --plot`: per degree, the measured error solid and the certified dashed.
+fn plot_errors(
+    path: &Path,
+    ctx: &GpuContext,
+    shape: &AttentionShape,
+    points: &[polygrad::sweep::ErrorPoint],
+) -> polygrad::Result<()> {
+    let mut degrees: Vec<u32> = points.iter().map(|p| p.degree).collect();
+    degrees.sort_unstable();
+    degrees.dedup();
+    let mut series = Vec::new();
+    for (i, &g) in degrees.iter().enumerate() {
+        let of_g = || points.iter().filter(move |p| p.degree == g);
+        let measured = of_g().map(|p| (p.max_logit, p.o_max_error));
+        let certified = of_g().filter_map(|p| p.certified.map(|b| (p.max_logit, b)));
+        for (label, dashed, line) in [
+            (
+                format!("g={g} measured"),
+                false,
+                measured.collect::<Vec<_>>(),
+            ),
+            (format!("g={g} certified"), true, certified.collect()),
+        ] {
+            let points: Vec<_> = line.into_iter().filter(|&(_, e)| e > 0.0).collect();
+            if !points.is_empty() {
+                series.push(plot::Series {
+                    label,
+                    points,
+                    color: i,
+                    dashed,
+                });
+            }
+        }
+    }
+    let title = format!(
+        "poly against exact attention: n={} d_qk={} d_v={}{}, {}",
+        shape.seq_len,
+        shape.d_qk,
+        shape.d_v,
+        if shape.causal { " causal" } else { "" },
+        ctx.adapter().name
+    );
+    let axes = plot::Axes {
+        x: "largest |logit|, max |s|",
+        y: "max |o(poly) - o(exact)| / max |v|",
+    };
+    plot::plot(path, (&title, axes), &series).map_err(|message| polygrad::Error::File {
+        path: path.display().to_string(),
+        message,
+    })?;
+    println!("plot written to {}", path.display());
+    Ok(())
 }
 
 /// `--attention auto` with its --tolerance and --max-degree, checked; None for another
@@ -890,13 +1035,16 @@ fn bench(
         let series: Vec<plot::Series> = attentions
             .iter()
             .zip(&times)
-            .map(|(a, t)| plot::Series {
+            .enumerate()
+            .map(|(i, (a, t))| plot::Series {
                 label: a.to_string(),
                 points: sizes
                     .iter()
                     .zip(t)
                     .map(|(&n, d)| (n as f64, d.as_secs_f64() * 1e3))
                     .collect(),
+                color: i,
+                dashed: false,
             })
             .collect();
         let what = if target.model {
@@ -905,7 +1053,11 @@ fn bench(
             "attention"
         };
         let title = format!("{what} forward + backward, {}", ctx.adapter().name);
-        plot::plot(path, &title, &series).map_err(|message| polygrad::Error::File {
+        let axes = plot::Axes {
+            x: "n (sequence length)",
+            y: "forward + backward, ms",
+        };
+        plot::plot(path, (&title, axes), &series).map_err(|message| polygrad::Error::File {
             path: path.display().to_string(),
             message,
         })?;
