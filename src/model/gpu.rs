@@ -177,15 +177,7 @@ impl GpuModel {
         let (batch, seq_len) = self.config.check_input("x", x)?;
         let dims = Dims { batch, seq_len };
         let mut ops = OpSet::new(attention_shape(&self.config, dims));
-        let mut footprint = AttentionFootprint::default();
-        let kinds = auto.degrees().map(|degree| Attention::Poly { degree });
-        for attention in kinds.chain([Attention::Exact]) {
-            // A degree that does not fit is no candidate (auto::decide says so per layer).
-            if let Ok(op) = ops.get(ctx, attention) {
-                footprint = footprint.max(op.footprint(ctx));
-            }
-        }
-        let footprint = with_check(footprint, ops.shape(), checks);
+        let footprint = with_check(auto_footprint(ctx, &auto, &mut ops), ops.shape(), checks);
         MemoryEstimate::of(ctx, &self.config, dims, footprint).check(ctx, 0, true)?;
 
         let mut floors = vec![0; self.config.n_layers];
@@ -197,22 +189,8 @@ impl GpuModel {
                 checks,
             };
             let mut result = self.pass(ctx, (x, loss), (dims, checks), &mut ops, &policy)?;
-            let mut again = false;
-            for (l, b) in result.attention_bounds.iter().enumerate() {
-                let candidate = b.decision.as_ref().and_then(|d| d.sampled_candidate);
-                let dq = b.sampled.and_then(|s| s.dq_rel_err);
-                if let (Some(i), Some(dq)) = (candidate, dq) {
-                    if dq.is_nan() || dq > auto.tolerance() {
-                        missed[l].push(format!(
-                            "{}'s sampled dq error {dq:.2e} missed the tolerance",
-                            b.attention
-                        ));
-                        floors[l] = i + 1;
-                        again = true;
-                    }
-                }
-            }
-            if !again {
+            let misses = dq_misses(&result.attention_bounds, auto.tolerance());
+            if misses.is_empty() {
                 for (b, notes) in result.attention_bounds.iter_mut().zip(&missed) {
                     if let (Some(d), false) = (&mut b.decision, notes.is_empty()) {
                         d.reason =
@@ -220,6 +198,10 @@ impl GpuModel {
                     }
                 }
                 return Ok(result);
+            }
+            for (layer, next_candidate, note) in misses {
+                floors[layer] = next_candidate;
+                missed[layer].push(note);
             }
         }
     }
@@ -424,6 +406,39 @@ enum Policy {
         floors: Vec<usize>,
         checks: ErrorChecks,
     },
+}
+
+/// The most any candidate of `auto` (every degree that fits, and exact attention) needs.
+fn auto_footprint(ctx: &GpuContext, auto: &AutoAttention, ops: &mut OpSet) -> AttentionFootprint {
+    let mut footprint = AttentionFootprint::default();
+    let kinds = auto.degrees().map(|degree| Attention::Poly { degree });
+    for attention in kinds.chain([Attention::Exact]) {
+        // A degree that does not fit is no candidate (auto::decide says so per layer).
+        if let Ok(op) = ops.get(ctx, attention) {
+            footprint = footprint.max(op.footprint(ctx));
+        }
+    }
+    footprint
+}
+
+/// The layers chosen on their sampled o error whose dq, measured in the backward, missed the
+/// tolerance: (layer, the candidate to start from in the next pass, a note saying so).
+fn dq_misses(bounds: &[LayerBound], tolerance: f64) -> Vec<(usize, usize, String)> {
+    let mut misses = Vec::new();
+    for b in bounds {
+        let candidate = b.decision.as_ref().and_then(|d| d.sampled_candidate);
+        let dq = b.sampled.and_then(|s| s.dq_rel_err);
+        if let (Some(i), Some(dq)) = (candidate, dq) {
+            if dq.is_nan() || dq > tolerance {
+                let note = format!(
+                    "{}'s sampled dq error {dq:.2e} missed the tolerance",
+                    b.attention
+                );
+                misses.push((b.layer, i + 1, note));
+            }
+        }
+    }
+    misses
 }
 
 /// `footprint` with that of the sampled check `checks` asks for added.
