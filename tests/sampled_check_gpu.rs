@@ -4,7 +4,7 @@
 mod common;
 
 use polygrad::attention::AttentionShape;
-use polygrad::ops::sampled_check::{self, Checked, SampledError};
+use polygrad::ops::sampled_check::{self, Checked, KeyLoads, SampledError};
 use polygrad::ops::{upload_inputs, AttentionInputs, AttentionOp};
 use polygrad::reference::attention::{attention_backward, attention_forward};
 use polygrad::reference::sampled_check::rows_relative_error;
@@ -12,15 +12,23 @@ use polygrad::reference::widen;
 use polygrad::validate::random_attention_inputs;
 use polygrad::{Attention, GpuContext};
 
+/// The ways of loading keys this adapter runs: per sample, and shared where it has subgroups.
+fn key_loads(ctx: &GpuContext) -> Vec<KeyLoads> {
+    let mut loads = vec![KeyLoads::PerSample];
+    if let shared @ KeyLoads::Shared { .. } = KeyLoads::for_adapter(ctx) {
+        loads.push(shared);
+    }
+    loads
+}
+
 /// Polynomial attention's forward and backward on the GPU, then the sampled check of `rows`
 /// (with the backward, or the forward only).
 fn check_on_gpu(
     ctx: &GpuContext,
-    shape: &AttentionShape,
-    degree: u32,
+    (shape, degree): (&AttentionShape, u32),
     host: &[Vec<f32>; 4],
     rows: &[usize],
-    with_grad: bool,
+    (with_grad, loads): (bool, KeyLoads),
 ) -> (SampledError, Vec<f32>, Vec<f32>) {
     let op = AttentionOp::new(ctx, Attention::Poly { degree }, *shape).unwrap();
     let (q, k, v, d_o) = upload_inputs(ctx, shape, AttentionInputs::from_array(host)).unwrap();
@@ -31,8 +39,9 @@ fn check_on_gpu(
         o: saved.o(),
         grad: with_grad.then_some((&d_o, &grads.dq)),
     };
+    let qkv = (&q, &k, &v);
     let pending =
-        sampled_check::record(ctx, &mut encoder, shape, rows, (&q, &k, &v), checked).unwrap();
+        sampled_check::record_with(ctx, &mut encoder, (shape, rows), qkv, checked, loads).unwrap();
     ctx.submit("sampled check test", encoder).unwrap();
     let error = pending.measure(ctx).unwrap();
     (
@@ -61,32 +70,48 @@ fn sampled_errors_equal_the_full_comparison_on_the_same_rows() {
         let host = random_attention_inputs(&shape, qk_scale, seed);
         let rows = sampled_check::sample_rows(shape.seq_len, m, seed);
         assert_eq!(rows.len(), m.min(shape.seq_len));
-        let (got, o, dq) = check_on_gpu(&ctx, &shape, degree, &host, &rows, true);
-        let [q, k, v, d_o] = host.each_ref().map(|x| widen(x));
-        let exact = Attention::Exact;
-        let o_exact = attention_forward(&shape, exact, &q, &k, &v);
-        let dq_exact = attention_backward(&shape, exact, &q, &k, &v, &d_o).dq;
-        let o_full = rows_relative_error(&o, &o_exact, (shape.seq_len, shape.d_v), &rows);
-        let dq_full = rows_relative_error(&dq, &dq_exact, (shape.seq_len, shape.d_qk), &rows);
-        let what = format!("{shape} g={degree} m={m} seed {seed}: {got:?}");
-        eprintln!(
-            "{what}; full comparison on the rows: o {o_full:.3e} (apart by {:.1e}), \
-             dq {dq_full:.3e} (apart by {:.1e})",
-            (got.o_rel_err - o_full).abs(),
-            (got.dq_rel_err.unwrap_or(f64::NAN) - dq_full).abs()
-        );
-        assert_eq!(got.rows, rows.len(), "{what}");
-        // The polynomial error must be there to measure: these logits are not tiny.
-        assert!(o_full > 1e-5 && dq_full > 1e-5, "{what}");
-        assert!((got.o_rel_err - o_full).abs() <= 1e-6, "{what}: o {o_full}");
-        let dq_sampled = got.dq_rel_err.expect("a backward check measures dq");
-        assert!((dq_sampled - dq_full).abs() <= 1e-6, "{what}: dq {dq_full}");
-
-        // The forward-only check measures o the same, and no dq.
-        let (forward_only, ..) = check_on_gpu(&ctx, &shape, degree, &host, &rows, false);
-        assert_eq!(forward_only.o_rel_err, got.o_rel_err, "{what}");
-        assert_eq!(forward_only.dq_rel_err, None, "{what}");
+        eprintln!("{shape}: seed {seed}");
+        for loads in key_loads(&ctx) {
+            check_against_the_full_comparison(&ctx, (&shape, degree), &host, &rows, loads);
+        }
     }
+}
+
+/// One draw of the test above with the keys loaded as `loads`.
+fn check_against_the_full_comparison(
+    ctx: &GpuContext,
+    (shape, degree): (&AttentionShape, u32),
+    host: &[Vec<f32>; 4],
+    rows: &[usize],
+    loads: KeyLoads,
+) {
+    let shape = *shape;
+    let m = rows.len();
+    let (got, o, dq) = check_on_gpu(ctx, (&shape, degree), host, rows, (true, loads));
+    let [q, k, v, d_o] = host.each_ref().map(|x| widen(x));
+    let exact = Attention::Exact;
+    let o_exact = attention_forward(&shape, exact, &q, &k, &v);
+    let dq_exact = attention_backward(&shape, exact, &q, &k, &v, &d_o).dq;
+    let o_full = rows_relative_error(&o, &o_exact, (shape.seq_len, shape.d_v), rows);
+    let dq_full = rows_relative_error(&dq, &dq_exact, (shape.seq_len, shape.d_qk), rows);
+    let what = format!("{shape} g={degree} m={m} {loads:?}: {got:?}");
+    eprintln!(
+        "{what}; full comparison on the rows: o {o_full:.3e} (apart by {:.1e}), \
+         dq {dq_full:.3e} (apart by {:.1e})",
+        (got.o_rel_err - o_full).abs(),
+        (got.dq_rel_err.unwrap_or(f64::NAN) - dq_full).abs()
+    );
+    assert_eq!(got.rows, rows.len(), "{what}");
+    // The polynomial error must be there to measure: these logits are not tiny.
+    assert!(o_full > 1e-5 && dq_full > 1e-5, "{what}");
+    assert!((got.o_rel_err - o_full).abs() <= 1e-6, "{what}: o {o_full}");
+    let dq_sampled = got.dq_rel_err.expect("a backward check measures dq");
+    assert!((dq_sampled - dq_full).abs() <= 1e-6, "{what}: dq {dq_full}");
+
+    // The forward-only check measures o the same, and no dq.
+    let (forward_only, ..) = check_on_gpu(ctx, (&shape, degree), host, rows, (false, loads));
+    assert_eq!(forward_only.o_rel_err, got.o_rel_err, "{what}");
+    assert_eq!(forward_only.dq_rel_err, None, "{what}");
 }
 
 #[test]
@@ -95,13 +120,15 @@ fn a_rerun_of_the_check_is_bit_identical() {
     let shape = AttentionShape::new(1, 2, 500, 16, 16, true);
     let host = random_attention_inputs(&shape, 1.0, 7);
     let rows = sampled_check::sample_rows(shape.seq_len, 32, 8);
-    let (first, ..) = check_on_gpu(&ctx, &shape, 2, &host, &rows, true);
-    let (second, ..) = check_on_gpu(&ctx, &shape, 2, &host, &rows, true);
-    assert_eq!(first.o_rel_err.to_bits(), second.o_rel_err.to_bits());
-    assert_eq!(
-        first.dq_rel_err.map(f64::to_bits),
-        second.dq_rel_err.map(f64::to_bits)
-    );
+    for loads in key_loads(&ctx) {
+        let (first, ..) = check_on_gpu(&ctx, (&shape, 2), &host, &rows, (true, loads));
+        let (second, ..) = check_on_gpu(&ctx, (&shape, 2), &host, &rows, (true, loads));
+        assert_eq!(first.o_rel_err.to_bits(), second.o_rel_err.to_bits());
+        assert_eq!(
+            first.dq_rel_err.map(f64::to_bits),
+            second.dq_rel_err.map(f64::to_bits)
+        );
+    }
 }
 
 #[test]

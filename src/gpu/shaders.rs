@@ -34,6 +34,14 @@ pub const SHADERS: &[(&str, &str)] = &[
         "sampled_check.wgsl",
         include_str!("../../shaders/sampled_check.wgsl"),
     ),
+    // Not a module of its own: appended to sampled_check.wgsl (see its header).
+    (
+        "sampled_check_subgroup.wgsl",
+        concat!(
+            include_str!("../../shaders/sampled_check.wgsl"),
+            include_str!("../../shaders/sampled_check_subgroup.wgsl")
+        ),
+    ),
 ];
 
 /// The source of shader `name`, which must be one of [`SHADERS`].

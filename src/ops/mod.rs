@@ -261,6 +261,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &linear::BIAS_GRAD,
     &certificate::SPAN_MAXIMA,
     &sampled_check::SPAN_SUMS,
+    &sampled_check::SPAN_SUMS_SHARED,
     &sampled_check::COMBINE_SPANS,
     &sampled_check::GATHER_ROWS,
     &gelu::GELU_FORWARD,
