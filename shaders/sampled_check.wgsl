@@ -63,6 +63,106 @@ fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
 }
 
+// One record's task: a sampled row of a head, the keys of a span, a column group of v.
+struct Task {
+    h: u32,
+    sample: u32,
+    span: u32,
+    group: u32,
+    row: u32,
+    begin: u32,
+    end: u32,        // past the last key the row sees in the span
+    col0: u32,       // the group's first column of v
+    cols: u32,       // and how many it has
+    with_grad: bool, // the gradient sums (group 0 of a backward check)
+    o_row: u32,      // where the row's d_o starts
+}
+
+fn task(h: u32, sample: u32, span: u32, group: u32) -> Task {
+    var t: Task;
+    t.h = h;
+    t.sample = sample;
+    t.span = span;
+    t.group = group;
+    t.row = sample_rows[sample];
+    t.begin = span * params.span;
+    t.end = min(t.begin + params.span, params.rows);
+    if (params.causal != 0u) {
+        t.end = min(t.end, t.row + 1u);
+    }
+    t.col0 = group * WIDTH;
+    t.cols = min(WIDTH, params.d_v - t.col0);
+    t.with_grad = group == 0u && params.with_grad != 0u;
+    t.o_row = (h * params.rows + t.row) * params.d_v;
+    return t;
+}
+
+// The running sums of one record (see the header). Function-scope values start zeroed.
+struct Sums {
+    m: f32,
+    l: f32,
+    e: f32,
+    a: array<f32, WIDTH>,
+    b: array<f32, WIDTH>,
+    c: array<f32, WIDTH>,
+}
+
+// The task's q and (for the gradient sums) the first WIDTH entries of its d_o, loaded once.
+fn load_row(t: Task, qr: ptr<function, array<f32, WIDTH>>, dor: ptr<function, array<f32, WIDTH>>) {
+    for (var i = 0u; i < params.d_qk; i++) {
+        (*qr)[i] = q[(t.h * params.rows + t.row) * params.d_qk + i];
+    }
+    if (t.with_grad) {
+        for (var i = 0u; i < t.cols; i++) {
+            (*dor)[i] = d_o[t.o_row + i];
+        }
+    }
+}
+
+// The running maximum of online softmax: where logit s exceeds it, the sums so far are
+// rescaled by exp(m_old - s) and s becomes the maximum.
+fn raise_maximum(t: Task, sums: ptr<function, Sums>, s: f32) {
+    if (s <= (*sums).m) {
+        return;
+    }
+    let r = exp((*sums).m - s);
+    (*sums).l *= r;
+    (*sums).e *= r;
+    for (var i = 0u; i < t.cols; i++) {
+        (*sums).a[i] *= r;
+    }
+    if (t.with_grad) {
+        for (var i = 0u; i < params.d_qk; i++) {
+            (*sums).b[i] *= r;
+            (*sums).c[i] *= r;
+        }
+    }
+    (*sums).m = s;
+}
+
+// The gradient sums' terms of a key with weight p, dp = d_o . v and k row kr.
+fn add_gradient_terms(sums: ptr<function, Sums>, p: f32, dp: f32,
+                      kr: ptr<function, array<f32, WIDTH>>) {
+    (*sums).e += p * dp;
+    for (var i = 0u; i < params.d_qk; i++) {
+        (*sums).b[i] += p * dp * (*kr)[i];
+        (*sums).c[i] += p * (*kr)[i];
+    }
+}
+
+fn store_record(t: Task, sums: ptr<function, Sums>) {
+    let out = (((t.h * params.samples + t.sample) * params.groups + t.group) * params.spans
+        + t.span) * RECORD;
+    partials[out] = (*sums).m;
+    partials[out + 1u] = (*sums).l;
+    partials[out + 2u] = (*sums).e;
+    for (var i = 0u; i < WIDTH; i++) {
+        partials[out + A_AT + i] = (*sums).a[i];
+        partials[out + B_AT + i] = (*sums).b[i];
+        partials[out + C_AT + i] = (*sums).c[i];
+    }
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn span_sums(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
@@ -70,47 +170,23 @@ fn span_sums(@builtin(workgroup_id) wid: vec3<u32>,
     // Neighbouring invocations take neighbouring samples of one span: under a causal mask
     // their key counts are alike, so few lanes idle.
     let id = linear_id(wid, lid, nwg);
-    let sample = id % params.samples;
-    let span = (id / params.samples) % params.spans;
-    let group = (id / (params.samples * params.spans)) % params.groups;
     let h = id / (params.samples * params.spans * params.groups);
     if (h >= params.heads) {
         return;
     }
-    let row = sample_rows[sample];
-    let begin = span * params.span;
-    var end = min(begin + params.span, params.rows);
-    if (params.causal != 0u) {
-        end = min(end, row + 1u);
-    }
+    let sample = id % params.samples;
+    let span = (id / params.samples) % params.spans;
+    let t = task(h, sample, span, (id / (params.samples * params.spans)) % params.groups);
     let d_qk = params.d_qk;
     let d_v = params.d_v;
-    let col0 = group * WIDTH;
-    let cols = min(WIDTH, d_v - col0);
-    let with_grad = group == 0u && params.with_grad != 0u;
-    let o_row = (h * params.rows + row) * d_v;
-    // q and (for the gradient sums) the first WIDTH entries of d_o, loaded once.
     var qr: array<f32, WIDTH>;
     var dor: array<f32, WIDTH>;
-    for (var i = 0u; i < d_qk; i++) {
-        qr[i] = q[(h * params.rows + row) * d_qk + i];
-    }
-    if (with_grad) {
-        for (var i = 0u; i < cols; i++) {
-            dor[i] = d_o[o_row + i];
-        }
-    }
+    load_row(t, &qr, &dor);
 
-    // One pass, the running maximum m kept as in online softmax: when a logit exceeds it, the
-    // sums so far are rescaled by exp(m_old - m_new). Function-scope arrays start zeroed.
-    var m = -3.4028235e38;
-    var l = 0.0;
-    var e = 0.0;
-    var a: array<f32, WIDTH>;
-    var b: array<f32, WIDTH>;
-    var c: array<f32, WIDTH>;
+    var sums: Sums;
+    sums.m = -3.4028235e38;
     var kr: array<f32, WIDTH>;
-    for (var j = begin; j < end; j++) {
+    for (var j = t.begin; j < t.end; j++) {
         let k_row = (h * params.rows + j) * d_qk;
         let v_row = (h * params.rows + j) * d_v;
         var s = 0.0;
@@ -119,58 +195,30 @@ fn span_sums(@builtin(workgroup_id) wid: vec3<u32>,
             s += qr[i] * kr[i];
         }
         s *= params.scale;
-        if (s > m) {
-            let r = exp(m - s);
-            l *= r;
-            e *= r;
-            for (var i = 0u; i < cols; i++) {
-                a[i] *= r;
-            }
-            if (with_grad) {
-                for (var i = 0u; i < d_qk; i++) {
-                    b[i] *= r;
-                    c[i] *= r;
-                }
-            }
-            m = s;
-        }
-        let p = exp(s - m);
-        l += p;
-        if (with_grad) {
+        raise_maximum(t, &sums, s);
+        let p = exp(s - sums.m);
+        sums.l += p;
+        if (t.with_grad) {
             // v_j loaded once for both a and dp = d_o . v_j; past WIDTH (d_v > WIDTH), d_o
             // comes from memory.
             var dp = 0.0;
             for (var i = 0u; i < d_v; i++) {
                 let vi = v[v_row + i];
                 if (i < WIDTH) {
-                    a[i] += p * vi;
+                    sums.a[i] += p * vi;
                     dp += dor[i] * vi;
                 } else {
-                    dp += d_o[o_row + i] * vi;
+                    dp += d_o[t.o_row + i] * vi;
                 }
             }
-            e += p * dp;
-            for (var i = 0u; i < d_qk; i++) {
-                b[i] += p * dp * kr[i];
-                c[i] += p * kr[i];
-            }
+            add_gradient_terms(&sums, p, dp, &kr);
         } else {
-            for (var i = 0u; i < cols; i++) {
-                a[i] += p * v[v_row + col0 + i];
+            for (var i = 0u; i < t.cols; i++) {
+                sums.a[i] += p * v[v_row + t.col0 + i];
             }
         }
     }
-
-    let out = (((h * params.samples + sample) * params.groups + group) * params.spans + span)
-        * RECORD;
-    partials[out] = m;
-    partials[out + 1u] = l;
-    partials[out + 2u] = e;
-    for (var i = 0u; i < WIDTH; i++) {
-        partials[out + A_AT + i] = a[i];
-        partials[out + B_AT + i] = b[i];
-        partials[out + C_AT + i] = c[i];
-    }
+    store_record(t, &sums);
 }
 
 // One invocation per (head, sample, group, record entry): the spans' sums of that entry, each

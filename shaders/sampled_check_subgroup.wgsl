@@ -27,52 +27,32 @@ fn span_sums_shared(@builtin(workgroup_id) wid: vec3<u32>,
                     @builtin(subgroup_invocation_id) lane: u32) {
     let padded = (params.samples + SUBGROUP - 1u) / SUBGROUP * SUBGROUP;
     let id = linear_id(wid, lid, nwg);
-    let sample = id % padded;
-    let span = (id / padded) % params.spans;
-    let group = (id / (padded * params.spans)) % params.groups;
-    let h = id / (padded * params.spans * params.groups);
     // Uniform per subgroup: h is the same for all of its lanes.
+    let h = id / (padded * params.spans * params.groups);
     if (h >= params.heads) {
         return;
     }
+    let sample = id % padded;
     let mapped = subgroupAll(lane == sample % SUBGROUP);
     let real = sample < params.samples;
-    let row = sample_rows[min(sample, params.samples - 1u)];
-    let begin = span * params.span;
-    var end = min(begin + params.span, params.rows);
-    if (params.causal != 0u) {
-        end = min(end, row + 1u);
-    }
+    let span = (id / padded) % params.spans;
+    let group = (id / (padded * params.spans)) % params.groups;
+    var t = task(h, min(sample, params.samples - 1u), span, group);
     if (!real) {
-        end = begin;
+        t.end = t.begin;
     }
-    let last = subgroupMax(end);
+    let last = subgroupMax(t.end);
     let d_qk = params.d_qk;
     let d_v = params.d_v;
-    let col0 = group * WIDTH;
-    let cols = min(WIDTH, d_v - col0);
-    let with_grad = group == 0u && params.with_grad != 0u;
-    let o_row = (h * params.rows + row) * d_v;
     var qr: array<f32, WIDTH>;
     var dor: array<f32, WIDTH>;
-    for (var i = 0u; i < d_qk; i++) {
-        qr[i] = q[(h * params.rows + row) * d_qk + i];
-    }
-    if (with_grad) {
-        for (var i = 0u; i < cols; i++) {
-            dor[i] = d_o[o_row + i];
-        }
-    }
+    load_row(t, &qr, &dor);
 
-    var m = -3.4028235e38;
-    var l = 0.0;
-    var e = 0.0;
-    var a: array<f32, WIDTH>;
-    var b: array<f32, WIDTH>;
-    var c: array<f32, WIDTH>;
+    var sums: Sums;
+    sums.m = -3.4028235e38;
     var kr: array<f32, WIDTH>;
-    for (var j = begin; j < last; j++) {
-        let sees = j < end;
+    for (var j = t.begin; j < last; j++) {
+        let sees = j < t.end;
         let k_row = (h * params.rows + j) * d_qk;
         let v_row = (h * params.rows + j) * d_v;
         var s = 0.0;
@@ -84,63 +64,39 @@ fn span_sums_shared(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
         s *= params.scale;
-        if (sees && s > m) {
-            let r = exp(m - s);
-            l *= r;
-            e *= r;
-            for (var i = 0u; i < cols; i++) {
-                a[i] *= r;
-            }
-            if (with_grad) {
-                for (var i = 0u; i < d_qk; i++) {
-                    b[i] *= r;
-                    c[i] *= r;
-                }
-            }
-            m = s;
+        if (sees) {
+            raise_maximum(t, &sums, s);
         }
-        let p = select(0.0, exp(s - m), sees);
-        l += p;
-        if (with_grad) {
+        let p = select(0.0, exp(s - sums.m), sees);
+        sums.l += p;
+        if (t.with_grad) {
             var dp = 0.0;
             for (var first = 0u; first < d_v; first += SUBGROUP) {
                 let mine = v[v_row + min(first + lane, d_v - 1u)];
                 for (var i = first; i < min(first + SUBGROUP, d_v); i++) {
                     let vi = from_lane(mine, i);
                     if (i < WIDTH) {
-                        a[i] += p * vi;
+                        sums.a[i] += p * vi;
                         dp += dor[i] * vi;
                     } else {
-                        dp += d_o[o_row + i] * vi;
+                        dp += d_o[t.o_row + i] * vi;
                     }
                 }
             }
-            e += p * dp;
-            for (var i = 0u; i < d_qk; i++) {
-                b[i] += p * dp * kr[i];
-                c[i] += p * kr[i];
-            }
+            add_gradient_terms(&sums, p, dp, &kr);
         } else {
-            for (var first = 0u; first < cols; first += SUBGROUP) {
-                let mine = v[v_row + col0 + min(first + lane, cols - 1u)];
-                for (var i = first; i < min(first + SUBGROUP, cols); i++) {
-                    a[i] += p * from_lane(mine, i);
+            for (var first = 0u; first < t.cols; first += SUBGROUP) {
+                let mine = v[v_row + t.col0 + min(first + lane, t.cols - 1u)];
+                for (var i = first; i < min(first + SUBGROUP, t.cols); i++) {
+                    sums.a[i] += p * from_lane(mine, i);
                 }
             }
         }
     }
-
-    if (!real) {
-        return;
-    }
-    let out = (((h * params.samples + sample) * params.groups + group) * params.spans + span)
-        * RECORD;
-    partials[out] = select(bitcast<f32>(0x7fc00000u), m, mapped);
-    partials[out + 1u] = l;
-    partials[out + 2u] = e;
-    for (var i = 0u; i < WIDTH; i++) {
-        partials[out + A_AT + i] = a[i];
-        partials[out + B_AT + i] = b[i];
-        partials[out + C_AT + i] = c[i];
+    if (real) {
+        if (!mapped) {
+            sums.m = bitcast<f32>(0x7fc00000u);
+        }
+        store_record(t, &sums);
     }
 }

@@ -227,6 +227,21 @@ pub fn compare_with_reference(
     checks
 }
 
+/// `model` with layer l's q and k weights multiplied by `scales[l]` (its logits by the
+/// square): models whose layers have small and large logits, for the error statement's tests.
+pub fn with_logit_scales(model: &Model, scales: &[f32]) -> Result<Model> {
+    let mut params = model.params().clone();
+    for (l, &scale) in scales.iter().enumerate() {
+        for which in ["q", "k"] {
+            let name = format!("blocks.{l}.attn.{which}.weight");
+            if let Some(t) = params.get_mut(&name) {
+                t.data.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+    }
+    Model::new(model.config().clone(), params)
+}
+
 /// A small model for validation and tests: width 16, d_qk 4, d_v 8, d_ff 32.
 pub fn small_model_config(
     n_layers: usize,

@@ -5,7 +5,8 @@ mod common;
 
 use polygrad::reference::model::ReferenceModel;
 use polygrad::validate::{
-    compare_with_reference, random_model_input, small_model_config, MODEL_TOLERANCE,
+    compare_with_reference, random_model_input, small_model_config, with_logit_scales,
+    MODEL_TOLERANCE,
 };
 use polygrad::{Attention, AutoAttention, ErrorChecks, GpuModel, Loss, Model};
 
@@ -17,16 +18,7 @@ fn mixed_logits_model(seed: u64) -> Model {
         seed,
     )
     .unwrap();
-    let mut params = model.params().clone();
-    for (name, t) in params.iter_mut() {
-        let scale = match name.as_str() {
-            "blocks.0.attn.q.weight" | "blocks.0.attn.k.weight" => 0.1,
-            "blocks.1.attn.q.weight" | "blocks.1.attn.k.weight" => 5.0,
-            _ => continue,
-        };
-        t.data.iter_mut().for_each(|v| *v *= scale);
-    }
-    Model::new(model.config().clone(), params).unwrap()
+    with_logit_scales(&model, &[0.1, 5.0]).unwrap()
 }
 
 #[test]

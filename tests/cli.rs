@@ -8,7 +8,7 @@ use std::process::Command;
 
 use polygrad::io::{read_tensors, write_model, write_tensors};
 use polygrad::model::Tensors;
-use polygrad::validate::{random_model_input, small_model_config};
+use polygrad::validate::{random_model_input, small_model_config, with_logit_scales};
 use polygrad::{Attention, GpuModel, HostTensor, Loss, Model};
 
 struct Files {
@@ -677,17 +677,7 @@ fn grad_reports_each_layers_bound_and_warns_where_none_holds() {
     .unwrap();
     let (x, dy) = random_model_input(model.config(), 1, 20, 62);
     // q and k weights scaled: x 0.1 in block 0 (small logits, a bound holds), x 30 in block 1.
-    let config = model.config().clone();
-    let mut params = model.params().clone();
-    for (name, t) in params.iter_mut() {
-        let scale = match name.as_str() {
-            "blocks.0.attn.q.weight" | "blocks.0.attn.k.weight" => 0.1,
-            "blocks.1.attn.q.weight" | "blocks.1.attn.k.weight" => 30.0,
-            _ => continue,
-        };
-        t.data.iter_mut().for_each(|v| *v *= scale);
-    }
-    let model = Model::new(config, params).unwrap();
+    let model = with_logit_scales(&model, &[0.1, 30.0]).unwrap();
     let f = files(&model, &[("x", &x), ("dy", &dy)]);
     let report = f.out.with_file_name("report.json");
     let (ok, err) = grad(&f, &["--report", report.to_str().unwrap()]);
@@ -821,16 +811,7 @@ fn grad_attention_auto_picks_each_layer_and_says_why() {
     )
     .unwrap();
     // q and k weights x 0.1 in block 0 (a bound holds at g = 2), x 5 in block 1 (none does).
-    let mut params = model.params().clone();
-    for (name, t) in params.iter_mut() {
-        let scale = match name.as_str() {
-            "blocks.0.attn.q.weight" | "blocks.0.attn.k.weight" => 0.1,
-            "blocks.1.attn.q.weight" | "blocks.1.attn.k.weight" => 5.0,
-            _ => continue,
-        };
-        t.data.iter_mut().for_each(|v| *v *= scale);
-    }
-    let model = Model::new(model.config().clone(), params).unwrap();
+    let model = with_logit_scales(&model, &[0.1, 5.0]).unwrap();
     let (x, dy) = random_model_input(model.config(), 1, 30, 92);
     let f = files(&model, &[("x", &x), ("dy", &dy)]);
     let report = f.out.with_file_name("report.json");
