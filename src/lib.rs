@@ -19,5 +19,5 @@ pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
 pub use model::{
     bounds_report, compare_with_exact, AutoAttention, ErrorChecks, GpuModel, HostTensor,
-    LayerBound, Loss, Model, ModelConfig, ModelGradients,
+    LayerBound, Loss, Model, ModelConfig, ModelConfigBuilder, ModelGradients, Tensors,
 };

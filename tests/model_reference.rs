@@ -121,3 +121,86 @@ fn mse_gradient_matches_finite_differences() {
         "mse grad.x differs from finite differences by {gap:e}"
     );
 }
+
+#[test]
+fn the_default_config_is_valid_and_the_builder_checks_what_it_builds() {
+    let default = polygrad::ModelConfig::default();
+    default.validate().unwrap();
+    let config = polygrad::ModelConfig::builder()
+        .layers(3)
+        .width(48)
+        .heads(2, 8, 12)
+        .mlp(96)
+        .causal(false)
+        .attention(polygrad::Attention::Exact)
+        .ln_eps(1e-6)
+        .build()
+        .unwrap();
+    assert_eq!(
+        (
+            config.n_layers,
+            config.d_model,
+            config.n_heads,
+            config.d_qk,
+            config.d_v
+        ),
+        (3, 48, 2, 8, 12)
+    );
+    assert_eq!(
+        (config.d_ff, config.causal, config.ln_eps),
+        (96, false, 1e-6)
+    );
+    assert_eq!(config.attention_kind().unwrap(), polygrad::Attention::Exact);
+    let err = polygrad::ModelConfig::builder()
+        .heads(0, 8, 8)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("n_heads"), "{err}");
+    let err = polygrad::ModelConfig::builder()
+        .attention(polygrad::Attention::Poly { degree: 3 })
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("degree"), "{err}");
+}
+
+#[test]
+fn init_is_gpt2s_initialisation() {
+    let config = polygrad::ModelConfig::builder().layers(3).build().unwrap();
+    let model = polygrad::Model::init(config.clone(), 5).unwrap();
+    let std = |x: &[f32]| {
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64;
+        (mean, var.sqrt())
+    };
+    let residual = 0.02 / (2.0 * 3.0f64).sqrt();
+    for (name, t) in model.params() {
+        if t.shape.len() == 2 {
+            let expected = if name.ends_with("attn.o.weight") || name.ends_with("mlp.fc2.weight") {
+                residual
+            } else {
+                0.02
+            };
+            let (mean, sd) = std(&t.data);
+            // At least 65536 draws each: the sample deviation is within 0.5% of the true one
+            // at 3 sigma; 5% cannot fail by chance.
+            assert!(
+                (sd / expected - 1.0).abs() < 0.05,
+                "{name}: sd {sd}, expected {expected}"
+            );
+            assert!(mean.abs() < 0.05 * expected, "{name}: mean {mean}");
+        } else if name.ends_with(".weight") {
+            assert!(t.data.iter().all(|&v| v == 1.0), "{name}");
+        } else {
+            assert!(t.data.iter().all(|&v| v == 0.0), "{name}");
+        }
+    }
+    // The seed decides every draw.
+    assert_eq!(
+        polygrad::Model::init(config.clone(), 5).unwrap().params(),
+        model.params()
+    );
+    assert_ne!(
+        polygrad::Model::init(config, 6).unwrap().params(),
+        model.params()
+    );
+}

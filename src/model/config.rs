@@ -38,7 +38,85 @@ fn default_degree() -> u32 {
     2
 }
 
+/// A small causal model with polynomial attention at degree 2: 2 layers, width 256, 4 heads of
+/// 64, an MLP of 1024. Change it field by field, or through [`ModelConfig::builder`].
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            n_layers: 2,
+            d_model: 256,
+            n_heads: 4,
+            d_qk: 64,
+            d_v: 64,
+            d_ff: 1024,
+            causal: true,
+            attention: "poly".into(),
+            degree: default_degree(),
+            ln_eps: 1e-5,
+        }
+    }
+}
+
+/// Builds a [`ModelConfig`] from [`ModelConfig::default`]; [`Self::build`] checks it.
+#[derive(Clone, Debug)]
+pub struct ModelConfigBuilder {
+    config: ModelConfig,
+}
+
+impl ModelConfigBuilder {
+    pub fn layers(mut self, n_layers: usize) -> Self {
+        self.config.n_layers = n_layers;
+        self
+    }
+
+    pub fn width(mut self, d_model: usize) -> Self {
+        self.config.d_model = d_model;
+        self
+    }
+
+    /// Heads, and the width of each head's q and k, and of its v.
+    pub fn heads(mut self, n_heads: usize, d_qk: usize, d_v: usize) -> Self {
+        self.config.n_heads = n_heads;
+        self.config.d_qk = d_qk;
+        self.config.d_v = d_v;
+        self
+    }
+
+    pub fn mlp(mut self, d_ff: usize) -> Self {
+        self.config.d_ff = d_ff;
+        self
+    }
+
+    pub fn causal(mut self, causal: bool) -> Self {
+        self.config.causal = causal;
+        self
+    }
+
+    pub fn attention(mut self, attention: Attention) -> Self {
+        self.config = self.config.with_attention(attention);
+        self
+    }
+
+    pub fn ln_eps(mut self, ln_eps: f64) -> Self {
+        self.config.ln_eps = ln_eps;
+        self
+    }
+
+    /// The config, checked as a file's would be ([`ModelConfig::validate`]).
+    pub fn build(self) -> Result<ModelConfig> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
 impl ModelConfig {
+    /// A builder starting from [`ModelConfig::default`].
+    pub fn builder() -> ModelConfigBuilder {
+        ModelConfigBuilder {
+            config: ModelConfig::default(),
+        }
+    }
+
     /// Parses the `config` JSON and checks every field.
     pub fn from_json(json: &str) -> Result<Self> {
         let value: serde_json::Value = serde_json::from_str(json)

@@ -124,6 +124,34 @@ impl Model {
         Model::new(config, params)
     }
 
+    /// Parameters initialised as GPT-2 does for training: every weight matrix normal with
+    /// standard deviation 0.02, those of the projections that add into the residual stream
+    /// (attn.o and mlp.fc2) scaled by 1 / sqrt(2 n_layers); biases 0; LayerNorm weights 1,
+    /// biases 0. Drawn from `seed` in the parameters' name order. ([`Model::random`] is the
+    /// tests' initialisation: uniform, with non-trivial LayerNorms and biases.)
+    pub fn init(config: ModelConfig, seed: u64) -> Result<Self> {
+        const STD: f64 = 0.02;
+        config.validate()?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let residual = 1.0 / (2.0 * config.n_layers as f64).sqrt();
+        let mut params = Tensors::new();
+        for (name, shape) in config.parameter_shapes() {
+            let len: usize = shape.iter().product();
+            let data: Vec<f32> = if shape.len() == 1 {
+                // The only 1-D weights are LayerNorms'; every other 1-D tensor is a bias.
+                vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; len]
+            } else {
+                let scaled = name.ends_with("attn.o.weight") || name.ends_with("mlp.fc2.weight");
+                let std = if scaled { STD * residual } else { STD };
+                (0..len)
+                    .map(|_| (std * standard_normal(&mut rng)) as f32)
+                    .collect()
+            };
+            params.insert(name, HostTensor { shape, data });
+        }
+        Model::new(config, params)
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -141,4 +169,12 @@ impl Model {
     pub fn with_config(&self, config: ModelConfig) -> Result<Self> {
         Model::new(config, self.params.clone())
     }
+}
+
+/// A standard normal draw (Box-Muller: rand has no normal distribution without rand_distr).
+fn standard_normal(rng: &mut impl Rng) -> f64 {
+    // 1 - u is in (0, 1], so its logarithm is finite.
+    let u: f64 = rng.random();
+    let v: f64 = rng.random();
+    (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
