@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use polygrad::validate::random_model_input;
-use polygrad::{GpuContext, GpuModel, Loss, Model, ModelConfig};
+use polygrad::{AttentionKind, GpuContext, GpuModel, Loss, Model, ModelConfig};
 
 fn main() -> polygrad::Result<()> {
     let config = ModelConfig {
@@ -23,7 +23,7 @@ fn main() -> polygrad::Result<()> {
         d_v: 16,
         d_ff: 256,
         causal: true,
-        attention: "poly".into(),
+        attention: AttentionKind::Poly,
         degree: 2,
         ln_eps: 1e-5,
     };

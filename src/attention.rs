@@ -25,20 +25,68 @@ pub enum Attention {
     Poly { degree: u32 },
 }
 
-impl Attention {
-    /// The setting as the command line and the model config spell it: `exact`, or `poly` with
-    /// a degree (checked: even, 2 to 8).
-    pub fn from_setting(kind: &str, degree: u32) -> Result<Self> {
-        match kind {
-            "exact" => Ok(Attention::Exact),
-            "poly" => {
-                crate::poly::check_degree(degree)?;
-                Ok(Attention::Poly { degree })
-            }
+/// The model config's `attention` field: which attention, without its degree. On disk the
+/// JSON strings "exact" and "poly".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    Exact,
+    Poly,
+}
+
+impl AttentionKind {
+    /// The names the config and the command line use.
+    pub const NAMES: [&'static str; 2] = ["exact", "poly"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKind::Exact => "exact",
+            AttentionKind::Poly => "poly",
+        }
+    }
+
+    /// The kind `name` spells, or an error naming the valid ones.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "exact" => Ok(AttentionKind::Exact),
+            "poly" => Ok(AttentionKind::Poly),
             other => Err(Error::shape(
                 "attention",
                 format!("{other:?} is not an attention; use \"exact\" or \"poly\""),
             )),
+        }
+    }
+}
+
+impl std::fmt::Display for AttentionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Attention {
+    /// The setting as the command line and the model config spell it: `exact`, or `poly` with
+    /// a degree (checked: even, 2 to 8).
+    pub fn from_setting(kind: &str, degree: u32) -> Result<Self> {
+        Attention::of_kind(AttentionKind::from_name(kind)?, degree)
+    }
+
+    /// `kind` with `degree` (checked for poly: even, 2 to 8; ignored for exact).
+    pub fn of_kind(kind: AttentionKind, degree: u32) -> Result<Self> {
+        match kind {
+            AttentionKind::Exact => Ok(Attention::Exact),
+            AttentionKind::Poly => {
+                crate::poly::check_degree(degree)?;
+                Ok(Attention::Poly { degree })
+            }
+        }
+    }
+
+    /// Which kind this is.
+    pub fn kind(self) -> AttentionKind {
+        match self {
+            Attention::Exact => AttentionKind::Exact,
+            Attention::Poly { .. } => AttentionKind::Poly,
         }
     }
 }

@@ -139,7 +139,7 @@ pub fn benchmark_model_config(attention: Attention) -> ModelConfig {
         d_v: 64,
         d_ff: 1024,
         causal: true,
-        attention: String::new(),
+        attention: crate::attention::AttentionKind::Poly,
         degree: 2,
         ln_eps: 1e-5,
     }

@@ -14,7 +14,7 @@ pub mod reference;
 pub mod sweep;
 pub mod validate;
 
-pub use attention::{Attention, AttentionShape};
+pub use attention::{Attention, AttentionKind, AttentionShape};
 pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
 pub use model::{

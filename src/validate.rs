@@ -257,7 +257,7 @@ pub fn small_model_config(
         d_v: 8,
         d_ff: 32,
         causal,
-        attention: String::new(),
+        attention: crate::attention::AttentionKind::Poly,
         degree: 2,
         ln_eps: 1e-5,
     }

@@ -15,7 +15,7 @@ fn tiny_config(attention: &str, degree: u32, causal: bool) -> ModelConfig {
         d_v: 3,
         d_ff: 6,
         causal,
-        attention: attention.into(),
+        attention: polygrad::AttentionKind::from_name(attention).unwrap(),
         degree,
         ln_eps: 1e-5,
     }

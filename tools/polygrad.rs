@@ -729,12 +729,12 @@ fn grad(args: GradArgs) -> polygrad::Result<ExitCode> {
     let auto = auto_attention(&args)?;
     if auto.is_none() && (args.attention.is_some() || args.degree.is_some()) {
         let kind = match args.attention {
-            Some(GradAttention::Exact) => "exact".to_string(),
-            Some(GradAttention::Poly) => "poly".to_string(),
-            _ => model.config().attention.clone(),
+            Some(GradAttention::Exact) => polygrad::AttentionKind::Exact,
+            Some(GradAttention::Poly) => polygrad::AttentionKind::Poly,
+            _ => model.config().attention,
         };
         let degree = args.degree.unwrap_or(model.config().degree);
-        let attention = Attention::from_setting(&kind, degree)?;
+        let attention = Attention::of_kind(kind, degree)?;
         model = model.with_config(model.config().with_attention(attention))?;
     }
     let kind = match args.loss {

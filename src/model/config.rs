@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attention::Attention;
+use crate::attention::{Attention, AttentionKind};
 use crate::error::{Error, Result};
 
 use super::HostTensor;
@@ -19,8 +19,8 @@ pub struct ModelConfig {
     pub d_v: usize,
     pub d_ff: usize,
     pub causal: bool,
-    /// "exact" or "poly".
-    pub attention: String,
+    /// "exact" or "poly" in the JSON.
+    pub attention: AttentionKind,
     /// Degree of the Taylor polynomial (even, 2 to 8); read only when `attention` is "poly".
     #[serde(default = "default_degree")]
     pub degree: u32,
@@ -50,7 +50,7 @@ impl Default for ModelConfig {
             d_v: 64,
             d_ff: 1024,
             causal: true,
-            attention: "poly".into(),
+            attention: AttentionKind::Poly,
             degree: default_degree(),
             ln_eps: 1e-5,
         }
@@ -128,6 +128,10 @@ impl ModelConfig {
                 "must be a JSON object of named fields (shared/DESIGN.md §4)",
             ));
         }
+        if let Some(name) = value.get("attention").and_then(|a| a.as_str()) {
+            AttentionKind::from_name(name)
+                .map_err(|e| Error::config("attention", e.to_string()))?;
+        }
         let config: ModelConfig = serde_json::from_value(value)
             .map_err(|e| Error::config("config", format!("not valid model JSON: {e}")))?;
         config.validate()?;
@@ -194,7 +198,7 @@ impl ModelConfig {
 
     /// The attention this config names.
     pub fn attention_kind(&self) -> Result<Attention> {
-        Attention::from_setting(&self.attention, self.degree).map_err(|e| match e {
+        Attention::of_kind(self.attention, self.degree).map_err(|e| match e {
             Error::InvalidDegree { .. } => Error::config("degree", e.to_string()),
             other => Error::config("attention", other.to_string()),
         })
@@ -203,12 +207,9 @@ impl ModelConfig {
     /// The config with its attention replaced (what `--attention` and `--degree` do).
     pub fn with_attention(&self, attention: Attention) -> Self {
         let mut config = self.clone();
-        match attention {
-            Attention::Exact => config.attention = "exact".into(),
-            Attention::Poly { degree } => {
-                config.attention = "poly".into();
-                config.degree = degree;
-            }
+        config.attention = attention.kind();
+        if let Attention::Poly { degree } = attention {
+            config.degree = degree;
         }
         config
     }
