@@ -6,6 +6,7 @@
 use crate::attention::{Attention, AttentionShape};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use crate::ops::certificate::largest_logit_bound;
 use crate::ops::{attention_forward_backward, AttentionInputs};
 use crate::poly::{output_error_bound, ROUNDING_FLOOR};
 use crate::reference::attention::{attention_backward, attention_forward};
@@ -51,7 +52,7 @@ pub fn error_sweep(
         let o = attention_forward(&shape, Attention::Exact, &q, &k, &v);
         let grads = attention_backward(&shape, Attention::Exact, &q, &k, &v, &d_o);
         let heads = certificate::head_bounds(&shape, &q, &k, &v);
-        let logit_bound = heads.iter().map(|h| h.logit_bound).fold(0.0, f64::max);
+        let logit_bound = largest_logit_bound(&heads);
         let max_v = heads.iter().map(|h| h.max_abs_v).fold(0.0, f64::max);
         for &degree in degrees {
             let attention = Attention::Poly { degree };

@@ -228,7 +228,12 @@ fn bench_times_the_matmul_core_and_writes_csv() {
 
 #[test]
 fn bench_refuses_zero_reps_and_a_nan_bound() {
-    for args in [["--reps", "0"], ["--max-slope", "NaN"]] {
+    // And a sampled check where no model runs (attention alone, by default).
+    for args in [
+        ["--reps", "0"],
+        ["--max-slope", "NaN"],
+        ["--sample-rows", "32"],
+    ] {
         let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
             .arg("bench")
             .args(args)

@@ -215,6 +215,11 @@ fn main() -> ExitCode {
                     "--max-slope",
                     format!("{max_slope} is not a positive number"),
                 ))
+            } else if what != BenchWhat::Model && sample_rows > 0 {
+                Err(option_error(
+                    "--sample-rows",
+                    "the sampled check runs in whole-model passes: use it with --model".into(),
+                ))
             } else if what == BenchWhat::Matmul && plot.is_some() {
                 Err(option_error(
                     "--plot",

@@ -11,7 +11,7 @@
 use crate::attention::{Attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::ops::certificate::HeadBound;
+use crate::ops::certificate::{largest_logit_bound, HeadBound};
 use crate::ops::sampled_check::{self, Checked};
 use crate::ops::{AttentionOp, AttentionSaved};
 use crate::poly::{check_degree, output_error_bound, ROUNDING_FLOOR, SUPPORTED_DEGREES};
@@ -138,11 +138,7 @@ pub(crate) fn decide(
     layer: LayerInputs,
     floor: usize,
 ) -> Result<(Decision, Option<AttentionSaved>)> {
-    let logit_bound = layer
-        .heads
-        .iter()
-        .map(|h| h.logit_bound)
-        .fold(0.0, f64::max);
+    let logit_bound = largest_logit_bound(layer.heads);
     let t = auto.tolerance;
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();

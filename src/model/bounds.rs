@@ -4,7 +4,7 @@
 use crate::attention::Attention;
 use crate::model::auto::Decision;
 use crate::model::{HostTensor, ModelGradients};
-use crate::ops::certificate::HeadBound;
+use crate::ops::certificate::{self, HeadBound};
 use crate::ops::sampled_check::{self, SampledError};
 use crate::poly::{output_error_bound, taylor_relative_error_bound, ROUNDING_FLOOR};
 
@@ -66,7 +66,7 @@ impl LayerBound {
         attention: Attention,
         sampled: Option<SampledError>,
     ) -> Self {
-        let logit_bound = heads.iter().map(|h| h.logit_bound).fold(0.0, f64::max);
+        let logit_bound = certificate::largest_logit_bound(&heads);
         let (eps, output_bound) = match attention {
             Attention::Exact => (0.0, Some(ROUNDING_FLOOR)),
             Attention::Poly { degree } => {
@@ -122,7 +122,7 @@ pub fn bounds_report(
                     b.logit_bound
                 ),
                 (None, _, None) => format!(
-                    "no bound: logits within {:.3e} give eps >= 1; use exact attention",
+                    "no bound: logits within {:.3e} give eps >= 1; use auto or exact attention",
                     b.logit_bound
                 ),
             };

@@ -116,7 +116,7 @@ impl GpuModel {
         for (l, block) in state.blocks.iter().enumerate() {
             let maxima = block.certificate.download(ctx)?;
             let heads = certificate::head_bounds(ops.shape(), &maxima);
-            let bound = heads.iter().map(|h| h.logit_bound).fold(0.0, f64::max);
+            let bound = certificate::largest_logit_bound(&heads);
             trace.logit_bounds.push(bound);
             if trace.first_nonfinite.is_none() {
                 for (what, t) in block.activations() {

@@ -110,6 +110,11 @@ pub fn record(
     Ok(out)
 }
 
+/// The largest logit bound R of `heads`: a layer's (or a call's) R.
+pub fn largest_logit_bound(heads: &[HeadBound]) -> f64 {
+    heads.iter().map(|h| h.logit_bound).fold(0.0, f64::max)
+}
+
 /// Each head's bounds from the maxima [`record`] wrote, read back. A NaN anywhere makes the
 /// bound infinite: nothing is certified about a head that is not finite.
 pub fn head_bounds(shape: &AttentionShape, maxima: &[f32]) -> Vec<HeadBound> {

@@ -87,7 +87,8 @@ pub enum KeyLoads {
 
 impl KeyLoads {
     /// Shared where the adapter has subgroups of one fixed size (4 to 64 lanes). On llvmpipe,
-    /// in the model at n = 4096, span_sums took 610-644 ms loading per sample and 336 ms shared.
+    /// in the model at n = 4096, alternating in one script: 544 and 594 ms loading per sample,
+    /// 384 and 367 ms shared.
     pub fn for_adapter(ctx: &GpuContext) -> Self {
         match ctx.adapter().subgroup_size {
             Some(lanes) if ctx.has_subgroups() && (4..=64).contains(&lanes) => {
@@ -143,8 +144,8 @@ struct Layout {
     groups: usize,
 }
 
-/// span_sums' loop iterations per key (both passes, group 0, with the gradient sums), and
-/// those it runs once.
+/// span_sums' loop iterations per key, at most (group 0, with the gradient sums, the maximum
+/// rising), and those it runs once.
 fn iterations_per_key(shape: &AttentionShape) -> usize {
     // The shared kernel's outer loops over runs of at least 4 lanes count too.
     let runs = (shape.d_qk + shape.d_v).div_ceil(4) + 2;
