@@ -18,7 +18,25 @@ fn shader(kind: &str) -> String {
         "uniform" | "uniform_same" => {
             "@group(0) @binding(0) var<uniform> src: array<vec4<f32>, 4096>;"
         }
-        "storage_same" => "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;",
+        "storage_same" | "storage_x2" => {
+            "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;"
+        }
+        // 8 floats per load: vec4<u64> split into halves and bitcast (SHADER_INT64).
+        "storage_u64" => {
+            "@group(0) @binding(0) var<storage, read> src: array<vec4<u64>>;
+fn f(w: u64) -> f32 { return bitcast<f32>(u32(w & 0xfffffffflu)); }
+fn g(w: u64) -> f32 { return bitcast<f32>(u32(w >> 32u)); }
+fn unpack(w: vec4<u64>) -> vec4<f32> {
+    return vec4<f32>(f(w.x), g(w.x), f(w.y), g(w.y)) + vec4<f32>(f(w.z), g(w.z), f(w.w), g(w.w));
+}"
+        }
+        // 4 floats per load: vec2<u64> halves, bitcast (SHADER_INT64).
+        "storage_u64x2" => {
+            "@group(0) @binding(0) var<storage, read> src: array<vec2<u64>>;
+fn f(w: u64) -> f32 { return bitcast<f32>(u32(w & 0xfffffffflu)); }
+fn g(w: u64) -> f32 { return bitcast<f32>(u32(w >> 32u)); }
+fn unpack(w: vec2<u64>) -> vec4<f32> { return vec4<f32>(f(w.x), g(w.x), f(w.y), g(w.y)); }"
+        }
         _ => "",
     };
     let load = match kind {
@@ -26,6 +44,12 @@ fn shader(kind: &str) -> String {
         // The same address in every lane of the workgroup.
         "storage_same" | "uniform_same" => "src[(i * 4u + wid.x) & 4095u]",
         "none" => "vec4<f32>(f32(i), f32(lid), 1.0, 2.0)",
+        // Two vec4<f32> loads (8 floats), to set beside one vec4<u64> load.
+        "storage_x2" => {
+            "src[(lid * 33u + i * 4u + wid.x) & 4095u] + src[(lid * 33u + i * 4u + wid.x + 1u) & 4095u]"
+        }
+        "storage_u64" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 2047u])",
+        "storage_u64x2" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 4095u])",
         "store_f32" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc.x",
         "store_vec4" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc",
         _ => unreachable!(),
@@ -61,6 +85,7 @@ fn main() {
     );
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         required_limits: adapter.limits(),
+        required_features: adapter.features() & wgpu::Features::SHADER_INT64,
         ..Default::default()
     }))
     .unwrap();
@@ -94,7 +119,16 @@ fn main() {
         "uniform_same",
         "store_f32",
         "store_vec4",
+        "storage_x2",
+        "storage_u64",
+        "storage_u64x2",
     ] {
+        if kind.starts_with("storage_u64")
+            && !device.features().contains(wgpu::Features::SHADER_INT64)
+        {
+            println!("{kind:14} skipped: the adapter has no SHADER_INT64");
+            continue;
+        }
         let module = unsafe {
             device.create_shader_module_trusted(
                 wgpu::ShaderModuleDescriptor {

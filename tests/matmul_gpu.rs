@@ -48,8 +48,21 @@ fn check(
     (epilogue, with_bias): (Epilogue, bool),
     variant: Variant,
 ) -> f64 {
-    let len_a = shape.batch * shape.m * shape.k;
-    let len_b = shape.batch * shape.k * shape.n;
+    // What the layout reaches (the dense size where it is dense).
+    let extent = |stride: usize, (rows, cols): (usize, usize), ld: usize| {
+        (shape.batch - 1) * stride + (rows - 1) * ld + cols
+    };
+    let (m, n, k) = (shape.m, shape.n, shape.k);
+    let len_a = extent(
+        layout.stride_a,
+        if layout.trans_a { (k, m) } else { (m, k) },
+        layout.lda,
+    );
+    let len_b = extent(
+        layout.stride_b,
+        if layout.trans_b { (n, k) } else { (k, n) },
+        layout.ldb,
+    );
     let len_c = shape.batch * shape.m * shape.n;
     let a = common::random_vec(rng, len_a, 1.0);
     let b = common::random_vec(rng, len_b, 1.0);
@@ -119,7 +132,7 @@ fn every_variant_matches_f64_over_ragged_shapes_transposes_and_epilogues() {
                 let layout = Layout::dense(&shape, trans_a, trans_b);
                 let epilogue = epilogue(case);
                 case += 1;
-                if !variant.suits(&ctx, &shape, direct_fits(&ctx, &shape, &layout)) {
+                if !variant.suits(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout)) {
                     continue;
                 }
                 let err = check(&ctx, &mut rng, shape, layout, epilogue, variant);
@@ -246,7 +259,7 @@ fn strided_operands_and_a_broadcast_matrix() {
             k: 24,
         };
         // Padded rows are not windows-direct-16x4's layout.
-        if !variant.suits(&ctx, &shape, direct_fits(&ctx, &shape, &layout)) {
+        if !variant.suits(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout)) {
             continue;
         }
         let err = check_padded(&ctx, &mut rng, shape, layout, padded, variant);
@@ -344,7 +357,7 @@ fn long_sums_over_several_spans() {
             };
             let layout = Layout::dense(&shape, trans_a, trans_b);
             // k past 512 is not windows-direct-16x4's (it is tested on its own).
-            if !variant.suits(&ctx, &shape, direct_fits(&ctx, &shape, &layout)) {
+            if !variant.suits(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout)) {
                 continue;
             }
             let err = check(&ctx, &mut rng, shape, layout, epilogue(3), variant);
@@ -363,6 +376,77 @@ fn long_sums_over_several_spans() {
             );
         }
     }
+}
+
+/// broadcast64-16x4 (64-bit loads) where it runs, C = A B^T with k a multiple of 8: ragged m
+/// and n (lines past the last repeat it), several k spans, a row stride past k, batches of 1
+/// and 3, every epilogue; and refused, by name, where k is not a multiple of 8.
+#[test]
+fn broadcast64_matches_f64_where_it_runs() {
+    let Some(ctx) = common::gpu() else { return };
+    if !Variant::Broadcast64.available(&ctx) {
+        eprintln!(
+            "broadcast64-16x4 is not offered on {} (no SHADER_INT64 or no 8-lane subgroups)",
+            ctx.adapter().label()
+        );
+        return;
+    }
+    let mut rng = common::fresh_rng("matmul broadcast64");
+    let k_spans = 2 * polygrad::ops::matmul::K_SPAN + 8;
+    let mut case = 0;
+    for k in [8, 64, 256, 264, k_spans] {
+        for (m, n) in [(1, 1), (7, 33), (17, 20), (65, 257), (512, 512)] {
+            let shape = Shape {
+                batch: 1 + 2 * (case % 2),
+                m,
+                n,
+                k,
+            };
+            let mut layout = Layout::dense(&shape, false, true);
+            if case % 3 == 2 {
+                // Rows 8 floats longer than k, each matrix 8 floats past the last row.
+                layout.lda = k + 8;
+                layout.stride_a = m * (k + 8) + 8;
+            }
+            assert!(layout.vec8(&shape));
+            let err = check(
+                &ctx,
+                &mut rng,
+                shape,
+                layout,
+                epilogue(case),
+                Variant::Broadcast64,
+            );
+            assert!(
+                err <= 1e-5,
+                "broadcast64-16x4 {shape:?} {layout:?}: relative error {err:.2e}"
+            );
+            case += 1;
+        }
+    }
+    let shape = Shape {
+        batch: 1,
+        m: 4,
+        n: 4,
+        k: 12,
+    };
+    let a = GpuTensor::upload(&ctx, "a", &[48], &[1.0; 48]).unwrap();
+    let c = GpuTensor::output(&ctx, "c", &[16]).unwrap();
+    let product = Matmul {
+        shape,
+        layout: Layout::dense(&shape, false, true),
+        epilogue: Epilogue::default(),
+        a: &a,
+        b: &a,
+        c: &c,
+        bias: None,
+    };
+    let mut encoder = ctx.encoder("matmul test");
+    let err = product
+        .record(&ctx, &mut encoder, Variant::Broadcast64)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multiples of 8"), "{err}");
 }
 
 #[test]

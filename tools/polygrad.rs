@@ -1218,10 +1218,11 @@ fn bench_matmul(
     let mut rows = Vec::new();
     for &n in cols {
         let shape = Shape { batch: 1, m, n, k };
-        let direct = direct_fits(&ctx, &shape, &Layout::dense(&shape, false, true));
+        let layout = Layout::dense(&shape, false, true);
+        let direct = direct_fits(&ctx, &shape, &layout);
         for &variant in variants
             .iter()
-            .filter(|v| only.is_some() || v.suits(&ctx, &shape, direct))
+            .filter(|v| only.is_some() || v.suits(&ctx, &shape, &layout, direct))
         {
             let t = median_matmul(&ctx, shape, (false, true), variant, reps)?;
             let gflops = matmul_flops(&shape) / t.median.as_secs_f64() / 1e9;

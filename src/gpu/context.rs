@@ -32,6 +32,8 @@ pub struct AdapterSummary {
     pub timestamp_queries: bool,
     /// Subgroup builtins (wgpu's `Features::SUBGROUP`).
     pub subgroups: bool,
+    /// 64-bit integers in shaders (wgpu's `Features::SHADER_INT64`).
+    pub int64: bool,
     /// The subgroup size, where the adapter's minimum and maximum agree.
     pub subgroup_size: Option<u32>,
 }
@@ -57,6 +59,7 @@ impl AdapterSummary {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            int64: features.contains(wgpu::Features::SHADER_INT64),
             subgroup_size: (info.subgroup_min_size == info.subgroup_max_size)
                 .then_some(info.subgroup_min_size),
         }
@@ -113,8 +116,9 @@ const NEEDED_INVOCATIONS_PER_WORKGROUP: u32 = 64;
 
 /// Features polygrad uses where the adapter has them (each kernel that needs one has a variant
 /// that does not).
-const OPTIONAL_FEATURES: wgpu::Features =
-    wgpu::Features::SUBGROUP.union(wgpu::Features::TIMESTAMP_QUERY);
+const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::SHADER_INT64);
 
 /// What a context's tensors take: shared with every tensor, which gives its bytes back when
 /// dropped.
@@ -293,6 +297,11 @@ impl GpuContext {
     /// Whether the device was opened with subgroup builtins.
     pub fn has_subgroups(&self) -> bool {
         self.summary.subgroups
+    }
+
+    /// Whether the device was opened with 64-bit integers in shaders.
+    pub fn has_int64(&self) -> bool {
+        self.summary.int64
     }
 
     pub fn limits(&self) -> &wgpu::Limits {

@@ -32,6 +32,8 @@ pub enum Elem {
     /// `vec2<f32>`: exact attention's [high, low] pairs.
     Vec2F32,
     Vec4F32,
+    /// `vec4<u64>`: 8 floats per load, bitcast from halves (needs SHADER_INT64).
+    Vec4U64,
     U32,
     /// An array of the WGSL struct of this name.
     Struct(&'static str),
@@ -102,6 +104,8 @@ pub enum Workgroup {
 pub enum Needs {
     Core,
     Subgroups,
+    /// Subgroups and 64-bit integers (wgpu's `SHADER_INT64`).
+    SubgroupsInt64,
 }
 
 /// One entry point, declared once.

@@ -129,6 +129,13 @@ fn element_of(module: &Module, ty: naga::Handle<naga::Type>) -> Option<Elem> {
             Some(Elem::Vec4F32)
         }
         TypeInner::Vector { size, scalar }
+            if *size == naga::VectorSize::Quad
+                && scalar.kind == ScalarKind::Uint
+                && scalar.width == 8 =>
+        {
+            Some(Elem::Vec4U64)
+        }
+        TypeInner::Vector { size, scalar }
             if *size == naga::VectorSize::Bi
                 && scalar.kind == ScalarKind::Float
                 && scalar.width == 4 =>

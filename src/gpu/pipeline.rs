@@ -86,10 +86,16 @@ impl GpuContext {
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         kernel.check_constants(constants)?;
-        if kernel.needs == Needs::Subgroups && !self.has_subgroups() {
+        let lacking = match kernel.needs {
+            Needs::Core => None,
+            Needs::Subgroups => (!self.has_subgroups()).then_some("subgroups"),
+            Needs::SubgroupsInt64 => (!self.has_subgroups() || !self.has_int64())
+                .then_some("subgroups and 64-bit integers"),
+        };
+        if let Some(lacking) = lacking {
             return Err(Error::Adapter {
                 adapter: self.adapter().label(),
-                message: format!("{} needs subgroups, which it lacks", kernel.label()),
+                message: format!("{} needs {lacking}, which it lacks", kernel.label()),
             });
         }
         let key = PipelineKey {

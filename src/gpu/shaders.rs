@@ -26,6 +26,16 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../../shaders/matmul_subgroup.wgsl")
         ),
     ),
+    // Not a module of its own: appended to matmul.wgsl and matmul_subgroup.wgsl (see its
+    // header).
+    (
+        "matmul_int64.wgsl",
+        concat!(
+            include_str!("../../shaders/matmul.wgsl"),
+            include_str!("../../shaders/matmul_subgroup.wgsl"),
+            include_str!("../../shaders/matmul_int64.wgsl")
+        ),
+    ),
     (
         "poly_attention.wgsl",
         include_str!("../../shaders/poly_attention.wgsl"),
@@ -73,8 +83,8 @@ pub fn validate_wgsl(name: &str, src: &str) -> Result<naga::valid::ModuleInfo, S
     parse_wgsl(name, src).map(|(_, info)| info)
 }
 
-/// The naga module of a shader and its validation info; subgroup builtins are allowed (wgpu
-/// refuses them at run time on devices without the feature).
+/// The naga module of a shader and its validation info; subgroup builtins and 64-bit integers
+/// are allowed (wgpu refuses them at run time on devices without the feature).
 pub fn parse_wgsl(
     name: &str,
     src: &str,
@@ -82,7 +92,8 @@ pub fn parse_wgsl(
     let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
     let caps = naga::valid::Capabilities::default()
         | naga::valid::Capabilities::SUBGROUP
-        | naga::valid::Capabilities::SUBGROUP_BARRIER;
+        | naga::valid::Capabilities::SUBGROUP_BARRIER
+        | naga::valid::Capabilities::SHADER_INT64;
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
         .subgroup_operations(naga::valid::SubgroupOperationSet::all())

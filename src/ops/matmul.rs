@@ -152,6 +152,27 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
     needs: Needs::Subgroups,
 };
 
+const BROADCAST64_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
+    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    // A and B again, as 8 floats per element.
+    BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
+];
+
+pub const MATMUL_BROADCAST64: Kernel = Kernel {
+    shader: "matmul_int64.wgsl",
+    entry: "matmul_broadcast64",
+    bindings: BROADCAST64_BINDINGS,
+    params: MatmulParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP", "C_VEC4"],
+    source_constants: &[],
+    needs: Needs::SubgroupsInt64,
+};
+
 /// Rows and columns of C one subgroup of matmul_windows computes.
 const WINDOW_BLOCK: (usize, usize) = (16, 32);
 /// The most k one window holds: more k per window means fewer lines, so smaller blocks of C
@@ -188,6 +209,9 @@ pub enum Variant {
     /// matmul_broadcast: 16 x 4 of C per lane, rows of A shared by broadcasts (8-lane
     /// subgroups only).
     Broadcast,
+    /// matmul_broadcast with 64-bit loads, 8 floats each (8-lane subgroups and SHADER_INT64;
+    /// C = A B^T with every operand run a multiple of 8: [`Layout::vec8`]).
+    Broadcast64,
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
     Windows,
@@ -204,6 +228,7 @@ impl std::fmt::Display for Variant {
             Variant::Tiled => write!(f, "tiled-64x64"),
             Variant::Subgroup { lane_rows } => write!(f, "subgroup-{lane_rows}x4"),
             Variant::Broadcast => write!(f, "broadcast-16x4"),
+            Variant::Broadcast64 => write!(f, "broadcast64-16x4"),
             Variant::Windows => write!(f, "windows-16x4"),
             Variant::Direct => write!(f, "windows-direct-16x4"),
         }
@@ -223,6 +248,7 @@ impl Variant {
         all.push(Variant::Subgroup { lane_rows: 4 });
         all.push(Variant::Subgroup { lane_rows: 8 });
         all.push(Variant::Broadcast);
+        all.push(Variant::Broadcast64);
         all.push(Variant::Windows);
         all.push(Variant::Direct);
         all.retain(|v| v.available(ctx));
@@ -239,6 +265,7 @@ impl Variant {
             Variant::Broadcast => {
                 ctx.has_subgroups() && ctx.adapter().subgroup_size == Some(BROADCAST_LANES)
             }
+            Variant::Broadcast64 => Variant::Broadcast.available(ctx) && ctx.has_int64(),
             Variant::Windows | Variant::Direct => {
                 let limits = ctx.limits();
                 let uniforms = 1 + 2 * WINDOWS_PER_DISPATCH as u32;
@@ -260,10 +287,11 @@ impl Variant {
 
     /// Whether the variant may run this product: windows-16x4 only where [`windows_fit`],
     /// windows-direct-16x4 only where `direct` says its operands can be bound where they lie
-    /// ([`Matmul::runs_direct`]).
-    pub fn suits(&self, ctx: &GpuContext, shape: &Shape, direct: bool) -> bool {
+    /// ([`Matmul::runs_direct`]), broadcast64-16x4 only where [`Layout::vec8`].
+    pub fn suits(&self, ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> bool {
         match self {
             Variant::Windows => windows_fit(ctx, shape),
+            Variant::Broadcast64 => layout.vec8(shape),
             Variant::Direct => direct,
             _ => true,
         }
@@ -275,6 +303,7 @@ impl Variant {
             Variant::Tiled => &MATMUL_TILED,
             Variant::Subgroup { .. } => &MATMUL_SUBGROUP,
             Variant::Broadcast => &MATMUL_BROADCAST,
+            Variant::Broadcast64 => &MATMUL_BROADCAST64,
             Variant::Windows | Variant::Direct => &MATMUL_WINDOWS,
         }
     }
@@ -297,7 +326,7 @@ impl Variant {
             ),
             // Dispatched window by window (Matmul::record_windowed).
             Variant::Windows | Variant::Direct => (vec![], Grid::Workgroups(0)),
-            Variant::Broadcast => {
+            Variant::Broadcast | Variant::Broadcast64 => {
                 let lanes = BROADCAST_LANES as u64;
                 (
                     vec![("SUBGROUP", lanes as f64)],
@@ -361,6 +390,20 @@ impl Layout {
         [shape.k, self.lda, self.ldb, self.stride_a, self.stride_b]
             .iter()
             .all(|v| v % 4 == 0)
+    }
+
+    /// Whether matmul_broadcast64 may run it: both operands k-contiguous (C = A B^T), and K,
+    /// their row strides and batch strides multiples of 8 floats, so that every load of 8
+    /// floats is one aligned vec4<u64> (K spans are multiples of 8 too: [`K_SPAN`]).
+    pub fn vec8(&self, shape: &Shape) -> bool {
+        !self.trans_a && self.trans_b && self.aligned8(shape)
+    }
+
+    /// Whether every operand run is a multiple of 8 floats.
+    fn aligned8(&self, shape: &Shape) -> bool {
+        [shape.k, self.lda, self.ldb, self.stride_a, self.stride_b]
+            .iter()
+            .all(|v| v % 8 == 0)
     }
 
     /// Elements a tensor must hold for `lines` lines of `len` along a row stride `ld`, one
@@ -476,6 +519,12 @@ impl Matmul<'_> {
                 message: format!("matmul variant {variant} cannot run here"),
             });
         }
+        if variant == Variant::Broadcast64 && !self.layout.vec8(&self.shape) {
+            return Err(Error::shape(
+                "matmul",
+                format!("{variant} needs C = A B^T with k, row and batch strides multiples of 8"),
+            ));
+        }
         match variant {
             Variant::Windows => return self.record_windowed(ctx, encoder),
             Variant::Direct => return self.record_direct(ctx, encoder),
@@ -488,6 +537,10 @@ impl Matmul<'_> {
             ("TRANS_B", l.trans_b as u8 as f64),
             ("VEC4", l.vec4(shape) as u8 as f64),
         ]);
+        if variant == Variant::Broadcast64 {
+            let c_vec4 = [l.ldc, l.stride_c].iter().all(|v| v % 4 == 0);
+            constants.push(("C_VEC4", c_vec4 as u8 as f64));
+        }
         // Without a bias the slot still needs a buffer (a read-only one); it is never read.
         let bias = self.bias.unwrap_or(self.b);
         for (i, start) in (0..shape.k).step_by(K_SPAN).enumerate() {
@@ -517,17 +570,29 @@ impl Matmul<'_> {
             // Declared FLOPs: a multiply and an add per term of every sum.
             let terms =
                 (shape.batch * shape.m * shape.n) as u64 * (params.k_end - start as u32) as u64;
+            let buffers = match variant {
+                Variant::Broadcast64 => [
+                    ("a8", &self.a.buffer),
+                    ("b8", &self.b.buffer),
+                    ("bias", &bias.buffer),
+                    ("c", &self.c.buffer),
+                    ("c4", &self.c.buffer),
+                ]
+                .to_vec(),
+                _ => [
+                    ("a", &self.a.buffer),
+                    ("b", &self.b.buffer),
+                    ("bias", &bias.buffer),
+                    ("c", &self.c.buffer),
+                ]
+                .to_vec(),
+            };
             ctx.run_counted(
                 encoder,
                 variant.kernel(),
                 &constants,
                 &params,
-                &[
-                    ("a", &self.a.buffer),
-                    ("b", &self.b.buffer),
-                    ("bias", &bias.buffer),
-                    ("c", &self.c.buffer),
-                ],
+                &buffers,
                 grid,
                 Work {
                     flops: Some(2 * terms),
@@ -1051,6 +1116,7 @@ impl std::str::FromStr for Variant {
             "subgroup-4x4" => Ok(Variant::Subgroup { lane_rows: 4 }),
             "subgroup-8x4" => Ok(Variant::Subgroup { lane_rows: 8 }),
             "broadcast-16x4" => Ok(Variant::Broadcast),
+            "broadcast64-16x4" => Ok(Variant::Broadcast64),
             "windows-16x4" => Ok(Variant::Windows),
             "windows-direct-16x4" => Ok(Variant::Direct),
             _ => s
@@ -1075,7 +1141,11 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
         "matmul {}{} {} m{} n{} k{}{}",
         if layout.trans_a { "T" } else { "N" },
         if layout.trans_b { "T" } else { "N" },
-        if layout.vec4(shape) { "vec4" } else { "scalar" },
+        match (layout.vec4(shape), layout.aligned8(shape)) {
+            (_, true) => "vec8",
+            (true, false) => "vec4",
+            _ => "scalar",
+        },
         bucket(shape.m, PROBE_MN),
         bucket(shape.n, PROBE_MN),
         bucket(shape.k, PROBE_K),
@@ -1092,7 +1162,7 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
 /// product, else broadcast-16x4 where subgroups have 8 lanes, else subgroup-8x4 where there are
 /// subgroups, else large register blocks (loads cost there, spills barely do); workgroup tiles
 /// on other adapters.
-pub fn default_variant(ctx: &GpuContext, shape: &Shape, direct: bool) -> Variant {
+pub fn default_variant(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Variant {
     if ctx.adapter().device_type != "Cpu" {
         return Variant::Tiled;
     }
@@ -1103,7 +1173,7 @@ pub fn default_variant(ctx: &GpuContext, shape: &Shape, direct: bool) -> Variant
         Variant::Broadcast,
         Variant::Subgroup { lane_rows: 8 },
     ] {
-        if preferred.available(ctx) && preferred.suits(ctx, shape, direct) {
+        if preferred.available(ctx) && preferred.suits(ctx, shape, layout, direct) {
             return preferred;
         }
     }
@@ -1149,19 +1219,21 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) ->
             .and_then(|n| n.parse::<Variant>().ok())
         {
             // A pinned windows-16x4 runs only where it fits (as it would if chosen).
-            return Ok(if pinned.suits(ctx, shape, direct) {
+            return Ok(if pinned.suits(ctx, shape, layout, direct) {
                 pinned
             } else {
-                default_variant(ctx, shape, direct)
+                default_variant(ctx, shape, layout, direct)
             });
         }
         if tuner.mode == TuneMode::Off {
-            return Ok(default_variant(ctx, shape, direct));
+            return Ok(default_variant(ctx, shape, layout, direct));
         }
         if let Some(name) = tuner.cached(&class).map(str::to_string) {
             match name.parse::<Variant>() {
-                Ok(v) if v.available(ctx) && v.suits(ctx, shape, direct) => return Ok(v),
-                Ok(v) if v.available(ctx) => return Ok(default_variant(ctx, shape, direct)),
+                Ok(v) if v.available(ctx) && v.suits(ctx, shape, layout, direct) => return Ok(v),
+                Ok(v) if v.available(ctx) => {
+                    return Ok(default_variant(ctx, shape, layout, direct))
+                }
                 Ok(_) => tuner.forget(&class, "that variant cannot run on this adapter"),
                 Err(e) => tuner.forget(&class, &e),
             }
@@ -1191,12 +1263,13 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Re
         1
     };
     let probe = Shape { batch, m, n, k };
-    // The probe keeps the layout's transposes and alignment (odd k stays odd).
+    // The probe keeps the layout's transposes and alignment (odd k stays odd, k a multiple of
+    // 4 but not of 8 stays so).
     let probe = Shape {
-        k: if layout.vec4(shape) {
-            probe.k
-        } else {
-            probe.k | 1
+        k: match (layout.vec4(shape), layout.aligned8(shape)) {
+            (_, true) => probe.k,
+            (true, false) => probe.k | 4,
+            _ => probe.k | 1,
         },
         ..probe
     };
@@ -1225,7 +1298,7 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Re
     };
     let candidates: Vec<Variant> = Variant::candidates(ctx)
         .into_iter()
-        .filter(|v| v.suits(ctx, shape, probe_direct))
+        .filter(|v| v.suits(ctx, shape, layout, probe_direct))
         .collect();
     let chosen = fastest_agreeing("matmul variant", &candidates, |variant| {
         let time = time_runs(|| {
@@ -1235,7 +1308,7 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Re
         })?;
         Ok(Some((time, c.download(ctx)?)))
     })?;
-    Ok(chosen.unwrap_or_else(|| default_variant(ctx, shape, direct)))
+    Ok(chosen.unwrap_or_else(|| default_variant(ctx, shape, layout, direct)))
 }
 
 impl Matmul<'_> {
