@@ -18,6 +18,7 @@ pub use attention::{Attention, AttentionKind, AttentionShape};
 pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
 pub use model::{
-    bounds_report, compare_with_exact, AutoAttention, ErrorChecks, GpuModel, HostTensor,
-    LayerBound, Loss, Model, ModelConfig, ModelConfigBuilder, ModelGradients, Tensors,
+    bounds_report, compare_with_exact, AutoAttention, DeviceGradients, ErrorChecks, ForwardPass,
+    GpuModel, HostTensor, LayerBound, Loss, Model, ModelConfig, ModelConfigBuilder, ModelGradients,
+    Tensors,
 };

@@ -77,6 +77,14 @@ impl GpuTensor {
         Ok(tensor)
     }
 
+    /// Overwrites the tensor's values in place (no allocation): refused, before anything is
+    /// written, if `data` is not the tensor's length or holds a NaN or infinity.
+    pub fn write(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
+        let bytes = Self::checked_bytes(&self.name, &self.shape, TensorData::F32(data))?;
+        ctx.queue.write_buffer(&self.buffer, 0, bytes);
+        Ok(())
+    }
+
     /// The bytes of `data`, refused if they are not `shape`'s count or hold a NaN or infinity.
     fn checked_bytes<'d>(name: &str, shape: &[usize], data: TensorData<'d>) -> Result<&'d [u8]> {
         let expected: usize = shape.iter().product();

@@ -50,6 +50,11 @@ pub(super) struct BlockState {
 }
 
 impl BlockState {
+    /// The certificate's maxima, the rest of the block's activations dropped.
+    pub fn into_certificate(self) -> GpuTensor {
+        self.certificate
+    }
+
     /// The block's activations in the order of the forward pass, by the name they are
     /// reported under (the block's output is the next block's input, or the final LN's).
     pub fn activations(&self) -> [(&'static str, &GpuTensor); 10] {

@@ -64,6 +64,29 @@ pub struct ForwardTrace {
     pub first_nonfinite: Option<(String, usize)>,
 }
 
+/// A forward pass whose activations stay on the device: from [`GpuModel::forward_keep`], for
+/// [`GpuModel::backward`].
+pub struct ForwardPass {
+    state: ForwardState,
+    dims: Dims,
+    ops: OpSet,
+}
+
+/// dL/dx and every parameter's gradient on the device, from [`GpuModel::backward`], with what
+/// [`Self::read_back`] needs for the certificates.
+pub struct DeviceGradients {
+    grad_x: GpuTensor,
+    grads: BTreeMap<String, GpuTensor>,
+    y: GpuTensor,
+    certificates: Vec<GpuTensor>,
+    attentions: Vec<Attention>,
+    decisions: Vec<Option<Decision>>,
+    sampled: Vec<Option<PendingCheck>>,
+    shape: AttentionShape,
+    /// The loss, where the pass computed it (a built-in loss).
+    loss: Option<f64>,
+}
+
 /// The whole forward pass, kept for the backward.
 struct ForwardState {
     blocks: Vec<BlockState>,
@@ -95,6 +118,62 @@ impl GpuModel {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Overwrites parameter `name` on the device with `value`, in place (no buffer is made):
+    /// refused, naming the tensor, for a name the model lacks, another shape, or a NaN or
+    /// infinity, and then nothing is written.
+    pub fn write_param(&mut self, ctx: &GpuContext, name: &str, value: &HostTensor) -> Result<()> {
+        self.checked_param(name, value)?.write(ctx, &value.data)
+    }
+
+    /// Overwrites every parameter `params` names (any subset of the model's), in place. All
+    /// are checked before any is written, so a refused call changes nothing.
+    pub fn write_params(&mut self, ctx: &GpuContext, params: &Tensors) -> Result<()> {
+        let mut checked = Vec::with_capacity(params.len());
+        for (name, value) in params {
+            let tensor = self.checked_param(name, value)?;
+            value.check_finite(name)?;
+            checked.push((tensor, value));
+        }
+        for (tensor, value) in checked {
+            tensor.write(ctx, &value.data)?;
+        }
+        Ok(())
+    }
+
+    /// Every parameter read back from the device, by name.
+    pub fn read_params(&self, ctx: &GpuContext) -> Result<Tensors> {
+        let tensors: Vec<&GpuTensor> = self.params.values().collect();
+        let values = GpuTensor::download_all(ctx, &tensors)?;
+        Ok((self.params.iter().zip(values))
+            .map(|((name, t), data)| {
+                let shape = t.shape().to_vec();
+                (name.clone(), HostTensor { shape, data })
+            })
+            .collect())
+    }
+
+    /// Parameter `name` on the device (None for a name the model lacks): for a caller that
+    /// updates it with its own kernels.
+    pub fn param_tensor(&self, name: &str) -> Option<&GpuTensor> {
+        self.params.get(name)
+    }
+
+    /// The device tensor of parameter `name` if `value` has its shape.
+    fn checked_param(&self, name: &str, value: &HostTensor) -> Result<&GpuTensor> {
+        let tensor = self.params.get(name).ok_or_else(|| Error::MissingTensor {
+            tensor: name.into(),
+            context: "the model's parameters".into(),
+        })?;
+        if tensor.shape() != value.shape.as_slice() {
+            return Err(Error::ShapeMismatch {
+                tensor: name.into(),
+                expected: tensor.shape().to_vec(),
+                got: value.shape.clone(),
+            });
+        }
+        Ok(tensor)
     }
 
     /// y = model(x) for x `[B, n, d_model]`.
@@ -226,9 +305,42 @@ impl GpuModel {
             }
         };
         let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
-        let (grad_x, grads, sampled) = self.backward(ctx, &state, (dims, checks), ops, dy)?;
-        let results = (&grad_x, &grads, loss_value);
-        read_back(ctx, (&state, &sampled), results, ops.shape())
+        let mut grads = self.backward_state(ctx, state, (dims, checks), ops, dy)?;
+        grads.loss = loss_value;
+        grads.read_back(ctx)
+    }
+
+    /// The forward pass of x `[B, n, d_model]`, its activations kept on the device for
+    /// [`Self::backward`]: the first half of [`Self::gradients`], for a caller that needs y
+    /// (to form a loss of its own) before it has dL/dy.
+    pub fn forward_keep(&self, ctx: &GpuContext, x: &HostTensor) -> Result<ForwardPass> {
+        let (dims, mut ops, policy) = self.prepare(ctx, x)?;
+        let state = self.forward_state(ctx, x, dims, &mut ops, &policy)?;
+        Ok(ForwardPass { state, dims, ops })
+    }
+
+    /// The backward pass from `pass` given dL/dy `[B, n, d_model]`: dL/dx and every parameter's
+    /// gradient, left on the device (read them back with [`DeviceGradients::read_back`], or
+    /// use them there). The pass's activations are freed. The same kernels in the same order
+    /// as [`Self::gradients`], so the same gradients bit for bit.
+    pub fn backward(
+        &self,
+        ctx: &GpuContext,
+        pass: ForwardPass,
+        dy: &HostTensor,
+    ) -> Result<DeviceGradients> {
+        let shape = pass.state.y.shape().to_vec();
+        if dy.shape != shape {
+            return Err(Error::ShapeMismatch {
+                tensor: "dy".into(),
+                expected: shape,
+                got: dy.shape.clone(),
+            });
+        }
+        dy.check_finite("dy")?;
+        let dy = GpuTensor::upload(ctx, "dy", &dy.shape, &dy.data)?;
+        let ForwardPass { state, dims, ops } = pass;
+        self.backward_state(ctx, state, (dims, ErrorChecks::default()), &ops, dy)
     }
 
     /// The memory a pass of `config` over an input of `batch` x `seq_len` needs on `ctx`,
@@ -350,15 +462,16 @@ impl GpuModel {
     }
 
     /// dL/dx and the parameter gradients (on the GPU) given dy, and each layer's sampled
-    /// check where `checks` asks for one.
-    fn backward(
+    /// check where `checks` asks for one. Consumes the forward state: its activations are
+    /// freed, what the readback needs is kept.
+    fn backward_state(
         &self,
         ctx: &GpuContext,
-        state: &ForwardState,
+        state: ForwardState,
         (dims, checks): (Dims, ErrorChecks),
         ops: &OpSet,
         dy: GpuTensor,
-    ) -> Result<Backward> {
+    ) -> Result<DeviceGradients> {
         let mut grads = BTreeMap::new();
         for (name, shape) in self.config().parameter_shapes() {
             let g = GpuTensor::output(ctx, &format!("grad.{name}"), &shape)?;
@@ -391,7 +504,19 @@ impl GpuModel {
             sampled.push(check);
         }
         sampled.reverse();
-        Ok((d, grads, sampled))
+        Ok(DeviceGradients {
+            grad_x: d,
+            grads,
+            y: state.y,
+            certificates: (state.blocks.into_iter())
+                .map(|b| b.into_certificate())
+                .collect(),
+            attentions: state.attentions,
+            decisions: state.decisions,
+            sampled,
+            shape: *ops.shape(),
+            loss: None,
+        })
     }
 }
 
@@ -480,57 +605,73 @@ fn check_upstream(x: &HostTensor, loss: &Loss) -> Result<()> {
     upstream.check_finite(loss.tensor_name())
 }
 
-/// dL/dx, the parameter gradients by name, and each layer's sampled check (if any), on the GPU.
-type Backward = (
-    GpuTensor,
-    BTreeMap<String, GpuTensor>,
-    Vec<Option<PendingCheck>>,
-);
+impl ForwardPass {
+    /// y on the device.
+    pub fn y_tensor(&self) -> &GpuTensor {
+        &self.state.y
+    }
 
-/// y, every gradient, each layer's certificate and sampled check, in one readback.
-fn read_back(
-    ctx: &GpuContext,
-    (state, sampled): (&ForwardState, &[Option<PendingCheck>]),
-    (grad_x, grads, loss): (&GpuTensor, &BTreeMap<String, GpuTensor>, Option<f64>),
-    shape: &AttentionShape,
-) -> Result<ModelGradients> {
-    let mut wanted = vec![&state.y, grad_x];
-    wanted.extend(grads.values());
-    wanted.extend(state.blocks.iter().map(|b| &b.certificate));
-    wanted.extend(sampled.iter().flatten().flat_map(|c| c.outputs()));
-    let mut values = GpuTensor::download_all(ctx, &wanted)?.into_iter();
-    let mut host = |t: &GpuTensor| HostTensor {
-        shape: t.shape().to_vec(),
-        data: values
-            .next()
-            .expect("download_all returns one vector per tensor"),
-    };
-    Ok(ModelGradients {
-        y: host(&state.y),
-        loss,
-        grad_x: host(grad_x),
-        grads: grads
-            .iter()
-            .map(|(name, g)| (name.clone(), host(g)))
-            .collect(),
-        attention_bounds: {
-            let heads: Vec<_> = (state.blocks.iter())
-                .map(|b| certificate::head_bounds(shape, &host(&b.certificate).data))
-                .collect();
-            let measured = sampled.iter().map(|check| {
-                check.as_ref().map(|c| {
-                    let [combined, picked] = c.outputs().map(|t| host(t).data);
-                    c.finish(&combined, &picked)
-                })
-            });
-            let chosen = state.attentions.iter().zip(&state.decisions);
-            (heads.into_iter().zip(measured).zip(chosen).enumerate())
-                .map(|(l, ((heads, measured), (&attention, decision)))| {
-                    LayerBound::of(l, heads, attention, measured).decided(decision.clone())
-                })
-                .collect()
-        },
-    })
+    /// y read back.
+    pub fn y(&self, ctx: &GpuContext) -> Result<HostTensor> {
+        download(ctx, &self.state.y)
+    }
+}
+
+impl DeviceGradients {
+    /// dL/dx on the device.
+    pub fn grad_x(&self) -> &GpuTensor {
+        &self.grad_x
+    }
+
+    /// dL/dparam of the parameter `name` on the device, None for a name the model lacks.
+    pub fn grad(&self, name: &str) -> Option<&GpuTensor> {
+        self.grads.get(name)
+    }
+
+    /// Every parameter's gradient on the device, by name.
+    pub fn grads(&self) -> &BTreeMap<String, GpuTensor> {
+        &self.grads
+    }
+
+    /// y, every gradient, each layer's certificate and sampled check, in one readback.
+    pub fn read_back(&self, ctx: &GpuContext) -> Result<ModelGradients> {
+        let mut wanted = vec![&self.y, &self.grad_x];
+        wanted.extend(self.grads.values());
+        wanted.extend(&self.certificates);
+        wanted.extend(self.sampled.iter().flatten().flat_map(|c| c.outputs()));
+        let mut values = GpuTensor::download_all(ctx, &wanted)?.into_iter();
+        let mut host = |t: &GpuTensor| HostTensor {
+            shape: t.shape().to_vec(),
+            data: values
+                .next()
+                .expect("download_all returns one vector per tensor"),
+        };
+        Ok(ModelGradients {
+            y: host(&self.y),
+            loss: self.loss,
+            grad_x: host(&self.grad_x),
+            grads: (self.grads.iter())
+                .map(|(name, g)| (name.clone(), host(g)))
+                .collect(),
+            attention_bounds: {
+                let heads: Vec<_> = (self.certificates.iter())
+                    .map(|c| certificate::head_bounds(&self.shape, &host(c).data))
+                    .collect();
+                let measured = self.sampled.iter().map(|check| {
+                    check.as_ref().map(|c| {
+                        let [combined, picked] = c.outputs().map(|t| host(t).data);
+                        c.finish(&combined, &picked)
+                    })
+                });
+                let chosen = self.attentions.iter().zip(&self.decisions);
+                (heads.into_iter().zip(measured).zip(chosen).enumerate())
+                    .map(|(l, ((heads, measured), (&attention, decision)))| {
+                        LayerBound::of(l, heads, attention, measured).decided(decision.clone())
+                    })
+                    .collect()
+            },
+        })
+    }
 }
 
 fn download(ctx: &GpuContext, t: &GpuTensor) -> Result<HostTensor> {

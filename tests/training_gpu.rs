@@ -1,0 +1,154 @@
+//! The training backend's pieces (issue 14): the pass in two halves, parameters written in place
+//! on the device.
+
+mod common;
+
+use polygrad::validate::{random_model_input, small_model_config};
+use polygrad::{Attention, GpuModel, HostTensor, Loss, Model, ModelGradients};
+use rand::Rng;
+
+/// Whether two results are the same bits: y, grad.x and every parameter's gradient.
+fn assert_bitwise_equal(a: &ModelGradients, b: &ModelGradients, label: &str) {
+    let same = |x: &HostTensor, y: &HostTensor, what: &str| {
+        assert_eq!(x.shape, y.shape, "{label}: {what} shape");
+        let differ = (x.data.iter().zip(&y.data)).position(|(p, q)| p.to_bits() != q.to_bits());
+        assert!(differ.is_none(), "{label}: {what} differs at {differ:?}");
+    };
+    same(&a.y, &b.y, "y");
+    same(&a.grad_x, &b.grad_x, "grad.x");
+    assert_eq!(a.grads.len(), b.grads.len(), "{label}: gradient count");
+    for (name, g) in &a.grads {
+        same(g, &b.grads[name], &format!("grad.{name}"));
+    }
+}
+
+#[test]
+fn forward_keep_then_backward_equals_gradients_bit_for_bit() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("split pass");
+    for attention in [Attention::Exact, Attention::Poly { degree: 2 }] {
+        for (causal, seq_len) in [(true, 37), (false, 20)] {
+            let seed = rng.random();
+            let config = small_model_config(2, 2, causal, attention);
+            let model = Model::random(config, seed).unwrap();
+            let (x, dy) = random_model_input(model.config(), 2, seq_len, seed + 1);
+            let gpu = GpuModel::new(&ctx, &model).unwrap();
+            let whole = gpu.gradients(&ctx, &x, &Loss::Vjp(dy.clone())).unwrap();
+
+            let pass = gpu.forward_keep(&ctx, &x).unwrap();
+            let y = pass.y(&ctx).unwrap();
+            let split = gpu
+                .backward(&ctx, pass, &dy)
+                .unwrap()
+                .read_back(&ctx)
+                .unwrap();
+            let label = format!("{attention} causal={causal} n={seq_len} seed={seed}");
+            assert_eq!(
+                y.data, split.y.data,
+                "{label}: y before and after the backward"
+            );
+            assert_bitwise_equal(&whole, &split, &label);
+            assert_eq!(split.attention_bounds.len(), 2);
+            assert_eq!(
+                split.attention_bounds[1].logit_bound, whole.attention_bounds[1].logit_bound,
+                "{label}: certificates"
+            );
+        }
+    }
+}
+
+#[test]
+fn backward_refuses_a_dy_of_another_shape_or_not_finite() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = small_model_config(1, 1, true, Attention::Poly { degree: 2 });
+    let model = Model::random(config, 7).unwrap();
+    let (x, dy) = random_model_input(model.config(), 1, 9, 8);
+    let gpu = GpuModel::new(&ctx, &model).unwrap();
+
+    let short = HostTensor::new("dy", vec![1, 8, 16], vec![0.5; 8 * 16]).unwrap();
+    let pass = gpu.forward_keep(&ctx, &x).unwrap();
+    let err = gpu.backward(&ctx, pass, &short).err().unwrap().to_string();
+    assert!(err.contains("dy") && err.contains("[1, 8, 16]"), "{err}");
+
+    let mut nan = dy.clone();
+    nan.data[5] = f32::NAN;
+    let pass = gpu.forward_keep(&ctx, &x).unwrap();
+    let err = gpu.backward(&ctx, pass, &nan).err().unwrap().to_string();
+    assert!(err.contains("dy") && err.contains("index 5"), "{err}");
+
+    // The device is still usable.
+    let pass = gpu.forward_keep(&ctx, &x).unwrap();
+    let grads = gpu
+        .backward(&ctx, pass, &dy)
+        .unwrap()
+        .read_back(&ctx)
+        .unwrap();
+    grads.check_finite().unwrap();
+}
+
+#[test]
+fn parameters_written_in_place_equal_a_new_model() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("parameters in place");
+    let (seed_a, seed_b): (u64, u64) = (rng.random(), rng.random());
+    let config = small_model_config(2, 2, true, Attention::Poly { degree: 2 });
+    let a = Model::random(config.clone(), seed_a).unwrap();
+    let b = Model::random(config, seed_b).unwrap();
+    let (x, dy) = random_model_input(a.config(), 1, 24, seed_a ^ seed_b);
+    let loss = Loss::Vjp(dy);
+    let label = format!("seeds {seed_a} {seed_b}");
+
+    let mut gpu = GpuModel::new(&ctx, &a).unwrap();
+    ctx.reset_allocation_counters();
+    gpu.write_params(&ctx, b.params()).unwrap();
+    assert_eq!(
+        ctx.allocated_bytes(),
+        0,
+        "{label}: writing parameters allocated"
+    );
+    assert_eq!(&gpu.read_params(&ctx).unwrap(), b.params(), "{label}");
+    let written = gpu.gradients(&ctx, &x, &loss).unwrap();
+    let fresh = GpuModel::new(&ctx, &b)
+        .unwrap()
+        .gradients(&ctx, &x, &loss)
+        .unwrap();
+    assert_bitwise_equal(&written, &fresh, &label);
+
+    // One tensor at a time, back to a's values.
+    for (name, value) in a.params() {
+        gpu.write_param(&ctx, name, value).unwrap();
+    }
+    let back = gpu.gradients(&ctx, &x, &loss).unwrap();
+    let of_a = GpuModel::new(&ctx, &a)
+        .unwrap()
+        .gradients(&ctx, &x, &loss)
+        .unwrap();
+    assert_bitwise_equal(&back, &of_a, &label);
+}
+
+#[test]
+fn refused_parameter_writes_name_the_tensor_and_change_nothing() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = small_model_config(1, 1, true, Attention::Exact);
+    let a = Model::random(config.clone(), 3).unwrap();
+    let b = Model::random(config, 4).unwrap();
+    let mut gpu = GpuModel::new(&ctx, &a).unwrap();
+
+    let w = &b.params()["blocks.0.attn.q.weight"];
+    let err = gpu.write_param(&ctx, "blocks.0.attn.x.weight", w);
+    assert!(err
+        .unwrap_err()
+        .to_string()
+        .contains("blocks.0.attn.x.weight"));
+    let wrong = HostTensor::new("w", vec![w.data.len()], w.data.clone()).unwrap();
+    let err = gpu.write_param(&ctx, "blocks.0.attn.q.weight", &wrong);
+    assert!(err.unwrap_err().to_string().contains("expected shape"));
+
+    // b's parameters with one NaN in the last tensor: nothing is written.
+    let mut poisoned = b.params().clone();
+    let last = poisoned.keys().last().unwrap().clone();
+    poisoned.get_mut(&last).unwrap().data[0] = f32::NAN;
+    let err = gpu.write_params(&ctx, &poisoned).unwrap_err().to_string();
+    assert!(err.contains(&last), "{err}");
+    assert_eq!(&gpu.read_params(&ctx).unwrap(), a.params());
+}
