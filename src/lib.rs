@@ -22,3 +22,4 @@ pub use model::{
     GpuModel, HostTensor, LayerBound, Loss, Model, ModelConfig, ModelConfigBuilder, ModelGradients,
     Tensors,
 };
+pub use ops::adamw::{AdamW, AdamWState};

@@ -152,3 +152,153 @@ fn refused_parameter_writes_name_the_tensor_and_change_nothing() {
     assert!(err.contains(&last), "{err}");
     assert_eq!(&gpu.read_params(&ctx).unwrap(), a.params());
 }
+
+/// Relative error over a whole tensor: ||got - want|| / ||want||.
+fn relative(got: &[f64], want: &[f64]) -> f64 {
+    let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum();
+    let norm: f64 = want.iter().map(|w| w * w).sum();
+    (diff / norm).sqrt()
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Six AdamW steps on the device against f64 AdamW fed the same gradients (the device's, read
+/// back after each backward): each tensor's update since the start, both moments and the
+/// global norm, with clipping active (the norm above the limit), clipping off, and weight decay.
+#[test]
+fn adamw_steps_match_f64() {
+    use polygrad::reference::adamw::AdamWReference;
+    use polygrad::{AdamW, AdamWState};
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("adamw");
+    for max_grad_norm in [Some(0.05), None] {
+        let seed: u64 = rng.random();
+        let opt = AdamW {
+            lr: 1e-2,
+            weight_decay: 0.1,
+            max_grad_norm,
+            ..AdamW::default()
+        };
+        let config = small_model_config(2, 2, true, Attention::Poly { degree: 2 });
+        let model = Model::random(config, seed).unwrap();
+        let (x, dy) = random_model_input(model.config(), 1, 17, seed + 1);
+        let mut gpu = GpuModel::new(&ctx, &model).unwrap();
+        let mut state = AdamWState::new(&ctx, &gpu).unwrap();
+        let start: Vec<(String, HostTensor)> = model.params().clone().into_iter().collect();
+        let mut reference = AdamWReference::new(
+            (start.iter())
+                .map(|(_, t)| (t.shape.clone(), widen(&t.data)))
+                .collect(),
+        );
+        let label = format!("clip {max_grad_norm:?} seed {seed}");
+        let mut worst = 0.0f64;
+        for step in 1..=6 {
+            let pass = gpu.forward_keep(&ctx, &x).unwrap();
+            let grads = gpu.backward(&ctx, pass, &dy).unwrap();
+            let host = grads.read_back(&ctx).unwrap();
+            let host_grads: Vec<Vec<f64>> = start
+                .iter()
+                .map(|(name, _)| widen(&host.grads[name].data))
+                .collect();
+            let norm = reference.step(&opt, &host_grads);
+            state.step(&ctx, &opt, &mut gpu, &grads).unwrap();
+            if max_grad_norm.is_some() {
+                let got = state.last_grad_norm(&ctx).unwrap();
+                assert!(norm > 0.05, "{label}: clipping is not active (norm {norm})");
+                assert!(
+                    (got - norm).abs() <= 1e-5 * norm,
+                    "{label}: norm {got} against {norm}"
+                );
+            }
+            let params = gpu.read_params(&ctx).unwrap();
+            let (m, v) = state.moments(&ctx).unwrap();
+            for (i, (name, p0)) in start.iter().enumerate() {
+                let moved = |p: &[f64]| -> Vec<f64> {
+                    p.iter().zip(&p0.data).map(|(p, &s)| p - s as f64).collect()
+                };
+                let checks = [
+                    (
+                        "update",
+                        moved(&widen(&params[name].data)),
+                        moved(&reference.params[i]),
+                    ),
+                    ("m", widen(&m[name].data), reference.m[i].clone()),
+                    ("v", widen(&v[name].data), reference.v[i].clone()),
+                ];
+                for (what, got, want) in checks {
+                    let err = relative(&got, &want);
+                    worst = worst.max(err);
+                    assert!(
+                        err <= 1e-5,
+                        "{label}: step {step} {name} {what}: relative error {err:.2e}"
+                    );
+                }
+            }
+        }
+        assert_eq!(state.steps(), 6);
+        eprintln!("{label}: worst relative error {worst:.2e}");
+    }
+}
+
+#[test]
+fn adamw_refuses_settings_out_of_range_by_name() {
+    use polygrad::AdamW;
+    let cases = [
+        (
+            AdamW {
+                lr: -1.0,
+                ..AdamW::default()
+            },
+            "lr",
+        ),
+        (
+            AdamW {
+                lr: f64::NAN,
+                ..AdamW::default()
+            },
+            "lr",
+        ),
+        (
+            AdamW {
+                beta1: 1.0,
+                ..AdamW::default()
+            },
+            "beta1",
+        ),
+        (
+            AdamW {
+                beta2: -0.1,
+                ..AdamW::default()
+            },
+            "beta2",
+        ),
+        (
+            AdamW {
+                eps: 0.0,
+                ..AdamW::default()
+            },
+            "eps",
+        ),
+        (
+            AdamW {
+                weight_decay: f64::INFINITY,
+                ..AdamW::default()
+            },
+            "weight_decay",
+        ),
+        (
+            AdamW {
+                max_grad_norm: Some(0.0),
+                ..AdamW::default()
+            },
+            "max_grad_norm",
+        ),
+    ];
+    for (opt, name) in cases {
+        let err = opt.check().unwrap_err().to_string();
+        assert!(err.contains(name), "{opt:?}: {err}");
+    }
+    AdamW::default().check().unwrap();
+}

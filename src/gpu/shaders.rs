@@ -2,6 +2,7 @@
 
 /// (file name, source) for every shader; tests check that this list matches shaders/.
 pub const SHADERS: &[(&str, &str)] = &[
+    ("adamw.wgsl", include_str!("../../shaders/adamw.wgsl")),
     (
         "certificate.wgsl",
         include_str!("../../shaders/certificate.wgsl"),

@@ -1,5 +1,6 @@
 //! Host modules, one per shader file: each checks shapes, builds bind groups and dispatches.
 
+pub mod adamw;
 pub mod certificate;
 pub mod exact_attention;
 pub mod gelu;
@@ -252,6 +253,9 @@ pub(crate) fn check_loop_budget(ctx: &GpuContext, what: &str, iterations: u64) -
 /// Every kernel declared with [`crate::gpu::kernel::Kernel`]; `tests/kernels.rs` checks each
 /// against its WGSL.
 pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
+    &adamw::SQUARE_SUMS,
+    &adamw::TOTAL_NORM,
+    &adamw::UPDATE,
     &matmul::MATMUL_REG,
     &matmul::MATMUL_TILED,
     &matmul::MATMUL_SUBGROUP,

@@ -2,6 +2,7 @@
 //! O(n^2), sharing no code with the GPU path. Slow and obvious on purpose: it is what every GPU
 //! result is compared against.
 
+pub mod adamw;
 pub mod attention;
 pub mod certificate;
 pub mod finite_diff;
