@@ -329,6 +329,11 @@ impl GpuContext {
         self.meter.largest.load(Ordering::Relaxed)
     }
 
+    /// Bytes of polygrad's tensors alive now (allocated and not yet dropped).
+    pub fn live_bytes(&self) -> u64 {
+        self.meter.live.load(Ordering::Relaxed)
+    }
+
     /// The most bytes of polygrad's tensors alive at once. A tensor counts from its
     /// allocation until it is dropped; wgpu may keep a dropped buffer until the GPU work that
     /// uses it has finished, so the device can briefly hold more.
