@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod bench;
+pub mod checkpoint;
 pub mod error;
 pub mod gpu;
 pub mod io;
@@ -15,6 +16,7 @@ pub mod sweep;
 pub mod validate;
 
 pub use attention::{Attention, AttentionKind, AttentionShape};
+pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
 pub use model::{

@@ -360,3 +360,103 @@ fn a_thousand_training_steps_keep_memory_flat() {
         .values()
         .for_each(|p| p.check_finite("p").unwrap());
 }
+
+/// One training step whose batch is drawn from (seed, step), as `polygrad train` draws them.
+fn train_step(
+    ctx: &polygrad::GpuContext,
+    (model, state): (&mut GpuModel, &mut polygrad::AdamWState),
+    opt: &polygrad::AdamW,
+    seed: u64,
+) {
+    let step = state.steps();
+    let (x, dy) = random_model_input(model.config(), 2, 13, seed ^ step.wrapping_mul(0x9e37_79b9));
+    let pass = model.forward_keep(ctx, &x).unwrap();
+    let grads = model.backward(ctx, pass, &dy).unwrap();
+    state.step(ctx, opt, model, &grads).unwrap();
+}
+
+/// Six steps straight through, against three, a checkpoint saved and loaded into a fresh model
+/// and optimizer, and three more: the same parameters and moments, bit for bit.
+#[test]
+fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
+    use polygrad::{AdamW, AdamWState, Checkpoint};
+    let Some(ctx) = common::gpu() else { return };
+    let seed: u64 = common::fresh_rng("checkpoint").random();
+    let config = small_model_config(2, 2, true, Attention::Poly { degree: 2 });
+    let model = Model::init(config, seed).unwrap();
+    let opt = AdamW {
+        lr: 3e-3,
+        ..AdamW::default()
+    };
+
+    let mut straight = GpuModel::new(&ctx, &model).unwrap();
+    let mut straight_state = AdamWState::new(&ctx, &straight).unwrap();
+    for _ in 0..6 {
+        train_step(&ctx, (&mut straight, &mut straight_state), &opt, seed);
+    }
+
+    let mut first = GpuModel::new(&ctx, &model).unwrap();
+    let mut first_state = AdamWState::new(&ctx, &first).unwrap();
+    for _ in 0..3 {
+        train_step(&ctx, (&mut first, &mut first_state), &opt, seed);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt.safetensors");
+    Checkpoint::capture(&ctx, &first, (&first_state, opt), seed)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    drop((first, first_state));
+    let loaded = Checkpoint::load(&path).unwrap();
+    assert_eq!((loaded.step, loaded.seed, loaded.adamw), (3, seed, opt));
+    let (mut resumed, mut resumed_state) = loaded.resume(&ctx).unwrap();
+    for _ in 0..3 {
+        train_step(&ctx, (&mut resumed, &mut resumed_state), &opt, seed);
+    }
+
+    let a = Checkpoint::capture(&ctx, &straight, (&straight_state, opt), seed).unwrap();
+    let b = Checkpoint::capture(&ctx, &resumed, (&resumed_state, opt), seed).unwrap();
+    assert_eq!(a.step, 6);
+    // Bit for bit: parameters and both moments.
+    let bits = |c: &Checkpoint| -> Vec<u32> {
+        let (m, v) = &c.moments;
+        (c.model
+            .params()
+            .values()
+            .chain(m.values())
+            .chain(v.values()))
+        .flat_map(|t| t.data.iter().map(|x| x.to_bits()))
+        .collect()
+    };
+    assert!(bits(&a) == bits(&b), "seed {seed}: resumed run differs");
+    assert_ne!(a.model.params(), model.params(), "training changed nothing");
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_by_name() {
+    use polygrad::{AdamW, AdamWState, Checkpoint};
+    let Some(ctx) = common::gpu() else { return };
+    let config = small_model_config(1, 1, false, Attention::Exact);
+    let model = Model::init(config, 5).unwrap();
+    let gpu = GpuModel::new(&ctx, &model).unwrap();
+    let state = AdamWState::new(&ctx, &gpu).unwrap();
+    let good = Checkpoint::capture(&ctx, &gpu, (&state, AdamW::default()), 9).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+
+    let mut missing = good.clone();
+    missing.moments.1.remove("ln_f.bias");
+    missing.save(&path).unwrap();
+    let err = Checkpoint::load(&path)
+        .unwrap()
+        .resume(&ctx)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("ln_f.bias") && err.contains("second"), "{err}");
+
+    // A model file (no optimizer state) is not a checkpoint.
+    polygrad::io::write_model(&path, &model).unwrap();
+    let err = Checkpoint::load(&path).unwrap_err().to_string();
+    assert!(err.contains("adamw"), "{err}");
+}

@@ -76,7 +76,7 @@ const MAX_LOOP: usize = 60_000;
 const SPAN: usize = 1024;
 
 /// AdamW's settings (Loshchilov and Hutter's decoupled weight decay, PyTorch's formulas).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamW {
     pub lr: f64,
     pub beta1: f64,
@@ -193,6 +193,34 @@ impl AdamWState {
             norm: GpuTensor::output(ctx, "adamw norm", &[2])?,
             span,
         })
+    }
+
+    /// The state of a run resumed after `steps` steps with moments `m` and `v` (as
+    /// [`Self::moments`] read them): every parameter of `model` must have both, of its shape.
+    pub fn restore(
+        ctx: &GpuContext,
+        model: &GpuModel,
+        (m, v): (&Tensors, &Tensors),
+        steps: u64,
+    ) -> Result<Self> {
+        let state = Self::new(ctx, model)?;
+        for (set, given, what) in [(&state.m, m, "first"), (&state.v, v, "second")] {
+            for (name, tensor) in set {
+                let value = given.get(name).ok_or_else(|| Error::MissingTensor {
+                    tensor: name.clone(),
+                    context: format!("AdamW's {what} moments"),
+                })?;
+                if value.shape != tensor.shape() {
+                    return Err(Error::ShapeMismatch {
+                        tensor: format!("AdamW's {what} moment of {name}"),
+                        expected: tensor.shape().to_vec(),
+                        got: value.shape.clone(),
+                    });
+                }
+                tensor.write(ctx, &value.data)?;
+            }
+        }
+        Ok(AdamWState { steps, ..state })
     }
 
     /// Steps taken so far.
