@@ -351,7 +351,7 @@ fn a_thousand_training_steps_keep_memory_flat() {
     if let (Some(before), Some(after)) = (rss100, marks[2].3) {
         // Allowance for the allocator: over 3000 steps it took 3.7 MiB by step 2000, none after.
         assert!(
-            after <= before + 8 << 20,
+            after <= before + (8 << 20),
             "resident memory grew from {before} to {after} bytes over 900 steps"
         );
     }
