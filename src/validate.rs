@@ -196,12 +196,17 @@ pub fn compare_with_reference(
     x: &HostTensor,
     loss: &Loss,
 ) -> Vec<TensorCheck> {
-    let upstream = match loss {
-        Loss::Vjp(t) | Loss::Mse(t) => widen(&t.data),
-    };
+    let upstream = loss.tensor().map(|t| widen(&t.data)).unwrap_or_default();
     let reference_loss = match loss {
         Loss::Vjp(_) => ReferenceLoss::Vjp(&upstream),
         Loss::Mse(_) => ReferenceLoss::Mse(&upstream),
+        Loss::CrossEntropy {
+            targets,
+            ignore_index,
+        } => ReferenceLoss::CrossEntropy {
+            targets,
+            ignore_index: *ignore_index,
+        },
     };
     let reference = reference.gradients(&widen(&x.data), x.shape[0], x.shape[1], reference_loss);
     let mut checks = vec![

@@ -414,7 +414,7 @@ fn explain_nonfinite(
         None => eprintln!(
             "  cause: the forward pass is finite; f32 overflowed in the backward pass (|{}| up to {:e})",
             loss.tensor_name(),
-            largest(loss.tensor())
+            loss.tensor().map_or(0.0, largest)
         ),
     }
     let bounds: Vec<String> = trace

@@ -8,6 +8,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/certificate.wgsl"),
     ),
     (
+        "cross_entropy.wgsl",
+        include_str!("../../shaders/cross_entropy.wgsl"),
+    ),
+    (
         "exact_attention.wgsl",
         include_str!("../../shaders/exact_attention.wgsl"),
     ),

@@ -11,6 +11,7 @@ use crate::attention::{Attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::certificate;
+use crate::ops::cross_entropy::{cross_entropy, Targets};
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
@@ -294,20 +295,30 @@ impl GpuModel {
         ops: &mut OpSet,
         policy: &Policy,
     ) -> Result<ModelGradients> {
-        check_upstream(x, loss)?;
+        check_upstream(&x.shape, loss)?;
         let state = self.forward_state(ctx, x, dims, ops, policy)?;
-        // dL/dy: given (no readback before the backward), or from y for a built-in loss.
-        let (loss_value, dy) = match loss {
-            Loss::Vjp(dy) => (None, dy.data.clone()),
-            Loss::Mse(target) => {
-                let (value, dy) = Loss::mse(target, &state.y.download(ctx)?);
-                (Some(value), dy)
-            }
-        };
-        let dy = GpuTensor::upload(ctx, "dy", &x.shape, &dy)?;
+        let (loss_value, dy) = loss_gradient(ctx, &state.y, loss)?;
         let mut grads = self.backward_state(ctx, state, (dims, checks), ops, dy)?;
         grads.loss = loss_value;
         grads.read_back(ctx)
+    }
+
+    /// [`Self::backward`] from a loss of y: dL/dy given (`Loss::Vjp`), or formed from y for a
+    /// built-in loss (cross-entropy on the device, mse on the host); the loss's value is kept
+    /// with the gradients ([`DeviceGradients::loss`]).
+    pub fn backward_loss(
+        &self,
+        ctx: &GpuContext,
+        pass: ForwardPass,
+        loss: &Loss,
+    ) -> Result<DeviceGradients> {
+        check_upstream(pass.state.y.shape(), loss)?;
+        let (loss_value, dy) = loss_gradient(ctx, &pass.state.y, loss)?;
+        let ForwardPass { state, dims, ops } = pass;
+        let mut grads =
+            self.backward_state(ctx, state, (dims, ErrorChecks::default()), &ops, dy)?;
+        grads.loss = loss_value;
+        Ok(grads)
     }
 
     /// The forward pass of x `[B, n, d_model]`, its activations kept on the device for
@@ -329,18 +340,7 @@ impl GpuModel {
         pass: ForwardPass,
         dy: &HostTensor,
     ) -> Result<DeviceGradients> {
-        let shape = pass.state.y.shape().to_vec();
-        if dy.shape != shape {
-            return Err(Error::ShapeMismatch {
-                tensor: "dy".into(),
-                expected: shape,
-                got: dy.shape.clone(),
-            });
-        }
-        dy.check_finite("dy")?;
-        let dy = GpuTensor::upload(ctx, "dy", &dy.shape, &dy.data)?;
-        let ForwardPass { state, dims, ops } = pass;
-        self.backward_state(ctx, state, (dims, ErrorChecks::default()), &ops, dy)
+        self.backward_loss(ctx, pass, &Loss::Vjp(dy.clone()))
     }
 
     /// The memory a pass of `config` over an input of `batch` x `seq_len` needs on `ctx`,
@@ -592,17 +592,50 @@ fn attention_op(
     AttentionOp::new(ctx, c.attention_kind()?, shape)
 }
 
-/// Refuses a `dy` or `target` whose shape is not x's, or which holds a NaN or infinity.
-fn check_upstream(x: &HostTensor, loss: &Loss) -> Result<()> {
-    let upstream = loss.tensor();
-    if upstream.shape != x.shape {
+/// Refuses a `dy` or `target` whose shape is not y's (`shape`), or which holds a NaN or
+/// infinity, and cross-entropy targets that are not one class per row of y.
+fn check_upstream(shape: &[usize], loss: &Loss) -> Result<()> {
+    if let Loss::CrossEntropy {
+        targets,
+        ignore_index,
+    } = loss
+    {
+        let (classes, rows) = shape.split_last().expect("y has a shape");
+        Targets::new(targets, *ignore_index, rows.iter().product(), *classes)?;
+        return Ok(());
+    }
+    let upstream = loss.tensor().expect("every other loss is given a tensor");
+    if upstream.shape != shape {
         return Err(Error::ShapeMismatch {
             tensor: loss.tensor_name().into(),
-            expected: x.shape.clone(),
+            expected: shape.to_vec(),
             got: upstream.shape.clone(),
         });
     }
     upstream.check_finite(loss.tensor_name())
+}
+
+/// The loss's value (for a built-in loss) and dL/dy on the device, from y (already checked
+/// against the loss by [`check_upstream`]).
+fn loss_gradient(ctx: &GpuContext, y: &GpuTensor, loss: &Loss) -> Result<(Option<f64>, GpuTensor)> {
+    let upload = |dy: &[f32]| GpuTensor::upload(ctx, "dy", y.shape(), dy);
+    match loss {
+        // Given: no readback before the backward.
+        Loss::Vjp(dy) => Ok((None, upload(&dy.data)?)),
+        Loss::Mse(target) => {
+            let (value, dy) = Loss::mse(target, &y.download(ctx)?);
+            Ok((Some(value), upload(&dy)?))
+        }
+        Loss::CrossEntropy {
+            targets,
+            ignore_index,
+        } => {
+            let (classes, rows) = y.shape().split_last().expect("y has a shape");
+            let targets = Targets::new(targets, *ignore_index, rows.iter().product(), *classes)?;
+            let (value, dy) = cross_entropy(ctx, y, &targets)?;
+            Ok((Some(value), dy))
+        }
+    }
 }
 
 impl ForwardPass {
@@ -631,6 +664,11 @@ impl DeviceGradients {
     /// Every parameter's gradient on the device, by name.
     pub fn grads(&self) -> &BTreeMap<String, GpuTensor> {
         &self.grads
+    }
+
+    /// The loss's value, where the backward formed dL/dy from a built-in loss.
+    pub fn loss(&self) -> Option<f64> {
+        self.loss
     }
 
     /// y, every gradient, each layer's certificate and sampled check, in one readback.

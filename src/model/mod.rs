@@ -23,21 +23,30 @@ pub enum Loss {
     Vjp(HostTensor),
     /// L = mean((y - target)^2) over all elements, target `[B, n, d_model]`.
     Mse(HostTensor),
+    /// Cross-entropy, computed on the device: each row of y (its d_model values the logits)
+    /// against its target class in `0..d_model`, one per row of `[B, n]` in order, averaged
+    /// over the rows whose target is not `ignore_index`.
+    CrossEntropy {
+        targets: Vec<i64>,
+        ignore_index: i64,
+    },
 }
 
 impl Loss {
-    /// The name of the tensor this loss reads from an input file: `dy` or `target`.
+    /// The name of what this loss is given: `dy`, `target` or `targets`.
     pub fn tensor_name(&self) -> &'static str {
         match self {
             Loss::Vjp(_) => "dy",
             Loss::Mse(_) => "target",
+            Loss::CrossEntropy { .. } => "targets",
         }
     }
 
-    /// The tensor this loss was given: dy, or the target.
-    pub fn tensor(&self) -> &HostTensor {
+    /// The tensor this loss was given: dy, or the target (None for cross-entropy's classes).
+    pub fn tensor(&self) -> Option<&HostTensor> {
         match self {
-            Loss::Vjp(t) | Loss::Mse(t) => t,
+            Loss::Vjp(t) | Loss::Mse(t) => Some(t),
+            Loss::CrossEntropy { .. } => None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod certificate;
+pub mod cross_entropy;
 pub mod exact_attention;
 pub mod gelu;
 pub mod heads;
@@ -256,6 +257,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &adamw::SQUARE_SUMS,
     &adamw::TOTAL_NORM,
     &adamw::UPDATE,
+    &cross_entropy::CROSS_ENTROPY_ROWS,
     &matmul::MATMUL_REG,
     &matmul::MATMUL_TILED,
     &matmul::MATMUL_SUBGROUP,

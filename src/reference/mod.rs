@@ -5,6 +5,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod certificate;
+pub mod cross_entropy;
 pub mod finite_diff;
 pub mod gelu;
 pub mod layer_norm;

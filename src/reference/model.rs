@@ -20,6 +20,12 @@ pub enum ReferenceLoss<'a, T = f64> {
     Vjp(&'a [T]),
     /// L = mean((y - target)^2).
     Mse(&'a [T]),
+    /// Cross-entropy of each row of y (its d_model values the logits) against a target class,
+    /// averaged over the rows whose target is not `ignore_index`.
+    CrossEntropy {
+        targets: &'a [i64],
+        ignore_index: i64,
+    },
 }
 
 /// y, the loss (for a built-in loss), dL/dx and dL/dparam for every parameter, in f64.
@@ -302,10 +308,17 @@ fn forward_with_caches<T: Real>(net: &Net<T>, x: &[T]) -> (Vec<BlockCache<T>>, V
     (caches, h, y)
 }
 
-/// The loss (for mse) and dL/dy.
-fn loss_gradient<T: Real>(y: &[T], loss: ReferenceLoss<T>) -> (Option<f64>, Vec<T>) {
+/// The loss (for a built-in loss) and dL/dy, for y of rows of `width`.
+fn loss_gradient<T: Real>(y: &[T], width: usize, loss: ReferenceLoss<T>) -> (Option<f64>, Vec<T>) {
     match loss {
         ReferenceLoss::Vjp(dy) => (None, dy.to_vec()),
+        ReferenceLoss::CrossEntropy {
+            targets,
+            ignore_index,
+        } => {
+            let (value, dy) = super::cross_entropy::cross_entropy(y, width, targets, ignore_index);
+            (Some(value), dy)
+        }
         ReferenceLoss::Mse(target) => {
             let n = T::of(y.len() as f64);
             let value = y
@@ -335,7 +348,7 @@ fn model_gradients<T: Real>(
 ) -> ReferenceGradients<T> {
     let net = Net::new(model, batch, seq_len);
     let (caches, h, y) = forward_with_caches(&net, x);
-    let (loss_value, dy) = loss_gradient(&y, loss);
+    let (loss_value, dy) = loss_gradient(&y, model.config.d_model, loss);
     let mut grads = BTreeMap::new();
     let eps = model.config.ln_eps;
     let (mut d, dw, db) = layer_norm_backward(&h, &net.params["ln_f.weight"], eps, &dy);
