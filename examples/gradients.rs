@@ -26,6 +26,9 @@ fn main() -> polygrad::Result<()> {
         attention: AttentionKind::Poly,
         degree: 2,
         ln_eps: 1e-5,
+        vocab_size: None,
+        max_seq: None,
+        head: None,
     };
     // Parameters can come from memory (as here) or from a file: polygrad::io::read_model.
     let model = Model::random(config, 1)?;

@@ -142,6 +142,9 @@ pub fn benchmark_model_config(attention: Attention) -> ModelConfig {
         attention: crate::attention::AttentionKind::Poly,
         degree: 2,
         ln_eps: 1e-5,
+        vocab_size: None,
+        max_seq: None,
+        head: None,
     }
     .with_attention(attention)
 }

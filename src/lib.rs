@@ -21,7 +21,7 @@ pub use error::{Error, Result};
 pub use gpu::{GpuContext, GpuTensor};
 pub use model::{
     bounds_report, compare_with_exact, AutoAttention, DeviceGradients, ErrorChecks, ForwardPass,
-    GpuModel, HostTensor, LayerBound, Loss, Model, ModelConfig, ModelConfigBuilder, ModelGradients,
-    Tensors,
+    GpuModel, HeadKind, HostTensor, LayerBound, Loss, Model, ModelConfig, ModelConfigBuilder,
+    ModelGradients, Tensors, Tokens,
 };
 pub use ops::adamw::{AdamW, AdamWState};

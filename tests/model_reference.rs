@@ -18,6 +18,9 @@ fn tiny_config(attention: &str, degree: u32, causal: bool) -> ModelConfig {
         attention: polygrad::AttentionKind::from_name(attention).unwrap(),
         degree,
         ln_eps: 1e-5,
+        vocab_size: None,
+        max_seq: None,
+        head: None,
     }
 }
 
@@ -239,4 +242,110 @@ fn cross_entropy_gradient_matches_finite_differences() {
         gap < 1e-6,
         "cross-entropy grad.x differs from finite differences by {gap:e}"
     );
+}
+
+/// A language model (token embedding, positions, a tied or a separate head) trained on
+/// cross-entropy with an ignored row: every parameter's gradient, the new tables and the head
+/// included, against central finite differences of the loss.
+#[test]
+fn language_model_gradients_match_finite_differences() {
+    use polygrad::{HeadKind, Tokens};
+    for (head, seed) in [
+        (Some(HeadKind::Tied), 51),
+        (Some(HeadKind::Separate), 52),
+        (None, 53),
+    ] {
+        let config = ModelConfig {
+            vocab_size: Some(5),
+            max_seq: Some(4),
+            head,
+            ..tiny_config("poly", 2, true)
+        };
+        let model = ReferenceModel::from_model(&Model::random(config, seed).unwrap());
+        // Token 4 never occurs (its row's gradient is 0 but for a tied head), 1 occurs thrice.
+        let tokens = Tokens::new(2, 3, vec![1, 3, 1, 0, 2, 1]).unwrap();
+        let classes = model.config.output_width();
+        let targets: Vec<i64> = vec![2, 0, -1, 3, 1, (classes - 1) as i64];
+        let loss = ReferenceLoss::CrossEntropy {
+            targets: &targets,
+            ignore_index: -1,
+        };
+        let grads = model.gradients_tokens(&tokens, loss);
+        let loss_of = |m: &ReferenceModel| -> f64 {
+            let out = m.forward_tokens(&tokens);
+            let (value, _) =
+                polygrad::reference::cross_entropy::cross_entropy(&out, classes, &targets, -1);
+            value
+        };
+        assert!((grads.loss.unwrap() - loss_of(&model)).abs() < 1e-12);
+        assert_eq!(
+            grads.grads.len(),
+            model.params.len(),
+            "{head:?}: a parameter has no gradient"
+        );
+        for (name, value) in &model.params {
+            let numeric = central_gradient(
+                |p| {
+                    let mut m = model.clone();
+                    m.params.insert(name.clone(), p.to_vec());
+                    loss_of(&m)
+                },
+                value,
+                1e-5,
+            );
+            let gap = max_relative_gap(&grads.grads[name], &numeric);
+            assert!(
+                gap < 1e-6,
+                "{head:?}: grad.{name} differs from finite differences by {gap:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn language_model_configs_are_checked_by_field() {
+    use polygrad::{HeadKind, Tokens};
+    let base = tiny_config("exact", 2, true);
+    let bad = |c: ModelConfig| c.validate().unwrap_err().to_string();
+    assert!(bad(ModelConfig {
+        vocab_size: Some(0),
+        ..base.clone()
+    })
+    .contains("vocab_size"));
+    assert!(bad(ModelConfig {
+        max_seq: Some(8),
+        ..base.clone()
+    })
+    .contains("max_seq"));
+    assert!(bad(ModelConfig {
+        head: Some(HeadKind::Tied),
+        ..base.clone()
+    })
+    .contains("head"));
+    let lm = ModelConfig {
+        vocab_size: Some(10),
+        max_seq: Some(4),
+        head: Some(HeadKind::Separate),
+        ..base.clone()
+    };
+    lm.validate().unwrap();
+    let json = lm.to_json();
+    assert!(json.contains("\"head\":\"separate\""), "{json}");
+    assert_eq!(ModelConfig::from_json(&json).unwrap(), lm);
+    assert!(
+        !base.to_json().contains("vocab_size"),
+        "a plain config's JSON is unchanged"
+    );
+    let names: Vec<String> = lm.parameter_shapes().into_iter().map(|(n, _)| n).collect();
+    for name in ["tok_emb.weight", "pos_emb.weight", "head.weight"] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
+    assert_eq!(names.len(), lm.parameter_count());
+    let err = |t: Tokens| lm.check_tokens(&t).unwrap_err().to_string();
+    assert!(err(Tokens::new(1, 2, vec![3, 10]).unwrap()).contains("id 10 at flat index 1"));
+    assert!(err(Tokens::new(1, 5, vec![0; 5]).unwrap()).contains("max_seq 4"));
+    assert!(Tokens::new(2, 2, vec![0; 3]).is_err());
+    assert!(base
+        .check_tokens(&Tokens::new(1, 1, vec![0]).unwrap())
+        .is_err());
 }

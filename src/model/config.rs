@@ -25,7 +25,33 @@ pub struct ModelConfig {
     #[serde(default = "default_degree")]
     pub degree: u32,
     pub ln_eps: f64,
+    /// A language model's token embedding `tok_emb.weight [vocab_size, d_model]`: the input is
+    /// then token ids `[B, n]` in `0..vocab_size` ([`crate::Tokens`]). Absent in the JSON:
+    /// none, the input is x `[B, n, d_model]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    /// Learned positions `pos_emb.weight [max_seq, d_model]`, added to the token embedding
+    /// (needs `vocab_size`); a sequence may be at most this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seq: Option<usize>,
+    /// An output head from y to `vocab_size` logits (needs `vocab_size`): "tied" (the token
+    /// embedding's matrix) or "separate" (`head.weight [vocab_size, d_model]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadKind>,
 }
+
+/// How a language model's output head gets its matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    /// logits = y tok_emb.weight^T.
+    Tied,
+    /// logits = y head.weight^T.
+    Separate,
+}
+
+/// The largest vocabulary and max_seq: their tables are rows of d_model.
+pub const MAX_TABLE_ROWS: usize = 1 << 20;
 
 /// The largest size field (layers, widths, heads) and the largest n_heads x d_qk or d_v: far
 /// past any model a device can hold, small enough that nothing sized from a config overflows.
@@ -53,6 +79,9 @@ impl Default for ModelConfig {
             attention: AttentionKind::Poly,
             degree: default_degree(),
             ln_eps: 1e-5,
+            vocab_size: None,
+            max_seq: None,
+            head: None,
         }
     }
 }
@@ -99,6 +128,20 @@ impl ModelConfigBuilder {
 
     pub fn ln_eps(mut self, ln_eps: f64) -> Self {
         self.config.ln_eps = ln_eps;
+        self
+    }
+
+    /// A language model: a token embedding of `vocab_size`, learned positions up to
+    /// `max_seq` (None: none), and an output head (None: y is the output).
+    pub fn language_model(
+        mut self,
+        vocab_size: usize,
+        max_seq: Option<usize>,
+        head: Option<HeadKind>,
+    ) -> Self {
+        self.config.vocab_size = Some(vocab_size);
+        self.config.max_seq = max_seq;
+        self.config.head = head;
         self
     }
 
@@ -193,7 +236,46 @@ impl ModelConfig {
                 ),
             ));
         }
+        self.check_language_model()?;
         self.attention_kind().map(|_| ())
+    }
+
+    /// vocab_size and max_seq in 1..=MAX_TABLE_ROWS; max_seq and head only with vocab_size.
+    fn check_language_model(&self) -> Result<()> {
+        for (field, value) in [("vocab_size", self.vocab_size), ("max_seq", self.max_seq)] {
+            match value {
+                Some(0) => return Err(Error::config(field, "must be at least 1")),
+                Some(v) if v > MAX_TABLE_ROWS => {
+                    let message = format!("is {v}; polygrad takes at most {MAX_TABLE_ROWS}");
+                    return Err(Error::config(field, message));
+                }
+                _ => {}
+            }
+        }
+        if self.vocab_size.is_none() {
+            for (field, set) in [
+                ("max_seq", self.max_seq.is_some()),
+                ("head", self.head.is_some()),
+            ] {
+                if set {
+                    return Err(Error::config(field, "needs vocab_size (a token embedding)"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the model's input is token ids (it has a token embedding).
+    pub fn takes_tokens(&self) -> bool {
+        self.vocab_size.is_some()
+    }
+
+    /// The width of the model's output rows: vocab_size logits with a head, else d_model.
+    pub fn output_width(&self) -> usize {
+        match (self.head, self.vocab_size) {
+            (Some(_), Some(v)) => v,
+            _ => self.d_model,
+        }
     }
 
     /// The attention this config names.
@@ -232,6 +314,32 @@ impl ModelConfig {
         }
     }
 
+    /// Checks that the model takes tokens, every id is below vocab_size (naming the first that
+    /// is not) and the sequence fits max_seq.
+    pub fn check_tokens(&self, tokens: &super::Tokens) -> Result<()> {
+        let Some(vocab) = self.vocab_size else {
+            return Err(Error::bad_tensor(
+                "tokens",
+                "the model has no token embedding (config vocab_size); give it x [B, n, d_model]",
+            ));
+        };
+        if let Some(i) = tokens.ids.iter().position(|&t| t as usize >= vocab) {
+            let message = format!(
+                "id {} at flat index {i} is not below vocab_size {vocab}",
+                tokens.ids[i]
+            );
+            return Err(Error::bad_tensor("tokens", message));
+        }
+        if let Some(max_seq) = self.max_seq.filter(|&m| tokens.seq_len > m) {
+            let message = format!(
+                "sequences of {} are longer than max_seq {max_seq}",
+                tokens.seq_len
+            );
+            return Err(Error::bad_tensor("tokens", message));
+        }
+        Ok(())
+    }
+
     /// Every parameter's name and shape, in the order of the forward pass.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
         self.parameter_shapes_lazily().collect()
@@ -239,7 +347,23 @@ impl ModelConfig {
 
     /// How many parameters the config implies.
     pub fn parameter_count(&self) -> usize {
-        PER_LAYER * self.n_layers + 2
+        PER_LAYER * self.n_layers + 2 + self.language_model_shapes().len()
+    }
+
+    /// The language-model parts' parameters: token embedding, positions, a separate head.
+    fn language_model_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let d = self.d_model;
+        let mut shapes = Vec::new();
+        if let Some(vocab) = self.vocab_size {
+            shapes.push(("tok_emb.weight".to_string(), vec![vocab, d]));
+            if let Some(max_seq) = self.max_seq {
+                shapes.push(("pos_emb.weight".to_string(), vec![max_seq, d]));
+            }
+            if self.head == Some(HeadKind::Separate) {
+                shapes.push(("head.weight".to_string(), vec![vocab, d]));
+            }
+        }
+        shapes
     }
 
     /// [`Self::parameter_shapes`] one at a time: a check that stops at the first missing
@@ -269,10 +393,13 @@ impl ModelConfig {
             ];
             shapes
         };
-        (0..self.n_layers).flat_map(layer).chain([
-            ("ln_f.weight".into(), vec![d]),
-            ("ln_f.bias".into(), vec![d]),
-        ])
+        (0..self.n_layers)
+            .flat_map(layer)
+            .chain([
+                ("ln_f.weight".into(), vec![d]),
+                ("ln_f.bias".into(), vec![d]),
+            ])
+            .chain(self.language_model_shapes())
     }
 }
 

@@ -11,10 +11,38 @@ mod params;
 
 pub use auto::{AutoAttention, Decision};
 pub use bounds::{bounds_report, compare_with_exact, ErrorChecks, LayerBound};
-pub use config::{ModelConfig, ModelConfigBuilder};
+pub use config::{HeadKind, ModelConfig, ModelConfigBuilder, MAX_TABLE_ROWS};
 pub use gpu::{DeviceGradients, ForwardPass, ForwardTrace, GpuModel, ModelGradients};
 pub use memory::{available_memory, format_bytes, MemoryEstimate};
 pub use params::{HostTensor, Model, Tensors};
+
+/// Token ids of a batch, `[batch, seq_len]` row-major: a language model's input
+/// ([`ModelConfig::vocab_size`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub ids: Vec<u32>,
+}
+
+impl Tokens {
+    /// Refuses an empty batch or sequence and a count of ids other than batch x seq_len.
+    pub fn new(batch: usize, seq_len: usize, ids: Vec<u32>) -> crate::error::Result<Self> {
+        if batch == 0 || seq_len == 0 || ids.len() != batch * seq_len {
+            return Err(crate::error::Error::LengthMismatch {
+                tensor: "tokens".into(),
+                shape: vec![batch, seq_len],
+                expected: batch * seq_len,
+                count: ids.len(),
+            });
+        }
+        Ok(Tokens {
+            batch,
+            seq_len,
+            ids,
+        })
+    }
+}
 
 /// What the backward pass starts from.
 #[derive(Clone, Debug)]

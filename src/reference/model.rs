@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::attention::{Attention, AttentionShape};
-use crate::model::{Model, ModelConfig};
+use crate::model::{HeadKind, Model, ModelConfig, Tokens};
 
 use super::attention::{attention_backward, attention_forward};
 use super::gelu::{gelu, gelu_derivative};
@@ -91,6 +91,98 @@ impl<T: Real> ReferenceModel<T> {
         loss: ReferenceLoss<T>,
     ) -> ReferenceGradients<T> {
         model_gradients(self, x, batch, seq_len, loss)
+    }
+}
+
+impl<T: Real> ReferenceModel<T> {
+    /// A language model's output for `tokens`: the logits (with a head) or y.
+    pub fn forward_tokens(&self, tokens: &Tokens) -> Vec<T> {
+        let x = self.embed(tokens);
+        let y = self.forward(&x, tokens.batch, tokens.seq_len);
+        match self.head_matrix() {
+            Some((_, w)) => linear_forward(&y, w, None, w.len() / self.config.d_model),
+            None => y,
+        }
+    }
+
+    /// Forward and backward of a language model: the output (logits with a head) as `y`, the
+    /// loss, dL/dx of the embedded input, and dL/dparam for every parameter, the token
+    /// embedding, positions and head included.
+    pub fn gradients_tokens(
+        &self,
+        tokens: &Tokens,
+        loss: ReferenceLoss<T>,
+    ) -> ReferenceGradients<T> {
+        let (batch, n, d) = (tokens.batch, tokens.seq_len, self.config.d_model);
+        let x = self.embed(tokens);
+        let net = Net::new(self, batch, n);
+        let (caches, h, y) = forward_with_caches(&net, &x);
+        let head = self.head_matrix();
+        let out = match head {
+            Some((_, w)) => linear_forward(&y, w, None, w.len() / d),
+            None => y.clone(),
+        };
+        let (loss_value, d_out) = loss_gradient(&out, self.config.output_width(), loss);
+        let mut grads = BTreeMap::new();
+        let dy = match head {
+            Some((name, w)) => {
+                let (dy, dw, _) = linear_backward(&y, w, &d_out, w.len() / d);
+                grads.insert(name.to_string(), dw);
+                dy
+            }
+            None => d_out,
+        };
+        let dx = backward_from(&net, (&caches, &h), dy, &mut grads);
+        // The embedding's rows and the positions gather dx, added to the tied head's part.
+        let vocab = self.params["tok_emb.weight"].len() / d;
+        let table = grads
+            .entry("tok_emb.weight".to_string())
+            .or_insert_with(|| vec![T::zero(); vocab * d]);
+        for (r, &id) in tokens.ids.iter().enumerate() {
+            for c in 0..d {
+                table[id as usize * d + c] += dx[r * d + c];
+            }
+        }
+        if let Some(positions) = self.params.get("pos_emb.weight") {
+            let mut dp = vec![T::zero(); positions.len()];
+            for r in 0..batch * n {
+                for c in 0..d {
+                    dp[(r % n) * d + c] += dx[r * d + c];
+                }
+            }
+            grads.insert("pos_emb.weight".to_string(), dp);
+        }
+        ReferenceGradients {
+            y: out,
+            loss: loss_value,
+            grad_x: dx,
+            grads,
+        }
+    }
+
+    /// x = tok_emb[id] + pos_emb[position] for every token, `[batch, seq_len, d_model]`.
+    pub fn embed(&self, tokens: &Tokens) -> Vec<T> {
+        let d = self.config.d_model;
+        let table = &self.params["tok_emb.weight"];
+        let positions = self.params.get("pos_emb.weight");
+        let mut x = Vec::with_capacity(tokens.ids.len() * d);
+        for (r, &id) in tokens.ids.iter().enumerate() {
+            let p = r % tokens.seq_len;
+            for c in 0..d {
+                let pos = positions.map_or(T::zero(), |w| w[p * d + c]);
+                x.push(table[id as usize * d + c] + pos);
+            }
+        }
+        x
+    }
+
+    /// The head's parameter name and matrix `[vocab, d_model]`, where there is a head.
+    fn head_matrix(&self) -> Option<(&'static str, &[T])> {
+        let name = match self.config.head? {
+            HeadKind::Tied => "tok_emb.weight",
+            HeadKind::Separate => "head.weight",
+        };
+        Some((name, &self.params[name]))
     }
 }
 
@@ -350,17 +442,29 @@ fn model_gradients<T: Real>(
     let (caches, h, y) = forward_with_caches(&net, x);
     let (loss_value, dy) = loss_gradient(&y, model.config.d_model, loss);
     let mut grads = BTreeMap::new();
-    let eps = model.config.ln_eps;
-    let (mut d, dw, db) = layer_norm_backward(&h, &net.params["ln_f.weight"], eps, &dy);
-    grads.insert("ln_f.weight".to_string(), dw);
-    grads.insert("ln_f.bias".to_string(), db);
-    for (l, cache) in caches.iter().enumerate().rev() {
-        d = net.block_backward(l, cache, d, &mut grads);
-    }
+    let grad_x = backward_from(&net, (&caches, &h), dy, &mut grads);
     ReferenceGradients {
         y,
         loss: loss_value,
-        grad_x: d,
+        grad_x,
         grads,
     }
+}
+
+/// dL/dx from dL/dy through the final LayerNorm and the blocks, every parameter gradient
+/// added to `grads`.
+fn backward_from<T: Real>(
+    net: &Net<'_, T>,
+    (caches, h): (&[BlockCache<T>], &[T]),
+    dy: Vec<T>,
+    grads: &mut BTreeMap<String, Vec<T>>,
+) -> Vec<T> {
+    let eps = net.config.ln_eps;
+    let (mut d, dw, db) = layer_norm_backward(h, &net.params["ln_f.weight"], eps, &dy);
+    grads.insert("ln_f.weight".to_string(), dw);
+    grads.insert("ln_f.bias".to_string(), db);
+    for (l, cache) in caches.iter().enumerate().rev() {
+        d = net.block_backward(l, cache, d, grads);
+    }
+    d
 }
