@@ -12,6 +12,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/cross_entropy.wgsl"),
     ),
     (
+        "embedding.wgsl",
+        include_str!("../../shaders/embedding.wgsl"),
+    ),
+    (
         "exact_attention.wgsl",
         include_str!("../../shaders/exact_attention.wgsl"),
     ),

@@ -298,6 +298,12 @@ impl ModelConfig {
 
     /// Checks that `x` is `[B, n, d_model]` and finite; returns (B, n).
     pub fn check_input(&self, name: &str, x: &HostTensor) -> Result<(usize, usize)> {
+        if self.takes_tokens() {
+            return Err(Error::bad_tensor(
+                name,
+                "the model takes token ids (config vocab_size): give it Tokens",
+            ));
+        }
         let d = self.d_model;
         match x.shape.as_slice() {
             &[b, n, width] if b > 0 && n > 0 && width == d => {

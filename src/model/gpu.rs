@@ -12,16 +12,20 @@ use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::certificate;
 use crate::ops::cross_entropy::{cross_entropy, Targets};
+use crate::ops::embedding::{embed_backward, embed_forward, TokenIndex};
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
+use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape};
 use crate::ops::sampled_check::{self, PendingCheck};
 use crate::ops::{AttentionFootprint, AttentionOp};
 
 use super::auto::{self, AutoAttention, Decision, LayerInputs, OpSet};
 use super::block::{attention_shape, BlockPass, BlockState, Dims};
 use super::memory::MemoryEstimate;
-use super::{ErrorChecks, HostTensor, LayerBound, Loss, Model, ModelConfig, Tensors};
+use super::{
+    ErrorChecks, HeadKind, HostTensor, LayerBound, Loss, Model, ModelConfig, Tensors, Tokens,
+};
 
 /// A model's parameters on the GPU, ready for any number of forward and backward passes.
 pub struct GpuModel {
@@ -71,6 +75,15 @@ pub struct ForwardPass {
     state: ForwardState,
     dims: Dims,
     ops: OpSet,
+    /// A language model's tokens and logits.
+    lm: Option<LanguageModelPass>,
+}
+
+/// What a language model's pass keeps besides the blocks'.
+struct LanguageModelPass {
+    index: TokenIndex,
+    /// The head's output, where the model has a head.
+    logits: Option<GpuTensor>,
 }
 
 /// dL/dx and every parameter's gradient on the device, from [`GpuModel::backward`], with what
@@ -312,12 +325,39 @@ impl GpuModel {
         pass: ForwardPass,
         loss: &Loss,
     ) -> Result<DeviceGradients> {
-        check_upstream(pass.state.y.shape(), loss)?;
-        let (loss_value, dy) = loss_gradient(ctx, &pass.state.y, loss)?;
-        let ForwardPass { state, dims, ops } = pass;
-        let mut grads =
-            self.backward_state(ctx, state, (dims, ErrorChecks::default()), &ops, dy)?;
+        check_upstream(pass.y_tensor().shape(), loss)?;
+        let (loss_value, d_out) = loss_gradient(ctx, pass.y_tensor(), loss)?;
+        let ForwardPass {
+            state,
+            dims,
+            ops,
+            lm,
+        } = pass;
+        let head = self.head_matrix().filter(|_| lm.is_some());
+        // With a head, dL/dlogits is kept for the head's weight gradient.
+        let (dy, d_logits) = match head {
+            Some((_, w)) => (head_input_grad(ctx, &d_out, w)?, Some(d_out)),
+            None => (d_out, None),
+        };
+        let checks = (dims, ErrorChecks::default());
+        let mut grads = self.backward_state(ctx, state, checks, &ops, dy)?;
         grads.loss = loss_value;
+        if let Some(lm) = lm {
+            let mut enc = ctx.encoder("backward of the token embedding");
+            let tables = (
+                &grads.grads["tok_emb.weight"],
+                grads.grads.get("pos_emb.weight"),
+            );
+            embed_backward(ctx, &mut enc, &lm.index, &grads.grad_x, tables)?;
+            if let (Some((name, _)), Some(logits), Some(d_logits)) = (head, lm.logits, d_logits) {
+                // Tied: added to the embedding's gradient just written.
+                let tied = name == "tok_emb.weight";
+                let dw = (&grads.grads[name], tied);
+                head_weight_grad(ctx, &mut enc, (&d_logits, &grads.y), dw)?;
+                grads.y = logits;
+            }
+            ctx.submit("backward of the token embedding", enc)?;
+        }
         Ok(grads)
     }
 
@@ -327,7 +367,69 @@ impl GpuModel {
     pub fn forward_keep(&self, ctx: &GpuContext, x: &HostTensor) -> Result<ForwardPass> {
         let (dims, mut ops, policy) = self.prepare(ctx, x)?;
         let state = self.forward_state(ctx, x, dims, &mut ops, &policy)?;
-        Ok(ForwardPass { state, dims, ops })
+        Ok(ForwardPass {
+            state,
+            dims,
+            ops,
+            lm: None,
+        })
+    }
+
+    /// [`Self::forward_keep`] of a language model (config `vocab_size`): the tokens embedded
+    /// (and their positions added) on the device, the blocks, and the head's logits where the
+    /// model has a head. The pass's output ([`ForwardPass::y`]) is the logits `[B, n,
+    /// vocab_size]`, or y without a head.
+    pub fn forward_keep_tokens(&self, ctx: &GpuContext, tokens: &Tokens) -> Result<ForwardPass> {
+        self.config.check_tokens(tokens)?;
+        let dims = Dims {
+            batch: tokens.batch,
+            seq_len: tokens.seq_len,
+        };
+        let (mut ops, policy) = self.prepare_dims(ctx, dims, ErrorChecks::default())?;
+        let vocab = self.params["tok_emb.weight"].shape()[0];
+        let index = TokenIndex::new(ctx, tokens, vocab)?;
+        let x_shape = [dims.batch, dims.seq_len, self.config.d_model];
+        let x = GpuTensor::output(ctx, "embedded tokens", &x_shape)?;
+        let mut enc = ctx.encoder("token embedding");
+        let tables = (
+            &self.params["tok_emb.weight"],
+            self.params.get("pos_emb.weight"),
+        );
+        embed_forward(ctx, &mut enc, &index, tables, &x)?;
+        ctx.submit("token embedding", enc)?;
+        let state = self.forward_from(ctx, x, dims, (&mut ops, &policy))?;
+        let logits = match self.head_matrix() {
+            Some((_, w)) => Some(head_forward(ctx, &state.y, w)?),
+            None => None,
+        };
+        Ok(ForwardPass {
+            state,
+            dims,
+            ops,
+            lm: Some(LanguageModelPass { index, logits }),
+        })
+    }
+
+    /// One forward and backward pass of a language model from `tokens`: the output (logits
+    /// with a head) as y, the loss, dL/dx of the embedded input, and every parameter's
+    /// gradient (the embedding, positions and head included), read back.
+    pub fn gradients_tokens(
+        &self,
+        ctx: &GpuContext,
+        tokens: &Tokens,
+        loss: &Loss,
+    ) -> Result<ModelGradients> {
+        let pass = self.forward_keep_tokens(ctx, tokens)?;
+        self.backward_loss(ctx, pass, loss)?.read_back(ctx)
+    }
+
+    /// The head's parameter name and matrix `[vocab, d_model]`, where the model has a head.
+    fn head_matrix(&self) -> Option<(&'static str, &GpuTensor)> {
+        let name = match self.config.head? {
+            HeadKind::Tied => "tok_emb.weight",
+            HeadKind::Separate => "head.weight",
+        };
+        Some((name, &self.params[name]))
     }
 
     /// The backward pass from `pass` given dL/dy `[B, n, d_model]`: dL/dx and every parameter's
@@ -376,8 +478,20 @@ impl GpuModel {
         checks: ErrorChecks,
     ) -> Result<(Dims, OpSet, Policy)> {
         let (batch, seq_len) = self.config.check_input("x", x)?;
-        let attention = attention_op(ctx, &self.config, batch, seq_len)?;
         let dims = Dims { batch, seq_len };
+        let (ops, policy) = self.prepare_dims(ctx, dims, checks)?;
+        Ok((dims, ops, policy))
+    }
+
+    /// [`Self::prepare_checked`] for an input of `dims` already checked.
+    fn prepare_dims(
+        &self,
+        ctx: &GpuContext,
+        dims: Dims,
+        checks: ErrorChecks,
+    ) -> Result<(OpSet, Policy)> {
+        let Dims { batch, seq_len } = dims;
+        let attention = attention_op(ctx, &self.config, batch, seq_len)?;
         let mut footprint = attention.footprint(ctx);
         if let AttentionOp::Poly(_) = &attention {
             footprint = with_check(footprint, attention.shape(), checks);
@@ -385,7 +499,7 @@ impl GpuModel {
         let estimate = MemoryEstimate::of(ctx, &self.config, dims, footprint);
         estimate.check(ctx, 0, true)?;
         let kind = self.config.attention_kind()?;
-        Ok((dims, OpSet::of(attention, kind), Policy::Fixed(kind)))
+        Ok((OpSet::of(attention, kind), Policy::Fixed(kind)))
     }
 
     fn final_ln(&self) -> LayerNormParams<'_> {
@@ -414,7 +528,19 @@ impl GpuModel {
         ops: &mut OpSet,
         policy: &Policy,
     ) -> Result<ForwardState> {
-        let mut h = GpuTensor::upload(ctx, "x", &x.shape, &x.data)?;
+        let h = GpuTensor::upload(ctx, "x", &x.shape, &x.data)?;
+        self.forward_from(ctx, h, dims, (ops, policy))
+    }
+
+    /// The forward pass from the first block's input, already on the device.
+    fn forward_from(
+        &self,
+        ctx: &GpuContext,
+        mut h: GpuTensor,
+        dims: Dims,
+        (ops, policy): (&mut OpSet, &Policy),
+    ) -> Result<ForwardState> {
+        let shape = h.shape().to_vec();
         let mut blocks = Vec::new();
         let mut attentions = Vec::new();
         let mut decisions = Vec::new();
@@ -448,7 +574,7 @@ impl GpuModel {
             h = next;
         }
         let mut encoder = ctx.encoder("final LayerNorm");
-        let y = GpuTensor::output(ctx, "y", &x.shape)?;
+        let y = GpuTensor::output(ctx, "y", &shape)?;
         let lnf_stats = layer_norm_forward(ctx, &mut encoder, &h, self.final_ln(), &y)?;
         ctx.submit("final LayerNorm", encoder)?;
         Ok(ForwardState {
@@ -639,14 +765,20 @@ fn loss_gradient(ctx: &GpuContext, y: &GpuTensor, loss: &Loss) -> Result<(Option
 }
 
 impl ForwardPass {
-    /// y on the device.
+    /// The pass's output on the device: y, or a language model's logits.
     pub fn y_tensor(&self) -> &GpuTensor {
-        &self.state.y
+        match &self.lm {
+            Some(LanguageModelPass {
+                logits: Some(logits),
+                ..
+            }) => logits,
+            _ => &self.state.y,
+        }
     }
 
-    /// y read back.
+    /// The pass's output read back.
     pub fn y(&self, ctx: &GpuContext) -> Result<HostTensor> {
-        download(ctx, &self.state.y)
+        download(ctx, self.y_tensor())
     }
 }
 
@@ -717,4 +849,81 @@ fn download(ctx: &GpuContext, t: &GpuTensor) -> Result<HostTensor> {
         shape: t.shape().to_vec(),
         data: t.download(ctx)?,
     })
+}
+
+/// logits `[B, n, vocab]` = y w^T for the head's matrix w `[vocab, d_model]`.
+fn head_forward(ctx: &GpuContext, y: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
+    let (vocab, d) = (w.shape()[0], w.shape()[1]);
+    let rows = y.len() / d;
+    let mut out_shape = y.shape().to_vec();
+    *out_shape.last_mut().expect("y has a shape") = vocab;
+    let logits = GpuTensor::output(ctx, "logits", &out_shape)?;
+    let shape = Shape {
+        batch: 1,
+        m: rows,
+        n: vocab,
+        k: d,
+    };
+    let mut enc = ctx.encoder("output head");
+    product(shape, (false, true), (y, w, &logits), false).run(ctx, &mut enc)?;
+    ctx.submit("output head", enc)?;
+    Ok(logits)
+}
+
+/// dL/dy = dL/dlogits w, `[B, n, d_model]`.
+fn head_input_grad(ctx: &GpuContext, d_logits: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
+    let (vocab, d) = (w.shape()[0], w.shape()[1]);
+    let rows = d_logits.len() / vocab;
+    let mut shape_y = d_logits.shape().to_vec();
+    *shape_y.last_mut().expect("logits have a shape") = d;
+    let dy = GpuTensor::output(ctx, "dL/dy through the head", &shape_y)?;
+    let shape = Shape {
+        batch: 1,
+        m: rows,
+        n: d,
+        k: vocab,
+    };
+    let mut enc = ctx.encoder("backward of the output head");
+    product(shape, (false, false), (d_logits, w, &dy), false).run(ctx, &mut enc)?;
+    ctx.submit("backward of the output head", enc)?;
+    Ok(dy)
+}
+
+/// dL/dw = dL/dlogits^T y `[vocab, d_model]`, written into `dw` or added to it.
+fn head_weight_grad(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    (d_logits, y): (&GpuTensor, &GpuTensor),
+    (dw, add): (&GpuTensor, bool),
+) -> Result<()> {
+    let (vocab, d) = (dw.shape()[0], dw.shape()[1]);
+    let rows = y.len() / d;
+    let shape = Shape {
+        batch: 1,
+        m: vocab,
+        n: d,
+        k: rows,
+    };
+    product(shape, (true, false), (d_logits, y, dw), add).run(ctx, enc)
+}
+
+/// One dense product C = op(A) op(B) of `shape` on the matrix-product core.
+fn product<'a>(
+    shape: Shape,
+    (trans_a, trans_b): (bool, bool),
+    (a, b, c): (&'a GpuTensor, &'a GpuTensor, &'a GpuTensor),
+    add_into_c: bool,
+) -> Matmul<'a> {
+    Matmul {
+        shape,
+        layout: Layout::dense(&shape, trans_a, trans_b),
+        epilogue: Epilogue {
+            alpha: 1.0,
+            add_into_c,
+        },
+        a,
+        b,
+        c,
+        bias: None,
+    }
 }

@@ -3,6 +3,7 @@
 pub mod adamw;
 pub mod certificate;
 pub mod cross_entropy;
+pub mod embedding;
 pub mod exact_attention;
 pub mod gelu;
 pub mod heads;
@@ -258,6 +259,9 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &adamw::TOTAL_NORM,
     &adamw::UPDATE,
     &cross_entropy::CROSS_ENTROPY_ROWS,
+    &embedding::EMBED,
+    &embedding::TABLE_GRAD,
+    &embedding::POSITION_GRAD,
     &matmul::MATMUL_REG,
     &matmul::MATMUL_TILED,
     &matmul::MATMUL_SUBGROUP,

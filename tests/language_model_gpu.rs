@@ -1,0 +1,173 @@
+//! Language models on the device (token embedding, positions, output head tied or separate,
+//! cross-entropy) against the f64 reference.
+
+mod common;
+
+use polygrad::reference::model::{ReferenceLoss, ReferenceModel};
+use polygrad::reference::{gradient_error, relative_error};
+use polygrad::validate::{small_model_config, MODEL_TOLERANCE};
+use polygrad::{Attention, GpuModel, HeadKind, Loss, Model, ModelConfig, Tokens};
+use rand::Rng;
+
+fn lm_config(attention: Attention, head: Option<HeadKind>, max_seq: Option<usize>) -> ModelConfig {
+    ModelConfig {
+        vocab_size: Some(11),
+        max_seq,
+        head,
+        ..small_model_config(2, 2, true, attention)
+    }
+}
+
+/// Every head (tied, separate, none), with and without positions, both attentions: the output,
+/// the loss, dL/dx of the embedded input and every parameter's gradient against f64, with a
+/// few rows ignored and a token absent from the batch.
+#[test]
+fn language_models_match_the_reference() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("language model");
+    let cases = [
+        (
+            Attention::Poly { degree: 2 },
+            Some(HeadKind::Tied),
+            Some(40),
+        ),
+        (
+            Attention::Poly { degree: 2 },
+            Some(HeadKind::Separate),
+            None,
+        ),
+        (Attention::Exact, Some(HeadKind::Separate), Some(33)),
+        (Attention::Exact, None, Some(33)),
+    ];
+    for (attention, head, max_seq) in cases {
+        let seed: u64 = rng.random();
+        let config = lm_config(attention, head, max_seq);
+        let model = Model::random(config.clone(), seed).unwrap();
+        let (batch, n) = (2, 33);
+        // Token 10 never occurs.
+        let ids: Vec<u32> = (0..batch * n).map(|_| rng.random_range(0..10)).collect();
+        let tokens = Tokens::new(batch, n, ids).unwrap();
+        let classes = config.output_width() as i64;
+        let targets: Vec<i64> = (0..batch * n)
+            .map(|i| {
+                if i % 9 == 4 {
+                    -100
+                } else {
+                    rng.random_range(0..classes)
+                }
+            })
+            .collect();
+        let loss = Loss::CrossEntropy {
+            targets: targets.clone(),
+            ignore_index: -100,
+        };
+        let gpu = GpuModel::new(&ctx, &model).unwrap();
+        let got = gpu.gradients_tokens(&ctx, &tokens, &loss).unwrap();
+        let reference = ReferenceModel::<f64>::from_model(&model);
+        let want = reference.gradients_tokens(
+            &tokens,
+            ReferenceLoss::CrossEntropy {
+                targets: &targets,
+                ignore_index: -100,
+            },
+        );
+        let label = format!("{attention} head {head:?} max_seq {max_seq:?} seed {seed}");
+        assert_eq!(got.y.shape, vec![batch, n, classes as usize], "{label}");
+        let loss_err = (got.loss.unwrap() - want.loss.unwrap()).abs() / want.loss.unwrap();
+        let mut checks = vec![
+            ("output", relative_error(&got.y.data, &want.y)),
+            ("loss", loss_err),
+            ("grad.x", gradient_error(&got.grad_x.data, &want.grad_x)),
+        ];
+        assert_eq!(got.grads.len(), want.grads.len(), "{label}: gradient count");
+        for (name, g) in &want.grads {
+            checks.push((name.as_str(), gradient_error(&got.grads[name].data, g)));
+        }
+        let worst = checks.iter().fold(0.0f64, |w, (_, e)| w.max(*e));
+        eprintln!("{label}: worst {worst:.1e}");
+        for (what, err) in checks {
+            assert!(
+                err <= MODEL_TOLERANCE,
+                "{label}: {what} relative error {err:e}"
+            );
+        }
+        let absent = &got.grads["tok_emb.weight"].data[10 * 16..11 * 16];
+        if head != Some(HeadKind::Tied) {
+            assert!(
+                absent.iter().all(|&g| g == 0.0),
+                "{label}: absent token's row"
+            );
+        }
+    }
+}
+
+/// forward_keep_tokens + backward_loss, then the same through gradients_tokens: the same bits.
+#[test]
+fn a_language_model_pass_in_two_halves_is_bit_identical() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = lm_config(
+        Attention::Poly { degree: 2 },
+        Some(HeadKind::Tied),
+        Some(16),
+    );
+    let model = Model::init(config, 3).unwrap();
+    let tokens = Tokens::new(1, 16, (0..16).map(|i| i % 11).collect()).unwrap();
+    let loss = Loss::CrossEntropy {
+        targets: (0..16).map(|i| (i + 1) % 11).collect(),
+        ignore_index: -1,
+    };
+    let gpu = GpuModel::new(&ctx, &model).unwrap();
+    let whole = gpu.gradients_tokens(&ctx, &tokens, &loss).unwrap();
+    let pass = gpu.forward_keep_tokens(&ctx, &tokens).unwrap();
+    let logits = pass.y(&ctx).unwrap();
+    let split = gpu
+        .backward_loss(&ctx, pass, &loss)
+        .unwrap()
+        .read_back(&ctx)
+        .unwrap();
+    assert_eq!(logits, whole.y);
+    assert_eq!(split.loss, whole.loss);
+    for (name, g) in &whole.grads {
+        let same = g
+            .data
+            .iter()
+            .zip(&split.grads[name].data)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{name}");
+    }
+}
+
+#[test]
+fn token_inputs_are_checked_by_name() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = lm_config(Attention::Exact, Some(HeadKind::Tied), Some(8));
+    let model = Model::random(config, 1).unwrap();
+    let gpu = GpuModel::new(&ctx, &model).unwrap();
+    let err = |tokens: Tokens| {
+        gpu.forward_keep_tokens(&ctx, &tokens)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    assert!(err(Tokens::new(1, 3, vec![0, 11, 2]).unwrap()).contains("id 11 at flat index 1"));
+    assert!(err(Tokens::new(1, 9, vec![0; 9]).unwrap()).contains("max_seq 8"));
+    let x = polygrad::HostTensor::new("x", vec![1, 2, 16], vec![0.5; 32]).unwrap();
+    let dy = x.clone();
+    let e = gpu
+        .gradients(&ctx, &x, &Loss::Vjp(dy))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("token ids"), "{e}");
+    // A model without an embedding refuses tokens.
+    let plain = GpuModel::new(
+        &ctx,
+        &Model::random(small_model_config(1, 1, true, Attention::Exact), 2).unwrap(),
+    )
+    .unwrap();
+    let e = plain
+        .forward_keep_tokens(&ctx, &Tokens::new(1, 1, vec![0]).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("vocab_size"), "{e}");
+}
