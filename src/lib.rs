@@ -13,6 +13,7 @@ pub mod ops;
 pub mod poly;
 pub mod reference;
 pub mod sweep;
+pub mod train;
 pub mod validate;
 
 pub use attention::{Attention, AttentionKind, AttentionShape};

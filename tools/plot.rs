@@ -172,3 +172,97 @@ fn tick(v: &f64) -> String {
         .trim_end_matches('.')
         .to_string()
 }
+
+/// One training run's curves: its label and (step, loss, accuracy) per logged step.
+pub struct Curves {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Loss and accuracy (0 to 1) against the step, side by side, one line per run,
+/// into SVG or PNG, replacing `path` whole.
+pub fn plot_training(path: &Path, title: &str, runs: &[Curves]) -> Result<(), String> {
+    let svg = check(path)?;
+    let all = || runs.iter().flat_map(|r| r.points.iter());
+    if all().count() == 0 || all().any(|p| !(p.1 > 0.0 && p.1.is_finite())) {
+        return Err("no finite positive losses to plot".into());
+    }
+    let tmp = path.with_extension(if svg { "partial.svg" } else { "partial.png" });
+    let size = (1200, 500);
+    let drawn = if svg {
+        draw_training(SVGBackend::new(&tmp, size).into_drawing_area(), title, runs)
+    } else {
+        draw_training(
+            BitMapBackend::new(&tmp, size).into_drawing_area(),
+            title,
+            runs,
+        )
+    };
+    if let Err(e) = drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn draw_training<B: DrawingBackend>(
+    area: DrawingArea<B, plotters::coord::Shift>,
+    title: &str,
+    runs: &[Curves],
+) -> Result<(), String>
+where
+    B::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<B::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(err)?;
+    let area = area.titled(title, ("sans-serif", 22)).map_err(err)?;
+    let (left, right) = area.split_horizontally(600);
+    let all = || runs.iter().flat_map(|r| r.points.iter());
+    let last_step = all().fold(1f64, |m, p| m.max(p.0));
+    let hi = all().fold(0f64, |hi, p| hi.max(p.1));
+    let mut loss = ChartBuilder::on(&left)
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..last_step, 0f64..hi * 1.05)
+        .map_err(err)?;
+    loss.configure_mesh()
+        .x_desc("step")
+        .y_desc("loss (cross-entropy)")
+        .y_label_formatter(&tick)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    let mut acc = ChartBuilder::on(&right)
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..last_step, 0f64..1f64)
+        .map_err(err)?;
+    acc.configure_mesh()
+        .x_desc("step")
+        .y_desc("accuracy")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, run) in runs.iter().enumerate() {
+        let style = Palette99::pick(i).to_rgba().stroke_width(2);
+        let line = LineSeries::new(run.points.iter().map(|p| (p.0, p.1)), style);
+        loss.draw_series(line)
+            .map_err(err)?
+            .label(run.label.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+        acc.draw_series(LineSeries::new(
+            run.points.iter().map(|p| (p.0, p.2)),
+            style,
+        ))
+        .map_err(err)?;
+    }
+    loss.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)
+}

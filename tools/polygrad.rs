@@ -1,4 +1,4 @@
-//! The polygrad command line: `devices`, `grad`, `validate`, `bench`, `tune`.
+//! The polygrad command line: `devices`, `grad`, `validate`, `bench`, `tune`, `error`, `train`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod plot;
+mod train;
 
 use clap::{Parser, Subcommand};
 use polygrad::bench::{
@@ -39,6 +40,9 @@ struct Cli {
 enum Command {
     /// List every GPU adapter wgpu finds (WGPU_BACKEND selects backends).
     Devices,
+    /// Train a language model on the device (MQAR or the bytes of a text) with AdamW: a
+    /// progress bar, --csv of every step, --plot of loss and accuracy, checkpoints, --compare.
+    Train(train::TrainArgs),
     /// One forward and backward pass of a model: writes y, grad.x and grad.<name> for every
     /// parameter to a safetensors file.
     Grad(GradArgs),
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
     polygrad::io::remove_partial_on_signal();
     let result = match cli.command {
         Command::Devices => devices(),
+        Command::Train(args) => train::train(args),
         Command::Grad(args) => grad(args),
         Command::Validate {
             adapter,
