@@ -20,11 +20,13 @@ const SECOND: &str = "adamw.v.";
 /// A training run's whole state, read back from the device.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
+    /// The model's config and parameters.
     pub model: Model,
     /// AdamW's first and second moments by parameter name.
     pub moments: (Tensors, Tensors),
     /// Steps taken.
     pub step: u64,
+    /// AdamW's settings.
     pub adamw: AdamW,
     /// The data sampler's seed.
     pub seed: u64,

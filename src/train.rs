@@ -24,12 +24,20 @@ pub enum Task {
     /// the sequence, each a key of the pairs; the target at a query is its key's value, every
     /// other position is ignored.
     Mqar {
+        /// Key-value pairs per sequence.
         pairs: usize,
+        /// Vocabulary: keys from its lower half, values from its upper half.
         vocab: usize,
+        /// Tokens per sequence.
         seq_len: usize,
     },
     /// Next-byte prediction on windows of a text: tokens are bytes (vocabulary 256).
-    Text { bytes: Vec<u8>, seq_len: usize },
+    Text {
+        /// The text.
+        bytes: Vec<u8>,
+        /// Tokens per sequence.
+        seq_len: usize,
+    },
 }
 
 impl Task {
@@ -69,6 +77,7 @@ impl Task {
         Ok(())
     }
 
+    /// The task's vocabulary.
     pub fn vocab(&self) -> usize {
         match self {
             Task::Mqar { vocab, .. } => *vocab,
@@ -76,6 +85,7 @@ impl Task {
         }
     }
 
+    /// Tokens per sequence.
     pub fn seq_len(&self) -> usize {
         match self {
             Task::Mqar { seq_len, .. } | Task::Text { seq_len, .. } => *seq_len,
@@ -145,9 +155,11 @@ impl Task {
 pub struct StepReport {
     /// The step just taken, from 1.
     pub step: u64,
+    /// The mean cross-entropy over the positions with a target.
     pub loss: f64,
     /// Of the positions with a target, the share whose largest logit is the target.
     pub accuracy: f64,
+    /// Tokens of the batch per second of the step.
     pub tokens_per_s: f64,
     /// Since the trainer was made (or resumed).
     pub elapsed_s: f64,
@@ -268,6 +280,7 @@ impl Trainer {
         Checkpoint::capture(ctx, &self.model, (&self.state, self.opt), self.seed)
     }
 
+    /// The model on the device.
     pub fn model(&self) -> &GpuModel {
         &self.model
     }

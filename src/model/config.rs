@@ -12,18 +12,26 @@ use super::HostTensor;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Blocks.
     pub n_layers: usize,
+    /// The residual stream's width D.
     pub d_model: usize,
+    /// Attention heads per block.
     pub n_heads: usize,
+    /// Width of each head's q and k.
     pub d_qk: usize,
+    /// Width of each head's v.
     pub d_v: usize,
+    /// Width of the MLP's hidden layer.
     pub d_ff: usize,
+    /// Whether position i attends to positions up to i only.
     pub causal: bool,
     /// "exact" or "poly" in the JSON.
     pub attention: AttentionKind,
     /// Degree of the Taylor polynomial (even, 2 to 8); read only when `attention` is "poly".
     #[serde(default = "default_degree")]
     pub degree: u32,
+    /// LayerNorm's epsilon.
     pub ln_eps: f64,
     /// A language model's token embedding `tok_emb.weight [vocab_size, d_model]`: the input is
     /// then token ids `[B, n]` in `0..vocab_size` ([`crate::Tokens`]). Absent in the JSON:
@@ -93,11 +101,13 @@ pub struct ModelConfigBuilder {
 }
 
 impl ModelConfigBuilder {
+    /// Blocks.
     pub fn layers(mut self, n_layers: usize) -> Self {
         self.config.n_layers = n_layers;
         self
     }
 
+    /// The residual stream's width D.
     pub fn width(mut self, d_model: usize) -> Self {
         self.config.d_model = d_model;
         self
@@ -111,21 +121,25 @@ impl ModelConfigBuilder {
         self
     }
 
+    /// The MLP's hidden width.
     pub fn mlp(mut self, d_ff: usize) -> Self {
         self.config.d_ff = d_ff;
         self
     }
 
+    /// Causal attention or not.
     pub fn causal(mut self, causal: bool) -> Self {
         self.config.causal = causal;
         self
     }
 
+    /// Exact or polynomial attention (and its degree).
     pub fn attention(mut self, attention: Attention) -> Self {
         self.config = self.config.with_attention(attention);
         self
     }
 
+    /// LayerNorm's epsilon.
     pub fn ln_eps(mut self, ln_eps: f64) -> Self {
         self.config.ln_eps = ln_eps;
         self
@@ -181,6 +195,7 @@ impl ModelConfig {
         Ok(config)
     }
 
+    /// The config as the JSON of the `config` metadata key.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a ModelConfig always serialises")
     }

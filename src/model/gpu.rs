@@ -37,9 +37,13 @@ pub struct GpuModel {
 /// parameter's name.
 #[derive(Clone, Debug)]
 pub struct ModelGradients {
+    /// The output: y, or a language model's logits.
     pub y: HostTensor,
+    /// The loss, for a built-in loss.
     pub loss: Option<f64>,
+    /// dL/dx (of the embedded tokens for a language model).
     pub grad_x: HostTensor,
+    /// dL/dparam by parameter name.
     pub grads: Tensors,
     /// Per layer, how far its attention may be from exact softmax attention.
     pub attention_bounds: Vec<LayerBound>,
@@ -130,6 +134,7 @@ impl GpuModel {
         })
     }
 
+    /// The model's config.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }

@@ -20,8 +20,11 @@ pub use params::{HostTensor, Model, Tensors};
 /// ([`ModelConfig::vocab_size`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tokens {
+    /// Sequences.
     pub batch: usize,
+    /// Tokens per sequence.
     pub seq_len: usize,
+    /// The ids, sequence after sequence.
     pub ids: Vec<u32>,
 }
 
@@ -55,7 +58,9 @@ pub enum Loss {
     /// against its target class in `0..d_model`, one per row of `[B, n]` in order, averaged
     /// over the rows whose target is not `ignore_index`.
     CrossEntropy {
+        /// One class per row of the output, `[B, n]` in order.
         targets: Vec<i64>,
+        /// The target of rows the loss skips.
         ignore_index: i64,
     },
 }

@@ -44,6 +44,7 @@ const P: BindingDecl = BindingDecl::new("p", 4, Access::ReadWrite, Elem::F32);
 const PARTIALS: BindingDecl = BindingDecl::new("partials", 5, Access::ReadWrite, Elem::F32);
 const NORM: BindingDecl = BindingDecl::new("norm", 6, Access::ReadWrite, Elem::F32);
 
+/// Partial sums of the gradients' squares.
 pub const SQUARE_SUMS: Kernel = Kernel {
     shader: "adamw.wgsl",
     entry: "square_sums",
@@ -55,6 +56,7 @@ pub const SQUARE_SUMS: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// The global norm and the clipping factor from the partial sums.
 pub const TOTAL_NORM: Kernel = Kernel {
     entry: "total_norm",
     bindings: &[PARAMS, PARTIALS, NORM],
@@ -62,6 +64,7 @@ pub const TOTAL_NORM: Kernel = Kernel {
     ..SQUARE_SUMS
 };
 
+/// One tensor's AdamW update.
 pub const UPDATE: Kernel = Kernel {
     entry: "update",
     bindings: &[PARAMS, GRAD, M, V, P, NORM],
@@ -78,9 +81,13 @@ const SPAN: usize = 1024;
 /// AdamW's settings (Loshchilov and Hutter's decoupled weight decay, PyTorch's formulas).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamW {
+    /// Learning rate.
     pub lr: f64,
+    /// Decay of the first moment.
     pub beta1: f64,
+    /// Decay of the second moment.
     pub beta2: f64,
+    /// Added to the second moment's root.
     pub eps: f64,
     /// Decoupled weight decay of matrices: p <- p (1 - lr weight_decay) each step.
     pub weight_decay: f64,

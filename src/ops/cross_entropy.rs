@@ -24,6 +24,7 @@ const TARGETS: BindingDecl = BindingDecl::new("targets", 2, Access::Read, Elem::
 const GRAD: BindingDecl = BindingDecl::new("grad", 3, Access::ReadWrite, Elem::F32);
 const ROW_LOSS: BindingDecl = BindingDecl::new("row_loss", 4, Access::ReadWrite, Elem::F32);
 
+/// The loss and gradient of each row.
 pub const CROSS_ENTROPY_ROWS: Kernel = Kernel {
     shader: "cross_entropy.wgsl",
     entry: "rows",

@@ -32,6 +32,7 @@ const ORDER: BindingDecl = BindingDecl::new("order", 6, Access::Read, Elem::U32)
 const OFFSETS: BindingDecl = BindingDecl::new("offsets", 7, Access::Read, Elem::U32);
 const D_TABLE: BindingDecl = BindingDecl::new("d_table", 8, Access::ReadWrite, Elem::F32);
 
+/// x = table[ids] (+ positions).
 pub const EMBED: Kernel = Kernel {
     shader: "embedding.wgsl",
     entry: "embed",
@@ -43,12 +44,14 @@ pub const EMBED: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// The table's gradient, token by token.
 pub const TABLE_GRAD: Kernel = Kernel {
     entry: "table_grad",
     bindings: &[PARAMS, DX, ORDER, OFFSETS, D_TABLE],
     ..EMBED
 };
 
+/// The positions' gradient.
 pub const POSITION_GRAD: Kernel = Kernel {
     entry: "position_grad",
     bindings: &[PARAMS, DX, D_TABLE],

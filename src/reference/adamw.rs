@@ -6,11 +6,15 @@ use crate::ops::adamw::AdamW;
 /// Parameters and both moments of every tensor, in one order, and the steps taken.
 #[derive(Clone, Debug)]
 pub struct AdamWReference {
+    /// Every tensor's values.
     pub params: Vec<Vec<f64>>,
+    /// First moments.
     pub m: Vec<Vec<f64>>,
+    /// Second moments.
     pub v: Vec<Vec<f64>>,
     /// Whether each tensor is decayed ([`AdamW::decays`]).
     pub decayed: Vec<bool>,
+    /// Steps taken.
     pub steps: u64,
 }
 
