@@ -92,7 +92,8 @@ pub struct TrainArgs {
     /// attention).
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
-    /// Draw loss and accuracy against the step into FILE (.svg or .png).
+    /// Draw loss and accuracy against the step into FILE (.svg or .png), each point the mean of
+    /// a block of steps (about 100 blocks).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     /// Train exact, poly g = 2 and poly g = 4 from the same seed and data, one after the other.
@@ -223,7 +224,10 @@ pub fn train(args: TrainArgs) -> polygrad::Result<ExitCode> {
             .as_deref()
             .map(|p| csv_path(p, args.compare.then_some(&label)));
         let points = run(&ctx, &args, (&task, attention), seed, csv.as_deref())?;
-        curves.push(plot::Curves { label, points });
+        curves.push(plot::Curves {
+            label,
+            points: block_means(&points),
+        });
     }
     if let Some(path) = &args.plot {
         let title = match &task {
@@ -245,6 +249,22 @@ pub fn train(args: TrainArgs) -> polygrad::Result<ExitCode> {
         })?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The points averaged over consecutive blocks of steps, about 100 blocks in all (one step's
+/// loss and accuracy over a small batch are too noisy to read), each at its last step.
+fn block_means(points: &[(f64, f64, f64)]) -> Vec<(f64, f64, f64)> {
+    let size = points.len().div_ceil(100).max(1);
+    points
+        .chunks(size)
+        .map(|block| {
+            let n = block.len() as f64;
+            let step = block.last().expect("chunks are not empty").0;
+            let loss = block.iter().map(|p| p.1).sum::<f64>() / n;
+            let accuracy = block.iter().map(|p| p.2).sum::<f64>() / n;
+            (step, loss, accuracy)
+        })
+        .collect()
 }
 
 /// FILE, or with --compare FILE's stem, the run's label and FILE's extension.
