@@ -171,3 +171,42 @@ fn token_inputs_are_checked_by_name() {
         .to_string();
     assert!(e.contains("vocab_size"), "{e}");
 }
+
+/// The estimate made before a language model's pass bounds what it holds at once, the logits
+/// and their gradient included (vocabulary 4000 against a width of 16: the logits dominate).
+#[test]
+fn the_memory_estimate_counts_a_language_models_logits() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = ModelConfig {
+        vocab_size: Some(4000),
+        max_seq: Some(300),
+        head: Some(HeadKind::Separate),
+        ..small_model_config(2, 2, true, Attention::Poly { degree: 2 })
+    };
+    let model = Model::random(config, 9).unwrap();
+    let (batch, n) = (2, 300);
+    let tokens = Tokens::new(
+        batch,
+        n,
+        (0..batch * n).map(|i| (i * 7 % 4000) as u32).collect(),
+    )
+    .unwrap();
+    let loss = Loss::CrossEntropy {
+        targets: (0..batch * n).map(|i| (i * 3 % 4000) as i64).collect(),
+        ignore_index: -1,
+    };
+    let estimate = GpuModel::memory_estimate(&ctx, model.config(), batch, n).unwrap();
+    ctx.reset_allocation_counters();
+    let gpu = GpuModel::new(&ctx, &model).unwrap();
+    gpu.gradients_tokens(&ctx, &tokens, &loss).unwrap();
+    drop(gpu);
+    let peak = ctx.peak_live_bytes();
+    let buffers = estimate.device_bytes - estimate.result_bytes;
+    eprintln!("peak {peak}, estimate {buffers}");
+    assert!(peak <= buffers, "peak {peak} above the estimate {buffers}");
+    assert!(
+        buffers <= 3 * peak,
+        "estimate {buffers} is loose against the peak {peak}"
+    );
+    assert!(ctx.largest_allocation() <= estimate.largest_buffer);
+}

@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::ops::AttentionFootprint;
+use crate::ops::{linear, AttentionFootprint};
 
 use super::block::{BlockFootprint, Dims};
 use super::ModelConfig;
@@ -43,10 +43,30 @@ impl MemoryEstimate {
         let rows = dims.batch * dims.seq_len;
         let act = |width: usize| GpuTensor::shape_bytes(&[rows, width]);
         let d = config.d_model;
+        // A language model's head, a linear layer d -> vocab outside the blocks: its logits
+        // and their gradient, the packed operands of its products (the larger of its forward
+        // and its backward), and the logits in the result (its output). The embedded tokens
+        // count as x.
+        let (logits, head_packing) = match config.head {
+            Some(_) => {
+                let layer = (rows, d, config.output_width());
+                let (forward, backward) = (
+                    linear::packing(ctx, layer, false),
+                    linear::packing(ctx, layer, true),
+                );
+                let packing = (
+                    forward.total.max(backward.total),
+                    forward.largest.max(backward.largest),
+                );
+                (act(config.output_width()), packing)
+            }
+            None => (0, (0, 0)),
+        };
         // y, grad.x and the gradients: on the host, and once more in the readback's staging.
-        let result = params + 2 * act(d);
+        let result = params + 2 * act(d) + logits;
         // The last block's output, y, dy, the gradient flowing back, the final LN's stats.
-        let outside_blocks = 4 * act(d) + GpuTensor::shape_bytes(&[rows, 2]);
+        let outside_blocks =
+            4 * act(d) + GpuTensor::shape_bytes(&[rows, 2]) + 2 * logits + head_packing.0;
         let layers = config.n_layers as u64;
         let device_bytes = 2 * params
             + outside_blocks
@@ -64,6 +84,8 @@ impl MemoryEstimate {
         MemoryEstimate {
             device_bytes,
             largest_buffer: act(widest)
+                .max(logits)
+                .max(head_packing.1)
                 .max(largest_param)
                 .max(attention.largest)
                 .max(block.largest_packed),
