@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
+use crate::attention::Attention;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::model::{GpuModel, HeadKind, Loss, Model, ModelConfig, Tokens};
+use crate::model::{AutoAttention, GpuModel, HeadKind, Loss, Model, ModelConfig, Tokens};
 use crate::ops::adamw::{AdamW, AdamWState};
 
 /// The target of positions no loss is taken at.
@@ -151,7 +152,7 @@ impl Task {
 }
 
 /// One step's figures: the CSV row of `polygrad train`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepReport {
     /// The step just taken, from 1.
     pub step: u64,
@@ -165,6 +166,8 @@ pub struct StepReport {
     pub elapsed_s: f64,
     /// Bytes of polygrad's tensors alive on the device after the step.
     pub device_bytes: u64,
+    /// The attention each layer ran (with automatic attention, chosen this step).
+    pub attentions: Vec<Attention>,
 }
 
 /// A model, its AdamW state and a task, stepping on the device.
@@ -176,6 +179,9 @@ pub struct Trainer {
     batch: usize,
     seed: u64,
     started: Instant,
+    /// Automatic attention, decided per layer and step from the certificates; None: the
+    /// config's.
+    auto: Option<AutoAttention>,
 }
 
 impl Trainer {
@@ -205,6 +211,7 @@ impl Trainer {
             batch,
             seed,
             started: Instant::now(),
+            auto: None,
         })
     }
 
@@ -237,7 +244,17 @@ impl Trainer {
             batch,
             seed: checkpoint.seed,
             started: Instant::now(),
+            auto: None,
         })
+    }
+
+    /// Every step from now on chooses each layer's attention from its certificate
+    /// ([`GpuModel::forward_keep_tokens_auto`]).
+    pub fn with_auto(self, auto: AutoAttention) -> Self {
+        Trainer {
+            auto: Some(auto),
+            ..self
+        }
     }
 
     /// Steps taken so far.
@@ -250,7 +267,10 @@ impl Trainer {
     pub fn step(&mut self, ctx: &GpuContext) -> Result<StepReport> {
         let tick = Instant::now();
         let (tokens, targets) = self.task.batch(self.batch, self.seed, self.state.steps());
-        let pass = self.model.forward_keep_tokens(ctx, &tokens)?;
+        let pass = match self.auto {
+            Some(auto) => self.model.forward_keep_tokens_auto(ctx, &tokens, auto)?,
+            None => self.model.forward_keep_tokens(ctx, &tokens)?,
+        };
         let logits = pass.y(ctx)?;
         let loss = Loss::CrossEntropy {
             targets,
@@ -259,6 +279,7 @@ impl Trainer {
         let grads = self.model.backward_loss(ctx, pass, &loss)?;
         self.state.step(ctx, &self.opt, &mut self.model, &grads)?;
         let value = grads.loss().expect("cross-entropy has a value");
+        let attentions = grads.attentions().to_vec();
         drop(grads);
         let Loss::CrossEntropy { targets, .. } = loss else {
             unreachable!()
@@ -272,6 +293,7 @@ impl Trainer {
             tokens_per_s: tokens.ids.len() as f64 / tick.elapsed().as_secs_f64(),
             elapsed_s: self.started.elapsed().as_secs_f64(),
             device_bytes: ctx.live_bytes(),
+            attentions,
         })
     }
 

@@ -210,3 +210,61 @@ fn the_memory_estimate_counts_a_language_models_logits() {
     );
     assert!(ctx.largest_allocation() <= estimate.largest_buffer);
 }
+
+/// Automatic attention in a language model's pass, from the certificates: a layer whose logits
+/// are small gets poly g = 2, and its pass is bit for bit the fixed poly g = 2 pass; a layer
+/// whose q and k weights are scaled 30x gets exact attention; `attentions()` says which.
+#[test]
+fn automatic_attention_in_a_language_model_pass() {
+    let Some(ctx) = common::gpu() else { return };
+    let config = lm_config(
+        Attention::Poly { degree: 4 },
+        Some(HeadKind::Tied),
+        Some(24),
+    );
+    let model = Model::init(config, 21).unwrap();
+    let tokens = Tokens::new(2, 24, (0..48).map(|i| (i * 5 % 11) as u32).collect()).unwrap();
+    let loss = Loss::CrossEntropy {
+        targets: (0..48).map(|i| (i % 11) as i64).collect(),
+        ignore_index: -1,
+    };
+    let auto = polygrad::AutoAttention::new(1e-2, 4).unwrap();
+
+    let gpu = GpuModel::new(&ctx, &model).unwrap();
+    let pass = gpu.forward_keep_tokens_auto(&ctx, &tokens, auto).unwrap();
+    let chosen = gpu.backward_loss(&ctx, pass, &loss).unwrap();
+    let two = Attention::Poly { degree: 2 };
+    assert_eq!(chosen.attentions(), &[two, two]);
+    let fixed_model = model
+        .with_config(model.config().with_attention(two))
+        .unwrap();
+    let fixed = GpuModel::new(&ctx, &fixed_model).unwrap();
+    let pass = fixed.forward_keep_tokens(&ctx, &tokens).unwrap();
+    let fixed_grads = fixed.backward_loss(&ctx, pass, &loss).unwrap();
+    let (a, b) = (
+        chosen.read_back(&ctx).unwrap(),
+        fixed_grads.read_back(&ctx).unwrap(),
+    );
+    assert_eq!(a.loss, b.loss);
+    for (name, g) in &a.grads {
+        let same =
+            (g.data.iter().zip(&b.grads[name].data)).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{name}");
+    }
+
+    let sharp = polygrad::validate::with_logit_scales(
+        &Model::random(model.config().clone(), 22).unwrap(),
+        &[1.0, 30.0],
+    )
+    .unwrap();
+    let gpu = GpuModel::new(&ctx, &sharp).unwrap();
+    let pass = gpu.forward_keep_tokens_auto(&ctx, &tokens, auto).unwrap();
+    let grads = gpu.backward_loss(&ctx, pass, &loss).unwrap();
+    assert_eq!(
+        grads.attentions()[1],
+        Attention::Exact,
+        "{:?}",
+        grads.attentions()
+    );
+    grads.read_back(&ctx).unwrap().check_finite().unwrap();
+}

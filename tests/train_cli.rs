@@ -170,6 +170,35 @@ fn train_on_the_bytes_of_a_text() {
 }
 
 #[test]
+fn train_with_automatic_attention_names_each_layers_choice() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let mqar = [
+        "--task",
+        "mqar",
+        "--pairs",
+        "2",
+        "--vocab",
+        "8",
+        "--seq-len",
+        "8",
+    ];
+    let (ok, err) = train(
+        &[
+            &mqar[..],
+            &["--steps", "2", "--attention", "auto", "--tolerance", "0.01"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("automatic attention at the last step: poly g=2"),
+        "{err}"
+    );
+}
+
+#[test]
 fn train_refuses_bad_flags_and_data_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let short = dir.path().join("short.txt");
@@ -203,6 +232,7 @@ fn train_refuses_bad_flags_and_data_by_name() {
         (vec!["--resume"], "--checkpoint"),
         (vec!["--plot", "curves.jpg"], "svg or .png"),
         (vec!["--clip", "nan"], "--clip"),
+        (vec!["--attention", "auto", "--tolerance", "0"], "tolerance"),
     ];
     for (args, expected) in cases {
         let (ok, err) = train(&args);

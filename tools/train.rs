@@ -29,6 +29,9 @@ pub enum TaskKind {
 pub enum TrainAttention {
     Exact,
     Poly,
+    /// Each layer's attention chosen every step from its certificate (--tolerance,
+    /// --max-degree): the lowest degree certified within the tolerance, else exact.
+    Auto,
 }
 
 #[derive(Args)]
@@ -52,6 +55,12 @@ pub struct TrainArgs {
     /// Degree of the polynomial attention.
     #[arg(long, default_value_t = 2)]
     degree: u32,
+    /// --attention auto: the certified error each layer must meet.
+    #[arg(long, default_value_t = 1e-2)]
+    tolerance: f64,
+    /// --attention auto: the highest degree tried.
+    #[arg(long, default_value_t = polygrad::AutoAttention::DEFAULT_MAX_DEGREE)]
+    max_degree: u32,
     #[arg(long, default_value_t = 2)]
     layers: usize,
     /// d_model.
@@ -214,8 +223,24 @@ pub fn train(args: TrainArgs) -> polygrad::Result<ExitCode> {
             TrainAttention::Poly => Attention::Poly {
                 degree: args.degree,
             },
+            // Auto: the config names the highest degree tried; each layer's attention is
+            // chosen every step.
+            TrainAttention::Auto => Attention::Poly {
+                degree: args.max_degree,
+            },
         };
-        vec![(attention.to_string(), attention)]
+        let label = match args.attention {
+            TrainAttention::Auto => format!("auto (tolerance {})", args.tolerance),
+            _ => attention.to_string(),
+        };
+        vec![(label, attention)]
+    };
+    let auto = match (args.attention, args.compare) {
+        (TrainAttention::Auto, false) => Some(polygrad::AutoAttention::new(
+            args.tolerance,
+            args.max_degree,
+        )?),
+        _ => None,
     };
     let mut curves = Vec::new();
     for (label, attention) in runs {
@@ -223,7 +248,7 @@ pub fn train(args: TrainArgs) -> polygrad::Result<ExitCode> {
             .csv
             .as_deref()
             .map(|p| csv_path(p, args.compare.then_some(&label)));
-        let points = run(&ctx, &args, (&task, attention), seed, csv.as_deref())?;
+        let points = run(&ctx, &args, (&task, attention, auto), seed, csv.as_deref())?;
         curves.push(plot::Curves {
             label,
             points: block_means(&points),
@@ -291,7 +316,7 @@ fn csv_path(path: &Path, label: Option<&String>) -> PathBuf {
 fn run(
     ctx: &GpuContext,
     args: &TrainArgs,
-    (task, attention): (&Task, Attention),
+    (task, attention, auto): (&Task, Attention, Option<polygrad::AutoAttention>),
     seed: u64,
     csv: Option<&Path>,
 ) -> polygrad::Result<Vec<(f64, f64, f64)>> {
@@ -306,6 +331,9 @@ fn run(
         let model = Model::init(config, seed)?;
         Trainer::new(ctx, &model, (adamw(args), task.clone()), args.batch, seed)?
     };
+    if let Some(auto) = auto {
+        trainer = trainer.with_auto(auto);
+    }
     if let Some(dir) = &args.checkpoint {
         std::fs::create_dir_all(dir).map_err(|e| polygrad::Error::File {
             path: dir.display().to_string(),
@@ -319,6 +347,7 @@ fn run(
     let bar = progress_bar(args.steps, &attention.to_string());
     bar.set_position(trainer.steps());
     let mut points = Vec::new();
+    let mut last_attentions = Vec::new();
     while trainer.steps() < args.steps {
         let r = trainer.step(ctx)?;
         if !r.loss.is_finite() {
@@ -333,10 +362,15 @@ fn run(
             write_row(file, csv.expect("open"), &r)?;
         }
         bar.set_position(r.step);
-        bar.set_message(format!(
+        let mut message = format!(
             "loss {:.4} accuracy {:.3} {:.0} tokens/s",
             r.loss, r.accuracy, r.tokens_per_s
-        ));
+        );
+        if auto.is_some() {
+            message += &format!(" layers: {}", names(&r.attentions));
+        }
+        bar.set_message(message);
+        last_attentions = r.attentions.clone();
         let last = r.step == args.steps;
         if let Some(path) = checkpoint
             .as_deref()
@@ -348,6 +382,12 @@ fn run(
     bar.finish();
     if let Some(&(step, loss, accuracy)) = points.last() {
         eprintln!("{attention}: step {step} loss {loss:.4} accuracy {accuracy:.3}");
+    }
+    if auto.is_some() {
+        eprintln!(
+            "automatic attention at the last step: {}",
+            names(&last_attentions)
+        );
     }
     Ok(points)
 }
@@ -394,4 +434,10 @@ fn progress_bar(steps: u64, label: &str) -> indicatif::ProgressBar {
         .expect("a valid template"),
     );
     bar
+}
+
+/// "poly g=2, exact": each layer's attention.
+fn names(attentions: &[Attention]) -> String {
+    let names: Vec<String> = attentions.iter().map(|a| a.to_string()).collect();
+    names.join(", ")
 }

@@ -390,7 +390,44 @@ impl GpuModel {
             batch: tokens.batch,
             seq_len: tokens.seq_len,
         };
-        let (mut ops, policy) = self.prepare_dims(ctx, dims, ErrorChecks::default())?;
+        let (ops, policy) = self.prepare_dims(ctx, dims, ErrorChecks::default())?;
+        self.forward_tokens_with(ctx, tokens, dims, (ops, policy))
+    }
+
+    /// [`Self::forward_keep_tokens`] with automatic attention decided from the certificates
+    /// alone (see `model::auto`: each layer gets the lowest degree whose certified error meets
+    /// `auto`'s tolerance, else exact attention), as the forward reaches each layer. Which
+    /// attention each layer ran is in [`DeviceGradients::attentions`].
+    pub fn forward_keep_tokens_auto(
+        &self,
+        ctx: &GpuContext,
+        tokens: &Tokens,
+        auto: AutoAttention,
+    ) -> Result<ForwardPass> {
+        self.config.check_tokens(tokens)?;
+        let dims = Dims {
+            batch: tokens.batch,
+            seq_len: tokens.seq_len,
+        };
+        let mut ops = OpSet::new(attention_shape(&self.config, dims));
+        let footprint = auto_footprint(ctx, &auto, &mut ops);
+        MemoryEstimate::of(ctx, &self.config, dims, footprint).check(ctx, 0, true)?;
+        let policy = Policy::Auto {
+            auto,
+            floors: vec![0; self.config.n_layers],
+            checks: ErrorChecks::default(),
+        };
+        self.forward_tokens_with(ctx, tokens, dims, (ops, policy))
+    }
+
+    /// The embedding, the blocks with `ops` and `policy`, and the head.
+    fn forward_tokens_with(
+        &self,
+        ctx: &GpuContext,
+        tokens: &Tokens,
+        dims: Dims,
+        (mut ops, policy): (OpSet, Policy),
+    ) -> Result<ForwardPass> {
         let vocab = self.params["tok_emb.weight"].shape()[0];
         let index = TokenIndex::new(ctx, tokens, vocab)?;
         let x_shape = [dims.batch, dims.seq_len, self.config.d_model];
@@ -806,6 +843,11 @@ impl DeviceGradients {
     /// The loss's value, where the backward formed dL/dy from a built-in loss.
     pub fn loss(&self) -> Option<f64> {
         self.loss
+    }
+
+    /// The attention each layer ran, in layer order.
+    pub fn attentions(&self) -> &[Attention] {
+        &self.attentions
     }
 
     /// y, every gradient, each layer's certificate and sampled check, in one readback.
