@@ -7,10 +7,15 @@ use crate::error::{Error, Result};
 /// `[batch, heads, seq_len, d]`: q and k with d = `d_qk`, v, o with d = `d_v`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
+    /// Batch elements.
     pub batch: usize,
+    /// Heads per element.
     pub heads: usize,
+    /// Tokens per sequence (n).
     pub seq_len: usize,
+    /// Width of q and k per head.
     pub d_qk: usize,
+    /// Width of v (and o) per head.
     pub d_v: usize,
     /// Row a attends to keys b <= a only.
     pub causal: bool,
@@ -22,7 +27,10 @@ pub enum Attention {
     /// Softmax attention, exp(s) with s = q.k / sqrt(d_qk).
     Exact,
     /// Polynomial-method attention, P_g(s) = sum_{i<=g} s^i / i!, in time linear in n.
-    Poly { degree: u32 },
+    Poly {
+        /// g, even, 2 to 8.
+        degree: u32,
+    },
 }
 
 /// The model config's `attention` field: which attention, without its degree. On disk the
@@ -30,7 +38,9 @@ pub enum Attention {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttentionKind {
+    /// Exact softmax attention.
     Exact,
+    /// Polynomial attention (its degree given apart).
     Poly,
 }
 
@@ -38,6 +48,7 @@ impl AttentionKind {
     /// The names the config and the command line use.
     pub const NAMES: [&'static str; 2] = ["exact", "poly"];
 
+    /// The name in a config's JSON: "exact" or "poly".
     pub fn name(self) -> &'static str {
         match self {
             AttentionKind::Exact => "exact",
@@ -101,6 +112,7 @@ impl std::fmt::Display for Attention {
 }
 
 impl AttentionShape {
+    /// A shape from its sizes (the operations check them before running).
     pub fn new(
         batch: usize,
         heads: usize,

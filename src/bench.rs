@@ -34,6 +34,7 @@ pub struct AttentionRun {
 }
 
 impl AttentionRun {
+    /// Inputs for one attention call of `shape`, uploaded, and the op built.
     pub fn new(ctx: &GpuContext, attention: Attention, shape: AttentionShape) -> Result<Self> {
         let op = AttentionOp::new(ctx, attention, shape)?;
         let inputs = (0..2u64)
@@ -64,8 +65,11 @@ impl AttentionRun {
 /// Median, fastest and slowest of a set of timed runs.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
+    /// The median time.
     pub median: Duration,
+    /// The fastest.
     pub min: Duration,
+    /// The slowest.
     pub max: Duration,
     /// GPU memory the last timed run allocated (buffers created during it), where measured.
     pub memory_bytes: Option<u64>,
@@ -158,6 +162,7 @@ pub struct ModelRun {
 }
 
 impl ModelRun {
+    /// A model of `config` and its input of `seq_len` tokens, uploaded.
     pub fn new(ctx: &GpuContext, config: ModelConfig, seq_len: usize) -> Result<Self> {
         let model = GpuModel::new(ctx, &Model::random(config, 7)?)?;
         let inputs = (0..2u64)

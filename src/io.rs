@@ -382,6 +382,7 @@ pub fn model_from_bytes(bytes: &[u8], path: &Path) -> Result<Model> {
     Model::new(ModelConfig::from_json(json)?, tensors)
 }
 
+/// Writes a model (its parameters and `config`) to `path` atomically.
 pub fn write_model(path: &Path, model: &Model) -> Result<()> {
     let metadata = HashMap::from([("config".to_string(), model.config().to_json())]);
     write_tensors(path, model.params(), metadata)

@@ -2,6 +2,8 @@
 //! replaced by its polynomial-method approximation so that forward and backward cost time
 //! linear in the sequence length. See README.md and shared/DESIGN.md.
 
+#![warn(missing_docs)]
+
 pub mod attention;
 pub mod bench;
 pub mod checkpoint;

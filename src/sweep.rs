@@ -16,6 +16,7 @@ use crate::validate::{max_abs_logit, random_attention_inputs, scale_logits_to};
 /// One (logit scale, degree) of the sweep.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ErrorPoint {
+    /// The degree.
     pub degree: u32,
     /// The largest |s| = |q.k| / sqrt(d_qk) over the pairs the rows see, measured.
     pub max_logit: f64,
@@ -28,8 +29,11 @@ pub struct ErrorPoint {
     pub o_max_error: f64,
     /// Relative errors ‖poly − exact‖ / ‖exact‖ over the whole tensor.
     pub o: f64,
+    /// Relative error of dq.
     pub dq: f64,
+    /// Relative error of dk.
     pub dk: f64,
+    /// Relative error of dv.
     pub dv: f64,
 }
 

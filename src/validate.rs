@@ -17,11 +17,14 @@ pub const ATTENTION_TOLERANCE: f64 = 1e-5;
 /// One tensor's comparison.
 #[derive(Clone, Debug)]
 pub struct TensorCheck {
+    /// The tensor's name.
     pub tensor: String,
+    /// Its relative error.
     pub error: f64,
 }
 
 impl TensorCheck {
+    /// Whether the error is within `tolerance` (false for NaN).
     pub fn passed(&self, tolerance: f64) -> bool {
         self.error <= tolerance // false for NaN
     }

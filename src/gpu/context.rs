@@ -23,12 +23,19 @@ fn tune_key(summary: &AdapterSummary) -> String {
 /// What `polygrad devices` prints about an adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// The adapter's name.
     pub name: String,
+    /// Vulkan, Metal, Dx12 or Gl.
     pub backend: String,
+    /// Cpu, DiscreteGpu, IntegratedGpu, VirtualGpu or Other.
     pub device_type: String,
+    /// The driver and its version.
     pub driver: String,
+    /// The adapter's limits.
     pub limits: wgpu::Limits,
+    /// f16 in shaders (wgpu's `SHADER_F16`).
     pub shader_f16: bool,
+    /// GPU timestamps (wgpu's `TIMESTAMP_QUERY`).
     pub timestamp_queries: bool,
     /// Subgroup builtins (wgpu's `Features::SUBGROUP`).
     pub subgroups: bool,
@@ -265,6 +272,7 @@ impl GpuContext {
         })
     }
 
+    /// The adapter this context runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary
     }
@@ -304,6 +312,7 @@ impl GpuContext {
         self.summary.int64
     }
 
+    /// The limits the device was opened with.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
@@ -376,7 +385,7 @@ impl GpuContext {
     }
 
     /// Submits `encoder` without waiting; errors in its recording surface here. Reused
-    /// buffers' padding is zeroed first (see [`super::pool`]).
+    /// buffers' padding is zeroed first (see `gpu::pool`).
     pub fn submit(&self, during: &str, mut encoder: Encoder) -> Result<()> {
         let result = self.checked(during, || {
             let mut clears = self
@@ -428,6 +437,7 @@ impl GpuContext {
             .map_err(|e| Error::gpu(during, e))
     }
 
+    /// A command encoder labelled `label` (what errors and profiles name).
     pub fn encoder(&self, label: &str) -> Encoder {
         Encoder::new(
             self.device

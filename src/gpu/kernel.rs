@@ -27,13 +27,17 @@ pub const WINDOW_BYTES: u64 = 65536;
 /// The element type of a binding's runtime-sized array, or the params struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Elem {
+    /// The params struct (uniform).
     Params,
+    /// `f32`.
     F32,
     /// `vec2<f32>`: exact attention's [high, low] pairs.
     Vec2F32,
+    /// `vec4<f32>`.
     Vec4F32,
     /// `vec4<u64>`: 8 floats per load, bitcast from halves (needs SHADER_INT64).
     Vec4U64,
+    /// `u32`.
     U32,
     /// An array of the WGSL struct of this name.
     Struct(&'static str),
@@ -44,13 +48,18 @@ pub enum Elem {
 /// One binding of group 0.
 #[derive(Clone, Copy, Debug)]
 pub struct BindingDecl {
+    /// The WGSL variable's name, and the name callers bind a buffer by.
     pub name: &'static str,
+    /// Its `@binding` in group 0.
     pub slot: u32,
+    /// How the kernel reaches it.
     pub access: Access,
+    /// What its array holds.
     pub elem: Elem,
 }
 
 impl BindingDecl {
+    /// A binding, for the `const` declarations of kernels.
     pub const fn new(name: &'static str, slot: u32, access: Access, elem: Elem) -> Self {
         BindingDecl {
             name,
@@ -64,8 +73,11 @@ impl BindingDecl {
 /// The byte layout of a params struct: what the WGSL struct of the same name must match.
 #[derive(Clone, Copy, Debug)]
 pub struct ParamsLayout {
+    /// The WGSL struct's name.
     pub type_name: &'static str,
+    /// Its size in bytes.
     pub size: usize,
+    /// Each field's name and byte offset.
     pub fields: &'static [(&'static str, usize)],
 }
 
@@ -102,7 +114,9 @@ pub enum Workgroup {
 /// An adapter feature a kernel needs beyond core WebGPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
+    /// Core WebGPU.
     Core,
+    /// Subgroup builtins (wgpu's `SUBGROUP`).
     Subgroups,
     /// Subgroups and 64-bit integers (wgpu's `SHADER_INT64`).
     SubgroupsInt64,
@@ -113,15 +127,20 @@ pub enum Needs {
 pub struct Kernel {
     /// File in shaders/ (a key of `gpu::shaders::SHADERS`).
     pub shader: &'static str,
+    /// The entry point's name.
     pub entry: &'static str,
+    /// Every binding of group 0 it uses.
     pub bindings: &'static [BindingDecl],
+    /// Its params struct.
     pub params: ParamsLayout,
+    /// Its workgroup shape.
     pub workgroup: Workgroup,
     /// Override constants the host may set (besides the workgroup's).
     pub constants: &'static [&'static str],
     /// `const` declarations (u32) whose values the host writes into the source, for what WGSL
     /// sizes by constants only (private arrays); each set of values is a module of its own.
     pub source_constants: &'static [&'static str],
+    /// The feature it needs beyond core WebGPU.
     pub needs: Needs,
 }
 
@@ -149,6 +168,7 @@ impl Kernel {
         format!("{}::{}", self.shader, self.entry)
     }
 
+    /// The binding named `name`.
     pub fn binding(&self, name: &str) -> Option<&BindingDecl> {
         self.bindings.iter().find(|b| b.name == name)
     }

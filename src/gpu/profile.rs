@@ -14,6 +14,7 @@ const QUERIES: u32 = 4096;
 pub struct KernelTime {
     /// `shader::entry`.
     pub name: String,
+    /// Dispatches.
     pub calls: u64,
     /// GPU time over every call, in milliseconds.
     pub millis: f64,
@@ -33,12 +34,14 @@ impl KernelTime {
 /// A finished profile: kernels by total time, longest first.
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
+    /// Every kernel's time, in the order first seen.
     pub kernels: Vec<KernelTime>,
     /// Passes recorded after the query set was full, so not timed.
     pub untimed_passes: u64,
 }
 
 impl Profile {
+    /// The GPU time of every kernel together.
     pub fn total_millis(&self) -> f64 {
         self.kernels.iter().map(|k| k.millis).sum()
     }

@@ -39,18 +39,22 @@ pub enum TensorData<'a> {
 }
 
 impl GpuTensor {
+    /// Its shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Its name (in errors and profiles).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Elements.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -65,6 +69,7 @@ impl GpuTensor {
         Self::from_data(ctx, name, shape, TensorData::F32(data))
     }
 
+    /// Uploads `data` after checking it against `shape`.
     pub fn from_data(
         ctx: &GpuContext,
         name: &str,

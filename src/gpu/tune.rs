@@ -57,12 +57,14 @@ impl std::str::FromStr for TuneMode {
 pub struct TuneCache {
     /// "adapter name | driver | polygrad version": a cache made under another key is stale.
     pub key: String,
+    /// The chosen variant of each shape class.
     pub choices: BTreeMap<String, String>,
 }
 
 /// The tuner of one context: its mode, where its cache lives, and what it has chosen.
 #[derive(Debug)]
 pub struct Tuner {
+    /// Off, cached or retune.
     pub mode: TuneMode,
     path: Option<PathBuf>,
     cache: TuneCache,
@@ -108,6 +110,7 @@ impl Tuner {
         }
     }
 
+    /// The choices so far.
     pub fn cache(&self) -> &TuneCache {
         &self.cache
     }

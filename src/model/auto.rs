@@ -49,10 +49,12 @@ impl AutoAttention {
         })
     }
 
+    /// The certified or measured error a layer must meet.
     pub fn tolerance(&self) -> f64 {
         self.tolerance
     }
 
+    /// The highest degree tried.
     pub fn max_degree(&self) -> u32 {
         self.max_degree
     }
@@ -68,7 +70,9 @@ impl AutoAttention {
 /// Why a layer got its attention.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
+    /// The attention the layer got.
     pub attention: Attention,
+    /// Why, in words.
     pub reason: String,
     /// Where the decision rests on the sampled o error (dq is still to be measured): the
     /// index of the chosen degree among the candidates, so that a new pass can skip it.

@@ -11,6 +11,7 @@ use crate::poly::{output_error_bound, taylor_relative_error_bound, ROUNDING_FLOO
 /// One layer's certificate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerBound {
+    /// The layer's index.
     pub layer: usize,
     /// Per batch element and head, in `[B, H]` order.
     pub heads: Vec<HeadBound>,
@@ -46,6 +47,7 @@ impl ErrorChecks {
     /// The default of `polygrad grad`: 32 rows per layer and head.
     pub const DEFAULT_SAMPLE_ROWS: usize = 32;
 
+    /// Checks of `sample_rows` rows per layer and head, drawn from `seed`.
     pub fn sampled(sample_rows: usize, seed: u64) -> Self {
         ErrorChecks { sample_rows, seed }
     }
@@ -60,6 +62,7 @@ impl ErrorChecks {
 }
 
 impl LayerBound {
+    /// The bound of one layer from its heads' bounds, for `attention`.
     pub fn of(
         layer: usize,
         heads: Vec<HeadBound>,

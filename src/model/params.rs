@@ -11,7 +11,9 @@ use super::ModelConfig;
 /// A row-major f32 tensor on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
+    /// Its shape, row-major.
     pub shape: Vec<usize>,
+    /// Its values.
     pub data: Vec<f32>,
 }
 
@@ -152,10 +154,12 @@ impl Model {
         Model::new(config, params)
     }
 
+    /// The model's config.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
+    /// Every parameter by name.
     pub fn params(&self) -> &Tensors {
         &self.params
     }

@@ -22,6 +22,7 @@ gpu_params! {
     }
 }
 
+/// Per-span maxima of q, k and v.
 pub const SPAN_MAXIMA: Kernel = Kernel {
     shader: "certificate.wgsl",
     entry: "span_maxima",

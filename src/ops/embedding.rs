@@ -32,7 +32,7 @@ const ORDER: BindingDecl = BindingDecl::new("order", 6, Access::Read, Elem::U32)
 const OFFSETS: BindingDecl = BindingDecl::new("offsets", 7, Access::Read, Elem::U32);
 const D_TABLE: BindingDecl = BindingDecl::new("d_table", 8, Access::ReadWrite, Elem::F32);
 
-/// x = table[ids] (+ positions).
+/// `x = table[ids] (+ positions)`.
 pub const EMBED: Kernel = Kernel {
     shader: "embedding.wgsl",
     entry: "embed",
@@ -111,7 +111,7 @@ impl TokenIndex {
     }
 }
 
-/// x `[rows, width]` = table[ids] (+ positions[row % seq_len]).
+/// x `[rows, width]` = `table[ids] (+ positions[row % seq_len])`.
 pub fn embed_forward(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,

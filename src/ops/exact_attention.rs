@@ -63,32 +63,42 @@ const fn kernel(entry: &'static str, bindings: &'static [BindingDecl]) -> Kernel
     }
 }
 
+/// Rows split into [high, low] pairs.
 pub const SPLIT_ROWS: Kernel = kernel("split_rows", &[PARAMS, SPLIT_IN, SPLIT_OUT]);
+/// Each query span's pivot key.
 pub const PIVOT_SPAN: Kernel = kernel("pivot_span", &[PARAMS, Q_WIN, K_WIN, PIVOTS]);
+/// Each row's pivot.
 pub const PIVOT_ROWS: Kernel = kernel(
     "pivot_rows",
     &[PARAMS, PIVOTS, Q_SPLIT, K_SPLIT, TERMS_OUT, PIVOT_OUT],
 );
+/// The forward over a span of keys.
 pub const FORWARD_SPAN: Kernel = kernel(
     "forward_span",
     &[PARAMS, Q_WIN, K_WIN, V_WIN, TERMS_WIN, O, O_LO, STATS],
 );
+/// Each row's dO . o terms.
 pub const ROW_TERMS: Kernel = kernel("row_terms", &[PARAMS, TERMS_OUT, D_O_SPLIT, V_SPLIT, STATS]);
+/// The delta sums over a span.
 pub const DELTA_SPAN: Kernel = kernel(
     "delta_span",
     &[PARAMS, Q_WIN, K_WIN, V_WIN, D_O_WIN, TERMS_WIN, DELTA_ACC],
 );
+/// The delta rows finished.
 pub const FINISH_DELTA: Kernel = kernel("finish_delta", &[PARAMS, TERMS_OUT, DELTA_ACC]);
+/// dq over a span of keys.
 pub const QUERY_GRAD_SPAN: Kernel = kernel(
     "query_grad_span",
     &[
         PARAMS, Q_WIN, K_WIN, V_WIN, D_O_WIN, TERMS_WIN, PIVOT_WIN, GRAD,
     ],
 );
+/// dk over a span of queries.
 pub const KEY_GRAD_SPAN: Kernel = kernel(
     "key_grad_span",
     &[PARAMS, Q_WIN, K_WIN, V_WIN, D_O_WIN, TERMS_WIN, GRAD],
 );
+/// dv over a span of queries.
 pub const VALUE_GRAD_SPAN: Kernel = kernel(
     "value_grad_span",
     &[PARAMS, Q_WIN, K_WIN, D_O_WIN, TERMS_WIN, GRAD],
@@ -303,6 +313,7 @@ impl ExactAttention {
         Ok(op)
     }
 
+    /// The shape it runs.
     pub fn shape(&self) -> &AttentionShape {
         &self.shape
     }

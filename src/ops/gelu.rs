@@ -24,6 +24,7 @@ const T4: BindingDecl = BindingDecl::new("t4", 4, Access::Read, Elem::Vec4F32);
 const UPSTREAM4: BindingDecl = BindingDecl::new("upstream4", 5, Access::Read, Elem::Vec4F32);
 const OUT4: BindingDecl = BindingDecl::new("out4", 6, Access::ReadWrite, Elem::Vec4F32);
 
+/// gelu(t), elementwise.
 pub const GELU_FORWARD: Kernel = Kernel {
     shader: "gelu.wgsl",
     entry: "forward",
@@ -35,6 +36,7 @@ pub const GELU_FORWARD: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// dL/dt from dL/dgelu(t), elementwise.
 pub const GELU_BACKWARD: Kernel = Kernel {
     entry: "backward",
     bindings: &[PARAMS, T, UPSTREAM, OUT],

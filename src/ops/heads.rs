@@ -22,6 +22,7 @@ const DST: BindingDecl = BindingDecl::new("dst", 2, Access::ReadWrite, Elem::F32
 const SRC4: BindingDecl = BindingDecl::new("src4", 3, Access::Read, Elem::Vec4F32);
 const DST4: BindingDecl = BindingDecl::new("dst4", 4, Access::ReadWrite, Elem::Vec4F32);
 
+/// [B, n, H, d] to [B, H, n, d].
 pub const SPLIT_HEADS: Kernel = Kernel {
     shader: "heads.wgsl",
     entry: "split_heads",
@@ -33,6 +34,7 @@ pub const SPLIT_HEADS: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// [B, H, n, d] to [B, n, H, d].
 pub const MERGE_HEADS: Kernel = Kernel {
     entry: "merge_heads",
     ..SPLIT_HEADS
@@ -55,17 +57,23 @@ pub const MERGE_HEADS_ROWS: Kernel = Kernel {
 /// Sizes of a multi-head tensor: batch, sequence, heads, width per head.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadLayout {
+    /// Batch elements.
     pub batch: usize,
+    /// Tokens per sequence.
     pub seq_len: usize,
+    /// Heads.
     pub heads: usize,
+    /// Width per head.
     pub width: usize,
 }
 
 impl HeadLayout {
+    /// The token-major shape [B, n, H * d].
     pub fn token_major(&self) -> Vec<usize> {
         vec![self.batch, self.seq_len, self.heads * self.width]
     }
 
+    /// The head-major shape [B, H, n, d].
     pub fn head_major(&self) -> Vec<usize> {
         vec![self.batch, self.heads, self.seq_len, self.width]
     }

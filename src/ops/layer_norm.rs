@@ -48,6 +48,7 @@ const D_BIAS4: BindingDecl = BindingDecl::new("d_bias4", 18, Access::ReadWrite, 
 pub const ROW_QUADS_MAX: usize = 64;
 const ROW_CONSTANTS: &[(&str, f64)] = &[("ROW_QUADS_MAX", ROW_QUADS_MAX as f64)];
 
+/// LayerNorm of each row, and its statistics.
 pub const LAYER_NORM_FORWARD: Kernel = Kernel {
     shader: "layer_norm.wgsl",
     entry: "forward",
@@ -59,12 +60,14 @@ pub const LAYER_NORM_FORWARD: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// dL/dx of each row.
 pub const LAYER_NORM_INPUT_GRAD: Kernel = Kernel {
     entry: "input_grad",
     bindings: &[PARAMS, X, WEIGHT, SAVED_STATS, DY, DX],
     ..LAYER_NORM_FORWARD
 };
 
+/// dL/dweight and dL/dbias.
 pub const LAYER_NORM_PARAM_GRAD: Kernel = Kernel {
     entry: "param_grad",
     bindings: &[PARAMS, X, SAVED_STATS, DY, D_WEIGHT, D_BIAS],
@@ -108,8 +111,11 @@ fn rows_fit(ctx: &GpuContext, width: usize) -> bool {
 /// A LayerNorm's parameters and epsilon.
 #[derive(Clone, Copy)]
 pub struct LayerNormParams<'a> {
+    /// gamma.
     pub weight: &'a GpuTensor,
+    /// beta.
     pub bias: &'a GpuTensor,
+    /// epsilon.
     pub eps: f64,
 }
 
@@ -190,8 +196,11 @@ pub fn layer_norm_forward(
 pub struct LayerNormGrads<'a> {
     /// dL/dx; added into when `add_into_dx` (the residual stream's gradient is already there).
     pub dx: &'a GpuTensor,
+    /// Whether dx is added to what it holds.
     pub add_into_dx: bool,
+    /// dL/dweight.
     pub d_weight: &'a GpuTensor,
+    /// dL/dbias.
     pub d_bias: &'a GpuTensor,
 }
 

@@ -29,6 +29,7 @@ gpu_params! {
     }
 }
 
+/// Column sums of dy: a bias's gradient.
 pub const BIAS_GRAD: Kernel = Kernel {
     shader: "linear.wgsl",
     entry: "bias_grad",
@@ -141,8 +142,11 @@ pub(crate) fn packing(
     shapes.iter().map(|s| Packing::of(ctx, s)).sum()
 }
 
+/// Where a linear layer's backward writes dx.
 pub struct InputGrad<'a> {
+    /// dL/dx.
     pub dx: &'a GpuTensor,
+    /// Whether dx is added to what it holds.
     pub add: bool,
 }
 

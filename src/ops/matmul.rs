@@ -1,5 +1,5 @@
 //! Host side of shaders/matmul.wgsl and matmul_subgroup.wgsl: the one matrix-product core,
-//! C[b] = alpha op(A[b]) op(B[b]) (+ C[b]) (+ bias), batched and strided, in the variants the
+//! `C[b] = alpha op(A[b]) op(B[b]) (+ C[b]) (+ bias)`, batched and strided, in the variants the
 //! tuner chooses between. Records into the caller's encoder; nothing is submitted here.
 
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,7 @@ const BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
 ];
 
+/// matmul_reg: a TM x TN block of C per invocation.
 pub const MATMUL_REG: Kernel = Kernel {
     shader: "matmul.wgsl",
     entry: "matmul_reg",
@@ -74,6 +75,7 @@ pub const MATMUL_REG: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// matmul_tiled: 64 x 64 per workgroup through workgroup memory.
 pub const MATMUL_TILED: Kernel = Kernel {
     shader: "matmul.wgsl",
     entry: "matmul_tiled",
@@ -85,6 +87,7 @@ pub const MATMUL_TILED: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// matmul_broadcast: 16 x 4 per lane, rows of op(A) broadcast.
 pub const MATMUL_BROADCAST: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
     entry: "matmul_broadcast",
@@ -107,6 +110,7 @@ const PACK_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("packed", 5, Access::ReadWrite, Elem::Vec4F32),
 ];
 
+/// pack_windows: op(A) or op(B) into uniform windows.
 pub const PACK_WINDOWS: Kernel = Kernel {
     shader: "matmul.wgsl",
     entry: "pack_windows",
@@ -141,6 +145,7 @@ const WINDOWED_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
 ];
 
+/// matmul_windows: products from uniform windows.
 pub const MATMUL_WINDOWS: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
     entry: "matmul_windows",
@@ -162,6 +167,7 @@ const BROADCAST64_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
 ];
 
+/// matmul_broadcast64: matmul_broadcast with 64-bit loads.
 pub const MATMUL_BROADCAST64: Kernel = Kernel {
     shader: "matmul_int64.wgsl",
     entry: "matmul_broadcast64",
@@ -183,6 +189,7 @@ const WINDOW_K_MAX: usize = 256;
 /// ([`windows_fit`]), and their shape class is timed apart, batched.
 const BATCHED: usize = 4;
 
+/// matmul_subgroup: operands shared by subgroupShuffle.
 pub const MATMUL_SUBGROUP: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
     entry: "matmul_subgroup",
@@ -201,11 +208,19 @@ const TILE: u64 = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Variant {
     /// matmul_reg: a `tm` x `tn` block of C per invocation, in registers.
-    Registers { tm: u32, tn: u32 },
+    Registers {
+        /// Rows of C per invocation.
+        tm: u32,
+        /// Columns of C per invocation.
+        tn: u32,
+    },
     /// matmul_tiled: 64 x 64 per workgroup through workgroup memory.
     Tiled,
     /// matmul_subgroup: `lane_rows` x 4 of C per lane (4 or 8), operands shared by shuffles.
-    Subgroup { lane_rows: u32 },
+    Subgroup {
+        /// Rows of C per lane.
+        lane_rows: u32,
+    },
     /// matmul_broadcast: 16 x 4 of C per lane, rows of A shared by broadcasts (8-lane
     /// subgroups only).
     Broadcast,
@@ -217,7 +232,7 @@ pub enum Variant {
     Windows,
     /// matmul_windows with its windows bound straight onto the operands, no packing: for
     /// products in a linear layer's layout whose tensors were made windowable (see
-    /// [`direct_geometry`]).
+    /// `direct_geometry`).
     Direct,
 }
 
@@ -285,7 +300,7 @@ impl Variant {
         }
     }
 
-    /// Whether the variant may run this product: windows-16x4 only where [`windows_fit`],
+    /// Whether the variant may run this product: windows-16x4 only where `windows_fit`,
     /// windows-direct-16x4 only where `direct` says its operands can be bound where they lie
     /// ([`Matmul::runs_direct`]), broadcast64-16x4 only where [`Layout::vec8`].
     pub fn suits(&self, ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> bool {
@@ -348,9 +363,13 @@ impl Variant {
 /// The sizes of a product: op(A) is m x k, op(B) is k x n, `batch` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
+    /// Matrices.
     pub batch: usize,
+    /// Rows of op(A) and C.
     pub m: usize,
+    /// Columns of op(B) and C.
     pub n: usize,
+    /// The summed length.
     pub k: usize,
 }
 
@@ -359,13 +378,21 @@ pub struct Shape {
 /// matrix for every batch).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Layout {
+    /// A stored k x m.
     pub trans_a: bool,
+    /// B stored n x k.
     pub trans_b: bool,
+    /// A's row stride.
     pub lda: usize,
+    /// B's row stride.
     pub ldb: usize,
+    /// C's row stride.
     pub ldc: usize,
+    /// A's matrix stride (0: one A for every matrix).
     pub stride_a: usize,
+    /// B's matrix stride (0: one B for every matrix).
     pub stride_b: usize,
+    /// C's matrix stride.
     pub stride_c: usize,
 }
 
@@ -394,7 +421,7 @@ impl Layout {
 
     /// Whether matmul_broadcast64 may run it: both operands k-contiguous (C = A B^T), and K,
     /// their row strides and batch strides multiples of 8 floats, so that every load of 8
-    /// floats is one aligned vec4<u64> (K spans are multiples of 8 too: [`K_SPAN`]).
+    /// floats is one aligned `vec4<u64>` (K spans are multiples of 8 too: [`K_SPAN`]).
     pub fn vec8(&self, shape: &Shape) -> bool {
         !self.trans_a && self.trans_b && self.aligned8(shape)
     }
@@ -416,7 +443,9 @@ impl Layout {
 /// What is done with the product: C = alpha op(A) op(B), plus C's old value and a bias.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Epilogue {
+    /// The product's factor.
     pub alpha: f32,
+    /// Whether C's old value is added.
     pub add_into_c: bool,
 }
 
@@ -432,11 +461,17 @@ impl Default for Epilogue {
 /// One product to record.
 #[derive(Clone, Copy)]
 pub struct Matmul<'a> {
+    /// The sizes.
     pub shape: Shape,
+    /// How the operands are stored.
     pub layout: Layout,
+    /// What is done with the product.
     pub epilogue: Epilogue,
+    /// op(A)'s tensor.
     pub a: &'a GpuTensor,
+    /// op(B)'s tensor.
     pub b: &'a GpuTensor,
+    /// C's tensor.
     pub c: &'a GpuTensor,
     /// Added to every row of C, `[n]`.
     pub bias: Option<&'a GpuTensor>,
@@ -882,7 +917,7 @@ impl Matmul<'_> {
     }
 
     /// Whether windows-direct-16x4 may run this product: its layout has a
-    /// [`direct_geometry`] and both operands are windowable tensors.
+    /// `direct_geometry` and both operands are windowable tensors.
     pub fn runs_direct(&self, ctx: &GpuContext) -> bool {
         self.a.is_windowable()
             && self.b.is_windowable()

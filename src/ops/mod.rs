@@ -20,17 +20,24 @@ use crate::gpu::{GpuContext, GpuTensor};
 /// Outputs and gradients of one attention call, back on the host.
 #[derive(Clone, Debug)]
 pub struct AttentionResult {
+    /// The attention output.
     pub o: Vec<f32>,
+    /// dL/dq.
     pub dq: Vec<f32>,
+    /// dL/dk.
     pub dk: Vec<f32>,
+    /// dL/dv.
     pub dv: Vec<f32>,
 }
 
 /// Host tensors of one attention call, `[B, H, n, d]` row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionInputs<'a> {
+    /// Queries.
     pub q: &'a [f32],
+    /// Keys.
     pub k: &'a [f32],
+    /// Values.
     pub v: &'a [f32],
     /// Upstream gradient dL/do.
     pub d_o: &'a [f32],
@@ -71,7 +78,9 @@ impl AttentionFootprint {
 
 /// Either attention for one shape, behind one interface: the setting a caller switches.
 pub enum AttentionOp {
+    /// Exact softmax attention.
     Exact(exact_attention::ExactAttention),
+    /// Polynomial attention.
     Poly(poly_attention::PolyAttention),
 }
 
@@ -79,7 +88,9 @@ pub enum AttentionOp {
 /// the variants does not matter).
 #[allow(clippy::large_enum_variant)]
 pub enum AttentionSaved {
+    /// Exact attention's saved state.
     Exact(exact_attention::ExactForward),
+    /// Polynomial attention's saved state.
     Poly(poly_attention::PolyForward),
 }
 
@@ -191,8 +202,11 @@ pub fn upload_inputs(
 
 /// Gradients of one attention call, on the GPU.
 pub struct AttentionGradients {
+    /// dL/dq on the device.
     pub dq: GpuTensor,
+    /// dL/dk on the device.
     pub dk: GpuTensor,
+    /// dL/dv on the device.
     pub dv: GpuTensor,
 }
 

@@ -61,6 +61,7 @@ const OUT: BindingDecl = BindingDecl::new("out", 5, Access::ReadWrite, Elem::F32
 const AUX: BindingDecl = BindingDecl::new("aux", 6, Access::ReadWrite, Elem::F32);
 const STATES4: BindingDecl = BindingDecl::new("states4", 7, Access::ReadWrite, Elem::Vec4F32);
 
+/// Phi of each row.
 pub const PHI_ROWS: Kernel = Kernel {
     shader: "poly_attention.wgsl",
     entry: "phi_rows",
@@ -72,6 +73,7 @@ pub const PHI_ROWS: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// J_phi^T of each row's feature gradient.
 pub const PHI_GRAD_ROWS: Kernel = Kernel {
     entry: "phi_grad_rows",
     bindings: &[PARAMS, MONOMIALS, X, Y, ADDEND, OUT],
@@ -96,6 +98,7 @@ pub const PHI_GRAD_PAIRS: Kernel = Kernel {
 /// for bit, without a table entry per feature).
 const PAIRS_DEGREE: u32 = 2;
 
+/// Rows copied with a padded width.
 pub const COPY_ROWS: Kernel = Kernel {
     entry: "copy_rows",
     bindings: &[PARAMS, X, OUT],
@@ -109,30 +112,35 @@ pub const COPY_ROWS_TRANSPOSED_TOO: Kernel = Kernel {
     ..PHI_ROWS
 };
 
+/// The diagonal blocks' Taylor weights.
 pub const TAYLOR_WEIGHTS: Kernel = Kernel {
     entry: "taylor_weights",
     bindings: &[PARAMS, X, AUX],
     ..PHI_ROWS
 };
 
+/// The diagonal blocks' weight gradients.
 pub const TAYLOR_GRADS: Kernel = Kernel {
     entry: "taylor_grads",
     bindings: &[PARAMS, X, OUT, AUX],
     ..PHI_ROWS
 };
 
+/// Each output row divided by its normaliser.
 pub const NORMALISE: Kernel = Kernel {
     entry: "normalise",
     bindings: &[PARAMS, X, OUT, AUX],
     ..PHI_ROWS
 };
 
+/// Each row's gradient terms.
 pub const GRAD_ROWS: Kernel = Kernel {
     entry: "grad_rows",
     bindings: &[PARAMS, X, Y, ADDEND, OUT, AUX],
     ..PHI_ROWS
 };
 
+/// Prefix (or suffix) sums of the chunk states.
 pub const SCAN_STATES: Kernel = Kernel {
     entry: "scan_states",
     bindings: &[PARAMS, STATES4],
@@ -433,6 +441,7 @@ pub struct PolyForward {
 /// records 4, the backward 8 (4, and 4 for the diagonal blocks).
 const PRODUCTS_PER_HALF: u64 = 8;
 
+/// Polynomial attention built for one shape: its kernels, chunking and footprint.
 pub struct PolyAttention {
     shape: AttentionShape,
     /// The chunk size asked for.
@@ -522,6 +531,7 @@ impl PolyAttention {
         Ok(op)
     }
 
+    /// The shape it runs.
     pub fn shape(&self) -> &AttentionShape {
         &self.shape
     }

@@ -56,6 +56,7 @@ const O: BindingDecl = BindingDecl::new("o", 8, Access::Read, Elem::F32);
 const DQ: BindingDecl = BindingDecl::new("dq", 9, Access::Read, Elem::F32);
 const PICKED: BindingDecl = BindingDecl::new("picked", 10, Access::ReadWrite, Elem::F32);
 
+/// Per (head, sample, span of keys): online-softmax and dq sums.
 pub const SPAN_SUMS: Kernel = Kernel {
     shader: "sampled_check.wgsl",
     entry: "span_sums",
@@ -82,7 +83,10 @@ pub enum KeyLoads {
     /// Each invocation loads every key's k and v itself.
     PerSample,
     /// The lanes of a subgroup of this many share each key's loads.
-    Shared { lanes: u32 },
+    Shared {
+        /// The subgroup's lanes.
+        lanes: u32,
+    },
 }
 
 impl KeyLoads {
@@ -99,12 +103,14 @@ impl KeyLoads {
     }
 }
 
+/// The spans' sums merged in a fixed order.
 pub const COMBINE_SPANS: Kernel = Kernel {
     entry: "combine_spans",
     bindings: &[PARAMS, PARTIALS, COMBINED],
     ..SPAN_SUMS
 };
 
+/// The polynomial rows of the samples gathered.
 pub const GATHER_ROWS: Kernel = Kernel {
     entry: "gather_rows",
     bindings: &[PARAMS, SAMPLE_ROWS, O, DQ, PICKED],
@@ -117,6 +123,7 @@ pub const GATHER_ROWS: Kernel = Kernel {
 pub struct SampledError {
     /// Query rows sampled per head.
     pub rows: usize,
+    /// Relative error of the sampled rows of o.
     pub o_rel_err: f64,
     /// None where only the forward was checked.
     pub dq_rel_err: Option<f64>,
@@ -174,11 +181,15 @@ impl Layout {
 /// outputs), and its scratch while it runs (the sampled rows and the span sums).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckFootprint {
+    /// Bytes kept from the forward to the backward.
     pub kept: u64,
+    /// Scratch bytes.
     pub scratch: u64,
+    /// The largest buffer.
     pub largest: u64,
 }
 
+/// What a check of `samples` rows per head allocates.
 pub fn footprint(shape: &AttentionShape, samples: usize) -> CheckFootprint {
     let l = Layout::of(shape, samples);
     let records = l.records(shape.total_heads());
@@ -205,7 +216,9 @@ pub struct PendingCheck {
 /// The polynomial attention's results the check compares: o, and (for a backward check) the
 /// upstream gradient d_o and the dq it gave.
 pub struct Checked<'a> {
+    /// The polynomial output.
     pub o: &'a GpuTensor,
+    /// dq and dL/do, for the dq check.
     pub grad: Option<(&'a GpuTensor, &'a GpuTensor)>,
 }
 

@@ -30,8 +30,11 @@ use super::Real;
 /// Gradients of one attention call, f64, in the layout of the inputs.
 #[derive(Clone, Debug)]
 pub struct AttentionGrads<T = f64> {
+    /// dL/dq.
     pub dq: Vec<T>,
+    /// dL/dk.
     pub dk: Vec<T>,
+    /// dL/dv.
     pub dv: Vec<T>,
 }
 

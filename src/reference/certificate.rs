@@ -4,6 +4,7 @@
 use crate::attention::AttentionShape;
 use crate::ops::certificate::HeadBound;
 
+/// Each head's certified logit bound from q, k and v.
 pub fn head_bounds(shape: &AttentionShape, q: &[f64], k: &[f64], v: &[f64]) -> Vec<HeadBound> {
     let (n, dk, dv) = (shape.seq_len, shape.d_qk, shape.d_v);
     let largest_norm = |x: &[f64]| {

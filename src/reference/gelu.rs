@@ -5,6 +5,7 @@ use super::Real;
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const CUBIC: f64 = 0.044715;
 
+/// tanh-GELU.
 pub fn gelu<T: Real>(t: T) -> T {
     let (half, one) = (T::of(0.5), T::one());
     half * t * (one + (T::of(SQRT_2_OVER_PI) * (t + T::of(CUBIC) * t.powi(3))).tanh())

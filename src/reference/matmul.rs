@@ -1,5 +1,5 @@
 //! The matrix product in f64 from its definition, for checking ops::matmul:
-//! C[b] = alpha op(A[b]) op(B[b]) (+ C[b]) (+ bias), with the same strided layouts.
+//! `C[b] = alpha op(A[b]) op(B[b]) (+ C[b]) (+ bias)`, with the same strided layouts.
 
 use crate::ops::matmul::{Layout, Shape};
 

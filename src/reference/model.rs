@@ -23,7 +23,9 @@ pub enum ReferenceLoss<'a, T = f64> {
     /// Cross-entropy of each row of y (its d_model values the logits) against a target class,
     /// averaged over the rows whose target is not `ignore_index`.
     CrossEntropy {
+        /// One class per row of y.
         targets: &'a [i64],
+        /// The target of rows the loss skips.
         ignore_index: i64,
     },
 }
@@ -31,16 +33,22 @@ pub enum ReferenceLoss<'a, T = f64> {
 /// y, the loss (for a built-in loss), dL/dx and dL/dparam for every parameter, in f64.
 #[derive(Clone, Debug)]
 pub struct ReferenceGradients<T = f64> {
+    /// The output.
     pub y: Vec<T>,
+    /// The loss, for a built-in loss.
     pub loss: Option<f64>,
+    /// dL/dx.
     pub grad_x: Vec<T>,
+    /// dL/dparam by name.
     pub grads: BTreeMap<String, Vec<T>>,
 }
 
 /// A model in f64: its config and its parameters by name.
 #[derive(Clone, Debug)]
 pub struct ReferenceModel<T = f64> {
+    /// Its config.
     pub config: ModelConfig,
+    /// Its parameters by name.
     pub params: BTreeMap<String, Vec<T>>,
     /// Each layer's attention: the config's, unless set per layer (a mixed model, as
     /// automatic attention makes one).
@@ -160,7 +168,7 @@ impl<T: Real> ReferenceModel<T> {
         }
     }
 
-    /// x = tok_emb[id] + pos_emb[position] for every token, `[batch, seq_len, d_model]`.
+    /// `x = tok_emb[id] + pos_emb[position]` for every token, `[batch, seq_len, d_model]`.
     pub fn embed(&self, tokens: &Tokens) -> Vec<T> {
         let d = self.config.d_model;
         let table = &self.params["tok_emb.weight"];
