@@ -48,6 +48,7 @@ fn main() -> polygrad::Result<()> {
         // Forward, keeping the activations on the device; the logits are read for accuracy.
         let pass = gpu.forward_keep_tokens(&ctx, &tokens)?;
         let logits = pass.y(&ctx)?;
+        let acc = accuracy(&logits.data, task.vocab(), &targets);
         let loss = Loss::CrossEntropy {
             targets,
             ignore_index: IGNORE,
@@ -57,10 +58,6 @@ fn main() -> polygrad::Result<()> {
         // AdamW updates the parameters in place; nothing returns to the host.
         state.step(&ctx, &opt, &mut gpu, &grads)?;
         if (step + 1) % 20 == 0 {
-            let Loss::CrossEntropy { targets, .. } = &loss else {
-                unreachable!()
-            };
-            let acc = accuracy(&logits.data, task.vocab(), targets);
             let value = grads.loss().unwrap_or(f64::NAN);
             println!("step {:>4}  loss {value:.4}  accuracy {acc:.3}", step + 1);
         }

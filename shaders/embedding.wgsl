@@ -3,7 +3,8 @@
 //   embed          x[r, c] = table[ids[r], c] (+ positions[r % seq_len, c])
 //   table_grad     d_table[v, c] = sum of dx[r, c] over the rows r whose token is v, in row
 //                  order: the host lists the rows token by token (order, offsets: a counting
-//                  sort), so each sum is a loop over its own rows, the same bits every run
+//                  sort), so each sum is a loop over its own rows, the same bits every run;
+//                  added to d_table's values where ADD_INTO_TABLE
 //   position_grad  d_positions[p, c] = sum over the batch of dx[b seq_len + p, c]; 0 for p at
 //                  or past seq_len
 
@@ -11,6 +12,8 @@ override WORKGROUP: u32 = 64u;
 
 // embed: add the positions.
 const POSITIONS: u32 = 1u;
+// table_grad: add to what d_table holds (a tied head's weight gradient).
+const ADD_INTO_TABLE: u32 = 2u;
 
 struct Params {
     rows: u32,
@@ -73,6 +76,9 @@ fn table_grad(
     var sum = 0.0;
     for (var k = offsets[v]; k < offsets[v + 1u]; k++) {
         sum += dx[order[k] * params.width + c];
+    }
+    if ((params.flags & ADD_INTO_TABLE) != 0u) {
+        sum += d_table[i];
     }
     d_table[i] = sum;
 }

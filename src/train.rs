@@ -272,6 +272,7 @@ impl Trainer {
             None => self.model.forward_keep_tokens(ctx, &tokens)?,
         };
         let logits = pass.y(ctx)?;
+        let accuracy = accuracy(&logits.data, self.task.vocab(), &targets);
         let loss = Loss::CrossEntropy {
             targets,
             ignore_index: IGNORE,
@@ -281,10 +282,6 @@ impl Trainer {
         let value = grads.loss().expect("cross-entropy has a value");
         let attentions = grads.attentions().to_vec();
         drop(grads);
-        let Loss::CrossEntropy { targets, .. } = loss else {
-            unreachable!()
-        };
-        let accuracy = accuracy(&logits.data, self.task.vocab(), &targets);
         ctx.wait("a training step")?;
         Ok(StepReport {
             step: self.state.steps(),

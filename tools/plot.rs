@@ -67,6 +67,30 @@ pub fn check(path: &Path) -> Result<bool, String> {
     Ok(svg)
 }
 
+/// Runs `$draw` on a drawing area of `$size` over a temporary file beside `$path` (SVG where
+/// `$svg`, else PNG: the bitmap encoder picks the format by extension, so the temporary name
+/// keeps it) and renames it into place; on failure removes it. A macro because the two
+/// backends are different types.
+macro_rules! render {
+    ($path:expr, $svg:expr, $size:expr, |$area:ident| $draw:expr) => {{
+        let tmp = $path.with_extension(if $svg { "partial.svg" } else { "partial.png" });
+        let drawn = if $svg {
+            let $area = SVGBackend::new(&tmp, $size).into_drawing_area();
+            $draw
+        } else {
+            let $area = BitMapBackend::new(&tmp, $size).into_drawing_area();
+            $draw
+        };
+        match drawn.and_then(|()| std::fs::rename(&tmp, $path).map_err(|e| e.to_string())) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }};
+}
+
 /// Draws `series` into `path` (SVG or PNG, by extension), replacing it whole: the plot is drawn
 /// to a temporary file beside it and renamed into place.
 pub fn plot(path: &Path, (title, axes): (&str, Axes), series: &[Series]) -> Result<(), String> {
@@ -75,27 +99,11 @@ pub fn plot(path: &Path, (title, axes): (&str, Axes), series: &[Series]) -> Resu
     if points().any(|&(n, ms)| n <= 0.0 || ms <= 0.0 || !ms.is_finite()) || points().count() == 0 {
         return Err("nothing positive to plot on log axes".into());
     }
-    // The bitmap encoder picks the format by extension, so the temporary name keeps it.
-    let tmp = path.with_extension(if svg { "partial.svg" } else { "partial.png" });
-    let size = (900, 600);
-    let drawn = if svg {
-        draw(
-            SVGBackend::new(&tmp, size).into_drawing_area(),
-            (title, &axes),
-            series,
-        )
-    } else {
-        draw(
-            BitMapBackend::new(&tmp, size).into_drawing_area(),
-            (title, &axes),
-            series,
-        )
-    };
-    if let Err(e) = drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    render!(path, svg, (900, 600), |area| draw(
+        area,
+        (title, &axes),
+        series
+    ))
 }
 
 fn draw<B: DrawingBackend>(
@@ -187,22 +195,9 @@ pub fn plot_training(path: &Path, title: &str, runs: &[Curves]) -> Result<(), St
     if all().count() == 0 || all().any(|p| !(p.1 > 0.0 && p.1.is_finite())) {
         return Err("no finite positive losses to plot".into());
     }
-    let tmp = path.with_extension(if svg { "partial.svg" } else { "partial.png" });
-    let size = (1200, 500);
-    let drawn = if svg {
-        draw_training(SVGBackend::new(&tmp, size).into_drawing_area(), title, runs)
-    } else {
-        draw_training(
-            BitMapBackend::new(&tmp, size).into_drawing_area(),
-            title,
-            runs,
-        )
-    };
-    if let Err(e) = drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    render!(path, svg, (1200, 500), |area| draw_training(
+        area, title, runs
+    ))
 }
 
 fn draw_training<B: DrawingBackend>(

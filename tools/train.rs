@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use polygrad::train::{StepReport, Task, Trainer};
 use polygrad::{AdamW, Attention, Checkpoint, GpuContext, Model, ModelConfig};
 
-use crate::plot;
+use crate::{option_error, plot};
 
 /// The CSV header, one row per step.
 const CSV_HEADER: &str = "step,loss,accuracy,tokens_per_s,elapsed_s,device_bytes";
@@ -112,35 +112,34 @@ pub struct TrainArgs {
     adapter: Option<String>,
 }
 
-fn option_error(option: &str, message: impl Into<String>) -> polygrad::Error {
-    polygrad::Error::Option {
-        option: option.into(),
-        message: message.into(),
-    }
-}
-
 /// Refuses flags that cannot train, before anything runs.
 fn check_flags(args: &TrainArgs) -> polygrad::Result<()> {
     if args.steps == 0 {
-        return Err(option_error("--steps", "must be at least 1"));
+        return Err(option_error("--steps", "must be at least 1".into()));
     }
     if args.checkpoint_every == 0 {
-        return Err(option_error("--checkpoint-every", "must be at least 1"));
+        return Err(option_error(
+            "--checkpoint-every",
+            "must be at least 1".into(),
+        ));
     }
     if args.resume && args.checkpoint.is_none() {
-        return Err(option_error("--resume", "needs --checkpoint DIR"));
+        return Err(option_error("--resume", "needs --checkpoint DIR".into()));
     }
     if args.resume && args.compare {
         return Err(option_error(
             "--resume",
-            "resumes one run; --compare trains three",
+            "resumes one run; --compare trains three".into(),
         ));
     }
     if args.task == TaskKind::Text && args.data.is_none() {
-        return Err(option_error("--data", "--task text needs --data FILE"));
+        return Err(option_error(
+            "--data",
+            "--task text needs --data FILE".into(),
+        ));
     }
     if args.task == TaskKind::Mqar && args.data.is_some() {
-        return Err(option_error("--data", "is read by --task text only"));
+        return Err(option_error("--data", "is read by --task text only".into()));
     }
     if !(args.clip.is_finite() && args.clip >= 0.0) {
         return Err(option_error(

@@ -16,7 +16,7 @@ use crate::ops::embedding::{embed_backward, embed_forward, TokenIndex};
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
-use crate::ops::matmul::{Epilogue, Layout, Matmul, Shape};
+use crate::ops::linear::{linear_backward, linear_forward, InputGrad};
 use crate::ops::sampled_check::{self, PendingCheck};
 use crate::ops::{AttentionFootprint, AttentionOp};
 
@@ -163,14 +163,7 @@ impl GpuModel {
 
     /// Every parameter read back from the device, by name.
     pub fn read_params(&self, ctx: &GpuContext) -> Result<Tensors> {
-        let tensors: Vec<&GpuTensor> = self.params.values().collect();
-        let values = GpuTensor::download_all(ctx, &tensors)?;
-        Ok((self.params.iter().zip(values))
-            .map(|((name, t), data)| {
-                let shape = t.shape().to_vec();
-                (name.clone(), HostTensor { shape, data })
-            })
-            .collect())
+        read_named(ctx, &self.params)
     }
 
     /// Parameter `name` on the device (None for a name the model lacks): for a caller that
@@ -274,9 +267,7 @@ impl GpuModel {
     ) -> Result<ModelGradients> {
         let (batch, seq_len) = self.config.check_input("x", x)?;
         let dims = Dims { batch, seq_len };
-        let mut ops = OpSet::new(attention_shape(&self.config, dims));
-        let footprint = with_check(auto_footprint(ctx, &auto, &mut ops), ops.shape(), checks);
-        MemoryEstimate::of(ctx, &self.config, dims, footprint).check(ctx, 0, true)?;
+        let mut ops = self.auto_ops(ctx, dims, (&auto, checks))?;
 
         let mut floors = vec![0; self.config.n_layers];
         let mut missed: Vec<Vec<String>> = vec![Vec::new(); self.config.n_layers];
@@ -313,9 +304,9 @@ impl GpuModel {
         ops: &mut OpSet,
         policy: &Policy,
     ) -> Result<ModelGradients> {
-        check_upstream(&x.shape, loss)?;
+        let targets = check_upstream(&x.shape, loss)?;
         let state = self.forward_state(ctx, x, dims, ops, policy)?;
-        let (loss_value, dy) = loss_gradient(ctx, &state.y, loss)?;
+        let (loss_value, dy) = loss_gradient(ctx, &state.y, (loss, targets))?;
         let mut grads = self.backward_state(ctx, state, (dims, checks), ops, dy)?;
         grads.loss = loss_value;
         grads.read_back(ctx)
@@ -330,38 +321,47 @@ impl GpuModel {
         pass: ForwardPass,
         loss: &Loss,
     ) -> Result<DeviceGradients> {
-        check_upstream(pass.y_tensor().shape(), loss)?;
-        let (loss_value, d_out) = loss_gradient(ctx, pass.y_tensor(), loss)?;
+        let targets = check_upstream(pass.y_tensor().shape(), loss)?;
+        let (loss_value, d_out) = loss_gradient(ctx, pass.y_tensor(), (loss, targets))?;
         let ForwardPass {
             state,
             dims,
             ops,
             lm,
         } = pass;
+        let grads = self.gradient_tensors(ctx)?;
         let head = self.head_matrix().filter(|_| lm.is_some());
-        // With a head, dL/dlogits is kept for the head's weight gradient.
-        let (dy, d_logits) = match head {
-            Some((_, w)) => (head_input_grad(ctx, &d_out, w)?, Some(d_out)),
-            None => (d_out, None),
+        // The head is a linear layer without bias: dL/dy and its weight's gradient (written
+        // into the embedding's when tied, which the embedding's backward then adds to).
+        let dy = match head {
+            Some((name, w)) => {
+                let dy = GpuTensor::output(ctx, "dL/dy through the head", state.y.shape())?;
+                let mut enc = ctx.encoder("backward of the output head");
+                let dx = Some(InputGrad {
+                    dx: &dy,
+                    add: false,
+                });
+                linear_backward(ctx, &mut enc, (&state.y, w, &d_out), dx, &grads[name], None)?;
+                ctx.submit("backward of the output head", enc)?;
+                dy
+            }
+            None => d_out,
         };
         let checks = (dims, ErrorChecks::default());
-        let mut grads = self.backward_state(ctx, state, checks, &ops, dy)?;
+        let mut grads = self.backward_into(ctx, state, checks, &ops, (dy, grads))?;
         grads.loss = loss_value;
         if let Some(lm) = lm {
             let mut enc = ctx.encoder("backward of the token embedding");
+            let tied = head.is_some_and(|(name, _)| name == "tok_emb.weight");
             let tables = (
-                &grads.grads["tok_emb.weight"],
+                (&grads.grads["tok_emb.weight"], tied),
                 grads.grads.get("pos_emb.weight"),
             );
             embed_backward(ctx, &mut enc, &lm.index, &grads.grad_x, tables)?;
-            if let (Some((name, _)), Some(logits), Some(d_logits)) = (head, lm.logits, d_logits) {
-                // Tied: added to the embedding's gradient just written.
-                let tied = name == "tok_emb.weight";
-                let dw = (&grads.grads[name], tied);
-                head_weight_grad(ctx, &mut enc, (&d_logits, &grads.y), dw)?;
+            ctx.submit("backward of the token embedding", enc)?;
+            if let Some(logits) = lm.logits {
                 grads.y = logits;
             }
-            ctx.submit("backward of the token embedding", enc)?;
         }
         Ok(grads)
     }
@@ -409,15 +409,27 @@ impl GpuModel {
             batch: tokens.batch,
             seq_len: tokens.seq_len,
         };
-        let mut ops = OpSet::new(attention_shape(&self.config, dims));
-        let footprint = auto_footprint(ctx, &auto, &mut ops);
-        MemoryEstimate::of(ctx, &self.config, dims, footprint).check(ctx, 0, true)?;
+        let ops = self.auto_ops(ctx, dims, (&auto, ErrorChecks::default()))?;
         let policy = Policy::Auto {
             auto,
             floors: vec![0; self.config.n_layers],
             checks: ErrorChecks::default(),
         };
         self.forward_tokens_with(ctx, tokens, dims, (ops, policy))
+    }
+
+    /// The ops automatic attention may choose among for `dims`, after refusing a pass whose
+    /// largest candidate (and `checks`) the device or the machine cannot hold.
+    fn auto_ops(
+        &self,
+        ctx: &GpuContext,
+        dims: Dims,
+        (auto, checks): (&AutoAttention, ErrorChecks),
+    ) -> Result<OpSet> {
+        let mut ops = OpSet::new(attention_shape(&self.config, dims));
+        let footprint = with_check(auto_footprint(ctx, auto, &mut ops), ops.shape(), checks);
+        MemoryEstimate::of(ctx, &self.config, dims, footprint).check(ctx, 0, true)?;
+        Ok(ops)
     }
 
     /// The embedding, the blocks with `ops` and `policy`, and the head.
@@ -441,7 +453,15 @@ impl GpuModel {
         ctx.submit("token embedding", enc)?;
         let state = self.forward_from(ctx, x, dims, (&mut ops, &policy))?;
         let logits = match self.head_matrix() {
-            Some((_, w)) => Some(head_forward(ctx, &state.y, w)?),
+            Some((_, w)) => {
+                let mut shape = state.y.shape().to_vec();
+                *shape.last_mut().expect("y has a shape") = w.shape()[0];
+                let logits = GpuTensor::output(ctx, "logits", &shape)?;
+                let mut enc = ctx.encoder("output head");
+                linear_forward(ctx, &mut enc, &state.y, w, None, &logits, false)?;
+                ctx.submit("output head", enc)?;
+                Some(logits)
+            }
             None => None,
         };
         Ok(ForwardPass {
@@ -640,11 +660,35 @@ impl GpuModel {
         ops: &OpSet,
         dy: GpuTensor,
     ) -> Result<DeviceGradients> {
+        self.backward_into(
+            ctx,
+            state,
+            (dims, checks),
+            ops,
+            (dy, self.gradient_tensors(ctx)?),
+        )
+    }
+
+    /// A gradient tensor for every parameter, by name.
+    fn gradient_tensors(&self, ctx: &GpuContext) -> Result<BTreeMap<String, GpuTensor>> {
         let mut grads = BTreeMap::new();
         for (name, shape) in self.config().parameter_shapes() {
             let g = GpuTensor::output(ctx, &format!("grad.{name}"), &shape)?;
             grads.insert(name, g);
         }
+        Ok(grads)
+    }
+
+    /// [`Self::backward_state`] into gradient tensors already made (a language model's head
+    /// has written its own).
+    fn backward_into(
+        &self,
+        ctx: &GpuContext,
+        state: ForwardState,
+        (dims, checks): (Dims, ErrorChecks),
+        ops: &OpSet,
+        (dy, grads): (GpuTensor, BTreeMap<String, GpuTensor>),
+    ) -> Result<DeviceGradients> {
         let mut enc = ctx.encoder("backward of the final LayerNorm");
         let mut d = GpuTensor::output(ctx, "grad of the last block's output", dy.shape())?;
         layer_norm_backward(
@@ -761,16 +805,17 @@ fn attention_op(
 }
 
 /// Refuses a `dy` or `target` whose shape is not y's (`shape`), or which holds a NaN or
-/// infinity, and cross-entropy targets that are not one class per row of y.
-fn check_upstream(shape: &[usize], loss: &Loss) -> Result<()> {
+/// infinity, and cross-entropy targets that are not one class per row of y; returns the
+/// cross-entropy's targets checked, for [`loss_gradient`].
+fn check_upstream(shape: &[usize], loss: &Loss) -> Result<Option<Targets>> {
     if let Loss::CrossEntropy {
         targets,
         ignore_index,
     } = loss
     {
         let (classes, rows) = shape.split_last().expect("y has a shape");
-        Targets::new(targets, *ignore_index, rows.iter().product(), *classes)?;
-        return Ok(());
+        let checked = Targets::new(targets, *ignore_index, rows.iter().product(), *classes)?;
+        return Ok(Some(checked));
     }
     let upstream = loss.tensor().expect("every other loss is given a tensor");
     if upstream.shape != shape {
@@ -780,29 +825,30 @@ fn check_upstream(shape: &[usize], loss: &Loss) -> Result<()> {
             got: upstream.shape.clone(),
         });
     }
-    upstream.check_finite(loss.tensor_name())
+    upstream.check_finite(loss.tensor_name())?;
+    Ok(None)
 }
 
 /// The loss's value (for a built-in loss) and dL/dy on the device, from y (already checked
-/// against the loss by [`check_upstream`]).
-fn loss_gradient(ctx: &GpuContext, y: &GpuTensor, loss: &Loss) -> Result<(Option<f64>, GpuTensor)> {
+/// against the loss by [`check_upstream`], which gave `targets` for cross-entropy).
+fn loss_gradient(
+    ctx: &GpuContext,
+    y: &GpuTensor,
+    (loss, targets): (&Loss, Option<Targets>),
+) -> Result<(Option<f64>, GpuTensor)> {
     let upload = |dy: &[f32]| GpuTensor::upload(ctx, "dy", y.shape(), dy);
-    match loss {
-        // Given: no readback before the backward.
-        Loss::Vjp(dy) => Ok((None, upload(&dy.data)?)),
-        Loss::Mse(target) => {
-            let (value, dy) = Loss::mse(target, &y.download(ctx)?);
-            Ok((Some(value), upload(&dy)?))
-        }
-        Loss::CrossEntropy {
-            targets,
-            ignore_index,
-        } => {
-            let (classes, rows) = y.shape().split_last().expect("y has a shape");
-            let targets = Targets::new(targets, *ignore_index, rows.iter().product(), *classes)?;
+    match (loss, targets) {
+        (_, Some(targets)) => {
             let (value, dy) = cross_entropy(ctx, y, &targets)?;
             Ok((Some(value), dy))
         }
+        // Given: no readback before the backward.
+        (Loss::Vjp(dy), None) => Ok((None, upload(&dy.data)?)),
+        (Loss::Mse(target), None) => {
+            let (value, dy) = Loss::mse(target, &y.download(ctx)?);
+            Ok((Some(value), upload(&dy)?))
+        }
+        (Loss::CrossEntropy { .. }, None) => unreachable!("check_upstream checks the targets"),
     }
 }
 
@@ -891,86 +937,21 @@ impl DeviceGradients {
     }
 }
 
+/// Device tensors read back in one readback, by the same names.
+pub(crate) fn read_named(ctx: &GpuContext, set: &BTreeMap<String, GpuTensor>) -> Result<Tensors> {
+    let tensors: Vec<&GpuTensor> = set.values().collect();
+    let values = GpuTensor::download_all(ctx, &tensors)?;
+    Ok((set.iter().zip(values))
+        .map(|((name, t), data)| {
+            let shape = t.shape().to_vec();
+            (name.clone(), HostTensor { shape, data })
+        })
+        .collect())
+}
+
 fn download(ctx: &GpuContext, t: &GpuTensor) -> Result<HostTensor> {
     Ok(HostTensor {
         shape: t.shape().to_vec(),
         data: t.download(ctx)?,
     })
-}
-
-/// logits `[B, n, vocab]` = y w^T for the head's matrix w `[vocab, d_model]`.
-fn head_forward(ctx: &GpuContext, y: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
-    let (vocab, d) = (w.shape()[0], w.shape()[1]);
-    let rows = y.len() / d;
-    let mut out_shape = y.shape().to_vec();
-    *out_shape.last_mut().expect("y has a shape") = vocab;
-    let logits = GpuTensor::output(ctx, "logits", &out_shape)?;
-    let shape = Shape {
-        batch: 1,
-        m: rows,
-        n: vocab,
-        k: d,
-    };
-    let mut enc = ctx.encoder("output head");
-    product(shape, (false, true), (y, w, &logits), false).run(ctx, &mut enc)?;
-    ctx.submit("output head", enc)?;
-    Ok(logits)
-}
-
-/// dL/dy = dL/dlogits w, `[B, n, d_model]`.
-fn head_input_grad(ctx: &GpuContext, d_logits: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
-    let (vocab, d) = (w.shape()[0], w.shape()[1]);
-    let rows = d_logits.len() / vocab;
-    let mut shape_y = d_logits.shape().to_vec();
-    *shape_y.last_mut().expect("logits have a shape") = d;
-    let dy = GpuTensor::output(ctx, "dL/dy through the head", &shape_y)?;
-    let shape = Shape {
-        batch: 1,
-        m: rows,
-        n: d,
-        k: vocab,
-    };
-    let mut enc = ctx.encoder("backward of the output head");
-    product(shape, (false, false), (d_logits, w, &dy), false).run(ctx, &mut enc)?;
-    ctx.submit("backward of the output head", enc)?;
-    Ok(dy)
-}
-
-/// dL/dw = dL/dlogits^T y `[vocab, d_model]`, written into `dw` or added to it.
-fn head_weight_grad(
-    ctx: &GpuContext,
-    enc: &mut wgpu::CommandEncoder,
-    (d_logits, y): (&GpuTensor, &GpuTensor),
-    (dw, add): (&GpuTensor, bool),
-) -> Result<()> {
-    let (vocab, d) = (dw.shape()[0], dw.shape()[1]);
-    let rows = y.len() / d;
-    let shape = Shape {
-        batch: 1,
-        m: vocab,
-        n: d,
-        k: rows,
-    };
-    product(shape, (true, false), (d_logits, y, dw), add).run(ctx, enc)
-}
-
-/// One dense product C = op(A) op(B) of `shape` on the matrix-product core.
-fn product<'a>(
-    shape: Shape,
-    (trans_a, trans_b): (bool, bool),
-    (a, b, c): (&'a GpuTensor, &'a GpuTensor, &'a GpuTensor),
-    add_into_c: bool,
-) -> Matmul<'a> {
-    Matmul {
-        shape,
-        layout: Layout::dense(&shape, trans_a, trans_b),
-        epilogue: Epilogue {
-            alpha: 1.0,
-            add_into_c,
-        },
-        a,
-        b,
-        c,
-        bias: None,
-    }
 }

@@ -12,6 +12,7 @@ mod params;
 pub use auto::{AutoAttention, Decision};
 pub use bounds::{bounds_report, compare_with_exact, ErrorChecks, LayerBound};
 pub use config::{HeadKind, ModelConfig, ModelConfigBuilder, MAX_TABLE_ROWS};
+pub(crate) use gpu::read_named;
 pub use gpu::{DeviceGradients, ForwardPass, ForwardTrace, GpuModel, ModelGradients};
 pub use memory::{available_memory, format_bytes, MemoryEstimate};
 pub use params::{HostTensor, Model, Tensors};

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::model::{DeviceGradients, GpuModel, HostTensor, Tensors};
+use crate::model::{read_named, DeviceGradients, GpuModel, Tensors};
 
 gpu_params! {
     /// The shader's `Params`.
@@ -310,17 +310,7 @@ impl AdamWState {
 
     /// Both moments read back, by parameter name: (first, second).
     pub fn moments(&self, ctx: &GpuContext) -> Result<(Tensors, Tensors)> {
-        let read = |set: &BTreeMap<String, GpuTensor>| -> Result<Tensors> {
-            let tensors: Vec<&GpuTensor> = set.values().collect();
-            let values = GpuTensor::download_all(ctx, &tensors)?;
-            Ok((set.iter().zip(values))
-                .map(|((name, t), data)| {
-                    let shape = t.shape().to_vec();
-                    (name.clone(), HostTensor { shape, data })
-                })
-                .collect())
-        };
-        Ok((read(&self.m)?, read(&self.v)?))
+        Ok((read_named(ctx, &self.m)?, read_named(ctx, &self.v)?))
     }
 
     /// The partial sums of every gradient's squares, then their total and clipping factor.

@@ -21,6 +21,7 @@ gpu_params! {
 }
 
 const POSITIONS: u32 = 1;
+const ADD_INTO_TABLE: u32 = 2;
 
 const PARAMS: BindingDecl = BindingDecl::new("params", 0, Access::Uniform, Elem::Params);
 const IDS: BindingDecl = BindingDecl::new("ids", 1, Access::Read, Elem::U32);
@@ -139,14 +140,15 @@ pub fn embed_forward(
     ctx.run(encoder, &EMBED, &[], &params, &buffers, grid)
 }
 
-/// d_table (every row: 0 for tokens absent from the batch) and d_positions (0 past seq_len)
-/// from dx `[rows, width]`, overwriting them.
+/// d_table (every row: 0 for tokens absent from the batch; added to what it holds where
+/// `add`, as a tied head's weight gradient) and d_positions (0 past seq_len) from dx
+/// `[rows, width]`.
 pub fn embed_backward(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
     index: &TokenIndex,
     dx: &GpuTensor,
-    (d_table, d_positions): (&GpuTensor, Option<&GpuTensor>),
+    ((d_table, add), d_positions): ((&GpuTensor, bool), Option<&GpuTensor>),
 ) -> Result<()> {
     let (vocab, width) = (d_table.shape()[0], d_table.shape()[1]);
     super::check_loop_budget(
@@ -162,6 +164,7 @@ pub fn embed_backward(
     };
     let params = EmbeddingParams {
         table_rows: vocab as u32,
+        flags: if add { ADD_INTO_TABLE } else { 0 },
         ..base
     };
     let buffers = [
