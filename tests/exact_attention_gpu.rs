@@ -19,7 +19,7 @@ fn shape(b: usize, h: usize, n: usize, d_qk: usize, d_v: usize, causal: bool) ->
 
 /// Fresh inputs (seed printed) whose largest |logit| is `max_logit`.
 fn inputs_with_logits(s: &AttentionShape, max_logit: f64) -> ([Vec<f32>; 4], u64) {
-    let seed: u64 = rand::random();
+    let seed = common::seed();
     let mut inputs = random_attention_inputs(s, 1.0, seed);
     scale_logits_to(s, &mut inputs, max_logit);
     (inputs, seed)

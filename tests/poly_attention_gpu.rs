@@ -21,24 +21,25 @@ fn shape(b: usize, h: usize, n: usize, d_qk: usize, d_v: usize, causal: bool) ->
     AttentionShape::new(b, h, n, d_qk, d_v, causal)
 }
 
-/// Runs one case on fresh inputs and returns the relative error of (o, dq, dk, dv).
-fn errors(ctx: &GpuContext, case: &Case) -> [f64; 4] {
-    let seed: u64 = rand::random();
+/// Runs one case on fresh inputs and returns their seed and the relative error of (o, dq, dk,
+/// dv).
+fn errors(ctx: &GpuContext, case: &Case) -> (u64, [f64; 4]) {
+    let seed = common::seed();
     let attention = Attention::Poly {
         degree: case.degree,
     };
     let inputs = random_attention_inputs(&case.shape, 1.0, seed);
     let checks = check_attention(ctx, attention, case.shape, &inputs)
         .unwrap_or_else(|e| panic!("{} {attention} (seed {seed}): {e}", case.shape));
-    checks.map(|c| c.error)
+    (seed, checks.map(|c| c.error))
 }
 
 fn assert_cases(ctx: &GpuContext, cases: &[Case]) {
     let mut failures = Vec::new();
     for case in cases {
-        let e = errors(ctx, case);
+        let (seed, e) = errors(ctx, case);
         let line = format!(
-            "{} g={}: o {:.2e} dq {:.2e} dk {:.2e} dv {:.2e}",
+            "{} g={} (seed {seed}): o {:.2e} dq {:.2e} dk {:.2e} dv {:.2e}",
             case.shape, case.degree, e[0], e[1], e[2], e[3]
         );
         eprintln!("{line}");
@@ -103,7 +104,7 @@ fn run_with_chunk(
 }
 
 fn random_inputs(s: &AttentionShape, what: &str) -> [Vec<f32>; 4] {
-    let seed: u64 = rand::random();
+    let seed = common::seed();
     eprintln!("{what}: seed {seed}");
     random_attention_inputs(s, 1.0, seed)
 }

@@ -38,10 +38,21 @@ pub fn random_vec(rng: &mut impl Rng, len: usize, scale: f32) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-scale..=scale)).collect()
 }
 
-/// A fresh seed per run, printed so a failure can be reproduced.
+/// A fresh seed, or `POLYGRAD_TEST_SEED` where it is set (to reproduce a printed seed; every
+/// draw of the process then takes it). The caller prints it.
+pub fn seed() -> u64 {
+    match std::env::var("POLYGRAD_TEST_SEED") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("POLYGRAD_TEST_SEED is not a u64: {text:?}")),
+        Err(_) => rand::random(),
+    }
+}
+
+/// A generator from [`seed`], the seed printed so a failure can be reproduced.
 pub fn fresh_rng(what: &str) -> rand::rngs::StdRng {
     use rand::SeedableRng;
-    let seed: u64 = rand::random();
+    let seed = seed();
     eprintln!("{what}: seed {seed}");
     rand::rngs::StdRng::seed_from_u64(seed)
 }
