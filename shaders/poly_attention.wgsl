@@ -15,14 +15,12 @@
 //   phi_rows        Phi(Q), Phi(K)                                  [heads, n_pad, k_pad]
 //   copy_rows       V' (and Q, K padded for the diagonal blocks)
 //   * S_c^T = V'_c^T Phi(K_c);  scan_states: exclusive prefix over chunks (causal)
-//     (or, causal, walk_states: the prefix straight from the rows, no per-chunk states)
 //   * O'_c = Phi(Q_c) S_<c
 //   * scores_c = Q_c K_c^T;  taylor_weights: P_g(s) on and below the diagonal, else 0
 //   * O'_c += P_c V'_c;  normalise: o = O'[:, :d_v] / O'[:, d_v], Z = O'[:, d_v]
 // Backward:
 //   grad_rows       G
 //   * R_c^T = G_c^T Phi(Q_c);  scan_states: exclusive suffix over chunks (causal)
-//     (or walk_states, as in the forward)
 //   * dW_c = G_c V'_c^T (scores kept from the forward);  taylor_grads: P_c^T and
 //     dS = dW P_{g-1}(s) masked
 //   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV' = (P_c^T) G_c
@@ -49,8 +47,7 @@ override DEGREE: u32 = 2u;
 // that holds 1.0: a monomial of order below DEGREE pads its variables with it.
 const ONE_SLOT: u32 = 64u;
 
-// flags: phi_grad_rows adds `addend`; scan_states and walk_states run a suffix instead of a
-// prefix.
+// flags: phi_grad_rows adds `addend`; scan_states runs a suffix instead of a prefix.
 const ADD_ADDEND: u32 = 1u;
 const SUFFIX: u32 = 2u;
 
@@ -69,8 +66,8 @@ struct Params {
     flags: u32,
     ones_col: u32,     // copy_rows: the destination column set to 1 on real rows, or none
     logit_scale: f32,  // 1 / sqrt(d_qk)
-    span_begin: u32,   // walk_states: the first chunk this dispatch walks
-    span_chunks: u32,  // walk_states: how many chunks it walks
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // One monomial of phi: DEGREE variable indices packed a byte each (sorted, with repetition,
@@ -500,131 +497,6 @@ fn scan_states(@builtin(workgroup_id) wid: vec3<u32>,
             let here = states4[base + (c - 1u) * per_slot];
             states4[base + (c - 1u) * per_slot] = run;
             run += here;
-        }
-    }
-}
-
-// walk_states reads its operands' rows as vec4s (widths are multiples of 4).
-@group(0) @binding(8) var<storage, read> rows_a4: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read> rows_b4: array<vec4<f32>>;
-
-// A block of walk_states' running sum: WALK_A vec4s of A's columns (4 WALK_A rows of S^T) by
-// WALK_B vec4s of B's (source constants: they size the accumulators).
-const WALK_A: u32 = 2u;
-const WALK_B: u32 = 4u;
-
-// A walk_states block's accumulators: acc[4 i + e][j] holds S^T[4 (first A vec4 + i) + e]
-// [feature vec4 first + j].
-struct WalkBlock {
-    acc: array<array<vec4<f32>, WALK_B>, 4u * WALK_A>,
-}
-
-// Where a walk_states block lies: its vec4 columns of A and of B, clamped to the last for
-// loads (a block past the edge loads the last and does not store it).
-struct WalkPlace {
-    h: u32,
-    first_a: u32,
-    first_b: u32,
-    a_cols: array<u32, WALK_A>,
-    b_cols: array<u32, WALK_B>,
-}
-
-// The chunk states' exclusive prefix sums S_<c^T = sum over chunks c' < c of A_c'^T B_c' (or,
-// SUFFIX, suffix sums over c' > c) straight from the rows, without per-chunk states and a scan:
-// A [heads, rows_pad, width_in] (V', or G for R), B [heads, rows_pad, features_pad] (Phi(K), or
-// Phi(Q)), states4 [heads, n_chunks, width_in, features_pad / 4]. One invocation per (head,
-// block of S^T) keeps that block of the running sum in registers and walks the rows in order
-// through chunks span_begin .. span_begin + span_chunks (downwards for a suffix), storing the
-// block at every chunk boundary. A dispatch walks a span of chunks (the host bounds its rows by
-// llvmpipe's loop limit) and starts from the sum the previous span stored. Each state element
-// is one sum over rows in a fixed order: bit-identical from run to run.
-@compute @workgroup_size(WORKGROUP)
-fn walk_states(@builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let a_quads = params.width_in / 4u;
-    let b_quads = params.features_pad / 4u;
-    let a_blocks = (a_quads + WALK_A - 1u) / WALK_A;
-    let b_blocks = (b_quads + WALK_B - 1u) / WALK_B;
-    let id = linear_id(wid, lid, nwg);
-    var at: WalkPlace;
-    at.h = id / (a_blocks * b_blocks);
-    if (at.h >= params.heads) {
-        return;
-    }
-    at.first_a = id % (a_blocks * b_blocks) / b_blocks * WALK_A;
-    at.first_b = id % b_blocks * WALK_B;
-    for (var i = 0u; i < WALK_A; i++) {
-        at.a_cols[i] = min(at.first_a + i, a_quads - 1u);
-    }
-    for (var j = 0u; j < WALK_B; j++) {
-        at.b_cols[j] = min(at.first_b + j, b_quads - 1u);
-    }
-    let suffix = (params.flags & SUFFIX) != 0u;
-    // The chunk the walk starts from: its slot holds the sum so far, zero at the sequence's
-    // end the walk starts from.
-    let last = params.span_begin + params.span_chunks - 1u;
-    let start = select(params.span_begin, last, suffix);
-    let edge = select(0u, params.n_chunks - 1u, suffix);
-    var block: WalkBlock;
-    if (start != edge) {
-        block = load_walk_block(at, start);
-    } else {
-        store_walk_block(at, start, block);
-    }
-    for (var i = 0u; i < params.span_chunks; i++) {
-        let c = select(params.span_begin + i, last - i, suffix);
-        let row0 = at.h * params.rows_pad + c * params.chunk;
-        for (var r = row0; r < row0 + params.chunk; r++) {
-            var a: array<vec4<f32>, WALK_A>;
-            for (var ia = 0u; ia < WALK_A; ia++) {
-                a[ia] = rows_a4[r * a_quads + at.a_cols[ia]];
-            }
-            for (var j = 0u; j < WALK_B; j++) {
-                let b = rows_b4[r * b_quads + at.b_cols[j]];
-                for (var ia = 0u; ia < WALK_A; ia++) {
-                    block.acc[4u * ia][j] += a[ia].x * b;
-                    block.acc[4u * ia + 1u][j] += a[ia].y * b;
-                    block.acc[4u * ia + 2u][j] += a[ia].z * b;
-                    block.acc[4u * ia + 3u][j] += a[ia].w * b;
-                }
-            }
-        }
-        // The sum so far is the exclusive prefix of the next chunk (suffix: the previous one).
-        if (suffix && c > 0u) {
-            store_walk_block(at, c - 1u, block);
-        } else if (!suffix && c + 1u < params.n_chunks) {
-            store_walk_block(at, c + 1u, block);
-        }
-    }
-}
-
-// The states4 index of S^T[chunk][row][feature vec4 col].
-fn walk_index(h: u32, chunk: u32, row: u32, col: u32) -> u32 {
-    return ((h * params.n_chunks + chunk) * params.width_in + row) * (params.features_pad / 4u)
-        + col;
-}
-
-fn load_walk_block(at: WalkPlace, chunk: u32) -> WalkBlock {
-    var block: WalkBlock;
-    for (var i = 0u; i < 4u * WALK_A; i++) {
-        let row = 4u * at.a_cols[i / 4u] + i % 4u;
-        for (var j = 0u; j < WALK_B; j++) {
-            block.acc[i][j] = states4[walk_index(at.h, chunk, row, at.b_cols[j])];
-        }
-    }
-    return block;
-}
-
-fn store_walk_block(at: WalkPlace, chunk: u32, block: WalkBlock) {
-    let a_quads = params.width_in / 4u;
-    let b_quads = params.features_pad / 4u;
-    for (var i = 0u; i < 4u * WALK_A; i++) {
-        let row = 4u * (at.first_a + i / 4u) + i % 4u;
-        for (var j = 0u; j < WALK_B; j++) {
-            if (at.first_a + i / 4u < a_quads && at.first_b + j < b_quads) {
-                states4[walk_index(at.h, chunk, row, at.first_b + j)] = block.acc[i][j];
-            }
         }
     }
 }

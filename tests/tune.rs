@@ -6,7 +6,7 @@ mod common;
 
 use polygrad::gpu::tune::{read_cache, write_cache, TuneCache, TuneMode, Tuner};
 use polygrad::ops::matmul::{choose, shape_class, Layout, Shape, Variant};
-use polygrad::ops::poly_attention::{chunk_class, chunk_plans, ChunkPlan, PolyAttention};
+use polygrad::ops::poly_attention::{chunk_class, PolyAttention, CHUNK_CANDIDATES};
 use polygrad::AttentionShape;
 
 fn cache_with(key: &str, class: &str, variant: &str) -> TuneCache {
@@ -106,45 +106,39 @@ fn a_stale_entry_is_measured_again_and_replaced() {
     ctx.set_tuning(TuneMode::Off, None);
 }
 
-/// The chunk plan of causal polynomial attention (chunk size, and states by products or by a
-/// walk) is tuned like a matmul variant: measured once, cached, and a stale value is measured
-/// again.
+/// The chunk size of causal polynomial attention is tuned like a matmul variant: measured once,
+/// cached, and a stale value is measured again.
 #[test]
-fn the_chunk_plan_is_tuned_cached_and_a_stale_value_replaced() {
+fn the_chunk_size_is_tuned_cached_and_a_stale_value_replaced() {
     let Some(ctx) = common::gpu() else { return };
     let dir = tempfile::tempdir().unwrap();
     let shape = AttentionShape::new(1, 2, 300, 8, 16, true);
     let class = chunk_class(&shape, 2);
-    let plans = chunk_plans();
     ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
-    let first = PolyAttention::new(&ctx, shape, 2).unwrap().plan();
-    assert!(plans.contains(&first), "{first}");
+    let first = PolyAttention::new(&ctx, shape, 2).unwrap().chunk();
+    assert!(CHUNK_CANDIDATES.contains(&first), "{first}");
     let path = dir.path().join("tune.json");
     let cache = read_cache(&path).unwrap().unwrap();
     assert_eq!(cache.choices[&class], first.to_string());
-    assert_eq!(first.to_string().parse::<ChunkPlan>(), Ok(first));
     // Read back from the cache, not measured again.
     ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
-    assert_eq!(PolyAttention::new(&ctx, shape, 2).unwrap().plan(), first);
-    // A chunk size polygrad does not time, a bare size (an entry of an older polygrad) and a
-    // way of forming the states that does not exist.
-    for stale_value in ["7 walk", "64", "64 scan"] {
-        let mut stale = cache.clone();
-        stale.choices.insert(class.clone(), stale_value.into());
-        write_cache(&path, &stale).unwrap();
-        ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
-        let again = PolyAttention::new(&ctx, shape, 2).unwrap().plan();
-        assert!(plans.contains(&again), "{again}");
-        assert_eq!(
-            read_cache(&path).unwrap().unwrap().choices[&class],
-            again.to_string()
-        );
-        eprintln!("chunk plan {first}, after the stale entry {stale_value:?} {again}");
-    }
+    assert_eq!(PolyAttention::new(&ctx, shape, 2).unwrap().chunk(), first);
+    // A chunk size polygrad does not time.
+    let mut stale = cache.clone();
+    stale.choices.insert(class.clone(), "7".into());
+    write_cache(&path, &stale).unwrap();
+    ctx.set_tuning(TuneMode::Cached, Some(dir.path()));
+    let again = PolyAttention::new(&ctx, shape, 2).unwrap().chunk();
+    assert!(CHUNK_CANDIDATES.contains(&again), "{again}");
+    assert_eq!(
+        read_cache(&path).unwrap().unwrap().choices[&class],
+        again.to_string()
+    );
     // Tuning off: the default, whatever is cached.
     ctx.set_tuning(TuneMode::Off, None);
     assert_eq!(
-        PolyAttention::new(&ctx, shape, 2).unwrap().plan(),
-        ChunkPlan::default_for(&ctx)
+        PolyAttention::new(&ctx, shape, 2).unwrap().chunk(),
+        PolyAttention::DEFAULT_CHUNK
     );
+    eprintln!("chunk {first}, after the stale entry {again}");
 }

@@ -40,12 +40,12 @@ gpu_params! {
         flags: u32,
         ones_col: u32,
         logit_scale: f32,
-        span_begin: u32,
-        span_chunks: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
 }
 
-/// `flags`: phi_grad_rows adds `addend`; scan_states and walk_states run a suffix.
+/// `flags`: phi_grad_rows adds `addend`; scan_states runs a suffix.
 const ADD_ADDEND: u32 = 1;
 const SUFFIX: u32 = 2;
 /// `ones_col` when copy_rows sets no column to 1.
@@ -60,8 +60,6 @@ const ADDEND: BindingDecl = BindingDecl::new("addend", 4, Access::Read, Elem::F3
 const OUT: BindingDecl = BindingDecl::new("out", 5, Access::ReadWrite, Elem::F32);
 const AUX: BindingDecl = BindingDecl::new("aux", 6, Access::ReadWrite, Elem::F32);
 const STATES4: BindingDecl = BindingDecl::new("states4", 7, Access::ReadWrite, Elem::Vec4F32);
-const ROWS_A4: BindingDecl = BindingDecl::new("rows_a4", 8, Access::Read, Elem::Vec4F32);
-const ROWS_B4: BindingDecl = BindingDecl::new("rows_b4", 9, Access::Read, Elem::Vec4F32);
 
 /// Phi of each row.
 pub const PHI_ROWS: Kernel = Kernel {
@@ -148,29 +146,6 @@ pub const SCAN_STATES: Kernel = Kernel {
     bindings: &[PARAMS, STATES4],
     ..PHI_ROWS
 };
-
-/// Exclusive prefix (or suffix) sums of the chunk states straight from the rows.
-pub const WALK_STATES: Kernel = Kernel {
-    entry: "walk_states",
-    bindings: &[PARAMS, ROWS_A4, ROWS_B4, STATES4],
-    constants: &[],
-    // Size each invocation's block of the running sum (4 WALK_A x 4 WALK_B floats).
-    source_constants: &["WALK_A", "WALK_B"],
-    ..PHI_ROWS
-};
-
-/// walk_states: each invocation's block of a state, in vec4s of A's columns (V' or G) and of
-/// B's (Phi): 4 WALK_A rows of S^T by 4 WALK_B features.
-/// 2 x 2 measured fastest on llvmpipe; blocks of more than 16 vec4s spill and ran 2.5-8x
-/// slower (BENCHMARKS.md).
-const WALK_A: usize = 2;
-const WALK_B: usize = 2;
-/// walk_states: invocations per workgroup. A head's state is a few hundred invocations'
-/// blocks, each walking every row; small workgroups spread them over a CPU adapter's threads.
-const WALK_WORKGROUP: usize = 8;
-/// walk_states: rows one dispatch walks at most, so that an invocation's loops (a row each,
-/// and a chunk each) stay inside llvmpipe's 65535 iterations.
-const WALK_SPAN_ROWS: usize = 16384;
 
 /// The shader's `Monomial`: variables packed a byte each, coefficient, order.
 #[repr(C)]
@@ -469,8 +444,8 @@ const PRODUCTS_PER_HALF: u64 = 8;
 /// Polynomial attention built for one shape: its kernels, chunking and footprint.
 pub struct PolyAttention {
     shape: AttentionShape,
-    /// The chunk size asked for, and how causal states are formed.
-    plan: ChunkPlan,
+    /// The chunk size asked for.
+    chunk: usize,
     /// Rows per chunk as run: the chunk size (causal, at most n) or every row (full).
     block: usize,
     n_chunks: usize,
@@ -485,39 +460,26 @@ impl PolyAttention {
     /// rounding.
     pub const DEFAULT_CHUNK: usize = 64;
 
-    /// Causal attention with the chunk plan the tuner chooses for this adapter (or
-    /// [`ChunkPlan::default_for`] with tuning off); full attention has no chunks.
+    /// Causal attention with the chunk size the tuner chooses for this adapter (or
+    /// [`Self::DEFAULT_CHUNK`] with tuning off); full attention has no chunks.
     pub fn new(ctx: &GpuContext, shape: AttentionShape, degree: u32) -> Result<Self> {
         shape.validate()?;
-        let plan = if shape.causal && shape.seq_len > CHUNK_CANDIDATES[0] {
-            choose_plan(ctx, &shape, degree)?
+        let chunk = if shape.causal && shape.seq_len > CHUNK_CANDIDATES[0] {
+            choose_chunk(ctx, &shape, degree)?
         } else {
-            ChunkPlan::default_for(ctx)
+            Self::DEFAULT_CHUNK
         };
-        Self::with_plan(ctx, shape, degree, plan)
+        Self::with_chunk(ctx, shape, degree, chunk)
     }
 
-    /// [`Self::with_plan`] with chunks of `chunk` rows and the adapter's default way of
-    /// forming the states ([`StatesBy::default_for`]).
+    /// Checks the shape, the degree and every buffer's size against the device before
+    /// allocating anything large.
     pub fn with_chunk(
         ctx: &GpuContext,
         shape: AttentionShape,
         degree: u32,
         chunk: usize,
     ) -> Result<Self> {
-        let states = StatesBy::default_for(ctx);
-        Self::with_plan(ctx, shape, degree, ChunkPlan { chunk, states })
-    }
-
-    /// Checks the shape, the degree and every buffer's size against the device before
-    /// allocating anything large.
-    pub fn with_plan(
-        ctx: &GpuContext,
-        shape: AttentionShape,
-        degree: u32,
-        plan: ChunkPlan,
-    ) -> Result<Self> {
-        let chunk = plan.chunk;
         shape.validate()?;
         if chunk == 0 {
             return Err(Error::shape("chunk size", "must be at least 1"));
@@ -536,7 +498,7 @@ impl PolyAttention {
         };
         let op = PolyAttention {
             shape,
-            plan,
+            chunk,
             block,
             n_chunks: shape.seq_len.div_ceil(block),
             phi,
@@ -560,7 +522,7 @@ impl PolyAttention {
         }
         check_loop_budget(
             ctx,
-            &format!("poly attention {shape} g={degree} chunk={plan}"),
+            &format!("poly attention {shape} g={degree} chunk={chunk}"),
             op.loop_iterations(),
         )?;
         for (name, s) in [("q", shape.qk_shape()), ("v", shape.v_shape())] {
@@ -576,12 +538,7 @@ impl PolyAttention {
 
     /// Rows per chunk of the causal decomposition.
     pub fn chunk(&self) -> usize {
-        self.plan.chunk
-    }
-
-    /// The chunk size and how causal states are formed.
-    pub fn plan(&self) -> ChunkPlan {
-        self.plan
+        self.chunk
     }
 
     /// The feature dimension k.
@@ -592,28 +549,19 @@ impl PolyAttention {
     /// An upper bound on the loop iterations any one invocation of this shape's kernels runs,
     /// counting only loops whose trip count is not a compile-time constant: the kernels that
     /// walk a row's features (phi_pairs, phi_grad_rows, phi_grad_pairs), grad_rows (the value
-    /// columns) and, causal, scan_states (the chunks) or walk_states (a span's rows and
-    /// chunks) and the taylor kernels (a block row). The
+    /// columns), scan_states (the chunks) and, causal, the taylor kernels (a block row). The
     /// products bound their own loops (ops::matmul::K_SPAN).
     pub fn loop_iterations(&self) -> u64 {
         let rows = (self.shape.d_v + self.v_width()) as u64;
-        let causal = |iterations: usize| {
-            if self.shape.causal {
-                iterations as u64
-            } else {
-                0
-            }
-        };
-        let states = match self.plan.states {
-            StatesBy::Products => self.n_chunks,
-            // A span's rows and chunks (walk_states).
-            StatesBy::Walk => self.walk_span_chunks() * (self.block + 1),
-        };
         self.phi
             .row_loop_iterations()
             .max(rows)
-            .max(causal(states))
-            .max(causal(self.block))
+            .max(self.n_chunks as u64)
+            .max(if self.shape.causal {
+                self.block as u64
+            } else {
+                0
+            })
     }
 
     fn heads(&self) -> usize {
@@ -805,63 +753,6 @@ impl PolyAttention {
         )
     }
 
-    /// Records the exclusive prefix sums S_<c^T = sum over c' < c of A_c'^T B_c' (or, with
-    /// SUFFIX, the suffix sums over c' > c) into `states`, from the rows of `a` `[heads,
-    /// rows_pad, v_width]` and `b` `[heads, rows_pad, k_pad]` (walk_states): the causal
-    /// chunk states without a per-chunk product and a scan. One dispatch per span of at most
-    /// WALK_SPAN_ROWS rows, in the walk's order.
-    fn walk_states(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        (a, b): (&GpuTensor, &GpuTensor),
-        states: &GpuTensor,
-        flags: u32,
-    ) -> Result<()> {
-        let (vw, kp) = (self.v_width(), self.features_pad());
-        check_len(a, self.heads() * self.rows_pad() * vw)?;
-        check_len(b, self.heads() * self.rows_pad() * kp)?;
-        check_len(states, self.states_shape().iter().product())?;
-        let span = self.walk_span_chunks();
-        let mut begins: Vec<usize> = (0..self.n_chunks).step_by(span).collect();
-        if flags & SUFFIX != 0 {
-            begins.reverse();
-        }
-        let blocks = (vw / 4).div_ceil(WALK_A) * (kp / 4).div_ceil(WALK_B);
-        let constants = [
-            ("WORKGROUP", WALK_WORKGROUP as f64),
-            ("WALK_A", WALK_A as f64),
-            ("WALK_B", WALK_B as f64),
-        ];
-        for begin in begins {
-            let params = PolyParams {
-                width_in: vw as u32,
-                flags,
-                span_begin: begin as u32,
-                span_chunks: span.min(self.n_chunks - begin) as u32,
-                ..self.params()
-            };
-            ctx.run(
-                enc,
-                &WALK_STATES,
-                &constants,
-                &params,
-                &[
-                    ("rows_a4", &a.buffer),
-                    ("rows_b4", &b.buffer),
-                    ("states4", &states.buffer),
-                ],
-                Grid::Invocations((self.heads() * blocks) as u64),
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Chunks one walk_states dispatch walks: at most WALK_SPAN_ROWS rows, at least a chunk.
-    fn walk_span_chunks(&self) -> usize {
-        (WALK_SPAN_ROWS / self.block).max(1)
-    }
-
     /// Records scores_c = Q_c K_c^T for every chunk.
     fn scores(
         &self,
@@ -983,14 +874,17 @@ impl PolyAttention {
             let states = &saved.states;
             let v1_t = (&v_ones_t, true);
             let phi_k = (&saved.phi_k, false);
-            if s.causal && self.plan.states == StatesBy::Walk {
-                self.walk_states(ctx, enc, (&saved.v_ones, &saved.phi_k), states, 0)?;
-            } else {
-                let v1_t = (&v_ones_t, false);
-                self.product(ctx, enc, v1_t, phi_k, states, [vw, kp, c], PLAIN)?;
-                if s.causal {
-                    self.scan(ctx, enc, states, 0)?;
-                }
+            self.product(
+                ctx,
+                enc,
+                (&v_ones_t, false),
+                phi_k,
+                states,
+                [vw, kp, c],
+                PLAIN,
+            )?;
+            if s.causal {
+                self.scan(ctx, enc, states, 0)?;
             }
             // O'_c = Phi(Q_c) S_<c = Phi(Q_c) (S_<c^T)^T.
             let (phi_q, s_prev) = ((&saved.phi_q, false), (states, true));
@@ -1092,15 +986,11 @@ impl PolyAttention {
             )?;
             // R_c^T = G_c^T Phi(Q_c) (from G chunk-transposed), then R_>c^T.
             let phi_q = (&saved.phi_q, false);
-            if s.causal && self.plan.states == StatesBy::Walk {
-                self.walk_states(ctx, enc, (&g, &saved.phi_q), &r, SUFFIX)?;
-            } else {
-                self.product(ctx, enc, (&g_t, false), phi_q, &r, [vw, kp, c], PLAIN)?;
-                if s.causal {
-                    self.scan(ctx, enc, &r, SUFFIX)?;
-                }
-            }
+            self.product(ctx, enc, (&g_t, false), phi_q, &r, [vw, kp, c], PLAIN)?;
             let g_rows = (&g, false);
+            if s.causal {
+                self.scan(ctx, enc, &r, SUFFIX)?;
+            }
             if let Some(diag) = &diagonal {
                 self.diagonal_backward(ctx, enc, diag, (&g, &saved.v_ones), &dv_ones)?;
             }
@@ -1200,149 +1090,55 @@ impl PolyAttention {
     }
 }
 
-/// How causal attention forms its chunk states S_<c (forward) and R_>c (backward).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatesBy {
-    /// A batched product per chunk (S_c^T = V'_c^T Phi(K_c)), then a scan over the chunks
-    /// (scan_states): every chunk in parallel, a GPU's form.
-    Products,
-    /// walk_states: each block of the state summed over the rows in one pass, stored at every
-    /// chunk boundary; no per-chunk states and no scan. Few invocations (heads x blocks), each
-    /// walking every row: a CPU adapter's form, where loads and stores are the cost.
-    Walk,
-}
-
-impl StatesBy {
-    /// Without measurement: Walk on a CPU adapter (1.1-1.2x faster on llvmpipe,
-    /// BENCHMARKS.md), Products elsewhere.
-    pub fn default_for(ctx: &GpuContext) -> Self {
-        if ctx.adapter().device_type == "Cpu" {
-            StatesBy::Walk
-        } else {
-            StatesBy::Products
-        }
-    }
-}
-
-/// Rows per chunk of causal attention and how its states are formed: what the tuner chooses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkPlan {
-    /// Rows per chunk (any value gives the same result up to rounding).
-    pub chunk: usize,
-    /// How the chunk states are formed.
-    pub states: StatesBy,
-}
-
-impl ChunkPlan {
-    /// The plan without measurement: [`PolyAttention::DEFAULT_CHUNK`] rows,
-    /// [`StatesBy::default_for`] the adapter.
-    pub fn default_for(ctx: &GpuContext) -> Self {
-        ChunkPlan {
-            chunk: PolyAttention::DEFAULT_CHUNK,
-            states: StatesBy::default_for(ctx),
-        }
-    }
-}
-
-/// "64 products" or "64 walk", as the tune cache stores it.
-impl std::fmt::Display for ChunkPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let states = match self.states {
-            StatesBy::Products => "products",
-            StatesBy::Walk => "walk",
-        };
-        write!(f, "{} {states}", self.chunk)
-    }
-}
-
-impl std::str::FromStr for ChunkPlan {
-    type Err = String;
-
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
-        let (chunk, states) = text
-            .split_once(' ')
-            .ok_or_else(|| format!("{text:?} is not \"<rows> products|walk\""))?;
-        let chunk = chunk
-            .parse()
-            .map_err(|_| format!("{chunk:?} is not a chunk size"))?;
-        let states = match states {
-            "products" => StatesBy::Products,
-            "walk" => StatesBy::Walk,
-            other => return Err(format!("{other:?} is not products or walk")),
-        };
-        Ok(ChunkPlan { chunk, states })
-    }
-}
-
 /// Chunk sizes the tuner times. Larger chunks make the diagonal blocks dearer (O(n C d) time),
-/// smaller ones the states (O(n k d_v / C) stored); on llvmpipe 32 and 64 are within noise of
-/// each other (BENCHMARKS.md).
+/// smaller ones the state scan (O(n k d_v / C)); on llvmpipe 64 won (BENCHMARKS.md).
 pub const CHUNK_CANDIDATES: [usize; 3] = [32, 64, 128];
-
-/// Every plan the tuner times: each chunk size with each way of forming the states.
-pub fn chunk_plans() -> Vec<ChunkPlan> {
-    CHUNK_CANDIDATES
-        .iter()
-        .flat_map(|&chunk| {
-            [StatesBy::Products, StatesBy::Walk].map(|states| ChunkPlan { chunk, states })
-        })
-        .collect()
-}
-
 /// Rows of the probe the chunk tuner times: enough chunks of every candidate for both costs to
 /// show above the noise. At 2048 rows 32 and 64 traded places from run to run on llvmpipe
 /// (73-87 ms against 75-117), and the tuner kept 32, which is 1.15-1.4x slower than 64 at
 /// n = 16384 and 65536; at 8192 rows 64 won each time (291-307 ms against 338-370), at about
-/// 4 s of tuning once per widths and degree (BENCHMARKS.md). Six plans take about 8 s.
+/// 4 s of tuning once per widths and degree (BENCHMARKS.md).
 const CHUNK_PROBE_ROWS: usize = 8192;
 
-/// The tune-cache class of a chunk plan: the chunk trades costs that depend on the widths and
-/// the degree, not on n or the number of heads. ("plan": entries before the states had a
-/// choice held a bare chunk size, and are not read as plans.)
+/// The tune-cache class of a chunk choice: the chunk trades costs that depend on the widths and
+/// the degree, not on n or the number of heads.
 pub fn chunk_class(shape: &AttentionShape, degree: u32) -> String {
     format!(
-        "poly_attention chunk plan g{degree} d_qk{} d_v{}",
+        "poly_attention chunk g{degree} d_qk{} d_v{}",
         shape.d_qk, shape.d_v
     )
 }
 
-/// The chunk plan for causal attention of this shape's widths: cached, measured, or the
-/// default with tuning off.
-pub fn choose_plan(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<ChunkPlan> {
+/// The chunk size for causal attention of this shape's widths: cached, measured, or the default
+/// with tuning off.
+pub fn choose_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
     let class = chunk_class(shape, degree);
-    let plans = chunk_plans();
     {
         let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
         if tuner.mode == TuneMode::Off {
-            return Ok(ChunkPlan::default_for(ctx));
+            return Ok(PolyAttention::DEFAULT_CHUNK);
         }
         if let Some(value) = tuner.cached(&class).map(str::to_string) {
-            match value.parse::<ChunkPlan>() {
-                Ok(plan) if plans.contains(&plan) => return Ok(plan),
-                Ok(_) => tuner.forget(&class, "not one of the chunk plans polygrad times"),
-                Err(e) => tuner.forget(&class, &e),
+            match value.parse::<usize>() {
+                Ok(chunk) if CHUNK_CANDIDATES.contains(&chunk) => return Ok(chunk),
+                _ => tuner.forget(&class, "not one of the chunk sizes polygrad times"),
             }
         }
     }
-    let chosen = measure_plan(ctx, shape, degree, &plans)?;
+    let chosen = measure_chunk(ctx, shape, degree)?;
     let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
     tuner.record(&class, &chosen.to_string());
     Ok(chosen)
 }
 
-/// Times forward + backward of one head of CHUNK_PROBE_ROWS rows with each plan and returns
-/// the fastest whose output agrees with the others (`tune::fastest_agreeing`). A plan the
-/// device refuses (states too large) is skipped.
-fn measure_plan(
-    ctx: &GpuContext,
-    shape: &AttentionShape,
-    degree: u32,
-    plans: &[ChunkPlan],
-) -> Result<ChunkPlan> {
+/// Times forward + backward of one head of CHUNK_PROBE_ROWS rows with each candidate and
+/// returns the fastest whose output agrees with the others (`tune::fastest_agreeing`). A
+/// candidate the device refuses (states too large) is skipped.
+fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
     let probe = AttentionShape::new(1, 1, CHUNK_PROBE_ROWS, shape.d_qk, shape.d_v, true);
     let (q, k, v, d_o) = probe_inputs(ctx, &probe)?;
-    let chosen = fastest_agreeing("poly attention chunk plan", plans, |plan| {
-        let Ok(op) = PolyAttention::with_plan(ctx, probe, degree, plan) else {
+    let chosen = fastest_agreeing("poly attention chunk", &CHUNK_CANDIDATES, |chunk| {
+        let Ok(op) = PolyAttention::with_chunk(ctx, probe, degree, chunk) else {
             return Ok(None);
         };
         let mut output = None;
@@ -1355,7 +1151,7 @@ fn measure_plan(
         })?;
         output.map(|o| Ok((time, o.download(ctx)?))).transpose()
     })?;
-    Ok(chosen.unwrap_or_else(|| ChunkPlan::default_for(ctx)))
+    Ok(chosen.unwrap_or(PolyAttention::DEFAULT_CHUNK))
 }
 
 /// The causal backward's buffers for the diagonal blocks.
