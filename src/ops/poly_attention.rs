@@ -147,15 +147,6 @@ pub const SCAN_STATES: Kernel = Kernel {
     ..PHI_ROWS
 };
 
-/// SPIKE
-pub const PHI_PRODUCT16: Kernel = Kernel {
-    entry: "phi_product16",
-    bindings: &[PARAMS, MONOMIALS, X4, OUT, STATES4],
-    ..PHI_ROWS
-};
-const X4: BindingDecl = BindingDecl::new("x4", 8, Access::Read, Elem::Vec4F32);
-const SPIKE_ROWS: usize = 8;
-
 /// The shader's `Monomial`: variables packed a byte each, coefficient, order.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -762,37 +753,6 @@ impl PolyAttention {
         )
     }
 
-    fn phi_product16(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        (x, states): (&GpuTensor, &GpuTensor),
-        out: &GpuTensor,
-        add: bool,
-    ) -> Result<()> {
-        let vw = self.v_width();
-        let params = PolyParams {
-            width_in: vw as u32,
-            flags: if add { ADD_ADDEND } else { 0 },
-            ..self.params()
-        };
-        let constants = self.phi.constants(&PHI_PRODUCT16);
-        let blocks = self.heads() * self.n_chunks * self.block.div_ceil(SPIKE_ROWS);
-        ctx.run(
-            enc,
-            &PHI_PRODUCT16,
-            &constants,
-            &params,
-            &[
-                ("monomials", &self.phi.table.buffer),
-                ("x4", &x.buffer),
-                ("out", &out.buffer),
-                ("states4", &states.buffer),
-            ],
-            Grid::Invocations((blocks * vw / 4) as u64),
-        )
-    }
-
     /// Records scores_c = Q_c K_c^T for every chunk.
     fn scores(
         &self,
@@ -928,14 +888,7 @@ impl PolyAttention {
             }
             // O'_c = Phi(Q_c) S_<c = Phi(Q_c) (S_<c^T)^T.
             let (phi_q, s_prev) = ((&saved.phi_q, false), (states, true));
-            if std::env::var_os("TMP_PHI").is_some()
-                && self.phi.degree == PAIRS_DEGREE
-                && s.d_qk == 16
-            {
-                self.phi_product16(ctx, enc, (q, states), &o_ones, false)?;
-            } else {
-                self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
-            }
+            self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
             if let (Some(q_pad), Some(k_pad), Some(scores), Some(weights)) =
                 (&saved.q_pad, &saved.k_pad, &saved.scores, &weights)
             {
@@ -1061,14 +1014,7 @@ impl PolyAttention {
                 ..PLAIN
             };
             let phi_k = (&saved.phi_k, false);
-            if std::env::var_os("TMP_PHI").is_some()
-                && self.phi.degree == PAIRS_DEGREE
-                && s.d_qk == 16
-            {
-                self.phi_product16(ctx, enc, (k, &r), &dv_ones, s.causal)?;
-            } else {
-                self.product(ctx, enc, phi_k, (&r, true), &dv_ones, [c, vw, kp], add)?;
-            }
+            self.product(ctx, enc, phi_k, (&r, true), &dv_ones, [c, vw, kp], add)?;
             let (n, n_pad) = (s.seq_len, self.rows_pad());
             let dv = (&grads.dv, n, s.d_v);
             self.copy_rows(ctx, enc, (&dv_ones, n_pad, vw), dv, NO_ONES, None)
