@@ -46,22 +46,45 @@ impl Accuracy {
     }
 }
 
-/// [`Accuracy`] of `got` against `expected`, with `magnitude` the product run on absolute
-/// values (|alpha| |A||B| + |bias| + |c0|) and `k` the length of each sum.
+/// The operands of one product as the test drew them, on the host.
+struct Operands<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    bias: Option<&'a [f32]>,
+    c0: &'a [f32],
+}
+
+/// [`Accuracy`] of C as the GPU left it (`got`) against the f64 product of the same operands,
+/// the bound from the same product run on their absolute values.
 fn accuracy(
     got: &[f32],
-    expected: &[f64],
-    magnitude: &[f64],
-    k: usize,
-    elements: usize,
+    shape: &Shape,
+    layout: &Layout,
+    epilogue: Epilogue,
+    operands: Operands,
 ) -> Accuracy {
+    let product = |values: fn(&[f32]) -> Vec<f64>, alpha: f64| {
+        let bias = operands.bias.map(values);
+        reference_matmul(
+            shape,
+            layout,
+            alpha,
+            epilogue.add_into_c,
+            &values(operands.a),
+            &values(operands.b),
+            bias.as_deref(),
+            &values(operands.c0),
+        )
+    };
+    let expected = product(widen, epilogue.alpha as f64);
+    let magnitude = product(absolute, epilogue.alpha.abs() as f64);
     let unit = f64::powi(2.0, -24);
-    let terms = (k + 4) as f64;
+    let terms = (shape.k + 4) as f64;
     let gamma = terms * unit / (1.0 - terms * unit);
     let worst_over_bound = got
         .iter()
-        .zip(expected)
-        .zip(magnitude)
+        .zip(&expected)
+        .zip(&magnitude)
         .map(|((&g, &e), &bound)| {
             let err = (g as f64 - e).abs();
             if err == 0.0 {
@@ -72,9 +95,9 @@ fn accuracy(
         })
         .fold(0.0, f64::max);
     Accuracy {
-        relative: relative_error(got, expected),
+        relative: relative_error(got, &expected),
         worst_over_bound,
-        elements,
+        elements: shape.batch * shape.m * shape.n,
     }
 }
 
@@ -168,29 +191,13 @@ fn check(
     .unwrap();
     ctx.submit("matmul test", encoder).unwrap();
     let got = gc.download(ctx).unwrap();
-    let bias64 = widen(&bias);
-    let expected = reference_matmul(
-        &shape,
-        &layout,
-        epilogue.alpha as f64,
-        epilogue.add_into_c,
-        &widen(&a),
-        &widen(&b),
-        with_bias.then_some(bias64.as_slice()),
-        &widen(&c0),
-    );
-    let bias_magnitude = absolute(&bias);
-    let magnitude = reference_matmul(
-        &shape,
-        &layout,
-        epilogue.alpha.abs() as f64,
-        epilogue.add_into_c,
-        &absolute(&a),
-        &absolute(&b),
-        with_bias.then_some(bias_magnitude.as_slice()),
-        &absolute(&c0),
-    );
-    accuracy(&got, &expected, &magnitude, k, len_c)
+    let operands = Operands {
+        a: &a,
+        b: &b,
+        bias: with_bias.then_some(bias.as_slice()),
+        c0: &c0,
+    };
+    accuracy(&got, &shape, &layout, epilogue, operands)
 }
 
 #[test]
@@ -388,28 +395,13 @@ fn check_padded(
     .unwrap();
     ctx.submit("matmul test", encoder).unwrap();
     let got = gc.download(ctx).unwrap();
-    let expected = reference_matmul(
-        &shape,
-        &layout,
-        1.0,
-        true,
-        &widen(&a),
-        &widen(&b),
-        None,
-        &widen(&c0),
-    );
-    let magnitude = reference_matmul(
-        &shape,
-        &layout,
-        1.0,
-        true,
-        &absolute(&a),
-        &absolute(&b),
-        None,
-        &absolute(&c0),
-    );
-    let elements = shape.batch * shape.m * shape.n;
-    accuracy(&got, &expected, &magnitude, shape.k, elements)
+    let operands = Operands {
+        a: &a,
+        b: &b,
+        bias: None,
+        c0: &c0,
+    };
+    accuracy(&got, &shape, &layout, epilogue, operands)
 }
 
 #[test]

@@ -6,6 +6,18 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+/// An MQAR task small enough for a few steps in a test.
+const TINY_MQAR: [&str; 8] = [
+    "--task",
+    "mqar",
+    "--pairs",
+    "2",
+    "--vocab",
+    "8",
+    "--seq-len",
+    "8",
+];
+
 /// Runs `polygrad train` with a tiny model and `extra`; returns (success, stderr).
 fn train(extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
@@ -56,19 +68,9 @@ fn train_writes_the_csv_and_the_plot_and_resumes_from_a_checkpoint() {
         dir.path().join("run.svg"),
         dir.path().join("ck"),
     );
-    let mqar = [
-        "--task",
-        "mqar",
-        "--pairs",
-        "2",
-        "--vocab",
-        "8",
-        "--seq-len",
-        "8",
-    ];
     let (ok, err) = train(
         &[
-            &mqar[..],
+            &TINY_MQAR[..],
             &[
                 "--steps",
                 "4",
@@ -103,7 +105,7 @@ fn train_writes_the_csv_and_the_plot_and_resumes_from_a_checkpoint() {
     // Resumed to 6 steps: rows 5 and 6 appended, and the same as a straight run of 6.
     let (ok, err) = train(
         &[
-            &mqar[..],
+            &TINY_MQAR[..],
             &[
                 "--steps",
                 "6",
@@ -122,7 +124,7 @@ fn train_writes_the_csv_and_the_plot_and_resumes_from_a_checkpoint() {
     let straight_csv = dir.path().join("straight.csv");
     let (ok, err) = train(
         &[
-            &mqar[..],
+            &TINY_MQAR[..],
             &["--steps", "6", "--csv", straight_csv.to_str().unwrap()],
         ]
         .concat(),
@@ -174,19 +176,9 @@ fn train_with_automatic_attention_names_each_layers_choice() {
     if common::gpu().is_none() {
         return;
     }
-    let mqar = [
-        "--task",
-        "mqar",
-        "--pairs",
-        "2",
-        "--vocab",
-        "8",
-        "--seq-len",
-        "8",
-    ];
     let (ok, err) = train(
         &[
-            &mqar[..],
+            &TINY_MQAR[..],
             &["--steps", "2", "--attention", "auto", "--tolerance", "0.01"],
         ]
         .concat(),
