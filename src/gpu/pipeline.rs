@@ -6,7 +6,6 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 use super::kernel::{Access, Grid, Kernel, Needs, WINDOW_BYTES};
-use super::shaders;
 use super::GpuContext;
 
 /// What one dispatch of a declared kernel does, for profiles.
@@ -105,7 +104,7 @@ impl GpuContext {
         };
         self.cached_pipeline(key, || {
             let (source_constants, overrides) = kernel.split_constants(constants);
-            let module = self.specialised_module(kernel.shader, &source_constants)?;
+            let module = self.specialised_module(kernel, &source_constants)?;
             let label = kernel.label();
             self.checked(&format!("building pipeline {label}"), || {
                 let group =
@@ -378,16 +377,22 @@ impl GpuContext {
             })
     }
 
-    /// The module of `shader` with source constants set (the file as it is without any),
-    /// compiled once per set of values.
+    /// The module of `kernel`'s shader with source constants set (the file as it is without
+    /// any), or with its generated part, compiled once per set of values (a generated module
+    /// once per kernel and values).
     fn specialised_module(
         &self,
-        shader: &'static str,
+        kernel: &Kernel,
         values: &[(&'static str, u32)],
     ) -> Result<wgpu::ShaderModule> {
+        let shader = kernel.shader;
         let key = PipelineKey {
             shader,
-            entry: "",
+            entry: if kernel.generated.is_some() {
+                kernel.entry
+            } else {
+                ""
+            },
             constants: values.iter().map(|(n, v)| (*n, *v as u64)).collect(),
         };
         if let Some(m) = self
@@ -402,8 +407,7 @@ impl GpuContext {
             shader: format!("{shader} with {values:?}"),
             message,
         };
-        let source =
-            shaders::with_source_constants(shaders::source(shader), values).map_err(fail)?;
+        let source = kernel.module_source(values).map_err(fail)?;
         let module = self
             .checked(
                 &format!("compiling shader {shader} with {values:?}"),

@@ -53,6 +53,7 @@ pub const SQUARE_SUMS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
+    generated: None,
     needs: Needs::Core,
 };
 

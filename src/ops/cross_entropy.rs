@@ -33,6 +33,7 @@ pub const CROSS_ENTROPY_ROWS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
+    generated: None,
     needs: Needs::Core,
 };
 

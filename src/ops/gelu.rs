@@ -33,6 +33,7 @@ pub const GELU_FORWARD: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
+    generated: None,
     needs: Needs::Core,
 };
 

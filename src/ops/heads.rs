@@ -31,6 +31,7 @@ pub const SPLIT_HEADS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
+    generated: None,
     needs: Needs::Core,
 };
 

@@ -57,6 +57,7 @@ pub const LAYER_NORM_FORWARD: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
+    generated: None,
     needs: Needs::Core,
 };
 

@@ -72,6 +72,7 @@ pub const MATMUL_REG: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4"],
     source_constants: &["TM", "TN"],
+    generated: None,
     needs: Needs::Core,
 };
 
@@ -84,6 +85,7 @@ pub const MATMUL_TILED: Kernel = Kernel {
     workgroup: Workgroup::Fixed([16, 16, 1]),
     constants: &["TRANS_A", "TRANS_B", "VEC4"],
     source_constants: &[],
+    generated: None,
     needs: Needs::Core,
 };
 
@@ -96,6 +98,7 @@ pub const MATMUL_BROADCAST: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
     source_constants: &[],
+    generated: None,
     needs: Needs::Subgroups,
 };
 
@@ -119,6 +122,7 @@ pub const PACK_WINDOWS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "PACK_B"],
     source_constants: &[],
+    generated: None,
     needs: Needs::Core,
 };
 
@@ -154,6 +158,7 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
     workgroup: Workgroup::Fixed([BROADCAST_LANES, 1, 1]),
     constants: &["B_K_MAJOR", "BATCH_WINDOWS", "C_VEC4"],
     source_constants: &[],
+    generated: None,
     needs: Needs::Subgroups,
 };
 
@@ -176,6 +181,7 @@ pub const MATMUL_BROADCAST64: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP", "C_VEC4"],
     source_constants: &[],
+    generated: None,
     needs: Needs::SubgroupsInt64,
 };
 
@@ -198,6 +204,7 @@ pub const MATMUL_SUBGROUP: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
     source_constants: &["LANE_ROWS"],
+    generated: None,
     needs: Needs::Subgroups,
 };
 

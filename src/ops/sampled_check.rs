@@ -65,6 +65,7 @@ pub const SPAN_SUMS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &["WIDTH"],
+    generated: None,
     needs: Needs::Core,
 };
 
