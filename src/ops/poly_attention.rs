@@ -760,7 +760,7 @@ impl PolyAttention {
             ("out", &out.buffer),
             ("states4", &states.buffer),
         ];
-        let invocations = self.heads() * self.n_chunks * c.div_ceil(rows) * (vw / 4).div_ceil(2);
+        let invocations = self.heads() * self.n_chunks * c.div_ceil(rows) * vw / 4;
         // The product's multiply-adds, as the core's would count them.
         let terms = self.heads() * self.n_chunks * c * vw * kp;
         ctx.run_counted(

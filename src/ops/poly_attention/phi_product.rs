@@ -131,13 +131,10 @@ fn phi_product(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(local_invocation_index) lid: u32,
                @builtin(num_workgroups) nwg: vec3<u32>) {{
     let col_quads = params.width_in / 4u;
-    let col_pairs = (col_quads + 1u) / 2u;
     let blocks_per_chunk = (params.chunk + {rows}u - 1u) / {rows}u;
     let id = linear_id(wid, lid, nwg);
-    let jq = 2u * (id % col_pairs);
-    let jq1 = min(jq + 1u, col_quads - 1u);
-    let has1 = jq + 1u < col_quads;
-    let block = id / col_pairs;
+    let jq = id % col_quads;
+    let block = id / col_quads;
     let h = block / (params.n_chunks * blocks_per_chunk);
     if (h >= params.heads) {{
         return;
@@ -150,16 +147,14 @@ fn phi_product(@builtin(workgroup_id) wid: vec3<u32>,
     let cy = coef.y;
     let cz = coef.z;
     let f_quads = params.features_pad / 4u;
-    let states = (h * params.n_chunks + c) * params.width_in + 4u * jq;
-    let states1 = (h * params.n_chunks + c) * params.width_in + 4u * jq1;"
+    let states = (h * params.n_chunks + c) * params.width_in + 4u * jq;"
     ));
     for t in 0..rows {
         line(format!(
             "    let real{t} = first + {t}u < min(end, params.rows);
     let row{t} = select(0u, (h * params.rows + first + {t}u) * {quads}u, real{t});
     let one{t} = select(0.0, 1.0, real{t});
-    var acc{t} = vec4<f32>(0.0);
-    var bcc{t} = vec4<f32>(0.0);"
+    var acc{t} = vec4<f32>(0.0);"
         ));
         for q in 0..quads {
             line(format!(
@@ -173,16 +168,12 @@ fn phi_product(@builtin(workgroup_id) wid: vec3<u32>,
             line(format!(
                 "        let s{i} = states4[(states + {i}u) * f_quads + {q}u];"
             ));
-            line(format!(
-                "        let u{i} = states4[(states1 + {i}u) * f_quads + {q}u];"
-            ));
         }
         for t in 0..rows {
             let p: Vec<String> = group.iter().map(|f| f.wgsl(t)).collect();
             line(format!(
                 "        let p{t} = vec4<f32>({});
-        acc{t} += vec4<f32>(dot(p{t}, s0), dot(p{t}, s1), dot(p{t}, s2), dot(p{t}, s3));
-        bcc{t} += vec4<f32>(dot(p{t}, u0), dot(p{t}, u1), dot(p{t}, u2), dot(p{t}, u3));",
+        acc{t} += vec4<f32>(dot(p{t}, s0), dot(p{t}, s1), dot(p{t}, s2), dot(p{t}, s3));",
                 p.join(", ")
             ));
         }
@@ -197,12 +188,6 @@ fn phi_product(@builtin(workgroup_id) wid: vec3<u32>,
         out[at + 1u] = select(0.0, out[at + 1u], add) + acc{t}.y;
         out[at + 2u] = select(0.0, out[at + 2u], add) + acc{t}.z;
         out[at + 3u] = select(0.0, out[at + 3u], add) + acc{t}.w;
-        if (has1) {{
-        out[at + 4u] = select(0.0, out[at + 4u], add) + bcc{t}.x;
-        out[at + 5u] = select(0.0, out[at + 5u], add) + bcc{t}.y;
-        out[at + 6u] = select(0.0, out[at + 6u], add) + bcc{t}.z;
-        out[at + 7u] = select(0.0, out[at + 7u], add) + bcc{t}.w;
-        }}
     }}"
         ));
     }
