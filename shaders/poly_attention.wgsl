@@ -500,15 +500,3 @@ fn scan_states(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 }
-
-// ---- phi_product: generated ------------------------------------------------------------------
-
-// q or k rows as vec4s (d_qk a multiple of 4): the rows phi_product forms its features from.
-@group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
-
-// phi_product, O'_c = Phi(Q_c) S_<c or dV'_c (+)= Phi(K_c) R_>c with each row's features formed
-// in registers from its q (k) row instead of loaded from a materialised Phi, is written by the
-// host for each d_qk and rows per invocation (src/ops/poly_attention/phi_product.rs) and
-// appended here: every feature unrolled, as a constant expression of the row's components, in
-// phi_pairs' order and rounding. (A loop over the features indexes private rows at run time,
-// which llvmpipe keeps in memory: 4x slower than the materialised product; BENCHMARKS.md.)

@@ -4,7 +4,7 @@
 mod common;
 
 use polygrad::ops::matmul::{pin_variant, Variant};
-use polygrad::ops::poly_attention::{PhiForm, PolyAttention};
+use polygrad::ops::poly_attention::PolyAttention;
 use polygrad::ops::{upload_inputs, AttentionInputs};
 use polygrad::reference::{relative_error, widen};
 use polygrad::validate::{
@@ -94,12 +94,6 @@ fn run_with_chunk(
     inputs: &[Vec<f32>; 4],
 ) -> Vec<Vec<f32>> {
     let op = PolyAttention::with_chunk(ctx, s, degree, chunk).unwrap();
-    run_op(ctx, &op, inputs)
-}
-
-/// o, dq, dk, dv of `op` on `inputs`.
-fn run_op(ctx: &GpuContext, op: &PolyAttention, inputs: &[Vec<f32>; 4]) -> Vec<Vec<f32>> {
-    let s = *op.shape();
     let (q, k, v, d_o) = upload_inputs(ctx, &s, AttentionInputs::from_array(inputs)).unwrap();
     let fwd = op.forward(ctx, &q, &k, &v).unwrap();
     let g = op.backward(ctx, &q, &k, &v, &fwd, &d_o).unwrap();
@@ -148,47 +142,6 @@ fn chunk_size_changes_nothing_beyond_rounding() {
                 "chunk {chunk} vs 64: {name} differs by {e:.2e} relative"
             );
         }
-    }
-}
-
-/// Phi formed in registers (phi_product, generated per d_qk) gives what the product on
-/// materialised Phi gives, up to rounding: every d_qk from the narrowest to the widest it is
-/// generated for, rows that fill no whole block, several heads, causal and full.
-#[test]
-fn phi_in_registers_changes_nothing_beyond_rounding() {
-    let Some(ctx) = common::gpu() else { return };
-    for causal in [false, true] {
-        for d_qk in [4, 8, 12, 16, 20, 32] {
-            let s = shape(1, 3, 203, d_qk, 24, causal);
-            let inputs = random_inputs(&s, &format!("phi forms, {s}"));
-            let op = |form| {
-                PolyAttention::with_chunk(&ctx, s, 2, 64)
-                    .and_then(|op| op.with_form(form))
-                    .unwrap()
-            };
-            let base = run_op(&ctx, &op(PhiForm::Materialised), &inputs);
-            let registers = run_op(&ctx, &op(PhiForm::Registers), &inputs);
-            for (name, (a, b)) in ["o", "dq", "dk", "dv"]
-                .iter()
-                .zip(registers.iter().zip(&base))
-            {
-                let e = relative_error(a, &widen(b));
-                assert!(e <= 1e-6, "{s}: {name} differs by {e:.2e} relative");
-            }
-        }
-    }
-    // Where it is not generated, asking for it is refused by name.
-    for (d_qk, degree) in [(6, 2), (36, 2), (16, 4)] {
-        let s = shape(1, 1, 9, d_qk, 8, true);
-        let refused = PolyAttention::with_chunk(&ctx, s, degree, 64)
-            .and_then(|op| op.with_form(PhiForm::Registers))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            refused.contains(&format!("phi in registers for d_qk {d_qk}")),
-            "d_qk {d_qk} g={degree}: {refused:?}"
-        );
     }
 }
 

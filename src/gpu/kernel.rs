@@ -140,30 +140,12 @@ pub struct Kernel {
     /// `const` declarations (u32) whose values the host writes into the source, for what WGSL
     /// sizes by constants only (private arrays); each set of values is a module of its own.
     pub source_constants: &'static [&'static str],
-    /// WGSL the host writes for each set of source-constant values and appends to the shader:
-    /// for kernels with every step unrolled, which loops over private arrays cannot express on
-    /// CPU adapters (a private row indexed at run time lives in memory, not in registers). The
-    /// source constants are then the generator's inputs, not `const`s of the shader.
-    pub generated: Option<&'static Generated>,
     /// The feature it needs beyond core WebGPU.
     pub needs: Needs,
 }
 
 /// Values of source constants, by name.
 pub type SourceValues = Vec<(&'static str, u32)>;
-
-/// Writes the WGSL appended to a shader for these source-constant values, or says why they
-/// cannot be generated.
-pub type Generator = fn(&[(&'static str, u32)]) -> std::result::Result<String, String>;
-
-/// The generated part of a kernel's module (see [`Kernel::generated`]).
-#[derive(Debug)]
-pub struct Generated {
-    /// The generator.
-    pub source: Generator,
-    /// Values the declaration check generates and checks (each names every source constant).
-    pub samples: &'static [&'static [(&'static str, u32)]],
-}
 /// Values of pipeline override constants, by name.
 pub type Overrides = Vec<(&'static str, f64)>;
 
@@ -227,19 +209,6 @@ impl Kernel {
             source.into_iter().map(|(n, v)| (n, v as u32)).collect(),
             overrides,
         )
-    }
-
-    /// The WGSL of this kernel's module for these source-constant values: the shader with
-    /// the values written into its `const`s, or with the generated part appended.
-    pub fn module_source(
-        &self,
-        values: &[(&'static str, u32)],
-    ) -> std::result::Result<String, String> {
-        let shader = super::shaders::source(self.shader);
-        match self.generated {
-            None => super::shaders::with_source_constants(shader, values),
-            Some(generated) => Ok(format!("{shader}\n{}", (generated.source)(values)?)),
-        }
     }
 
     /// Whether the kernel reads uniform windows: then it runs as many dispatches in one pass,

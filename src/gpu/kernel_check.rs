@@ -8,42 +8,11 @@ use naga::{AddressSpace, Module, ScalarKind, StorageAccess, TypeInner};
 use super::kernel::{Access, Elem, Kernel, Workgroup, WINDOW_BYTES};
 use super::shaders;
 
-/// Every disagreement between `kernel` and its shader, one line each (empty: they agree). A
-/// generated kernel is checked in the module generated for each of its samples.
+/// Every disagreement between `kernel` and its shader, one line each (empty: they agree).
 pub fn check_kernel(kernel: &Kernel) -> Vec<String> {
     let Some((_, src)) = shaders::SHADERS.iter().find(|(n, _)| *n == kernel.shader) else {
         return vec![format!("{}: no shader {}", kernel.label(), kernel.shader)];
     };
-    let Some(generated) = kernel.generated else {
-        return check_in(kernel, src);
-    };
-    let mut problems = Vec::new();
-    if generated.samples.is_empty() {
-        problems.push(format!("{}: no samples to generate", kernel.label()));
-    }
-    for sample in generated.samples {
-        let names: Vec<&str> = sample.iter().map(|(n, _)| *n).collect();
-        if names != kernel.source_constants {
-            problems.push(format!(
-                "{}: sample {sample:?} does not name the source constants {:?}",
-                kernel.label(),
-                kernel.source_constants
-            ));
-        }
-        match kernel.module_source(sample) {
-            Ok(module) => problems.extend(
-                check_in(kernel, &module)
-                    .into_iter()
-                    .map(|p| format!("{p} (generated with {sample:?})")),
-            ),
-            Err(e) => problems.push(format!("{}: {sample:?}: {e}", kernel.label())),
-        }
-    }
-    problems
-}
-
-/// Every disagreement between `kernel` and the module `src`.
-fn check_in(kernel: &Kernel, src: &str) -> Vec<String> {
     let (module, info) = match shaders::parse_wgsl(kernel.shader, src) {
         Ok(parsed) => parsed,
         Err(e) => return vec![e],
@@ -130,12 +99,7 @@ fn check_in(kernel: &Kernel, src: &str) -> Vec<String> {
             problems.push(format!("declares override {name}, which the shader lacks"));
         }
     }
-    // A generated kernel's source constants are its generator's inputs, not `const`s.
-    let written_into_source = match kernel.generated {
-        None => kernel.source_constants,
-        Some(_) => &[],
-    };
-    for name in written_into_source {
+    for name in kernel.source_constants {
         let found = module
             .constants
             .iter()

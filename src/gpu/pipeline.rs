@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 use super::kernel::{Access, Grid, Kernel, Needs, WINDOW_BYTES};
+use super::shaders;
 use super::GpuContext;
 
 /// What one dispatch of a declared kernel does, for profiles.
@@ -104,7 +105,7 @@ impl GpuContext {
         };
         self.cached_pipeline(key, || {
             let (source_constants, overrides) = kernel.split_constants(constants);
-            let module = self.specialised_module(kernel, &source_constants)?;
+            let module = self.specialised_module(kernel.shader, &source_constants)?;
             let label = kernel.label();
             self.checked(&format!("building pipeline {label}"), || {
                 let group =
@@ -377,22 +378,16 @@ impl GpuContext {
             })
     }
 
-    /// The module of `kernel`'s shader with source constants set (the file as it is without
-    /// any), or with its generated part, compiled once per set of values (a generated module
-    /// once per kernel and values).
+    /// The module of `shader` with source constants set (the file as it is without any),
+    /// compiled once per set of values.
     fn specialised_module(
         &self,
-        kernel: &Kernel,
+        shader: &'static str,
         values: &[(&'static str, u32)],
     ) -> Result<wgpu::ShaderModule> {
-        let shader = kernel.shader;
         let key = PipelineKey {
             shader,
-            entry: if kernel.generated.is_some() {
-                kernel.entry
-            } else {
-                ""
-            },
+            entry: "",
             constants: values.iter().map(|(n, v)| (*n, *v as u64)).collect(),
         };
         if let Some(m) = self
@@ -407,7 +402,8 @@ impl GpuContext {
             shader: format!("{shader} with {values:?}"),
             message,
         };
-        let source = kernel.module_source(values).map_err(fail)?;
+        let source =
+            shaders::with_source_constants(shaders::source(shader), values).map_err(fail)?;
         let module = self
             .checked(
                 &format!("compiling shader {shader} with {values:?}"),

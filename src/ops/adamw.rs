@@ -53,7 +53,6 @@ pub const SQUARE_SUMS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 

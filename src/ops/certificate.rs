@@ -37,7 +37,6 @@ pub const SPAN_MAXIMA: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 

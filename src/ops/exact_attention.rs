@@ -59,7 +59,6 @@ const fn kernel(entry: &'static str, bindings: &'static [BindingDecl]) -> Kernel
         workgroup: Workgroup::Override("WORKGROUP"),
         constants: &["KEY_BLOCK", "COL_TILE", "D_QK", "D_V"],
         source_constants: &[],
-        generated: None,
         needs: Needs::Core,
     }
 }

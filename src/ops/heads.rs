@@ -31,7 +31,6 @@ pub const SPLIT_HEADS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 

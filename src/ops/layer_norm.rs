@@ -57,7 +57,6 @@ pub const LAYER_NORM_FORWARD: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 

@@ -42,7 +42,6 @@ pub const BIAS_GRAD: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 

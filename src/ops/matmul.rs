@@ -72,7 +72,6 @@ pub const MATMUL_REG: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4"],
     source_constants: &["TM", "TN"],
-    generated: None,
     needs: Needs::Core,
 };
 
@@ -85,7 +84,6 @@ pub const MATMUL_TILED: Kernel = Kernel {
     workgroup: Workgroup::Fixed([16, 16, 1]),
     constants: &["TRANS_A", "TRANS_B", "VEC4"],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 
@@ -98,7 +96,6 @@ pub const MATMUL_BROADCAST: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
     source_constants: &[],
-    generated: None,
     needs: Needs::Subgroups,
 };
 
@@ -122,7 +119,6 @@ pub const PACK_WINDOWS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "PACK_B"],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 
@@ -158,7 +154,6 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
     workgroup: Workgroup::Fixed([BROADCAST_LANES, 1, 1]),
     constants: &["B_K_MAJOR", "BATCH_WINDOWS", "C_VEC4"],
     source_constants: &[],
-    generated: None,
     needs: Needs::Subgroups,
 };
 
@@ -181,7 +176,6 @@ pub const MATMUL_BROADCAST64: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP", "C_VEC4"],
     source_constants: &[],
-    generated: None,
     needs: Needs::SubgroupsInt64,
 };
 
@@ -204,7 +198,6 @@ pub const MATMUL_SUBGROUP: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
     source_constants: &["LANE_ROWS"],
-    generated: None,
     needs: Needs::Subgroups,
 };
 

@@ -308,7 +308,6 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::NORMALISE,
     &poly_attention::GRAD_ROWS,
     &poly_attention::SCAN_STATES,
-    &poly_attention::phi_product::PHI_PRODUCT,
     &layer_norm::LAYER_NORM_FORWARD,
     &layer_norm::LAYER_NORM_INPUT_GRAD,
     &layer_norm::LAYER_NORM_PARAM_GRAD,

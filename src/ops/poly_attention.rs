@@ -12,15 +12,13 @@ use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
 use crate::gpu::tune::{fastest_agreeing, time_runs, TuneMode};
-use crate::gpu::{GpuContext, GpuTensor, TensorData, Work};
+use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
 use crate::ops::{
     check_inputs, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
     AttentionGradients,
 };
 use crate::poly::{self, MAX_D_QK};
-
-pub mod phi_product;
 
 /// ONE_SLOT in the shader: the index of the constant 1.0 in its private row arrays.
 const ONE_SLOT: u8 = MAX_D_QK as u8;
@@ -72,7 +70,6 @@ pub const PHI_ROWS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &["DEGREE"],
     source_constants: &[],
-    generated: None,
     needs: Needs::Core,
 };
 
@@ -444,52 +441,11 @@ pub struct PolyForward {
 /// records 4, the backward 8 (4, and 4 for the diagonal blocks).
 const PRODUCTS_PER_HALF: u64 = 8;
 
-/// How the products whose sum runs over the features (O' and dV') get Phi.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PhiForm {
-    /// Loaded from Phi(Q), Phi(K) materialised in global memory, on the matrix-product core.
-    Materialised,
-    /// Formed in registers from the q (k) rows by `phi_product` (degree 2, d_qk a multiple of 4
-    /// up to [`phi_product::MAX_D_QK`]).
-    Registers,
-}
-
-impl PhiForm {
-    /// The tune cache's name of each form.
-    pub const NAMES: [(PhiForm, &'static str); 2] = [
-        (PhiForm::Materialised, "materialised"),
-        (PhiForm::Registers, "registers"),
-    ];
-
-    /// The form used without a measurement: registers where phi_product runs the shape (1.3-1.8x
-    /// faster on llvmpipe, BENCHMARKS.md), else materialised.
-    pub fn default_for(d_qk: usize, degree: u32) -> Self {
-        if phi_product::supports(d_qk, degree) {
-            PhiForm::Registers
-        } else {
-            PhiForm::Materialised
-        }
-    }
-
-    /// The tune cache's name of this form.
-    pub fn name(self) -> &'static str {
-        Self::NAMES.iter().find(|(f, _)| *f == self).unwrap().1
-    }
-}
-
-impl std::fmt::Display for PhiForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Polynomial attention built for one shape: its kernels, chunking and footprint.
 pub struct PolyAttention {
     shape: AttentionShape,
     /// The chunk size asked for.
     chunk: usize,
-    /// How O' and dV' get Phi.
-    form: PhiForm,
     /// Rows per chunk as run: the chunk size (causal, at most n) or every row (full).
     block: usize,
     n_chunks: usize,
@@ -513,30 +469,7 @@ impl PolyAttention {
         } else {
             Self::DEFAULT_CHUNK
         };
-        let op = Self::with_chunk(ctx, shape, degree, chunk)?;
-        let form = choose_phi_form(ctx, &shape, degree, chunk)?;
-        op.with_form(form)
-    }
-
-    /// The same attention with O' and dV' getting Phi as `form` says; refuses
-    /// [`PhiForm::Registers`] where phi_product cannot run the shape.
-    pub fn with_form(self, form: PhiForm) -> Result<Self> {
-        if form == PhiForm::Registers && !phi_product::supports(self.shape.d_qk, self.phi.degree) {
-            return Err(Error::shape(
-                format!("phi in registers for d_qk {}", self.shape.d_qk),
-                format!(
-                    "needs degree {PAIRS_DEGREE} and d_qk a multiple of 4 up to {} (degree {})",
-                    phi_product::MAX_D_QK,
-                    self.phi.degree
-                ),
-            ));
-        }
-        Ok(PolyAttention { form, ..self })
-    }
-
-    /// How O' and dV' get Phi.
-    pub fn form(&self) -> PhiForm {
-        self.form
+        Self::with_chunk(ctx, shape, degree, chunk)
     }
 
     /// Checks the shape, the degree and every buffer's size against the device before
@@ -566,7 +499,6 @@ impl PolyAttention {
         let op = PolyAttention {
             shape,
             chunk,
-            form: PhiForm::default_for(shape.d_qk, degree),
             block,
             n_chunks: shape.seq_len.div_ceil(block),
             phi,
@@ -724,57 +656,6 @@ impl PolyAttention {
             bias: None,
         }
         .run(ctx, enc)
-    }
-
-    /// Records out_c (+)= Phi(X_c) T_c for every chunk, T_c^T the chunk's transposed state
-    /// (S_<c^T or R_>c^T): from Phi materialised (`phi_x`) on the core, or formed from the rows
-    /// of `x` in registers, as [`Self::form`] says.
-    fn feature_product(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        (x, phi_x): (&GpuTensor, &GpuTensor),
-        states: &GpuTensor,
-        out: &GpuTensor,
-        add: bool,
-    ) -> Result<()> {
-        let (kp, vw, c) = (self.features_pad(), self.v_width(), self.block);
-        if self.form == PhiForm::Materialised {
-            let epilogue = Epilogue {
-                add_into_c: add,
-                ..PLAIN
-            };
-            let (phi_x, states) = ((phi_x, false), (states, true));
-            return self.product(ctx, enc, phi_x, states, out, [c, vw, kp], epilogue);
-        }
-        let rows = phi_product::rows_per_invocation(self.shape.d_qk);
-        let params = PolyParams {
-            width_in: vw as u32,
-            flags: if add { ADD_ADDEND } else { 0 },
-            ..self.params()
-        };
-        let constants = [("D_QK", self.shape.d_qk as f64), ("ROWS", rows as f64)];
-        let buffers = [
-            ("monomials", &self.phi.table.buffer),
-            ("x4", &x.buffer),
-            ("out", &out.buffer),
-            ("states4", &states.buffer),
-        ];
-        let invocations = self.heads() * self.n_chunks * c.div_ceil(rows) * vw / 4;
-        // The product's multiply-adds, as the core's would count them.
-        let terms = self.heads() * self.n_chunks * c * vw * kp;
-        ctx.run_counted(
-            enc,
-            &phi_product::PHI_PRODUCT,
-            &constants,
-            &params,
-            &buffers,
-            Grid::Invocations(invocations as u64),
-            Work {
-                flops: Some(2 * terms as u64),
-                detail: Some(format!("d_qk {}, {rows} rows", self.shape.d_qk)),
-            },
-        )
     }
 
     /// Records one of the family's elementwise or per-row kernels.
@@ -1006,7 +887,8 @@ impl PolyAttention {
                 self.scan(ctx, enc, states, 0)?;
             }
             // O'_c = Phi(Q_c) S_<c = Phi(Q_c) (S_<c^T)^T.
-            self.feature_product(ctx, enc, (q, &saved.phi_q), states, &o_ones, false)?;
+            let (phi_q, s_prev) = ((&saved.phi_q, false), (states, true));
+            self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
             if let (Some(q_pad), Some(k_pad), Some(scores), Some(weights)) =
                 (&saved.q_pad, &saved.k_pad, &saved.scores, &weights)
             {
@@ -1127,8 +1009,12 @@ impl PolyAttention {
             self.phi
                 .record_backward(ctx, enc, (k, rows), &d_phi, dk_diag, dk)?;
             // dV'_c (+)= Phi(K_c) R_>c = Phi(K_c) (R_>c^T)^T; dv = its first d_v columns.
-            let phi_k = (k, &saved.phi_k);
-            self.feature_product(ctx, enc, phi_k, &r, &dv_ones, s.causal)?;
+            let add = Epilogue {
+                add_into_c: s.causal,
+                ..PLAIN
+            };
+            let phi_k = (&saved.phi_k, false);
+            self.product(ctx, enc, phi_k, (&r, true), &dv_ones, [c, vw, kp], add)?;
             let (n, n_pad) = (s.seq_len, self.rows_pad());
             let dv = (&grads.dv, n, s.d_v);
             self.copy_rows(ctx, enc, (&dv_ones, n_pad, vw), dv, NO_ONES, None)
@@ -1255,86 +1141,17 @@ fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Resul
         let Ok(op) = PolyAttention::with_chunk(ctx, probe, degree, chunk) else {
             return Ok(None);
         };
-        time_pass(ctx, &op, (&q, &k, &v, &d_o)).map(Some)
+        let mut output = None;
+        let time = time_runs(|| {
+            let saved = op.forward(ctx, &q, &k, &v)?;
+            op.backward(ctx, &q, &k, &v, &saved, &d_o)?;
+            ctx.synchronize()?;
+            output = Some(saved.o);
+            Ok(())
+        })?;
+        output.map(|o| Ok((time, o.download(ctx)?))).transpose()
     })?;
     Ok(chosen.unwrap_or(PolyAttention::DEFAULT_CHUNK))
-}
-
-/// The tune-cache class of the choice of [`PhiForm`]: like the chunk's, it depends on the widths,
-/// the degree and (through the chunk's products) on causality, not on n or the heads.
-pub fn phi_form_class(shape: &AttentionShape, degree: u32) -> String {
-    let mask = if shape.causal { "causal" } else { "full" };
-    format!(
-        "poly_attention phi g{degree} d_qk{} d_v{} {mask}",
-        shape.d_qk, shape.d_v
-    )
-}
-
-/// How O' and dV' get Phi for this shape at this chunk size: cached, measured, or
-/// [`PhiForm::default_for`] with tuning off. Only a shape phi_product runs has a choice.
-pub fn choose_phi_form(
-    ctx: &GpuContext,
-    shape: &AttentionShape,
-    degree: u32,
-    chunk: usize,
-) -> Result<PhiForm> {
-    let default = PhiForm::default_for(shape.d_qk, degree);
-    if default == PhiForm::Materialised {
-        return Ok(default);
-    }
-    let class = phi_form_class(shape, degree);
-    {
-        let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
-        if tuner.mode == TuneMode::Off {
-            return Ok(default);
-        }
-        if let Some(value) = tuner.cached(&class).map(str::to_string) {
-            match PhiForm::NAMES.iter().find(|(_, name)| *name == value) {
-                Some((form, _)) => return Ok(*form),
-                None => tuner.forget(&class, "not a form of phi polygrad knows"),
-            }
-        }
-    }
-    let chosen = measure_phi_form(ctx, shape, degree, chunk)?;
-    let mut tuner = ctx.tuner.lock().unwrap_or_else(|p| p.into_inner());
-    tuner.record(&class, chosen.name());
-    Ok(chosen)
-}
-
-/// Times forward + backward of one head of CHUNK_PROBE_ROWS rows (causal or not as `shape`)
-/// with each form and returns the fastest whose output agrees with the other's.
-fn measure_phi_form(
-    ctx: &GpuContext,
-    shape: &AttentionShape,
-    degree: u32,
-    chunk: usize,
-) -> Result<PhiForm> {
-    let probe = AttentionShape::new(1, 1, CHUNK_PROBE_ROWS, shape.d_qk, shape.d_v, shape.causal);
-    let (q, k, v, d_o) = probe_inputs(ctx, &probe)?;
-    let forms = PhiForm::NAMES.map(|(form, _)| form);
-    let chosen = fastest_agreeing("poly attention phi form", &forms, |form| {
-        let op = PolyAttention::with_chunk(ctx, probe, degree, chunk)?.with_form(form)?;
-        time_pass(ctx, &op, (&q, &k, &v, &d_o)).map(Some)
-    })?;
-    Ok(chosen.unwrap_or(PhiForm::default_for(shape.d_qk, degree)))
-}
-
-/// The time of one forward + backward pass of `op` (`tune::time_runs`) and its output.
-fn time_pass(
-    ctx: &GpuContext,
-    op: &PolyAttention,
-    (q, k, v, d_o): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
-) -> Result<(std::time::Duration, Vec<f32>)> {
-    let mut output = None;
-    let time = time_runs(|| {
-        let saved = op.forward(ctx, q, k, v)?;
-        op.backward(ctx, q, k, v, &saved, d_o)?;
-        ctx.synchronize()?;
-        output = Some(saved.o);
-        Ok(())
-    })?;
-    let output = output.expect("time_runs runs at least once");
-    Ok((time, output.download(ctx)?))
 }
 
 /// The causal backward's buffers for the diagonal blocks.

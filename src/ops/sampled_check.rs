@@ -65,7 +65,6 @@ pub const SPAN_SUMS: Kernel = Kernel {
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
     source_constants: &["WIDTH"],
-    generated: None,
     needs: Needs::Core,
 };
 
