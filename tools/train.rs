@@ -76,7 +76,9 @@ pub struct TrainArgs {
     mlp: usize,
     #[arg(long, default_value_t = 300)]
     steps: u64,
-    #[arg(long, default_value_t = 3e-3)]
+    /// AdamW's learning rate (at 3e-3 MQAR stayed on its plateau where 1e-3 learned it, in
+    /// polygrad and in JAX: BENCHMARKS.md).
+    #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
