@@ -76,14 +76,14 @@ pub struct TrainArgs {
     mlp: usize,
     #[arg(long, default_value_t = 300)]
     steps: u64,
-    /// AdamW's learning rate (at 3e-3 MQAR stayed on its plateau where 1e-3 learned it, in
-    /// polygrad and in JAX: BENCHMARKS.md).
-    #[arg(long, default_value_t = 1e-3)]
+    /// AdamW's learning rate, by default AdamW's (1e-3; at 3e-3 MQAR stayed on its plateau
+    /// where 1e-3 learned it, in polygrad and in JAX: BENCHMARKS.md).
+    #[arg(long, default_value_t = AdamW::default().lr)]
     lr: f64,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = AdamW::default().weight_decay)]
     weight_decay: f64,
     /// Clip gradients to this global norm (0: no clipping).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = AdamW::default().max_grad_norm.unwrap_or(0.0))]
     clip: f64,
     /// Sequences per step.
     #[arg(long, default_value_t = 16)]

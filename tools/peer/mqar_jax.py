@@ -10,6 +10,7 @@ The batches come from numpy, not polygrad's generator, so the curves are compara
 distribution, not step for step.
 
     python3 tools/peer/mqar_jax.py --pairs 2 --vocab 16 --seq-len 8 --steps 4000 --csv jax.csv
+    python3 tools/peer/mqar_jax.py --lr 3e-3    # polygrad train's old default: stays on the plateau
 """
 
 import argparse
@@ -97,7 +98,7 @@ def main():
                         ("width", 64), ("heads", 2), ("head-dim", 32), ("mlp", 128),
                         ("steps", 4000), ("batch", 64), ("seed", 1)]:
         ap.add_argument("--" + name, type=int, default=value)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)  # polygrad train's default
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--csv")
