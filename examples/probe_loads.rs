@@ -1,6 +1,7 @@
 //! What one memory access costs a kernel on this adapter, in core-nanoseconds per 8 lanes
 //! (the machine's 2 cores assumed): a vec4 load from a storage buffer and from a uniform buffer,
-//! a store of an f32 and of a vec4, against a loop with no access. llvmpipe loads storage lane by
+//! a store of an f32, of a vec4 and of a vec4 as two u64s, a texel of an rgba32float texture,
+//! against a loop with no access. llvmpipe loads storage lane by
 //! lane and uniforms by a gather, which is why the windows-16x4 product packs its operands into
 //! uniform windows (BENCHMARKS.md has the figures).
 //!
@@ -37,9 +38,18 @@ fn f(w: u64) -> f32 { return bitcast<f32>(u32(w & 0xfffffffflu)); }
 fn g(w: u64) -> f32 { return bitcast<f32>(u32(w >> 32u)); }
 fn unpack(w: vec2<u64>) -> vec4<f32> { return vec4<f32>(f(w.x), g(w.x), f(w.y), g(w.y)); }"
         }
+        "texture" => "@group(0) @binding(0) var src: texture_2d<f32>;",
+        "store_u64x2" => {
+            "@group(0) @binding(0) var<storage, read_write> dst: array<vec2<u64>>;
+fn pack(v: vec4<f32>) -> vec2<u64> {
+    return vec2<u64>(u64(bitcast<u32>(v.x)) | (u64(bitcast<u32>(v.y)) << 32u),
+                     u64(bitcast<u32>(v.z)) | (u64(bitcast<u32>(v.w)) << 32u));
+}"
+        }
         _ => "",
     };
     let load = match kind {
+        "texture" => "textureLoad(src, vec2<u32>((lid * 33u + i * 4u + wid.x) & 63u, ((lid * 33u + i * 4u + wid.x) >> 6u) & 63u), 0)",
         "storage" | "uniform" => "src[(lid * 33u + i * 4u + wid.x) & 4095u]",
         // The same address in every lane of the workgroup.
         "storage_same" | "uniform_same" => "src[(i * 4u + wid.x) & 4095u]",
@@ -52,6 +62,7 @@ fn unpack(w: vec2<u64>) -> vec4<f32> { return vec4<f32>(f(w.x), g(w.x), f(w.y), 
         "storage_u64x2" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 4095u])",
         "store_f32" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc.x",
         "store_vec4" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc",
+        "store_u64x2" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = pack(acc)",
         _ => unreachable!(),
     };
     format!(
@@ -99,6 +110,35 @@ fn main() {
         mapped_at_creation: false,
     });
     queue.write_buffer(&src, 0, bytemuck::cast_slice(&data));
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d {
+            width: 64,
+            height: 64,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    queue.write_texture(
+        texture.as_image_copy(),
+        bytemuck::cast_slice(&data),
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(64 * 16),
+            rows_per_image: None,
+        },
+        wgpu::Extent3d {
+            width: 64,
+            height: 64,
+            depth_or_array_layers: 1,
+        },
+    );
+    let texture_view = texture.create_view(&Default::default());
     let src2 = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: 65536,
@@ -122,10 +162,10 @@ fn main() {
         "storage_x2",
         "storage_u64",
         "storage_u64x2",
+        "texture",
+        "store_u64x2",
     ] {
-        if kind.starts_with("storage_u64")
-            && !device.features().contains(wgpu::Features::SHADER_INT64)
-        {
+        if kind.contains("_u64") && !device.features().contains(wgpu::Features::SHADER_INT64) {
             println!("{kind:14} skipped: the adapter has no SHADER_INT64");
             continue;
         }
@@ -153,7 +193,11 @@ fn main() {
         }];
         match kind {
             "none" => {}
-            "store_f32" | "store_vec4" => entries.push(wgpu::BindGroupEntry {
+            "texture" => entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::TextureView(&texture_view),
+            }),
+            "store_f32" | "store_vec4" | "store_u64x2" => entries.push(wgpu::BindGroupEntry {
                 binding: 0,
                 resource: src2.as_entire_binding(),
             }),

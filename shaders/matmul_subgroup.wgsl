@@ -223,27 +223,30 @@ override B_K_MAJOR: bool = false;
 override BATCH_WINDOWS: bool = false;
 
 // C as vec4s: the same buffer as `c`, bound a second time. Where C's row stride, matrix stride
-// and so every lane's first column are multiples of 4 (C_VEC4), a row's 4 columns are stored at
-// once: llvmpipe stores lane by lane, a vec4 at 1.1-2x the cost of an f32 (BENCHMARKS.md), and
+// and width (so every lane's first column) are multiples of 4 (C_VEC4), a row's 4 columns are
+// stored at once: llvmpipe stores lane by lane, a vec4 at 1.1-2x the cost of an f32 (BENCHMARKS.md), and
 // a block's 64 stores a lane cost more than its multiply-adds at small k.
 @group(0) @binding(14) var<storage, read_write> c4: array<vec4<f32>>;
 override C_VEC4: bool = false;
 
 // store4, with one vec4 store where C_VEC4 allows it (the same operations, so the same result).
+// C_VEC4 also means n is a multiple of 4, so a lane's 4 columns are all in C or all past it and
+// store4's column-by-column path is dropped when the pipeline is compiled (llvmpipe would run it
+// with its lanes masked off for every row).
 fn store_row4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
-    if (!C_VEC4 || col + 3u >= params.n) {
+    if (!C_VEC4) {
         store4(batch, row, col, sums);
         return;
     }
-    if (row >= params.m) {
+    if (row >= params.m || col >= params.n) {
         return;
     }
     let at = (batch * params.stride_c + row * params.ldc + col) / 4u;
     var v = params.alpha * sums;
-    if ((params.flags & ADD_INTO_C) != 0u) {
+    if (ADD_INTO_C) {
         v += c4[at];
     }
-    if ((params.flags & ADD_BIAS) != 0u) {
+    if (ADD_BIAS) {
         v += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
     }
     c4[at] = v;

@@ -22,7 +22,6 @@ gpu_params! {
         lda: u32,
         ldb: u32,
         ldc: u32,
-        flags: u32,
         batch: u32,
         stride_a: u32,
         stride_b: u32,
@@ -39,11 +38,9 @@ gpu_params! {
         window_batch: u32,
         _pad1: u32,
         _pad2: u32,
+        _pad3: u32,
     }
 }
-
-const ADD_INTO_C: u32 = 1;
-const ADD_BIAS: u32 = 2;
 
 /// The most k one dispatch sums over. Longer sums run span after span, adding into C in a fixed
 /// order: a two-level sum (rounding grows with K_SPAN + K / K_SPAN terms, not K), and each
@@ -70,7 +67,7 @@ pub const MATMUL_REG: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &["TRANS_A", "TRANS_B", "VEC4"],
+    constants: &["TRANS_A", "TRANS_B", "VEC4", "ADD_INTO_C", "ADD_BIAS"],
     source_constants: &["TM", "TN"],
     needs: Needs::Core,
 };
@@ -82,7 +79,7 @@ pub const MATMUL_TILED: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Fixed([16, 16, 1]),
-    constants: &["TRANS_A", "TRANS_B", "VEC4"],
+    constants: &["TRANS_A", "TRANS_B", "VEC4", "ADD_INTO_C", "ADD_BIAS"],
     source_constants: &[],
     needs: Needs::Core,
 };
@@ -94,7 +91,14 @@ pub const MATMUL_BROADCAST: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
+    constants: &[
+        "TRANS_A",
+        "TRANS_B",
+        "VEC4",
+        "SUBGROUP",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+    ],
     source_constants: &[],
     needs: Needs::Subgroups,
 };
@@ -152,7 +156,13 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
     bindings: WINDOWED_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Fixed([BROADCAST_LANES, 1, 1]),
-    constants: &["B_K_MAJOR", "BATCH_WINDOWS", "C_VEC4"],
+    constants: &[
+        "B_K_MAJOR",
+        "BATCH_WINDOWS",
+        "C_VEC4",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+    ],
     source_constants: &[],
     needs: Needs::Subgroups,
 };
@@ -174,7 +184,15 @@ pub const MATMUL_BROADCAST64: Kernel = Kernel {
     bindings: BROADCAST64_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP", "C_VEC4"],
+    constants: &[
+        "TRANS_A",
+        "TRANS_B",
+        "VEC4",
+        "SUBGROUP",
+        "C_VEC4",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+    ],
     source_constants: &[],
     needs: Needs::SubgroupsInt64,
 };
@@ -196,7 +214,14 @@ pub const MATMUL_SUBGROUP: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &["TRANS_A", "TRANS_B", "VEC4", "SUBGROUP"],
+    constants: &[
+        "TRANS_A",
+        "TRANS_B",
+        "VEC4",
+        "SUBGROUP",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+    ],
     source_constants: &["LANE_ROWS"],
     needs: Needs::Subgroups,
 };
@@ -360,6 +385,13 @@ impl Variant {
     }
 }
 
+/// Whether C may be stored a vec4 at a time (C_VEC4 in the shaders): its row stride, matrix
+/// stride and width multiples of 4, so that every lane's 4 columns start at a multiple of 4 and
+/// lie all in C or all past it.
+fn c_vec4(shape: &Shape, l: &Layout) -> bool {
+    [l.ldc, l.stride_c, shape.n].iter().all(|v| v % 4 == 0)
+}
+
 /// The sizes of a product: op(A) is m x k, op(B) is k x n, `batch` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
@@ -480,6 +512,17 @@ pub struct Matmul<'a> {
 impl Matmul<'_> {
     /// Refuses operands too small for the shape and layout, naming the tensor, and shapes the
     /// kernels cannot index.
+    /// The epilogue's override constants for one dispatch: `summed_on` when it adds into what an
+    /// earlier dispatch stored (a later span or group of k), which adds C but not the bias again.
+    fn epilogue_constants(&self, summed_on: bool) -> [(&'static str, f64); 2] {
+        let add_into_c = self.epilogue.add_into_c || summed_on;
+        let add_bias = self.bias.is_some() && !summed_on;
+        [
+            ("ADD_INTO_C", add_into_c as u8 as f64),
+            ("ADD_BIAS", add_bias as u8 as f64),
+        ]
+    }
+
     fn check(&self) -> Result<()> {
         let Shape { batch, m, n, k } = self.shape;
         let l = &self.layout;
@@ -573,19 +616,13 @@ impl Matmul<'_> {
             ("VEC4", l.vec4(shape) as u8 as f64),
         ]);
         if variant == Variant::Broadcast64 {
-            let c_vec4 = [l.ldc, l.stride_c].iter().all(|v| v % 4 == 0);
-            constants.push(("C_VEC4", c_vec4 as u8 as f64));
+            constants.push(("C_VEC4", c_vec4(shape, l) as u8 as f64));
         }
         // Without a bias the slot still needs a buffer (a read-only one); it is never read.
         let bias = self.bias.unwrap_or(self.b);
         for (i, start) in (0..shape.k).step_by(K_SPAN).enumerate() {
-            let mut flags = 0;
-            if self.epilogue.add_into_c || i > 0 {
-                flags |= ADD_INTO_C;
-            }
-            if self.bias.is_some() && i == 0 {
-                flags |= ADD_BIAS;
-            }
+            // Later spans add into what the first stored; only the first adds the bias.
+            let span_constants = [constants.as_slice(), &self.epilogue_constants(i > 0)].concat();
             let params = MatmulParams {
                 m: shape.m as u32,
                 n: shape.n as u32,
@@ -594,7 +631,6 @@ impl Matmul<'_> {
                 lda: l.lda as u32,
                 ldb: l.ldb as u32,
                 ldc: l.ldc as u32,
-                flags,
                 batch: shape.batch as u32,
                 stride_a: l.stride_a as u32,
                 stride_b: l.stride_b as u32,
@@ -625,7 +661,7 @@ impl Matmul<'_> {
             ctx.run_counted(
                 encoder,
                 variant.kernel(),
-                &constants,
+                &span_constants,
                 &params,
                 &buffers,
                 grid,
@@ -986,30 +1022,48 @@ impl Matmul<'_> {
             ("c", &self.c.buffer),
             ("c4", &self.c.buffer),
         ];
-        // Every lane's 4 columns start at a multiple of 4 floats (blocks of C start at
-        // multiples of 32 columns).
-        let c_vec4 = [l.ldc, l.stride_c].iter().all(|v| v % 4 == 0);
         for (names, tensor) in WINDOW_NAMES.iter().zip([windows.0, windows.1]) {
             buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
         }
-        let terms = (shape.batch * shape.m * shape.n * shape.k) as u64;
         let direct = variant == Variant::Direct;
-        let dispatches = self.windowed_dispatches(g, base, direct);
-        ctx.run_windowed(
-            encoder,
-            &MATMUL_WINDOWS,
-            &[
-                ("B_K_MAJOR", (direct && b_k_major(shape, l)) as u8 as f64),
-                ("BATCH_WINDOWS", direct as u8 as f64),
-                ("C_VEC4", c_vec4 as u8 as f64),
-            ],
-            &dispatches,
-            &buffers,
-            Work {
-                flops: Some(2 * terms),
-                detail: Some(format!("{variant}, {}", shape_class(shape, l))),
-            },
-        )
+        let [first, summed_on] = self.windowed_dispatches(g, base, direct);
+        // Every block sums the same k in its first dispatch: its first WINDOWS_PER_DISPATCH k
+        // windows (all of k side by side).
+        let first_k = if direct {
+            shape.k
+        } else {
+            shape.k.min(WINDOWS_PER_DISPATCH * g.k)
+        };
+        for (dispatches, summed_on, k) in [
+            (first, false, first_k),
+            (summed_on, true, shape.k - first_k),
+        ] {
+            if dispatches.is_empty() {
+                continue;
+            }
+            let constants = [
+                &[
+                    ("B_K_MAJOR", (direct && b_k_major(shape, l)) as u8 as f64),
+                    ("BATCH_WINDOWS", direct as u8 as f64),
+                    ("C_VEC4", c_vec4(shape, l) as u8 as f64),
+                ][..],
+                &self.epilogue_constants(summed_on),
+            ]
+            .concat();
+            let terms = (shape.batch * shape.m * shape.n * k) as u64;
+            ctx.run_windowed(
+                encoder,
+                &MATMUL_WINDOWS,
+                &constants,
+                &dispatches,
+                &buffers,
+                Work {
+                    flops: Some(2 * terms),
+                    detail: Some(format!("{variant}, {}", shape_class(shape, l))),
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Records pack_windows for op(A) or op(B) into a new packed tensor.
@@ -1062,13 +1116,15 @@ impl Matmul<'_> {
     /// BATCH_WINDOWS in the shader: one matrix per window, one k window) up to four matrices,
     /// slot i on matrix `batch0 + i`; otherwise, per batch group, up to four k windows summed
     /// in order (the later groups of k add into C). Slots past `count` are bound to the last
-    /// one and never read.
+    /// one and never read. Returned as the dispatches that store C, then those that add into it
+    /// (each set one pipeline: the epilogue is an override constant); running every first one
+    /// before any later one keeps each block's sum in order.
     fn windowed_dispatches(
         &self,
         g: &WindowGeometry,
         base: &MatmulParams,
         side_by_side: bool,
-    ) -> Vec<WindowedDispatch<MatmulParams>> {
+    ) -> [Vec<WindowedDispatch<MatmulParams>>; 2] {
         let (block_rows, block_cols) = WINDOW_BLOCK;
         let blocks = (g.batch * (g.lines_a / block_rows) * (g.lines_b / block_cols)) as u64;
         // What the slots run along, and over what outside that.
@@ -1077,20 +1133,13 @@ impl Matmul<'_> {
         } else {
             (g.batch_groups, g.k_windows)
         };
-        let mut dispatches = Vec::new();
+        let mut dispatches = [Vec::new(), Vec::new()];
         for group in 0..outer {
             for wa in 0..g.line_windows_a {
                 for wb in 0..g.line_windows_b {
                     for first in (0..along).step_by(WINDOWS_PER_DISPATCH) {
                         let count = (along - first).min(WINDOWS_PER_DISPATCH);
                         let summed_on = !side_by_side && first > 0;
-                        let mut flags = 0;
-                        if self.epilogue.add_into_c || summed_on {
-                            flags |= ADD_INTO_C;
-                        }
-                        if self.bias.is_some() && !summed_on {
-                            flags |= ADD_BIAS;
-                        }
                         let place = |operand_b: bool, i: usize| {
                             let line_window = if operand_b { wb } else { wa };
                             let slot = first + i.min(count - 1);
@@ -1117,9 +1166,8 @@ impl Matmul<'_> {
                         } else {
                             (group, blocks)
                         };
-                        dispatches.push(WindowedDispatch {
+                        dispatches[summed_on as usize].push(WindowedDispatch {
                             params: MatmulParams {
-                                flags,
                                 windows: count as u32,
                                 row0: (wa * g.lines_a) as u32,
                                 col0: (wb * g.lines_b) as u32,
