@@ -84,6 +84,16 @@ pub const MATMUL_TILED: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// The override constants of matmul_broadcast and matmul_subgroup.
+const SUBGROUP_CONSTANTS: &[&str] = &[
+    "TRANS_A",
+    "TRANS_B",
+    "VEC4",
+    "SUBGROUP",
+    "ADD_INTO_C",
+    "ADD_BIAS",
+];
+
 /// matmul_broadcast: 16 x 4 per lane, rows of op(A) broadcast.
 pub const MATMUL_BROADCAST: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
@@ -91,14 +101,7 @@ pub const MATMUL_BROADCAST: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &[
-        "TRANS_A",
-        "TRANS_B",
-        "VEC4",
-        "SUBGROUP",
-        "ADD_INTO_C",
-        "ADD_BIAS",
-    ],
+    constants: SUBGROUP_CONSTANTS,
     source_constants: &[],
     needs: Needs::Subgroups,
 };
@@ -214,14 +217,7 @@ pub const MATMUL_SUBGROUP: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &[
-        "TRANS_A",
-        "TRANS_B",
-        "VEC4",
-        "SUBGROUP",
-        "ADD_INTO_C",
-        "ADD_BIAS",
-    ],
+    constants: SUBGROUP_CONSTANTS,
     source_constants: &["LANE_ROWS"],
     needs: Needs::Subgroups,
 };
