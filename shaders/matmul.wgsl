@@ -176,33 +176,6 @@ fn store(batch: u32, row: u32, col: u32, sum: f32) {
     c[at] = v;
 }
 
-// C[row, col..col + 3] of batch `batch` from four sums, as `store` four times, but with one
-// bounds check of the row and no load of C unless the epilogue adds into it: on llvmpipe a
-// storage load costs several stores.
-fn store4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
-    if (row >= params.m) {
-        return;
-    }
-    if (col + 3u >= params.n) {
-        for (var j = 0u; j < 4u; j++) {
-            store(batch, row, col + j, sums[j]);
-        }
-        return;
-    }
-    let at = batch * params.stride_c + row * params.ldc + col;
-    var v = params.alpha * sums;
-    if (ADD_INTO_C) {
-        v += vec4<f32>(c[at], c[at + 1u], c[at + 2u], c[at + 3u]);
-    }
-    if (ADD_BIAS) {
-        v += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
-    }
-    c[at] = v.x;
-    c[at + 1u] = v.y;
-    c[at + 2u] = v.z;
-    c[at + 3u] = v.w;
-}
-
 // (batch, first row, first column) of block `block` of tm x tn blocks, or batch == params.batch
 // past the last block.
 fn block_origin(block: u32, tm: u32, tn: u32) -> vec3<u32> {

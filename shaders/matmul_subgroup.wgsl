@@ -112,9 +112,7 @@ fn matmul_subgroup(
     if (live) {
         let acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
         for (var i = 0u; i < LANE_ROWS; i++) {
-            for (var j = 0u; j < 4u; j++) {
-                store(batch, origin.y + row0 + i, origin.z + col0 + j, acc[i][j]);
-            }
+            store_row4(batch, origin.y + row0 + i, origin.z + col0, acc[i]);
         }
     }
 }
@@ -189,9 +187,7 @@ fn matmul_broadcast(
     if (live) {
         let acc = array<vec4<f32>, 16>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15);
         for (var i = 0u; i < 16u; i++) {
-            for (var j = 0u; j < 4u; j++) {
-                store(batch, origin.y + i, origin.z + col0 + j, acc[i][j]);
-            }
+            store_row4(batch, origin.y + i, origin.z + col0, acc[i]);
         }
     }
 }
@@ -229,13 +225,15 @@ override BATCH_WINDOWS: bool = false;
 @group(0) @binding(14) var<storage, read_write> c4: array<vec4<f32>>;
 override C_VEC4: bool = false;
 
-// store4, with one vec4 store where C_VEC4 allows it (the same operations, so the same result).
-// C_VEC4 also means n is a multiple of 4, so a lane's 4 columns are all in C or all past it and
-// store4's column-by-column path is dropped when the pipeline is compiled (llvmpipe would run it
-// with its lanes masked off for every row).
+// C[row, col..col + 3] of batch `batch` from four sums: `store` four times, or where C_VEC4
+// allows, one vec4 store (the same operations, so the same result). C_VEC4 also means n is a
+// multiple of 4, so a lane's 4 columns are all in C or all past it. Which path runs is decided
+// when the pipeline is compiled: llvmpipe would run both, with lanes masked off, on every row.
 fn store_row4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
     if (!C_VEC4) {
-        store4(batch, row, col, sums);
+        for (var j = 0u; j < 4u; j++) {
+            store(batch, row, col + j, sums[j]);
+        }
         return;
     }
     if (row >= params.m || col >= params.n) {

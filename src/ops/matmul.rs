@@ -90,6 +90,7 @@ const SUBGROUP_CONSTANTS: &[&str] = &[
     "TRANS_B",
     "VEC4",
     "SUBGROUP",
+    "C_VEC4",
     "ADD_INTO_C",
     "ADD_BIAS",
 ];
@@ -98,7 +99,7 @@ const SUBGROUP_CONSTANTS: &[&str] = &[
 pub const MATMUL_BROADCAST: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
     entry: "matmul_broadcast",
-    bindings: BINDINGS,
+    bindings: SUBGROUP_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: SUBGROUP_CONSTANTS,
@@ -109,6 +110,16 @@ pub const MATMUL_BROADCAST: Kernel = Kernel {
 /// The subgroup size matmul_broadcast and matmul_windows are written for (their lanes are
 /// spelled out).
 const BROADCAST_LANES: u32 = 8;
+
+/// matmul_broadcast's and matmul_subgroup's: BINDINGS and C again as vec4s (C_VEC4).
+const SUBGROUP_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("a", 1, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("b", 2, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
+    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+];
 
 const PACK_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
@@ -214,7 +225,7 @@ const BATCHED: usize = 4;
 pub const MATMUL_SUBGROUP: Kernel = Kernel {
     shader: "matmul_subgroup.wgsl",
     entry: "matmul_subgroup",
-    bindings: BINDINGS,
+    bindings: SUBGROUP_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: SUBGROUP_CONSTANTS,
@@ -611,7 +622,11 @@ impl Matmul<'_> {
             ("TRANS_B", l.trans_b as u8 as f64),
             ("VEC4", l.vec4(shape) as u8 as f64),
         ]);
-        if variant == Variant::Broadcast64 {
+        let stores_vec4 = matches!(
+            variant,
+            Variant::Broadcast64 | Variant::Broadcast | Variant::Subgroup { .. }
+        );
+        if stores_vec4 {
             constants.push(("C_VEC4", c_vec4(shape, l) as u8 as f64));
         }
         // Without a bias the slot still needs a buffer (a read-only one); it is never read.
@@ -637,23 +652,19 @@ impl Matmul<'_> {
             // Declared FLOPs: a multiply and an add per term of every sum.
             let terms =
                 (shape.batch * shape.m * shape.n) as u64 * (params.k_end - start as u32) as u64;
-            let buffers = match variant {
-                Variant::Broadcast64 => [
-                    ("a8", &self.a.buffer),
-                    ("b8", &self.b.buffer),
-                    ("bias", &bias.buffer),
-                    ("c", &self.c.buffer),
-                    ("c4", &self.c.buffer),
-                ]
-                .to_vec(),
-                _ => [
-                    ("a", &self.a.buffer),
-                    ("b", &self.b.buffer),
-                    ("bias", &bias.buffer),
-                    ("c", &self.c.buffer),
-                ]
-                .to_vec(),
+            let (a, b) = match variant {
+                Variant::Broadcast64 => ("a8", "b8"),
+                _ => ("a", "b"),
             };
+            let mut buffers = vec![
+                (a, &self.a.buffer),
+                (b, &self.b.buffer),
+                ("bias", &bias.buffer),
+                ("c", &self.c.buffer),
+            ];
+            if stores_vec4 {
+                buffers.push(("c4", &self.c.buffer));
+            }
             ctx.run_counted(
                 encoder,
                 variant.kernel(),
