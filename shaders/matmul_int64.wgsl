@@ -94,3 +94,157 @@ fn matmul_broadcast64(
     store_row4(batch, r + 14u, cc, acc[14]);
     store_row4(batch, r + 15u, cc, acc[15]);
 }
+
+// ---- matmul_broadcast64_km: matmul_broadcast64 with op(B) stored k-major --------------------
+// C = op(A) B with B stored K x N (each k a row of columns): the model's weight gradients (TN,
+// A stored K x M too) and input gradients (NN, A stored M x K). The block is broadcast64's (16
+// rows by 32 columns per subgroup, lane l owning columns 4l..4l+3). Per 8 k a lane loads its 4
+// columns at each k as one vec2<u64> (broadcast64 loads as many 64-bit elements, as 4 vec4s)
+// and 2 vec4<u64> of op(A): with A k-contiguous (TRANS_A false) rows lane and 8 + lane at the
+// 8 k, as broadcast64; with A k-major, the block's 16 rows at k + lane. Either way 16
+// broadcasts of 8 floats give every row at every k, summed k by k into the lane's 16 rows.
+// The host's `Layout::k_major8` says where it may run: B's rows and batch stride multiples of
+// 4 floats, K and A's multiples of 8.
+
+@group(0) @binding(17) var<storage, read> b4: array<vec2<u64>>;
+
+// The 8 floats of a vec4<u64>, in memory order.
+fn halves(w: vec4<u64>) -> array<f32, 8> {
+    return array<f32, 8>(low_f32(w.x), high_f32(w.x), low_f32(w.y), high_f32(w.y),
+                         low_f32(w.z), high_f32(w.z), low_f32(w.w), high_f32(w.w));
+}
+
+// Lines line0..line0 + 7 (clamped into the last 8) of a k-major operand at k, as one load.
+fn load_lines8(op: Operand, line0: u32, k: u32) -> vec4<u64> {
+    let at = (op.base + k * op.ld + min(line0, (op.lines - 1u) & ~7u)) >> 3u;
+    if (op.from_a) {
+        return a8[at];
+    }
+    return b8[at];
+}
+
+// Columns col..col + 3 (clamped into the last 4) of k-major op(B) at k, as one load.
+fn load_cols4(op: Operand, col: u32, k: u32) -> vec4<f32> {
+    let w = b4[(op.base + k * op.ld + min(col, (op.lines - 1u) & ~3u)) >> 2u];
+    return vec4<f32>(low_f32(w.x), high_f32(w.x), low_f32(w.y), high_f32(w.y));
+}
+
+// One row of C's block plus that row of op(A) at 8 k times op(B)'s 4 columns at the same k,
+// k by k.
+fn add_row8(acc: vec4<f32>, row: array<f32, 8>, b: array<vec4<f32>, 8>) -> vec4<f32> {
+    var s = acc + row[0] * b[0];
+    s += row[1] * b[1];
+    s += row[2] * b[2];
+    s += row[3] * b[3];
+    s += row[4] * b[4];
+    s += row[5] * b[5];
+    s += row[6] * b[6];
+    return s + row[7] * b[7];
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn matmul_broadcast64_km(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
+    // Past the last block a subgroup still runs the broadcasts with its lanes, and stores nothing.
+    let live = origin.x < params.batch;
+    let batch = min(origin.x, params.batch - 1u);
+    let op_a = operand_a(batch);
+    let op_b = operand_b(batch);
+    let r = origin.y;
+    let cc = origin.z + 4u * lane;
+    // Indexed by constants only, so they stay in registers.
+    var acc: array<vec4<f32>, 16>;
+    for (var k = params.k_begin; k < params.k_end; k += 8u) {
+        let b = array<vec4<f32>, 8>(
+            load_cols4(op_b, cc, k + 0u),
+            load_cols4(op_b, cc, k + 1u),
+            load_cols4(op_b, cc, k + 2u),
+            load_cols4(op_b, cc, k + 3u),
+            load_cols4(op_b, cc, k + 4u),
+            load_cols4(op_b, cc, k + 5u),
+            load_cols4(op_b, cc, k + 6u),
+            load_cols4(op_b, cc, k + 7u));
+        if (TRANS_A) {
+            // s_j (t_j): rows 0..7 (8..15) at k + j, from lane j.
+            let lo = load_lines8(op_a, r, k + lane);
+            let hi = load_lines8(op_a, r + 8u, k + lane);
+            let s0 = halves(subgroupBroadcast(lo, 0u));
+            let t0 = halves(subgroupBroadcast(hi, 0u));
+            let s1 = halves(subgroupBroadcast(lo, 1u));
+            let t1 = halves(subgroupBroadcast(hi, 1u));
+            let s2 = halves(subgroupBroadcast(lo, 2u));
+            let t2 = halves(subgroupBroadcast(hi, 2u));
+            let s3 = halves(subgroupBroadcast(lo, 3u));
+            let t3 = halves(subgroupBroadcast(hi, 3u));
+            let s4 = halves(subgroupBroadcast(lo, 4u));
+            let t4 = halves(subgroupBroadcast(hi, 4u));
+            let s5 = halves(subgroupBroadcast(lo, 5u));
+            let t5 = halves(subgroupBroadcast(hi, 5u));
+            let s6 = halves(subgroupBroadcast(lo, 6u));
+            let t6 = halves(subgroupBroadcast(hi, 6u));
+            let s7 = halves(subgroupBroadcast(lo, 7u));
+            let t7 = halves(subgroupBroadcast(hi, 7u));
+            acc[0] = add_row8(acc[0], array<f32, 8>(s0[0], s1[0], s2[0], s3[0], s4[0], s5[0], s6[0], s7[0]), b);
+            acc[1] = add_row8(acc[1], array<f32, 8>(s0[1], s1[1], s2[1], s3[1], s4[1], s5[1], s6[1], s7[1]), b);
+            acc[2] = add_row8(acc[2], array<f32, 8>(s0[2], s1[2], s2[2], s3[2], s4[2], s5[2], s6[2], s7[2]), b);
+            acc[3] = add_row8(acc[3], array<f32, 8>(s0[3], s1[3], s2[3], s3[3], s4[3], s5[3], s6[3], s7[3]), b);
+            acc[4] = add_row8(acc[4], array<f32, 8>(s0[4], s1[4], s2[4], s3[4], s4[4], s5[4], s6[4], s7[4]), b);
+            acc[5] = add_row8(acc[5], array<f32, 8>(s0[5], s1[5], s2[5], s3[5], s4[5], s5[5], s6[5], s7[5]), b);
+            acc[6] = add_row8(acc[6], array<f32, 8>(s0[6], s1[6], s2[6], s3[6], s4[6], s5[6], s6[6], s7[6]), b);
+            acc[7] = add_row8(acc[7], array<f32, 8>(s0[7], s1[7], s2[7], s3[7], s4[7], s5[7], s6[7], s7[7]), b);
+            acc[8] = add_row8(acc[8], array<f32, 8>(t0[0], t1[0], t2[0], t3[0], t4[0], t5[0], t6[0], t7[0]), b);
+            acc[9] = add_row8(acc[9], array<f32, 8>(t0[1], t1[1], t2[1], t3[1], t4[1], t5[1], t6[1], t7[1]), b);
+            acc[10] = add_row8(acc[10], array<f32, 8>(t0[2], t1[2], t2[2], t3[2], t4[2], t5[2], t6[2], t7[2]), b);
+            acc[11] = add_row8(acc[11], array<f32, 8>(t0[3], t1[3], t2[3], t3[3], t4[3], t5[3], t6[3], t7[3]), b);
+            acc[12] = add_row8(acc[12], array<f32, 8>(t0[4], t1[4], t2[4], t3[4], t4[4], t5[4], t6[4], t7[4]), b);
+            acc[13] = add_row8(acc[13], array<f32, 8>(t0[5], t1[5], t2[5], t3[5], t4[5], t5[5], t6[5], t7[5]), b);
+            acc[14] = add_row8(acc[14], array<f32, 8>(t0[6], t1[6], t2[6], t3[6], t4[6], t5[6], t6[6], t7[6]), b);
+            acc[15] = add_row8(acc[15], array<f32, 8>(t0[7], t1[7], t2[7], t3[7], t4[7], t5[7], t6[7], t7[7]), b);
+        } else {
+            // Row i at the 8 k, from lane i % 8.
+            let lo = load_k8(op_a, r + lane, k);
+            let hi = load_k8(op_a, r + 8u + lane, k);
+            acc[0] = add_row8(acc[0], halves(subgroupBroadcast(lo, 0u)), b);
+            acc[1] = add_row8(acc[1], halves(subgroupBroadcast(lo, 1u)), b);
+            acc[2] = add_row8(acc[2], halves(subgroupBroadcast(lo, 2u)), b);
+            acc[3] = add_row8(acc[3], halves(subgroupBroadcast(lo, 3u)), b);
+            acc[4] = add_row8(acc[4], halves(subgroupBroadcast(lo, 4u)), b);
+            acc[5] = add_row8(acc[5], halves(subgroupBroadcast(lo, 5u)), b);
+            acc[6] = add_row8(acc[6], halves(subgroupBroadcast(lo, 6u)), b);
+            acc[7] = add_row8(acc[7], halves(subgroupBroadcast(lo, 7u)), b);
+            acc[8] = add_row8(acc[8], halves(subgroupBroadcast(hi, 0u)), b);
+            acc[9] = add_row8(acc[9], halves(subgroupBroadcast(hi, 1u)), b);
+            acc[10] = add_row8(acc[10], halves(subgroupBroadcast(hi, 2u)), b);
+            acc[11] = add_row8(acc[11], halves(subgroupBroadcast(hi, 3u)), b);
+            acc[12] = add_row8(acc[12], halves(subgroupBroadcast(hi, 4u)), b);
+            acc[13] = add_row8(acc[13], halves(subgroupBroadcast(hi, 5u)), b);
+            acc[14] = add_row8(acc[14], halves(subgroupBroadcast(hi, 6u)), b);
+            acc[15] = add_row8(acc[15], halves(subgroupBroadcast(hi, 7u)), b);
+        }
+    }
+    if (!live) {
+        return;
+    }
+    // Constant indices: a loop over the accumulators would keep them in memory.
+    store_row4(batch, r + 0u, cc, acc[0]);
+    store_row4(batch, r + 1u, cc, acc[1]);
+    store_row4(batch, r + 2u, cc, acc[2]);
+    store_row4(batch, r + 3u, cc, acc[3]);
+    store_row4(batch, r + 4u, cc, acc[4]);
+    store_row4(batch, r + 5u, cc, acc[5]);
+    store_row4(batch, r + 6u, cc, acc[6]);
+    store_row4(batch, r + 7u, cc, acc[7]);
+    store_row4(batch, r + 8u, cc, acc[8]);
+    store_row4(batch, r + 9u, cc, acc[9]);
+    store_row4(batch, r + 10u, cc, acc[10]);
+    store_row4(batch, r + 11u, cc, acc[11]);
+    store_row4(batch, r + 12u, cc, acc[12]);
+    store_row4(batch, r + 13u, cc, acc[13]);
+    store_row4(batch, r + 14u, cc, acc[14]);
+    store_row4(batch, r + 15u, cc, acc[15]);
+}

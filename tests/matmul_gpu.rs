@@ -533,6 +533,84 @@ fn broadcast64_matches_f64_where_it_runs() {
     assert!(err.contains("multiples of 8"), "{err}");
 }
 
+/// broadcast64-km-16x4 where it runs: op(B) stored k-major, op(A) either way (C = A B and
+/// C = A^T B), k a multiple of 8: ragged m and n (lines past the last repeat earlier ones),
+/// several k spans, row strides past the matrix, batches of 1 and 3, every epilogue; and
+/// refused, by name, where B's row stride is not a multiple of 4.
+#[test]
+fn broadcast64_km_matches_f64_where_it_runs() {
+    let Some(ctx) = common::gpu() else { return };
+    if !Variant::Broadcast64Km.available(&ctx) {
+        eprintln!(
+            "broadcast64-km-16x4 is not offered on {} (no SHADER_INT64 or no 8-lane subgroups)",
+            ctx.adapter().label()
+        );
+        return;
+    }
+    let mut rng = common::fresh_rng("matmul broadcast64-km");
+    let k_spans = 2 * polygrad::ops::matmul::K_SPAN + 8;
+    let mut case = 0;
+    for k in [8, 64, 264, k_spans] {
+        for (m, n) in [(1, 4), (7, 36), (17, 20), (65, 260), (256, 256)] {
+            for trans_a in [false, true] {
+                let shape = Shape {
+                    batch: 1 + 2 * (case % 2),
+                    m,
+                    n,
+                    k,
+                };
+                let mut layout = Layout::dense(&shape, trans_a, false);
+                // A's lines (rows, or with trans_a its k-rows) padded to a multiple of 8 floats.
+                let a_line = if trans_a { m } else { k };
+                layout.lda = a_line.next_multiple_of(8) + 8 * (case % 3 / 2);
+                layout.stride_a = layout.lda * if trans_a { k } else { m } + 8;
+                if case % 3 == 2 {
+                    // B's rows 4 floats longer than n, each matrix 4 floats past the last row.
+                    layout.ldb = n + 4;
+                    layout.stride_b = k * (n + 4) + 4;
+                }
+                assert!(layout.k_major8(&shape), "{shape:?} {layout:?}");
+                let err = check(
+                    &ctx,
+                    &mut rng,
+                    shape,
+                    layout,
+                    epilogue(case),
+                    Variant::Broadcast64Km,
+                );
+                err.assert_close(&format!("broadcast64-km-16x4 {shape:?} {layout:?}"));
+                case += 1;
+            }
+        }
+    }
+    let shape = Shape {
+        batch: 1,
+        m: 4,
+        n: 6,
+        k: 8,
+    };
+    let a = GpuTensor::upload(&ctx, "a", &[64], &[1.0; 64]).unwrap();
+    let c = GpuTensor::output(&ctx, "c", &[24]).unwrap();
+    let mut layout = Layout::dense(&shape, false, false);
+    layout.lda = 8;
+    assert!(!layout.k_major8(&shape));
+    let product = Matmul {
+        shape,
+        layout,
+        epilogue: Epilogue::default(),
+        a: &a,
+        b: &a,
+        c: &c,
+        bias: None,
+    };
+    let mut encoder = ctx.encoder("matmul test");
+    let err = product
+        .record(&ctx, &mut encoder, Variant::Broadcast64Km)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multiples of 4"), "{err}");
+}
+
 #[test]
 fn windows_reruns_are_bit_identical() {
     let Some(ctx) = common::gpu() else { return };

@@ -37,6 +37,8 @@ pub enum Elem {
     Vec4F32,
     /// `vec4<u64>`: 8 floats per load, bitcast from halves (needs SHADER_INT64).
     Vec4U64,
+    /// `vec2<u64>`: 4 floats per load, the same way.
+    Vec2U64,
     /// `u32`.
     U32,
     /// An array of the WGSL struct of this name.

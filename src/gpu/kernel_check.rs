@@ -142,6 +142,13 @@ fn element_of(module: &Module, ty: naga::Handle<naga::Type>) -> Option<Elem> {
         {
             Some(Elem::Vec2F32)
         }
+        TypeInner::Vector { size, scalar }
+            if *size == naga::VectorSize::Bi
+                && scalar.kind == ScalarKind::Uint
+                && scalar.width == 8 =>
+        {
+            Some(Elem::Vec2U64)
+        }
         _ => None,
     };
     match &module.types[ty].inner {

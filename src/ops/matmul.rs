@@ -211,6 +211,38 @@ pub const MATMUL_BROADCAST64: Kernel = Kernel {
     needs: Needs::SubgroupsInt64,
 };
 
+const BROADCAST64_KM_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
+    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
+    // B as 8 floats per element: named by the shared loads, bound but not read.
+    BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
+    // B as 4 floats per element.
+    BindingDecl::new("b4", 17, Access::Read, Elem::Vec2U64),
+];
+
+/// matmul_broadcast64_km: matmul_broadcast64 with op(B) stored k-major.
+pub const MATMUL_BROADCAST64_KM: Kernel = Kernel {
+    shader: "matmul_int64.wgsl",
+    entry: "matmul_broadcast64_km",
+    bindings: BROADCAST64_KM_BINDINGS,
+    params: MatmulParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &[
+        "TRANS_A",
+        "TRANS_B",
+        "VEC4",
+        "SUBGROUP",
+        "C_VEC4",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+    ],
+    source_constants: &[],
+    needs: Needs::SubgroupsInt64,
+};
+
 /// Rows and columns of C one subgroup of matmul_windows computes.
 const WINDOW_BLOCK: (usize, usize) = (16, 32);
 /// The most k one window holds: more k per window means fewer lines, so smaller blocks of C
@@ -259,6 +291,9 @@ pub enum Variant {
     /// matmul_broadcast with 64-bit loads, 8 floats each (8-lane subgroups and SHADER_INT64;
     /// C = A B^T with every operand run a multiple of 8: [`Layout::vec8`]).
     Broadcast64,
+    /// matmul_broadcast64 for op(B) stored k-major (C = A B or A^T B), 64-bit loads of op(A)
+    /// and of op(B)'s rows ([`Layout::k_major8`]).
+    Broadcast64Km,
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
     Windows,
@@ -276,6 +311,7 @@ impl std::fmt::Display for Variant {
             Variant::Subgroup { lane_rows } => write!(f, "subgroup-{lane_rows}x4"),
             Variant::Broadcast => write!(f, "broadcast-16x4"),
             Variant::Broadcast64 => write!(f, "broadcast64-16x4"),
+            Variant::Broadcast64Km => write!(f, "broadcast64-km-16x4"),
             Variant::Windows => write!(f, "windows-16x4"),
             Variant::Direct => write!(f, "windows-direct-16x4"),
         }
@@ -296,6 +332,7 @@ impl Variant {
         all.push(Variant::Subgroup { lane_rows: 8 });
         all.push(Variant::Broadcast);
         all.push(Variant::Broadcast64);
+        all.push(Variant::Broadcast64Km);
         all.push(Variant::Windows);
         all.push(Variant::Direct);
         all.retain(|v| v.available(ctx));
@@ -312,7 +349,9 @@ impl Variant {
             Variant::Broadcast => {
                 ctx.has_subgroups() && ctx.adapter().subgroup_size == Some(BROADCAST_LANES)
             }
-            Variant::Broadcast64 => Variant::Broadcast.available(ctx) && ctx.has_int64(),
+            Variant::Broadcast64 | Variant::Broadcast64Km => {
+                Variant::Broadcast.available(ctx) && ctx.has_int64()
+            }
             Variant::Windows | Variant::Direct => {
                 let limits = ctx.limits();
                 let uniforms = 1 + 2 * WINDOWS_PER_DISPATCH as u32;
@@ -339,6 +378,7 @@ impl Variant {
         match self {
             Variant::Windows => windows_fit(ctx, shape),
             Variant::Broadcast64 => layout.vec8(shape),
+            Variant::Broadcast64Km => layout.k_major8(shape),
             Variant::Direct => direct,
             _ => true,
         }
@@ -351,6 +391,7 @@ impl Variant {
             Variant::Subgroup { .. } => &MATMUL_SUBGROUP,
             Variant::Broadcast => &MATMUL_BROADCAST,
             Variant::Broadcast64 => &MATMUL_BROADCAST64,
+            Variant::Broadcast64Km => &MATMUL_BROADCAST64_KM,
             Variant::Windows | Variant::Direct => &MATMUL_WINDOWS,
         }
     }
@@ -373,7 +414,7 @@ impl Variant {
             ),
             // Dispatched window by window (Matmul::record_windowed).
             Variant::Windows | Variant::Direct => (vec![], Grid::Workgroups(0)),
-            Variant::Broadcast | Variant::Broadcast64 => {
+            Variant::Broadcast | Variant::Broadcast64 | Variant::Broadcast64Km => {
                 let lanes = BROADCAST_LANES as u64;
                 (
                     vec![("SUBGROUP", lanes as f64)],
@@ -463,6 +504,18 @@ impl Layout {
     /// floats is one aligned `vec4<u64>` (K spans are multiples of 8 too: [`K_SPAN`]).
     pub fn vec8(&self, shape: &Shape) -> bool {
         !self.trans_a && self.trans_b && self.aligned8(shape)
+    }
+
+    /// Whether matmul_broadcast64_km may run it: op(B) stored k-major (C = A B or A^T B), its
+    /// row and batch strides multiples of 4 floats (a lane's 4 columns at one k are one
+    /// `vec2<u64>`), K and op(A)'s strides multiples of 8 (its loads are 8 floats, along k or
+    /// along its lines).
+    pub fn k_major8(&self, shape: &Shape) -> bool {
+        !self.trans_b
+            && [shape.k, self.lda, self.stride_a]
+                .iter()
+                .all(|v| v % 8 == 0)
+            && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
     }
 
     /// Whether every operand run is a multiple of 8 floats.
@@ -610,6 +663,15 @@ impl Matmul<'_> {
                 format!("{variant} needs C = A B^T with k, row and batch strides multiples of 8"),
             ));
         }
+        if variant == Variant::Broadcast64Km && !self.layout.k_major8(&self.shape) {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "{variant} needs B stored k-major with row and batch strides multiples of 4, \
+                     k and A's strides multiples of 8"
+                ),
+            ));
+        }
         match variant {
             Variant::Windows => return self.record_windowed(ctx, encoder),
             Variant::Direct => return self.record_direct(ctx, encoder),
@@ -624,7 +686,10 @@ impl Matmul<'_> {
         ]);
         let stores_vec4 = matches!(
             variant,
-            Variant::Broadcast64 | Variant::Broadcast | Variant::Subgroup { .. }
+            Variant::Broadcast64
+                | Variant::Broadcast64Km
+                | Variant::Broadcast
+                | Variant::Subgroup { .. }
         );
         if stores_vec4 {
             constants.push(("C_VEC4", c_vec4(shape, l) as u8 as f64));
@@ -654,6 +719,7 @@ impl Matmul<'_> {
                 (shape.batch * shape.m * shape.n) as u64 * (params.k_end - start as u32) as u64;
             let (a, b) = match variant {
                 Variant::Broadcast64 => ("a8", "b8"),
+                Variant::Broadcast64Km => ("a8", "b4"),
                 _ => ("a", "b"),
             };
             let mut buffers = vec![
@@ -664,6 +730,9 @@ impl Matmul<'_> {
             ];
             if stores_vec4 {
                 buffers.push(("c4", &self.c.buffer));
+            }
+            if variant == Variant::Broadcast64Km {
+                buffers.push(("b8", &self.b.buffer));
             }
             ctx.run_counted(
                 encoder,
@@ -1207,6 +1276,7 @@ impl std::str::FromStr for Variant {
             "subgroup-8x4" => Ok(Variant::Subgroup { lane_rows: 8 }),
             "broadcast-16x4" => Ok(Variant::Broadcast),
             "broadcast64-16x4" => Ok(Variant::Broadcast64),
+            "broadcast64-km-16x4" => Ok(Variant::Broadcast64Km),
             "windows-16x4" => Ok(Variant::Windows),
             "windows-direct-16x4" => Ok(Variant::Direct),
             _ => s
@@ -1389,6 +1459,11 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Re
     let candidates: Vec<Variant> = Variant::candidates(ctx)
         .into_iter()
         .filter(|v| v.suits(ctx, shape, layout, probe_direct))
+        // The 64-bit variants need the probe's own dense strides aligned as well.
+        .filter(|v| {
+            !matches!(v, Variant::Broadcast64 | Variant::Broadcast64Km)
+                || v.suits(ctx, &probe, &probe_layout, probe_direct)
+        })
         .collect();
     let chosen = fastest_agreeing("matmul variant", &candidates, |variant| {
         let time = time_runs(|| {
