@@ -514,11 +514,18 @@ fn broadcast64_matches_f64_where_it_runs() {
         n: 4,
         k: 12,
     };
-    let a = GpuTensor::upload(&ctx, "a", &[48], &[1.0; 48]).unwrap();
-    let c = GpuTensor::output(&ctx, "c", &[16]).unwrap();
+    let layout = Layout::dense(&shape, false, true);
+    assert_refused(&ctx, shape, layout, Variant::Broadcast64, "multiples of 8");
+}
+
+/// `variant` refuses the product by an error that says `why`.
+fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Variant, why: &str) {
+    let len = 64;
+    let a = GpuTensor::upload(ctx, "a", &[len], &vec![1.0; len]).unwrap();
+    let c = GpuTensor::output(ctx, "c", &[shape.m * shape.n]).unwrap();
     let product = Matmul {
         shape,
-        layout: Layout::dense(&shape, false, true),
+        layout,
         epilogue: Epilogue::default(),
         a: &a,
         b: &a,
@@ -527,10 +534,10 @@ fn broadcast64_matches_f64_where_it_runs() {
     };
     let mut encoder = ctx.encoder("matmul test");
     let err = product
-        .record(&ctx, &mut encoder, Variant::Broadcast64)
+        .record(ctx, &mut encoder, variant)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("multiples of 8"), "{err}");
+    assert!(err.contains(why), "{err}");
 }
 
 /// broadcast64-km-16x4 where it runs: op(B) stored k-major, op(A) either way (C = A B and
@@ -589,26 +596,16 @@ fn broadcast64_km_matches_f64_where_it_runs() {
         n: 6,
         k: 8,
     };
-    let a = GpuTensor::upload(&ctx, "a", &[64], &[1.0; 64]).unwrap();
-    let c = GpuTensor::output(&ctx, "c", &[24]).unwrap();
     let mut layout = Layout::dense(&shape, false, false);
     layout.lda = 8;
     assert!(!layout.k_major8(&shape));
-    let product = Matmul {
+    assert_refused(
+        &ctx,
         shape,
         layout,
-        epilogue: Epilogue::default(),
-        a: &a,
-        b: &a,
-        c: &c,
-        bias: None,
-    };
-    let mut encoder = ctx.encoder("matmul test");
-    let err = product
-        .record(&ctx, &mut encoder, Variant::Broadcast64Km)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("multiples of 4"), "{err}");
+        Variant::Broadcast64Km,
+        "multiples of 4",
+    );
 }
 
 #[test]
