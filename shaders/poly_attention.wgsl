@@ -59,7 +59,7 @@ struct Params {
     width_in: u32,     // copy_rows: source width; normalise: O' width; scan: state size
     width_out: u32,    // copy_rows: destination width; grad_rows: G width; addend width
     features: u32,     // feature dimension k = C(d_qk + g, g)
-    features_pad: u32, // k rounded up to a multiple of 4 (the Phi row stride)
+    features_pad: u32, // k rounded up to a multiple of 8 (the Phi row stride)
     d_v: u32,
     chunk: u32,        // rows per chunk C
     n_chunks: u32,

@@ -249,9 +249,9 @@ impl FeatureMap {
 
     /// Loop iterations of one invocation of the kernels that walk a whole row (phi_pairs,
     /// phi_grad_rows, phi_grad_pairs), at most: the feature loop or the pair loops (features),
-    /// the loops over the row (3 d) and the padding columns (3).
+    /// the loops over the row (3 d) and the padding columns (at most 7: `pad8`).
     fn row_loop_iterations(&self) -> u64 {
-        (self.features + 3 * self.d + 3) as u64
+        (self.features + 3 * self.d + 7) as u64
     }
 
     fn rows_of(&self, x: &GpuTensor) -> Result<usize> {
@@ -414,6 +414,12 @@ fn pad4(x: usize) -> usize {
     x.div_ceil(4) * 4
 }
 
+/// A multiple of 8 at least `x`: the widths the chunk products sum over, so that the 64-bit
+/// variants (`broadcast64-16x4`, `broadcast64-km-16x4`, 8 floats a load) may run them.
+fn pad8(x: usize) -> usize {
+    x.div_ceil(8) * 8
+}
+
 /// What the forward pass keeps for the backward pass.
 pub struct PolyForward {
     /// The attention output, `[B, H, n, d_v]`.
@@ -574,12 +580,12 @@ impl PolyAttention {
     }
 
     fn features_pad(&self) -> usize {
-        pad4(self.phi.features)
+        pad8(self.phi.features)
     }
 
     /// Columns of V' (d_v values and the ones column), padded.
     fn v_width(&self) -> usize {
-        pad4(self.shape.d_v + 1)
+        pad8(self.shape.d_v + 1)
     }
 
     fn qk_width(&self) -> usize {
