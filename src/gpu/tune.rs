@@ -179,36 +179,38 @@ pub(crate) fn probe_values(len: usize, salt: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The time of one candidate: `run` (which waits for the GPU) three times, the best of the last
-/// two (the first compiles pipelines).
-pub(crate) fn time_runs(mut run: impl FnMut() -> crate::Result<()>) -> crate::Result<Duration> {
-    let mut best = None;
-    for i in 0..3 {
-        let start = Instant::now();
-        run()?;
-        let took = start.elapsed();
-        if i > 0 && best.is_none_or(|b| took < b) {
-            best = Some(took);
-        }
-    }
-    Ok(best.unwrap_or_default())
+/// Timed runs of every candidate after its first, untimed one (which compiles its pipelines).
+const TIMED_ROUNDS: usize = 2;
+
+/// `run` (which waits for the GPU) once, and how long it took.
+pub(crate) fn timed<T>(run: impl FnOnce() -> crate::Result<T>) -> crate::Result<(Duration, T)> {
+    let start = Instant::now();
+    let value = run()?;
+    Ok((start.elapsed(), value))
 }
 
-/// The fastest of `candidates` whose result agrees with the first measured candidate's to f32
-/// rounding (relative error over the whole result at most 1e-4, as the tests measure it); a
-/// disagreeing candidate is warned about and not used. `measure` returns a candidate's time and
-/// result, or None for one that cannot run here. None when no candidate ran.
+/// The fastest of `candidates` whose result agrees with the first candidate's to f32 rounding
+/// (relative error over the whole result at most 1e-4, as the tests measure it); a disagreeing
+/// candidate is warned about and not used. `run_once(candidate, want_result)` runs a candidate
+/// once and returns its time and, when asked, its result; None for one that cannot run here.
+/// Each candidate first runs once untimed, giving its result; then [`TIMED_ROUNDS`] rounds time
+/// every candidate once in turn and each keeps its best. In turn rather than back to back: on a
+/// shared machine a slow spell of a few seconds then slows every candidate of a round alike
+/// instead of deciding between two (a fresh tune timing back to back once chose a product
+/// variant that ran 2x slower in the pass than the best; BENCHMARKS.md). None when no
+/// candidate ran.
 pub(crate) fn fastest_agreeing<C: Copy + std::fmt::Display>(
     family: &str,
     candidates: &[C],
-    mut measure: impl FnMut(C) -> crate::Result<Option<(Duration, Vec<f32>)>>,
+    mut run_once: impl FnMut(C, bool) -> crate::Result<Option<(Duration, Option<Vec<f32>>)>>,
 ) -> crate::Result<Option<C>> {
-    let mut best: Option<(C, Duration)> = None;
+    let mut agreeing = Vec::new();
     let mut first: Option<(C, Vec<f32>)> = None;
     for &candidate in candidates {
-        let Some((time, result)) = measure(candidate)? else {
+        let Some((_, result)) = run_once(candidate, true)? else {
             continue;
         };
+        let result = result.unwrap_or_default();
         match &first {
             None => first = Some((candidate, result)),
             Some((reference, expected)) => {
@@ -220,9 +222,17 @@ pub(crate) fn fastest_agreeing<C: Copy + std::fmt::Display>(
                 }
             }
         }
-        if best.is_none_or(|(_, t)| time < t) {
-            best = Some((candidate, time));
+        agreeing.push((candidate, Duration::MAX));
+    }
+    for _ in 0..TIMED_ROUNDS {
+        for (candidate, best) in agreeing.iter_mut() {
+            if let Some((time, _)) = run_once(*candidate, false)? {
+                *best = (*best).min(time);
+            }
         }
     }
-    Ok(best.map(|(c, _)| c))
+    Ok(agreeing
+        .into_iter()
+        .min_by_key(|&(_, time)| time)
+        .map(|(candidate, _)| candidate))
 }

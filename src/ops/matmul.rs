@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
-use crate::gpu::tune::{fastest_agreeing, probe_values, time_runs, TuneMode};
+use crate::gpu::tune::{fastest_agreeing, probe_values, timed, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::gpu::{WindowedDispatch, Work};
 
@@ -1465,13 +1465,14 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Re
                 || v.suits(ctx, &probe, &probe_layout, probe_direct)
         })
         .collect();
-    let chosen = fastest_agreeing("matmul variant", &candidates, |variant| {
-        let time = time_runs(|| {
+    let chosen = fastest_agreeing("matmul variant", &candidates, |variant, want_result| {
+        let (time, ()) = timed(|| {
             let mut encoder = ctx.encoder("tune matmul");
             product.record(ctx, &mut encoder, variant)?;
             ctx.submit_and_wait("tune matmul", encoder)
         })?;
-        Ok(Some((time, c.download(ctx)?)))
+        let result = want_result.then(|| c.download(ctx)).transpose()?;
+        Ok(Some((time, result)))
     })?;
     Ok(chosen.unwrap_or_else(|| default_variant(ctx, shape, layout, direct)))
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
-use crate::gpu::tune::{fastest_agreeing, time_runs, TuneMode};
+use crate::gpu::tune::{fastest_agreeing, timed, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
 use crate::ops::{
@@ -1143,19 +1143,17 @@ pub fn choose_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Re
 fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
     let probe = AttentionShape::new(1, 1, CHUNK_PROBE_ROWS, shape.d_qk, shape.d_v, true);
     let (q, k, v, d_o) = probe_inputs(ctx, &probe)?;
-    let chosen = fastest_agreeing("poly attention chunk", &CHUNK_CANDIDATES, |chunk| {
+    let chosen = fastest_agreeing("poly attention chunk", &CHUNK_CANDIDATES, |chunk, want| {
         let Ok(op) = PolyAttention::with_chunk(ctx, probe, degree, chunk) else {
             return Ok(None);
         };
-        let mut output = None;
-        let time = time_runs(|| {
+        let (time, o) = timed(|| {
             let saved = op.forward(ctx, &q, &k, &v)?;
             op.backward(ctx, &q, &k, &v, &saved, &d_o)?;
             ctx.synchronize()?;
-            output = Some(saved.o);
-            Ok(())
+            Ok(saved.o)
         })?;
-        output.map(|o| Ok((time, o.download(ctx)?))).transpose()
+        Ok(Some((time, want.then(|| o.download(ctx)).transpose()?)))
     })?;
     Ok(chosen.unwrap_or(PolyAttention::DEFAULT_CHUNK))
 }
