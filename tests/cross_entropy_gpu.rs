@@ -81,20 +81,21 @@ fn a_model_with_cross_entropy_matches_the_reference() {
 }
 
 /// A row whose target leads by 40: its loss, about 4e-18, is far below f32's epsilon; summed
-/// as ln(sum) it would round to 0. Both sides take ln(1 + the rest).
+/// as ln(sum) it would round to 0. Both sides take ln(1 + the rest). The targets' gradients
+/// are as tiny, and taken as minus the other terms over the sum.
 #[test]
 fn a_dominant_target_keeps_its_tiny_loss() {
     let Some(ctx) = common::gpu() else { return };
     let logits = [40.0f32, 0.0, -3.0, 37.5, 1.0, 2.0];
     let targets = [0, 0];
     let gpu_logits = GpuTensor::upload(&ctx, "logits", &[2, 3], &logits).unwrap();
-    let (loss, _) = cross_entropy(
+    let (loss, grad) = cross_entropy(
         &ctx,
         &gpu_logits,
         &Targets::new(&targets, -1, 2, 3).unwrap(),
     )
     .unwrap();
-    let (want, _) = reference(&widen(&logits), 3, &targets, -1);
+    let (want, want_grad) = reference(&widen(&logits), 3, &targets, -1);
     let exact = ((-40.0f64).exp() + (-43.0f64).exp()).ln_1p() / 2.0
         + ((-35.5f64).exp() + (-36.5f64).exp()).ln_1p() / 2.0;
     assert!(
@@ -105,6 +106,17 @@ fn a_dominant_target_keeps_its_tiny_loss() {
         (loss - want).abs() <= 1e-5 * want,
         "{loss:e} against {want:e}"
     );
+    // The targets' gradients are minus the other terms over the sum, far below either float's
+    // epsilon: 1 / sum - 1 would give 0 (a relative error of 1 over these rows).
+    let exact_target =
+        -((-40.0f64).exp() + (-43.0f64).exp()) / (1.0 + (-40.0f64).exp() + (-43.0f64).exp()) / 2.0;
+    assert!(
+        (want_grad[0] - exact_target).abs() <= 1e-12 * exact_target.abs(),
+        "reference dL/dl_00 {:e} against {exact_target:e}",
+        want_grad[0]
+    );
+    let err = relative_error(&grad.download(&ctx).unwrap(), &want_grad);
+    assert!(err <= 1e-5, "dL/dlogits relative error {err:.2e}");
 }
 
 #[test]
