@@ -84,7 +84,8 @@ pub const MATMUL_TILED: Kernel = Kernel {
     needs: Needs::Core,
 };
 
-/// The override constants of matmul_broadcast and matmul_subgroup.
+/// The override constants of the subgroup products (matmul_broadcast, matmul_subgroup and the
+/// 64-bit ones).
 const SUBGROUP_CONSTANTS: &[&str] = &[
     "TRANS_A",
     "TRANS_B",
@@ -198,15 +199,7 @@ pub const MATMUL_BROADCAST64: Kernel = Kernel {
     bindings: BROADCAST64_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &[
-        "TRANS_A",
-        "TRANS_B",
-        "VEC4",
-        "SUBGROUP",
-        "C_VEC4",
-        "ADD_INTO_C",
-        "ADD_BIAS",
-    ],
+    constants: SUBGROUP_CONSTANTS,
     source_constants: &[],
     needs: Needs::SubgroupsInt64,
 };
@@ -230,15 +223,7 @@ pub const MATMUL_BROADCAST64_KM: Kernel = Kernel {
     bindings: BROADCAST64_KM_BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &[
-        "TRANS_A",
-        "TRANS_B",
-        "VEC4",
-        "SUBGROUP",
-        "C_VEC4",
-        "ADD_INTO_C",
-        "ADD_BIAS",
-    ],
+    constants: SUBGROUP_CONSTANTS,
     source_constants: &[],
     needs: Needs::SubgroupsInt64,
 };
@@ -570,8 +555,6 @@ pub struct Matmul<'a> {
 }
 
 impl Matmul<'_> {
-    /// Refuses operands too small for the shape and layout, naming the tensor, and shapes the
-    /// kernels cannot index.
     /// The epilogue's override constants for one dispatch: `summed_on` when it adds into what an
     /// earlier dispatch stored (a later span or group of k), which adds C but not the bias again.
     fn epilogue_constants(&self, summed_on: bool) -> [(&'static str, f64); 2] {
@@ -583,6 +566,8 @@ impl Matmul<'_> {
         ]
     }
 
+    /// Refuses operands too small for the shape and layout, naming the tensor, and shapes the
+    /// kernels cannot index.
     fn check(&self) -> Result<()> {
         let Shape { batch, m, n, k } = self.shape;
         let l = &self.layout;
@@ -684,14 +669,8 @@ impl Matmul<'_> {
             ("TRANS_B", l.trans_b as u8 as f64),
             ("VEC4", l.vec4(shape) as u8 as f64),
         ]);
-        let stores_vec4 = matches!(
-            variant,
-            Variant::Broadcast64
-                | Variant::Broadcast64Km
-                | Variant::Broadcast
-                | Variant::Subgroup { .. }
-        );
-        if stores_vec4 {
+        let kernel = variant.kernel();
+        if kernel.constants.contains(&"C_VEC4") {
             constants.push(("C_VEC4", c_vec4(shape, l) as u8 as f64));
         }
         // Without a bias the slot still needs a buffer (a read-only one); it is never read.
@@ -717,26 +696,25 @@ impl Matmul<'_> {
             // Declared FLOPs: a multiply and an add per term of every sum.
             let terms =
                 (shape.batch * shape.m * shape.n) as u64 * (params.k_end - start as u32) as u64;
-            let (a, b) = match variant {
-                Variant::Broadcast64 => ("a8", "b8"),
-                Variant::Broadcast64Km => ("a8", "b4"),
-                _ => ("a", "b"),
-            };
-            let mut buffers = vec![
-                (a, &self.a.buffer),
-                (b, &self.b.buffer),
-                ("bias", &bias.buffer),
-                ("c", &self.c.buffer),
-            ];
-            if stores_vec4 {
-                buffers.push(("c4", &self.c.buffer));
-            }
-            if variant == Variant::Broadcast64Km {
-                buffers.push(("b8", &self.b.buffer));
-            }
+            // Every binding the kernel declares, by the tensor it views (A, B and C may be bound
+            // under several element types).
+            let buffers: Vec<(&str, &wgpu::Buffer)> = kernel
+                .bindings
+                .iter()
+                .filter_map(|decl| {
+                    let tensor = match decl.name {
+                        "a" | "a8" => self.a,
+                        "b" | "b8" | "b4" => self.b,
+                        "bias" => bias,
+                        "c" | "c4" => self.c,
+                        _ => return None,
+                    };
+                    Some((decl.name, &tensor.buffer))
+                })
+                .collect();
             ctx.run_counted(
                 encoder,
-                variant.kernel(),
+                kernel,
                 &span_constants,
                 &params,
                 &buffers,
@@ -1458,11 +1436,11 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Re
     };
     let candidates: Vec<Variant> = Variant::candidates(ctx)
         .into_iter()
-        .filter(|v| v.suits(ctx, shape, layout, probe_direct))
-        // The 64-bit variants need the probe's own dense strides aligned as well.
+        // The product's own class, and the probe it is timed on (whose dense strides may be
+        // aligned otherwise than the product's).
         .filter(|v| {
-            !matches!(v, Variant::Broadcast64 | Variant::Broadcast64Km)
-                || v.suits(ctx, &probe, &probe_layout, probe_direct)
+            v.suits(ctx, shape, layout, probe_direct)
+                && v.suits(ctx, &probe, &probe_layout, probe_direct)
         })
         .collect();
     let chosen = fastest_agreeing("matmul variant", &candidates, |variant, want_result| {
