@@ -375,3 +375,42 @@ fn pack_windows(
         packed[at + r * quads_k] = block[r];
     }
 }
+
+// ---- pack_k_contiguous: one K span of op(A) or op(B) copied dense, k contiguous -------------
+// For broadcast64-packed-16x4. Matrix e's line r of the span is at
+// (e * L + r) * window_k + (k - k_begin) floats, L = window_lines_a or _b (the lines rounded
+// up to 4; lines past the operand's last repeat it, their results are never stored), k past
+// k_end is 0. One invocation copies 4 lines by 4 k, the k quads fastest. Two divisions where
+// pack_windows makes ten: llvmpipe divides lane by lane, and pack_windows' divisions cost about
+// as much as its loads and stores.
+@compute @workgroup_size(WORKGROUP)
+fn pack_k_contiguous(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let line_quads = select(params.window_lines_a, params.window_lines_b, PACK_B) / 4u;
+    let quads_k = params.window_k / 4u;
+    let i = linear_id(wid, lid, nwg);
+    // (matrix, line quad) flattened, and the k quad.
+    let line_quad_all = i / quads_k;
+    let k_quad = i - line_quad_all * quads_k;
+    let e = line_quad_all / line_quads;
+    if (e >= params.batch) {
+        return;
+    }
+    let line0 = 4u * (line_quad_all - e * line_quads);
+    let k = params.k_begin + 4u * k_quad;
+    var block = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if (k < params.k_end) {
+        if (PACK_B) {
+            block = load_block4(operand_b(e), line0, k);
+        } else {
+            block = load_block4(operand_a(e), line0, k);
+        }
+    }
+    let at = 4u * line_quad_all * quads_k + k_quad;
+    for (var r = 0u; r < 4u; r++) {
+        packed[at + r * quads_k] = block[r];
+    }
+}

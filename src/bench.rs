@@ -230,63 +230,107 @@ pub fn matmul_flops(shape: &Shape) -> f64 {
     2.0 * shape.batch as f64 * shape.m as f64 * shape.n as f64 * shape.k as f64
 }
 
+/// A prepared product of `shape` (dense operands with the given transposes) on `variant`,
+/// with two input sets that alternate. The operands are windowable tensors where
+/// windows-direct-16x4 can run the product, as attention's are.
+struct MatmulRun {
+    shape: Shape,
+    layout: Layout,
+    variant: Variant,
+    operands: Vec<(GpuTensor, GpuTensor)>,
+    c: GpuTensor,
+    next: usize,
+}
+
+impl MatmulRun {
+    fn new(
+        ctx: &GpuContext,
+        shape: Shape,
+        (trans_a, trans_b): (bool, bool),
+        variant: Variant,
+    ) -> Result<Self> {
+        let layout = Layout::dense(&shape, trans_a, trans_b);
+        let len_a = shape.batch * shape.m * shape.k;
+        let len_b = shape.batch * shape.k * shape.n;
+        let windowable = direct_fits(ctx, &shape, &layout);
+        let upload = |name: &str, len: usize, values: Vec<f32>| {
+            if windowable {
+                GpuTensor::upload_windowable(ctx, name, &[len], &values)
+            } else {
+                GpuTensor::upload(ctx, name, &[len], &values)
+            }
+        };
+        let operands = (0..2u64)
+            .map(|seed| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                let mut values = |len: usize| -> Vec<f32> {
+                    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+                };
+                Ok((
+                    upload("a", len_a, values(len_a))?,
+                    upload("b", len_b, values(len_b))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let c = GpuTensor::output(ctx, "c", &[shape.batch * shape.m * shape.n])?;
+        Ok(MatmulRun {
+            shape,
+            layout,
+            variant,
+            operands,
+            c,
+            next: 0,
+        })
+    }
+
+    /// One product, waited for; returns its wall time.
+    fn run_once(&mut self, ctx: &GpuContext) -> Result<Duration> {
+        let (a, b) = &self.operands[self.next];
+        self.next = (self.next + 1) % self.operands.len();
+        let start = Instant::now();
+        let mut encoder = ctx.encoder("matmul bench");
+        Matmul {
+            shape: self.shape,
+            layout: self.layout,
+            epilogue: Epilogue::default(),
+            a,
+            b,
+            c: &self.c,
+            bias: None,
+        }
+        .record(ctx, &mut encoder, self.variant)?;
+        ctx.submit_and_wait("matmul bench", encoder)?;
+        Ok(start.elapsed())
+    }
+}
+
 /// Wall times of `reps` products of `shape` (dense operands with the given transposes) with
-/// `variant`, after a warm-up run; two input sets alternate. The operands are windowable
-/// tensors where windows-direct-16x4 can run the product, as attention's are.
+/// `variant`, after a warm-up run; two input sets alternate.
 pub fn median_matmul(
     ctx: &GpuContext,
     shape: Shape,
-    (trans_a, trans_b): (bool, bool),
+    transposes: (bool, bool),
     variant: Variant,
     reps: usize,
 ) -> Result<Timing> {
     ctx.set_poison_outputs(false);
-    let layout = Layout::dense(&shape, trans_a, trans_b);
-    let len_a = shape.batch * shape.m * shape.k;
-    let len_b = shape.batch * shape.k * shape.n;
-    let windowable = direct_fits(ctx, &shape, &layout);
-    let upload = |name: &str, len: usize, values: Vec<f32>| {
-        if windowable {
-            GpuTensor::upload_windowable(ctx, name, &[len], &values)
-        } else {
-            GpuTensor::upload(ctx, name, &[len], &values)
-        }
-    };
-    let operands = (0..2u64)
-        .map(|seed| {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let mut values = |len: usize| -> Vec<f32> {
-                (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
-            };
-            Ok((
-                upload("a", len_a, values(len_a))?,
-                upload("b", len_b, values(len_b))?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let c = GpuTensor::output(ctx, "c", &[shape.batch * shape.m * shape.n])?;
-    let mut once = |i: usize| -> Result<Duration> {
-        let (a, b) = &operands[i % 2];
-        let start = Instant::now();
-        let mut encoder = ctx.encoder("matmul bench");
-        Matmul {
-            shape,
-            layout,
-            epilogue: Epilogue::default(),
-            a,
-            b,
-            c: &c,
-            bias: None,
-        }
-        .record(ctx, &mut encoder, variant)?;
-        ctx.submit_and_wait("matmul bench", encoder)?;
-        Ok(start.elapsed())
-    };
-    once(0)?;
-    let times = (1..=reps.max(1))
-        .map(&mut once)
+    let mut run = MatmulRun::new(ctx, shape, transposes, variant)?;
+    run.run_once(ctx)?;
+    let times = (0..reps.max(1))
+        .map(|_| run.run_once(ctx))
         .collect::<Result<Vec<_>>>()?;
     Ok(Timing::of(times))
+}
+
+/// GPU time per kernel of one product (as [`median_matmul`] runs it), after a warm-up run.
+pub fn profile_matmul(
+    ctx: &GpuContext,
+    shape: Shape,
+    transposes: (bool, bool),
+    variant: Variant,
+) -> Result<Profile> {
+    let mut run = MatmulRun::new(ctx, shape, transposes, variant)?;
+    profile_pass(ctx, || run.run_once(ctx))
 }
 
 /// The sequence length exact attention is timed at to extrapolate a longer pass.

@@ -226,6 +226,42 @@ fn bench_times_the_matmul_core_and_writes_csv() {
     }
 }
 
+/// `--layout tn` times C = A^T B (a weight gradient's layout) over two K spans, every variant
+/// the adapter offers; with timestamps, `--profile` lists each one's kernels (packing included).
+#[test]
+fn bench_times_a_weight_gradient_layout_with_its_profile() {
+    let Some(ctx) = common::gpu() else { return };
+    let timestamps = ctx.adapter().timestamp_queries;
+    drop(ctx);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polygrad"));
+    command.env("POLYGRAD_TUNE", "off").args([
+        "bench", "--what", "matmul", "--layout", "tn", "--m", "24", "--cols", "40", "--k", "2056",
+        "--reps", "1",
+    ]);
+    if timestamps {
+        command.arg("--profile");
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("C [M, N] = A^T B"), "{stdout}");
+    assert!(stdout.contains("tuner's choice for matmul TN"), "{stdout}");
+    if timestamps {
+        assert!(stdout.contains("all kernels"), "{stdout}");
+        // Two K spans: every variant's kernel runs twice.
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains("matmul_reg registers-4x4") && l.contains("     2 ")),
+            "{stdout}"
+        );
+    }
+}
+
 #[test]
 fn bench_refuses_zero_reps_and_a_nan_bound() {
     // And a sampled check where no model runs (attention alone, by default).

@@ -11,8 +11,8 @@ mod train;
 use clap::{Parser, Subcommand};
 use polygrad::bench::{
     benchmark_model_config, benchmark_shape, matmul_flops, median_forward_backward, median_matmul,
-    median_model_forward_backward, profile_forward_backward, profile_model_forward_backward,
-    ModelRun, Timing,
+    median_model_forward_backward, profile_forward_backward, profile_matmul,
+    profile_model_forward_backward, ModelRun, Timing,
 };
 use polygrad::gpu::list_adapters;
 use polygrad::gpu::profile::Profile;
@@ -91,6 +91,9 @@ enum Command {
         /// Matrix product: N (the columns of C), comma-separated for several.
         #[arg(long = "cols", value_name = "N", value_delimiter = ',', default_values_t = [1024usize])]
         mat_n: Vec<usize>,
+        /// Matrix product: how the operands are stored (--what matmul).
+        #[arg(long, value_enum, default_value_t = MatmulLayout::Nt)]
+        layout: MatmulLayout,
         /// Matrix product: time only this variant (default: every one the adapter offers, then
         /// the tuner's choice).
         #[arg(long)]
@@ -106,7 +109,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         csv: Option<PathBuf>,
         /// After the timings, run each measured size once more with timestamp queries and
-        /// print the GPU time per kernel (attention and model).
+        /// print the GPU time per kernel (attention, model, and each variant of --what matmul).
         #[arg(long)]
         profile: bool,
         /// Draw time against n, log-log, one line per attention, into FILE (.svg or .png).
@@ -139,6 +142,38 @@ enum BenchWhat {
     Attention,
     Model,
     Matmul,
+}
+
+/// How `polygrad bench --what matmul` stores its operands: C = op(A) op(B).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum MatmulLayout {
+    /// C = A B^T, A [M, K], B [N, K]: a linear layer's forward (X W^T).
+    Nt,
+    /// C = A B, A [M, K], B [K, N]: its input gradient (dY W).
+    Nn,
+    /// C = A^T B, A [K, M], B [K, N]: its weight gradient (dY^T X), K the tokens.
+    Tn,
+}
+
+impl MatmulLayout {
+    /// (trans_a, trans_b) of [`Layout::dense`].
+    fn transposes(self) -> (bool, bool) {
+        match self {
+            MatmulLayout::Nt => (false, true),
+            MatmulLayout::Nn => (false, false),
+            MatmulLayout::Tn => (true, false),
+        }
+    }
+
+    fn formula(self) -> &'static str {
+        match self {
+            MatmulLayout::Nt => "C [M, N] = A [M, K] B^T, B [N, K] (a linear layer's forward)",
+            MatmulLayout::Nn => "C [M, N] = A [M, K] B, B [K, N] (a linear layer's input gradient)",
+            MatmulLayout::Tn => {
+                "C [M, N] = A^T B, A [K, M], B [K, N] (a linear layer's weight gradient)"
+            }
+        }
+    }
 }
 
 /// The loss setting of the command line.
@@ -203,6 +238,7 @@ fn main() -> ExitCode {
             mat_m,
             mat_k,
             mat_n,
+            layout,
             variant,
             reps,
             max_slope,
@@ -240,8 +276,9 @@ fn main() -> ExitCode {
                 bench_matmul(
                     adapter.as_deref(),
                     (mat_m, &mat_n, mat_k),
+                    layout,
                     variant.as_deref(),
-                    reps,
+                    (reps, profile),
                     csv,
                 )
             } else {
@@ -1200,8 +1237,9 @@ fn write_csv(path: &Path, rows: &[String]) -> polygrad::Result<()> {
 fn bench_matmul(
     adapter: Option<&str>,
     (m, cols, k): (usize, &[usize], usize),
+    matmul_layout: MatmulLayout,
     only: Option<&str>,
-    reps: usize,
+    (reps, profile): (usize, bool),
     csv: Option<&Path>,
 ) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
@@ -1215,7 +1253,7 @@ fn bench_matmul(
         None => Variant::candidates(&ctx),
     };
     println!("adapter: {}", ctx.adapter().label());
-    println!("C [M, N] = A [M, K] B^T, B [N, K] (a linear layer's forward), median of {reps}");
+    println!("{}, median of {reps}", matmul_layout.formula());
     println!(
         "{:>6} {:>6} {:>6} {:>16} {:>11} {:>9}",
         "M", "N", "K", "variant", "ms", "GFLOP/s"
@@ -1223,13 +1261,14 @@ fn bench_matmul(
     let mut rows = Vec::new();
     for &n in cols {
         let shape = Shape { batch: 1, m, n, k };
-        let layout = Layout::dense(&shape, false, true);
+        let (trans_a, trans_b) = matmul_layout.transposes();
+        let layout = Layout::dense(&shape, trans_a, trans_b);
         let direct = direct_fits(&ctx, &shape, &layout);
         for &variant in variants
             .iter()
             .filter(|v| only.is_some() || v.suits(&ctx, &shape, &layout, direct))
         {
-            let t = median_matmul(&ctx, shape, (false, true), variant, reps)?;
+            let t = median_matmul(&ctx, shape, (trans_a, trans_b), variant, reps)?;
             let gflops = matmul_flops(&shape) / t.median.as_secs_f64() / 1e9;
             println!(
                 "{m:>6} {n:>6} {k:>6} {variant:>16} {:>11.2} {gflops:>9.2}",
@@ -1241,13 +1280,15 @@ fn bench_matmul(
                 ms(t.min),
                 ms(t.max)
             ));
+            if profile {
+                print_profile(&profile_matmul(&ctx, shape, (trans_a, trans_b), variant)?);
+            }
         }
         if only.is_none() {
-            let layout = Layout::dense(&shape, false, true);
-            let chosen = choose(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout))?;
+            let chosen = choose(&ctx, &shape, &layout, direct)?;
             println!(
                 "tuner's choice for {}: {chosen}",
-                shape_class(&shape, &Layout::dense(&shape, false, true))
+                shape_class(&shape, &layout)
             );
         }
     }

@@ -141,6 +141,13 @@ pub const PACK_WINDOWS: Kernel = Kernel {
     needs: Needs::Core,
 };
 
+/// pack_k_contiguous: one K span of op(A) or op(B), dense and k-contiguous, for
+/// broadcast64-packed-16x4.
+pub const PACK_K_CONTIGUOUS: Kernel = Kernel {
+    entry: "pack_k_contiguous",
+    ..PACK_WINDOWS
+};
+
 /// The window bindings of matmul_windows: k windows 0..3 of op(A), then of op(B).
 const WINDOW_NAMES: [[&str; WINDOWS_PER_DISPATCH]; 2] =
     [["a0", "a1", "a2", "a3"], ["b0", "b1", "b2", "b3"]];
@@ -279,6 +286,10 @@ pub enum Variant {
     /// matmul_broadcast64 for op(B) stored k-major (C = A B or A^T B), 64-bit loads of op(A)
     /// and of op(B)'s rows ([`Layout::k_major8`]).
     Broadcast64Km,
+    /// matmul_broadcast64 on k-contiguous copies of op(A) and op(B), packed one K span at a
+    /// time (pack_windows): for layouts broadcast64-16x4 cannot read, whose k-major loads of
+    /// 4 floats cost more than the copy (a linear layer's weight gradient, K its tokens).
+    Packed64,
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
     Windows,
@@ -297,6 +308,7 @@ impl std::fmt::Display for Variant {
             Variant::Broadcast => write!(f, "broadcast-16x4"),
             Variant::Broadcast64 => write!(f, "broadcast64-16x4"),
             Variant::Broadcast64Km => write!(f, "broadcast64-km-16x4"),
+            Variant::Packed64 => write!(f, "broadcast64-packed-16x4"),
             Variant::Windows => write!(f, "windows-16x4"),
             Variant::Direct => write!(f, "windows-direct-16x4"),
         }
@@ -318,6 +330,7 @@ impl Variant {
         all.push(Variant::Broadcast);
         all.push(Variant::Broadcast64);
         all.push(Variant::Broadcast64Km);
+        all.push(Variant::Packed64);
         all.push(Variant::Windows);
         all.push(Variant::Direct);
         all.retain(|v| v.available(ctx));
@@ -334,7 +347,7 @@ impl Variant {
             Variant::Broadcast => {
                 ctx.has_subgroups() && ctx.adapter().subgroup_size == Some(BROADCAST_LANES)
             }
-            Variant::Broadcast64 | Variant::Broadcast64Km => {
+            Variant::Broadcast64 | Variant::Broadcast64Km | Variant::Packed64 => {
                 Variant::Broadcast.available(ctx) && ctx.has_int64()
             }
             Variant::Windows | Variant::Direct => {
@@ -364,6 +377,7 @@ impl Variant {
             Variant::Windows => windows_fit(ctx, shape),
             Variant::Broadcast64 => layout.vec8(shape),
             Variant::Broadcast64Km => layout.k_major8(shape),
+            Variant::Packed64 => !layout.vec8(shape) && packed_fits(ctx, shape),
             Variant::Direct => direct,
             _ => true,
         }
@@ -375,7 +389,7 @@ impl Variant {
             Variant::Tiled => &MATMUL_TILED,
             Variant::Subgroup { .. } => &MATMUL_SUBGROUP,
             Variant::Broadcast => &MATMUL_BROADCAST,
-            Variant::Broadcast64 => &MATMUL_BROADCAST64,
+            Variant::Broadcast64 | Variant::Packed64 => &MATMUL_BROADCAST64,
             Variant::Broadcast64Km => &MATMUL_BROADCAST64_KM,
             Variant::Windows | Variant::Direct => &MATMUL_WINDOWS,
         }
@@ -399,7 +413,10 @@ impl Variant {
             ),
             // Dispatched window by window (Matmul::record_windowed).
             Variant::Windows | Variant::Direct => (vec![], Grid::Workgroups(0)),
-            Variant::Broadcast | Variant::Broadcast64 | Variant::Broadcast64Km => {
+            Variant::Broadcast
+            | Variant::Broadcast64
+            | Variant::Broadcast64Km
+            | Variant::Packed64 => {
                 let lanes = BROADCAST_LANES as u64;
                 (
                     vec![("SUBGROUP", lanes as f64)],
@@ -660,8 +677,22 @@ impl Matmul<'_> {
         match variant {
             Variant::Windows => return self.record_windowed(ctx, encoder),
             Variant::Direct => return self.record_direct(ctx, encoder),
+            Variant::Packed64 => return self.record_packed(ctx, encoder),
             _ => {}
         }
+        let detail = format!("{variant}, {}", shape_class(&self.shape, &self.layout));
+        self.record_spans(ctx, encoder, variant, detail)
+    }
+
+    /// Records `variant`'s kernel over every K span (the checks done), the profile naming it
+    /// by `detail`.
+    fn record_spans(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        variant: Variant,
+        detail: String,
+    ) -> Result<()> {
         let (shape, l) = (&self.shape, &self.layout);
         let (mut constants, grid) = variant.constants_and_grid(ctx, shape);
         constants.extend([
@@ -721,12 +752,125 @@ impl Matmul<'_> {
                 grid,
                 Work {
                     flops: Some(2 * terms),
-                    detail: Some(format!("{variant}, {}", shape_class(shape, l))),
+                    detail: Some(detail.clone()),
                 },
             )?;
         }
         Ok(())
     }
+
+    /// broadcast64-packed-16x4: per K span, op(A) and op(B) copied k-contiguous (each matrix
+    /// `packed_geometry`'s lines by the span's k rounded up to 8, zeros past k), then
+    /// matmul_broadcast64 on the copies, each span after the first adding into C: the same
+    /// two-level sum as the other variants. The copies hold one span, whatever K.
+    fn record_packed(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let shape = &self.shape;
+        if !packed_fits(ctx, shape) {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "{} x {} x {} x {} (batch, m, n, k): the packed copies of a K span exceed                      max_storage_buffer_binding_size, so broadcast64-packed-16x4 cannot run it",
+                    shape.batch, shape.m, shape.n, shape.k
+                ),
+            ));
+        }
+        let detail = format!(
+            "{}, {}",
+            Variant::Packed64,
+            shape_class(shape, &self.layout)
+        );
+        // One pair of copies, sized for the longest span, packed again for each span: later
+        // packs wait for the product before them (wgpu orders the dispatches' accesses).
+        let widest = packed_geometry(shape, shape.k.min(K_SPAN));
+        let [packed_a, packed_b] = [false, true].map(|operand_b| {
+            let name = if operand_b {
+                "k-contiguous op(B)"
+            } else {
+                "k-contiguous op(A)"
+            };
+            GpuTensor::output(ctx, name, &[packed_len(&widest, operand_b)])
+        });
+        let (packed_a, packed_b) = (packed_a?, packed_b?);
+        for (i, start) in (0..shape.k).step_by(K_SPAN).enumerate() {
+            let end = (start + K_SPAN).min(shape.k);
+            let g = packed_geometry(shape, end - start);
+            let base = MatmulParams {
+                k_begin: start as u32,
+                k_end: end as u32,
+                ..self.window_params(&g)
+            };
+            self.pack_span(ctx, encoder, (&g, &base), false, &packed_a)?;
+            self.pack_span(ctx, encoder, (&g, &base), true, &packed_b)?;
+            let span = Matmul {
+                shape: Shape { k: g.k, ..*shape },
+                layout: Layout {
+                    trans_a: false,
+                    trans_b: true,
+                    lda: g.k,
+                    ldb: g.k,
+                    stride_a: g.lines_a * g.k,
+                    stride_b: g.lines_b * g.k,
+                    ..self.layout
+                },
+                epilogue: Epilogue {
+                    add_into_c: self.epilogue.add_into_c || i > 0,
+                    ..self.epilogue
+                },
+                bias: self.bias.filter(|_| i == 0),
+                a: &packed_a,
+                b: &packed_b,
+                c: self.c,
+            };
+            span.record_spans(ctx, encoder, Variant::Broadcast64, detail.clone())?;
+        }
+        ctx.hold_until_submit(packed_a);
+        ctx.hold_until_submit(packed_b);
+        Ok(())
+    }
+}
+
+/// broadcast64-packed-16x4's copies of one K span of `k` values: op(A) and op(B) each as
+/// dense k-contiguous matrices of lines rounded up to 4 (pack_windows packs 4 lines at once;
+/// lines past m or n repeat the last) by k rounded up to 8 (one window per matrix).
+fn packed_geometry(shape: &Shape, k: usize) -> WindowGeometry {
+    let k = k.next_multiple_of(8);
+    let (lines_a, lines_b) = (shape.m.next_multiple_of(4), shape.n.next_multiple_of(4));
+    let strides = |lines: usize| {
+        let matrix = (lines * k * 4) as u64;
+        WindowStrides {
+            group: matrix,
+            line: matrix,
+            k: matrix,
+        }
+    };
+    WindowGeometry {
+        k,
+        lines_a,
+        lines_b,
+        batch: 1,
+        batch_groups: shape.batch,
+        line_windows_a: 1,
+        line_windows_b: 1,
+        k_windows: 1,
+        strides_a: strides(lines_a),
+        strides_b: strides(lines_b),
+    }
+}
+
+/// Floats of broadcast64-packed-16x4's copy of op(A) (op(B)) in `g`: every matrix, dense (no
+/// uniform window is bound on it, so no window's slack past the last).
+fn packed_len(g: &WindowGeometry, operand_b: bool) -> usize {
+    let lines = if operand_b { g.lines_b } else { g.lines_a };
+    g.batch_groups * lines * g.k
+}
+
+/// Whether broadcast64-packed-16x4's copies of a K span fit a storage binding here.
+fn packed_fits(ctx: &GpuContext, shape: &Shape) -> bool {
+    let g = packed_geometry(shape, shape.k.min(K_SPAN));
+    let max = ctx.limits().max_storage_buffer_binding_size;
+    [false, true]
+        .iter()
+        .all(|&b| (packed_len(&g, b) as u64 * 4) <= max)
 }
 
 /// How matmul_windows sees a product: k per window, lines of op(A) and of op(B) per matrix in
@@ -950,24 +1094,37 @@ impl std::iter::Sum for Packing {
 }
 
 impl Packing {
-    /// The packed copies of op(A) and op(B) that windows-16x4 allocates for this product
-    /// where it may run it (nothing elsewhere). They live until the encoder that records the
-    /// product is submitted.
+    /// The packed copies of op(A) and op(B) that windows-16x4 or broadcast64-packed-16x4
+    /// allocates for this product where it may run it (the larger of the two; nothing where
+    /// neither may). They live until the encoder that records the product is submitted.
     pub fn of(ctx: &GpuContext, shape: &Shape) -> Packing {
-        if !windows_fit(ctx, shape) {
-            return Packing::default();
+        let copies = |lens: [usize; 2]| -> Packing {
+            lens.iter()
+                .map(|&len| {
+                    let bytes = GpuTensor::padded_bytes(len as u64);
+                    Packing {
+                        total: bytes,
+                        largest: bytes,
+                    }
+                })
+                .sum()
+        };
+        let windows = if windows_fit(ctx, shape) {
+            let g = WindowGeometry::of(ctx, shape);
+            copies([false, true].map(|b| g.packed_len(b)))
+        } else {
+            Packing::default()
+        };
+        let packed = if Variant::Packed64.available(ctx) && packed_fits(ctx, shape) {
+            let g = packed_geometry(shape, shape.k.min(K_SPAN));
+            copies([false, true].map(|b| packed_len(&g, b)))
+        } else {
+            Packing::default()
+        };
+        Packing {
+            total: windows.total.max(packed.total),
+            largest: windows.largest.max(packed.largest),
         }
-        let geometry = WindowGeometry::of(ctx, shape);
-        [false, true]
-            .iter()
-            .map(|&b| {
-                let bytes = GpuTensor::padded_bytes(geometry.packed_len(b) as u64);
-                Packing {
-                    total: bytes,
-                    largest: bytes,
-                }
-            })
-            .sum()
     }
 
     /// `times` products' worth of these packed copies.
@@ -1129,7 +1286,6 @@ impl Matmul<'_> {
         base: &MatmulParams,
         operand_b: bool,
     ) -> Result<GpuTensor> {
-        let l = &self.layout;
         let name = if operand_b {
             "packed op(B)"
         } else {
@@ -1145,24 +1301,69 @@ impl Matmul<'_> {
         // One invocation per 4 lines by 4 k of every window.
         let windows = g.batch_groups * line_windows * g.k_windows;
         let quads = (windows * g.batch * lines * g.k / 16) as u64;
+        self.run_pack(
+            ctx,
+            encoder,
+            (&PACK_WINDOWS, &params),
+            operand_b,
+            &tensor,
+            quads,
+        )?;
+        Ok(tensor)
+    }
+
+    /// Records pack_k_contiguous: the span `base` gives of op(A) or op(B) into `tensor`, laid
+    /// out as `g` says ([`packed_geometry`]).
+    fn pack_span(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        (g, base): (&WindowGeometry, &MatmulParams),
+        operand_b: bool,
+        tensor: &GpuTensor,
+    ) -> Result<()> {
+        let lines = if operand_b { g.lines_b } else { g.lines_a };
+        // One invocation per 4 lines by 4 k of every matrix.
+        let quads = (g.batch_groups * lines * g.k / 16) as u64;
+        self.run_pack(
+            ctx,
+            encoder,
+            (&PACK_K_CONTIGUOUS, base),
+            operand_b,
+            tensor,
+            quads,
+        )
+    }
+
+    /// One dispatch of a packing kernel (pack_windows or pack_k_contiguous) copying op(A) or
+    /// op(B) into `tensor`, one invocation per 4 lines by 4 k.
+    fn run_pack(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        (kernel, params): (&Kernel, &MatmulParams),
+        operand_b: bool,
+        tensor: &GpuTensor,
+        quads: u64,
+    ) -> Result<()> {
+        let l = &self.layout;
         ctx.run(
             encoder,
-            &PACK_WINDOWS,
+            kernel,
             &[
                 ("TRANS_A", l.trans_a as u8 as f64),
                 ("TRANS_B", l.trans_b as u8 as f64),
                 ("VEC4", l.vec4(&self.shape) as u8 as f64),
                 ("PACK_B", operand_b as u8 as f64),
             ],
-            &params,
+            params,
             &[
                 ("a", &self.a.buffer),
                 ("b", &self.b.buffer),
                 ("packed", &tensor.buffer),
             ],
             Grid::Invocations(quads),
-        )?;
-        Ok(tensor)
+        )
     }
 
     /// Every dispatch of matmul_windows, per window of op(A)'s lines and of op(B)'s. Each
@@ -1255,6 +1456,7 @@ impl std::str::FromStr for Variant {
             "broadcast-16x4" => Ok(Variant::Broadcast),
             "broadcast64-16x4" => Ok(Variant::Broadcast64),
             "broadcast64-km-16x4" => Ok(Variant::Broadcast64Km),
+            "broadcast64-packed-16x4" => Ok(Variant::Packed64),
             "windows-16x4" => Ok(Variant::Windows),
             "windows-direct-16x4" => Ok(Variant::Direct),
             _ => s

@@ -283,6 +283,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::MATMUL_BROADCAST64_KM,
     &matmul::MATMUL_BROADCAST,
     &matmul::PACK_WINDOWS,
+    &matmul::PACK_K_CONTIGUOUS,
     &matmul::MATMUL_WINDOWS,
     &linear::BIAS_GRAD,
     &certificate::SPAN_MAXIMA,
