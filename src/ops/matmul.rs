@@ -769,7 +769,9 @@ impl Matmul<'_> {
             return Err(Error::shape(
                 "matmul",
                 format!(
-                    "{} x {} x {} x {} (batch, m, n, k): the packed copies of a K span exceed                      max_storage_buffer_binding_size, so broadcast64-packed-16x4 cannot run it",
+                    "{} x {} x {} x {} (batch, m, n, k) does not run on broadcast64-packed-16x4 \
+                     (more than {BATCHED} matrices, or copies of a K span above \
+                     max_storage_buffer_binding_size)",
                     shape.batch, shape.m, shape.n, shape.k
                 ),
             ));
@@ -864,13 +866,16 @@ fn packed_len(g: &WindowGeometry, operand_b: bool) -> usize {
     g.batch_groups * lines * g.k
 }
 
-/// Whether broadcast64-packed-16x4's copies of a K span fit a storage binding here.
+/// Whether broadcast64-packed-16x4 may run this product here: few matrices (as for
+/// windows-16x4: a batch of small products reads each operand a few times, so copying it costs
+/// about what the copy saves), and copies of a K span that fit a storage binding.
 fn packed_fits(ctx: &GpuContext, shape: &Shape) -> bool {
     let g = packed_geometry(shape, shape.k.min(K_SPAN));
     let max = ctx.limits().max_storage_buffer_binding_size;
-    [false, true]
-        .iter()
-        .all(|&b| (packed_len(&g, b) as u64 * 4) <= max)
+    shape.batch <= BATCHED
+        && [false, true]
+            .iter()
+            .all(|&b| (packed_len(&g, b) as u64 * 4) <= max)
 }
 
 /// How matmul_windows sees a product: k per window, lines of op(A) and of op(B) per matrix in
