@@ -329,6 +329,22 @@ fn matmul_tiled(
     }
 }
 
+// Lines line0..line0+3 of op(A) (op(B) with PACK_B) of matrix `batch` at k..k+3 (0 past
+// k_end), stored as 4 vec4s of `packed` from vec4 `at`, a line every `stride` vec4s.
+fn pack_block(batch: u32, line0: u32, k: u32, at: u32, stride: u32) {
+    var block = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if (k < params.k_end) {
+        if (PACK_B) {
+            block = load_block4(operand_b(batch), line0, k);
+        } else {
+            block = load_block4(operand_a(batch), line0, k);
+        }
+    }
+    for (var r = 0u; r < 4u; r++) {
+        packed[at + r * stride] = block[r];
+    }
+}
+
 // ---- pack_windows: op(A) or op(B) copied into uniform windows for matmul_windows -------------
 // A window holds window_batch matrices (consecutive batches), each as L lines (L =
 // window_lines_a or _b) at K k (K = window_k); window (batch group g, line window lw, k window
@@ -362,18 +378,8 @@ fn pack_windows(
     let k = (window % k_windows) * params.window_k + 4u * k_quad;
     let line0 = ((window / k_windows) % line_windows) * per_window + 4u * line_quad;
     let batch = min((window / (k_windows * line_windows)) * params.window_batch + e, params.batch - 1u);
-    var block = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    if (k < params.k_end) {
-        if (PACK_B) {
-            block = load_block4(operand_b(batch), line0, k);
-        } else {
-            block = load_block4(operand_a(batch), line0, k);
-        }
-    }
     let at = window * params.window_stride + (e * per_window + 4u * line_quad) * quads_k + k_quad;
-    for (var r = 0u; r < 4u; r++) {
-        packed[at + r * quads_k] = block[r];
-    }
+    pack_block(batch, line0, k, at, quads_k);
 }
 
 // ---- pack_k_contiguous: one K span of op(A) or op(B) copied dense, k contiguous -------------
@@ -381,8 +387,8 @@ fn pack_windows(
 // (e * L + r) * window_k + (k - k_begin) floats, L = window_lines_a or _b (the lines rounded
 // up to 4; lines past the operand's last repeat it, their results are never stored), k past
 // k_end is 0. One invocation copies 4 lines by 4 k, the k quads fastest. Two divisions where
-// pack_windows makes ten: llvmpipe divides lane by lane, and pack_windows' divisions cost about
-// as much as its loads and stores.
+// pack_windows makes ten (llvmpipe divides lane by lane): 14.4 ms against 16.2 for the same
+// copy (BENCHMARKS.md).
 @compute @workgroup_size(WORKGROUP)
 fn pack_k_contiguous(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -401,16 +407,5 @@ fn pack_k_contiguous(
     }
     let line0 = 4u * (line_quad_all - e * line_quads);
     let k = params.k_begin + 4u * k_quad;
-    var block = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    if (k < params.k_end) {
-        if (PACK_B) {
-            block = load_block4(operand_b(e), line0, k);
-        } else {
-            block = load_block4(operand_a(e), line0, k);
-        }
-    }
-    let at = 4u * line_quad_all * quads_k + k_quad;
-    for (var r = 0u; r < 4u; r++) {
-        packed[at + r * quads_k] = block[r];
-    }
+    pack_block(e, line0, k, 4u * line_quad_all * quads_k + k_quad, quads_k);
 }
