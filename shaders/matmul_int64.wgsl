@@ -70,32 +70,26 @@ fn matmul_broadcast64(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
-    // Past the last block a subgroup still runs the broadcasts with its lanes, and stores nothing.
-    let live = origin.x < params.batch;
-    let batch = min(origin.x, params.batch - 1u);
-    let op_a = operand_a(batch);
-    let op_b = operand_b(batch);
-    let col0 = 4u * lane;
+    let blk = lane_block(wid, lid, nwg, lane);
     // Indexed by constants only (matmul_windows' accumulate), so they stay in registers.
     var acc: array<vec4<f32>, 16>;
     for (var k = params.k_begin; k < params.k_end; k += 8u) {
-        let lo = load_k8(op_a, origin.y + lane, k);
-        let hi = load_k8(op_a, origin.y + 8u + lane, k);
-        let c0 = load_k8(op_b, origin.z + col0, k);
-        let c1 = load_k8(op_b, origin.z + col0 + 1u, k);
-        let c2 = load_k8(op_b, origin.z + col0 + 2u, k);
-        let c3 = load_k8(op_b, origin.z + col0 + 3u, k);
+        let lo = load_k8(blk.op_a, blk.row + lane, k);
+        let hi = load_k8(blk.op_a, blk.row + 8u + lane, k);
+        let c0 = load_k8(blk.op_b, blk.col, k);
+        let c1 = load_k8(blk.op_b, blk.col + 1u, k);
+        let c2 = load_k8(blk.op_b, blk.col + 2u, k);
+        let c3 = load_k8(blk.op_b, blk.col + 3u, k);
         // k..k+3, then k+4..k+7: matmul_broadcast's two steps.
         accumulate(&acc, first4(lo), first4(hi),
                    array<vec4<f32>, 4>(first4(c0), first4(c1), first4(c2), first4(c3)));
         accumulate(&acc, second4(lo), second4(hi),
                    array<vec4<f32>, 4>(second4(c0), second4(c1), second4(c2), second4(c3)));
     }
-    if (!live) {
+    if (!blk.live) {
         return;
     }
-    store_block16(batch, origin.y, origin.z + col0, acc);
+    store_block16(blk.batch, blk.row, blk.col, acc);
 }
 
 // ---- matmul_broadcast64_km: matmul_broadcast64 with op(B) stored k-major --------------------
@@ -152,30 +146,23 @@ fn matmul_broadcast64_km(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
-    // Past the last block a subgroup still runs the broadcasts with its lanes, and stores nothing.
-    let live = origin.x < params.batch;
-    let batch = min(origin.x, params.batch - 1u);
-    let op_a = operand_a(batch);
-    let op_b = operand_b(batch);
-    let r = origin.y;
-    let cc = origin.z + 4u * lane;
+    let blk = lane_block(wid, lid, nwg, lane);
     // Indexed by constants only, so they stay in registers.
     var acc: array<vec4<f32>, 16>;
     for (var k = params.k_begin; k < params.k_end; k += 8u) {
         let b = array<vec4<f32>, 8>(
-            load_cols4(op_b, cc, k + 0u),
-            load_cols4(op_b, cc, k + 1u),
-            load_cols4(op_b, cc, k + 2u),
-            load_cols4(op_b, cc, k + 3u),
-            load_cols4(op_b, cc, k + 4u),
-            load_cols4(op_b, cc, k + 5u),
-            load_cols4(op_b, cc, k + 6u),
-            load_cols4(op_b, cc, k + 7u));
+            load_cols4(blk.op_b, blk.col, k + 0u),
+            load_cols4(blk.op_b, blk.col, k + 1u),
+            load_cols4(blk.op_b, blk.col, k + 2u),
+            load_cols4(blk.op_b, blk.col, k + 3u),
+            load_cols4(blk.op_b, blk.col, k + 4u),
+            load_cols4(blk.op_b, blk.col, k + 5u),
+            load_cols4(blk.op_b, blk.col, k + 6u),
+            load_cols4(blk.op_b, blk.col, k + 7u));
         if (TRANS_A) {
             // s_j (t_j): rows 0..7 (8..15) at k + j, from lane j.
-            let lo = load_lines8(op_a, r, k + lane);
-            let hi = load_lines8(op_a, r + 8u, k + lane);
+            let lo = load_lines8(blk.op_a, blk.row, k + lane);
+            let hi = load_lines8(blk.op_a, blk.row + 8u, k + lane);
             let s0 = halves(subgroupBroadcast(lo, 0u));
             let t0 = halves(subgroupBroadcast(hi, 0u));
             let s1 = halves(subgroupBroadcast(lo, 1u));
@@ -210,8 +197,8 @@ fn matmul_broadcast64_km(
             acc[15] = add_row8(acc[15], array<f32, 8>(t0[7], t1[7], t2[7], t3[7], t4[7], t5[7], t6[7], t7[7]), b);
         } else {
             // Row i at the 8 k, from lane i % 8.
-            let lo = load_k8(op_a, r + lane, k);
-            let hi = load_k8(op_a, r + 8u + lane, k);
+            let lo = load_k8(blk.op_a, blk.row + lane, k);
+            let hi = load_k8(blk.op_a, blk.row + 8u + lane, k);
             acc[0] = add_row8(acc[0], halves(subgroupBroadcast(lo, 0u)), b);
             acc[1] = add_row8(acc[1], halves(subgroupBroadcast(lo, 1u)), b);
             acc[2] = add_row8(acc[2], halves(subgroupBroadcast(lo, 2u)), b);
@@ -230,8 +217,8 @@ fn matmul_broadcast64_km(
             acc[15] = add_row8(acc[15], halves(subgroupBroadcast(hi, 7u)), b);
         }
     }
-    if (!live) {
+    if (!blk.live) {
         return;
     }
-    store_block16(batch, r, cc, acc);
+    store_block16(blk.batch, blk.row, blk.col, acc);
 }

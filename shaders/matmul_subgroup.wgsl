@@ -134,6 +134,26 @@ fn broadcast16(lo: vec4<f32>, hi: vec4<f32>) -> array<vec4<f32>, 16> {
         subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
 }
 
+// What a lane of matmul_broadcast, _broadcast64 or _broadcast64_km works on: its subgroup's
+// 16 x 32 block of C (rows row..row+15, the lane's columns col..col+3) and the operands of its
+// matrix. Past the last block a subgroup still runs the broadcasts with its lanes (on the last
+// matrix) and stores nothing: `live` is false.
+struct LaneBlock {
+    live: bool,
+    batch: u32,
+    row: u32,
+    col: u32,
+    op_a: Operand,
+    op_b: Operand,
+}
+
+fn lane_block(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, lane: u32) -> LaneBlock {
+    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
+    let batch = min(origin.x, params.batch - 1u);
+    return LaneBlock(origin.x < params.batch, batch, origin.y, origin.z + 4u * lane,
+                     operand_a(batch), operand_b(batch));
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn matmul_broadcast(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -141,22 +161,16 @@ fn matmul_broadcast(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
-    // Past the last block a subgroup still runs the broadcasts with its lanes, and stores nothing.
-    let live = origin.x < params.batch;
-    let batch = min(origin.x, params.batch - 1u);
-    let op_a = operand_a(batch);
-    let op_b = operand_b(batch);
-    let col0 = 4u * lane;
+    let blk = lane_block(wid, lid, nwg, lane);
     // Accumulators as separate variables (see matmul_subgroup).
     var acc0: vec4<f32>; var acc1: vec4<f32>; var acc2: vec4<f32>; var acc3: vec4<f32>;
     var acc4: vec4<f32>; var acc5: vec4<f32>; var acc6: vec4<f32>; var acc7: vec4<f32>;
     var acc8: vec4<f32>; var acc9: vec4<f32>; var acc10: vec4<f32>; var acc11: vec4<f32>;
     var acc12: vec4<f32>; var acc13: vec4<f32>; var acc14: vec4<f32>; var acc15: vec4<f32>;
     for (var k = params.k_begin; k < params.k_end; k += 4u) {
-        var rows = broadcast16(load_share(op_a, origin.y, 16u, lane, 0u, k),
-                               load_share(op_a, origin.y, 16u, lane, 1u, k));
-        if (op_a.k_major) {
+        var rows = broadcast16(load_share(blk.op_a, blk.row, 16u, lane, 0u, k),
+                               load_share(blk.op_a, blk.row, 16u, lane, 1u, k));
+        if (blk.op_a.k_major) {
             // Element e holds lines 4 (e % 4).. at k + e / 4: regroup to lines at k..k+3.
             let by_k = rows;
             for (var g = 0u; g < 4u; g++) {
@@ -166,7 +180,7 @@ fn matmul_broadcast(
                 }
             }
         }
-        let cols = load_block4(op_b, origin.z + col0, k);
+        let cols = load_block4(blk.op_b, blk.col, k);
         acc0 += dots4(rows[0], cols);
         acc1 += dots4(rows[1], cols);
         acc2 += dots4(rows[2], cols);
@@ -184,10 +198,10 @@ fn matmul_broadcast(
         acc14 += dots4(rows[14], cols);
         acc15 += dots4(rows[15], cols);
     }
-    if (live) {
+    if (blk.live) {
         let acc = array<vec4<f32>, 16>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15);
         for (var i = 0u; i < 16u; i++) {
-            store_row4(batch, origin.y + i, origin.z + col0, acc[i]);
+            store_row4(blk.batch, blk.row + i, blk.col, acc[i]);
         }
     }
 }

@@ -282,11 +282,7 @@ fn check_direct_cases(
 #[test]
 fn windows_direct_matches_f64_where_it_runs() {
     let Some(ctx) = common::gpu() else { return };
-    if !Variant::Direct.available(&ctx) {
-        eprintln!(
-            "windows-direct-16x4 is not offered on {}",
-            ctx.adapter().label()
-        );
+    if !offered(&ctx, Variant::Direct) {
         return;
     }
     let mut rng = common::fresh_rng("matmul windows-direct");
@@ -303,7 +299,7 @@ fn windows_direct_matches_f64_where_it_runs() {
 #[test]
 fn windows_direct_reads_b_k_major_where_it_fits() {
     let Some(ctx) = common::gpu() else { return };
-    if !Variant::Direct.available(&ctx) {
+    if !offered(&ctx, Variant::Direct) {
         return;
     }
     let mut rng = common::fresh_rng("matmul windows-direct k-major");
@@ -471,11 +467,7 @@ fn long_sums_over_several_spans() {
 #[test]
 fn broadcast64_matches_f64_where_it_runs() {
     let Some(ctx) = common::gpu() else { return };
-    if !Variant::Broadcast64.available(&ctx) {
-        eprintln!(
-            "broadcast64-16x4 is not offered on {} (no SHADER_INT64 or no 8-lane subgroups)",
-            ctx.adapter().label()
-        );
+    if !offered(&ctx, Variant::Broadcast64) {
         return;
     }
     let mut rng = common::fresh_rng("matmul broadcast64");
@@ -518,6 +510,16 @@ fn broadcast64_matches_f64_where_it_runs() {
     assert_refused(&ctx, shape, layout, Variant::Broadcast64, "multiples of 8");
 }
 
+/// Whether the adapter offers `variant`; says so where it does not (the test then checks
+/// nothing there).
+fn offered(ctx: &GpuContext, variant: Variant) -> bool {
+    let available = variant.available(ctx);
+    if !available {
+        eprintln!("{variant} is not offered on {}", ctx.adapter().label());
+    }
+    available
+}
+
 /// `variant` refuses the product by an error that says `why`.
 fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Variant, why: &str) {
     let len = 64;
@@ -547,11 +549,7 @@ fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Varia
 #[test]
 fn broadcast64_km_matches_f64_where_it_runs() {
     let Some(ctx) = common::gpu() else { return };
-    if !Variant::Broadcast64Km.available(&ctx) {
-        eprintln!(
-            "broadcast64-km-16x4 is not offered on {} (no SHADER_INT64 or no 8-lane subgroups)",
-            ctx.adapter().label()
-        );
+    if !offered(&ctx, Variant::Broadcast64Km) {
         return;
     }
     let mut rng = common::fresh_rng("matmul broadcast64-km");
@@ -611,8 +609,7 @@ fn broadcast64_km_matches_f64_where_it_runs() {
 #[test]
 fn windows_reruns_are_bit_identical() {
     let Some(ctx) = common::gpu() else { return };
-    if !Variant::Windows.available(&ctx) {
-        eprintln!("windows-16x4 is not offered on {}", ctx.adapter().label());
+    if !offered(&ctx, Variant::Windows) {
         return;
     }
     let mut rng = common::fresh_rng("matmul windows reruns");
