@@ -286,9 +286,10 @@ pub enum Variant {
     /// matmul_broadcast64 for op(B) stored k-major (C = A B or A^T B), 64-bit loads of op(A)
     /// and of op(B)'s rows ([`Layout::k_major8`]).
     Broadcast64Km,
-    /// matmul_broadcast64 on k-contiguous copies of op(A) and op(B), packed one K span at a
-    /// time (pack_windows): for layouts broadcast64-16x4 cannot read, whose k-major loads of
-    /// 4 floats cost more than the copy (a linear layer's weight gradient, K its tokens).
+    /// matmul_broadcast64 on k-contiguous copies of op(A) and op(B), copied one K span at a
+    /// time (pack_k_contiguous): for products of at most 4 matrices in layouts
+    /// broadcast64-16x4 cannot read, where the copy may cost less than k-major loads of 4
+    /// floats (a linear layer's weight gradient, K its tokens).
     Packed64,
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
