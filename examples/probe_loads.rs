@@ -1,5 +1,6 @@
 //! What one memory access costs a kernel on this adapter, in core-nanoseconds per 8 lanes
-//! (the machine's 2 cores assumed): a vec4 load from a storage buffer and from a uniform buffer,
+//! (the machine's 2 cores assumed): a vec4 and an f32 load from a storage buffer, a vec4 load
+//! from a uniform buffer,
 //! a store of an f32, of a vec4 and of a vec4 as two u64s, a texel of an rgba32float texture,
 //! against a loop with no access. llvmpipe loads storage lane by
 //! lane and uniforms by a gather, which is why the windows-16x4 product packs its operands into
@@ -14,6 +15,7 @@ const GROUPS: u32 = 512;
 fn shader(kind: &str) -> String {
     let decl = match kind {
         "storage" => "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;",
+        "storage_f32" => "@group(0) @binding(0) var<storage, read> src: array<f32>;",
         "store_f32" => "@group(0) @binding(0) var<storage, read_write> dst: array<f32>;",
         "store_vec4" => "@group(0) @binding(0) var<storage, read_write> dst: array<vec4<f32>>;",
         "uniform" | "uniform_same" => {
@@ -39,6 +41,15 @@ fn g(w: u64) -> f32 { return bitcast<f32>(u32(w >> 32u)); }
 fn unpack(w: vec2<u64>) -> vec4<f32> { return vec4<f32>(f(w.x), g(w.x), f(w.y), g(w.y)); }"
         }
         "texture" => "@group(0) @binding(0) var src: texture_2d<f32>;",
+        // A private array indexed at run time, by an index the same in every lane (as the row
+        // kernels walk their rows): one store and one load per access.
+        "private" => {
+            "var<private> row: array<f32, 65>;
+fn touch(i: u32, lid: u32) -> vec4<f32> {
+    row[(i * 5u) & 63u] = f32(lid);
+    return vec4<f32>(row[(i * 7u + 3u) & 63u]);
+}"
+        }
         "store_u64x2" => {
             "@group(0) @binding(0) var<storage, read_write> dst: array<vec2<u64>>;
 fn pack(v: vec4<f32>) -> vec2<u64> {
@@ -54,12 +65,15 @@ fn pack(v: vec4<f32>) -> vec2<u64> {
         // The same address in every lane of the workgroup.
         "storage_same" | "uniform_same" => "src[(i * 4u + wid.x) & 4095u]",
         "none" => "vec4<f32>(f32(i), f32(lid), 1.0, 2.0)",
+        // One float, as the row kernels load their rows.
+        "storage_f32" => "vec4<f32>(src[(lid * 33u + i * 4u + wid.x) & 16383u])",
         // Two vec4<f32> loads (8 floats), to set beside one vec4<u64> load.
         "storage_x2" => {
             "src[(lid * 33u + i * 4u + wid.x) & 4095u] + src[(lid * 33u + i * 4u + wid.x + 1u) & 4095u]"
         }
         "storage_u64" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 2047u])",
         "storage_u64x2" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 4095u])",
+        "private" => "touch(i, lid)",
         "store_f32" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc.x",
         "store_vec4" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc",
         "store_u64x2" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = pack(acc)",
@@ -154,6 +168,7 @@ fn main() {
     for kind in [
         "none",
         "storage",
+        "storage_f32",
         "storage_same",
         "uniform",
         "uniform_same",
@@ -164,6 +179,7 @@ fn main() {
         "storage_u64x2",
         "texture",
         "store_u64x2",
+        "private",
     ] {
         if kind.contains("_u64") && !device.features().contains(wgpu::Features::SHADER_INT64) {
             println!("{kind:14} skipped: the adapter has no SHADER_INT64");
@@ -192,7 +208,7 @@ fn main() {
             resource: out.as_entire_binding(),
         }];
         match kind {
-            "none" => {}
+            "none" | "private" => {}
             "texture" => entries.push(wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::TextureView(&texture_view),

@@ -361,8 +361,29 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- the diagonal blocks ---------------------------------------------------------------------
 
-// One invocation per row of a block (the blocks' rows one after the other), looping over its
-// columns: an invocation per element spent most of its time on the divisions that place it.
+// The taylor kernels load and store whole vec4s of the blocks (C is a multiple of 4): they do
+// little but load and store, and with an f32 a step they ran 1.3-1.6x slower (BENCHMARKS.md).
+// An invocation per block row (taylor_weights) or per 4 block rows (taylor_grads) loops over
+// the row's vec4s.
+
+// The scores and P or P^T as vec4s: second bindings of x and aux; dL/dP as out4.
+@group(0) @binding(8) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> aux4: array<vec4<f32>>;
+
+// taylor_exp of each component, in the same operations.
+fn taylor_exp4(s: vec4<f32>, degree: u32) -> vec4<f32> {
+    var acc = vec4<f32>(1.0);
+    for (var i = 0u; i < degree; i++) {
+        acc = 1.0 + acc * s / f32(degree - i);
+    }
+    return acc;
+}
+
+// Whether columns b..b+3 of block row a lie on or below the diagonal.
+fn kept(b: u32, a: u32) -> vec4<bool> {
+    return vec4<u32>(b, b + 1u, b + 2u, b + 3u) <= vec4<u32>(a);
+}
 
 // One invocation per block row a of the scores x [heads * n_chunks, C, C]: P_g(s / sqrt(d))
 // on and below the diagonal (b <= a), 0 above, into aux (the scores are kept for the backward).
@@ -375,33 +396,44 @@ fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let a = block_row % params.chunk;
-    let row = block_row * params.chunk;
-    for (var b = 0u; b < params.chunk; b++) {
-        let w = taylor_exp(x[row + b] * params.logit_scale, DEGREE);
-        aux[row + b] = select(0.0, w, b <= a);
+    let row4 = block_row * (params.chunk / 4u);
+    for (var b4 = 0u; b4 < params.chunk / 4u; b4++) {
+        let w = taylor_exp4(x4[row4 + b4] * params.logit_scale, DEGREE);
+        aux4[row4 + b4] = select(vec4<f32>(0.0), w, kept(4u * b4, a));
     }
 }
 
-// One invocation per block row a: with dW = dL/dP in out and the scores in x, writes
+// One invocation per 4 block rows a..a+3: with dW = dL/dP in out and the scores in x, writes
 // dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux with each block transposed (P_c^T, so that
-// dV'_c = P_c^T G_c is a product with dense rows, C = A B), both masked.
+// dV'_c = P_c^T G_c is a product with dense rows, C = A B), both masked. A 4 x 4 tile at a
+// time, so that P^T's rows are stored as vec4s too.
 @compute @workgroup_size(WORKGROUP)
 fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let block_row = linear_id(wid, lid, nwg);
-    if (block_row >= params.heads * params.n_chunks * params.chunk) {
+    let quad = linear_id(wid, lid, nwg);
+    let per_row = params.chunk / 4u;
+    if (quad >= params.heads * params.n_chunks * per_row) {
         return;
     }
-    let a = block_row % params.chunk;
-    let row = block_row * params.chunk;
-    // Element (b, a) of the block, where P_c^T's row b holds P_c's column.
-    let column = row - a * params.chunk + a;
-    for (var b = 0u; b < params.chunk; b++) {
-        let s = x[row + b] * params.logit_scale;
-        let keep = b <= a;
-        out[row + b] = select(0.0, out[row + b] * taylor_exp(s, DEGREE - 1u), keep);
-        aux[column + b * params.chunk] = select(0.0, taylor_exp(s, DEGREE), keep);
+    // Rows a..a+3 of their block (a block has per_row quads of rows as it has vec4s a row).
+    let a = 4u * (quad % per_row);
+    let row4 = 4u * quad * per_row;
+    let block4 = row4 - a * per_row;
+    for (var b4 = 0u; b4 < per_row; b4++) {
+        var p: array<vec4<f32>, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            let at = row4 + i * per_row + b4;
+            let s = x4[at] * params.logit_scale;
+            let keep = kept(4u * b4, a + i);
+            out4[at] = select(vec4<f32>(0.0), out4[at] * taylor_exp4(s, DEGREE - 1u), keep);
+            p[i] = select(vec4<f32>(0.0), taylor_exp4(s, DEGREE), keep);
+        }
+        // Row b of P^T holds P's column b: columns a..a+3 of P^T rows 4 b4 + j.
+        for (var j = 0u; j < 4u; j++) {
+            aux4[block4 + (4u * b4 + j) * per_row + a / 4u] =
+                vec4<f32>(p[0][j], p[1][j], p[2][j], p[3][j]);
+        }
     }
 }
 

@@ -60,6 +60,9 @@ const ADDEND: BindingDecl = BindingDecl::new("addend", 4, Access::Read, Elem::F3
 const OUT: BindingDecl = BindingDecl::new("out", 5, Access::ReadWrite, Elem::F32);
 const AUX: BindingDecl = BindingDecl::new("aux", 6, Access::ReadWrite, Elem::F32);
 const STATES4: BindingDecl = BindingDecl::new("states4", 7, Access::ReadWrite, Elem::Vec4F32);
+const OUT4: BindingDecl = BindingDecl::new("out4", 8, Access::ReadWrite, Elem::Vec4F32);
+const X4: BindingDecl = BindingDecl::new("x4", 9, Access::Read, Elem::Vec4F32);
+const AUX4: BindingDecl = BindingDecl::new("aux4", 10, Access::ReadWrite, Elem::Vec4F32);
 
 /// Phi of each row.
 pub const PHI_ROWS: Kernel = Kernel {
@@ -112,17 +115,17 @@ pub const COPY_ROWS_TRANSPOSED_TOO: Kernel = Kernel {
     ..PHI_ROWS
 };
 
-/// The diagonal blocks' Taylor weights.
+/// The diagonal blocks' Taylor weights, by vec4s (blocks of a multiple of 4 rows).
 pub const TAYLOR_WEIGHTS: Kernel = Kernel {
     entry: "taylor_weights",
-    bindings: &[PARAMS, X, AUX],
+    bindings: &[PARAMS, X4, AUX4],
     ..PHI_ROWS
 };
 
-/// The diagonal blocks' weight gradients.
+/// The diagonal blocks' weight gradients, by 4 x 4 tiles.
 pub const TAYLOR_GRADS: Kernel = Kernel {
     entry: "taylor_grads",
-    bindings: &[PARAMS, X, OUT, AUX],
+    bindings: &[PARAMS, X4, OUT4, AUX4],
     ..PHI_ROWS
 };
 
@@ -452,7 +455,8 @@ pub struct PolyAttention {
     shape: AttentionShape,
     /// The chunk size asked for.
     chunk: usize,
-    /// Rows per chunk as run: the chunk size (causal, at most n) or every row (full).
+    /// Rows per chunk as run: the chunk size (causal, at most n) or every row (full), rounded
+    /// up to a multiple of 4.
     block: usize,
     n_chunks: usize,
     phi: FeatureMap,
@@ -497,8 +501,9 @@ impl PolyAttention {
             ));
         }
         let phi = FeatureMap::new(ctx, shape.d_qk, degree, (shape.d_qk as f64).powf(-0.25))?;
+        // The taylor kernels move whole vec4s: a multiple of 4 rows per chunk.
         let block = if shape.causal {
-            chunk.min(shape.seq_len)
+            pad4(chunk.min(shape.seq_len))
         } else {
             pad4(shape.seq_len)
         };
@@ -901,7 +906,7 @@ impl PolyAttention {
                 self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES, None)?;
                 self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES, None)?;
                 self.scores(ctx, enc, (q_pad, k_pad), scores)?;
-                let p = [("x", scores), ("aux", weights)];
+                let p = [("x4", scores), ("aux4", weights)];
                 let block_rows = scores.len() / c;
                 self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, block_rows)?;
                 // O'_c += P_c V'_c.
@@ -1052,15 +1057,9 @@ impl PolyAttention {
             PLAIN,
         )?;
         let p_t = &diag.weights_t;
-        let buffers = [("x", scores), ("out", d_scores), ("aux", p_t)];
-        self.kernel(
-            ctx,
-            enc,
-            &TAYLOR_GRADS,
-            self.params(),
-            &buffers,
-            scores.len() / c,
-        )?;
+        let buffers = [("x4", scores), ("out4", d_scores), ("aux4", p_t)];
+        let quads = scores.len() / c / 4;
+        self.kernel(ctx, enc, &TAYLOR_GRADS, self.params(), &buffers, quads)?;
         let scaled = Epilogue {
             alpha: self.params().logit_scale,
             ..PLAIN
