@@ -15,18 +15,20 @@
 //   phi_rows        Phi(Q), Phi(K)                                  [heads, n_pad, k_pad]
 //   copy_rows       V' (and Q, K padded for the diagonal blocks)
 //   * S_c^T = V'_c^T Phi(K_c);  scan_states: exclusive prefix over chunks (causal)
-//   * O'_c = Phi(Q_c) S_<c
+//   * O'_c^T = S_<c^T Phi(Q_c)^T
 //   * scores_c = Q_c K_c^T;  taylor_weights: P_g(s) on and below the diagonal, else 0
-//   * O'_c += P_c V'_c;  normalise: o = O'[:, :d_v] / O'[:, d_v], Z = O'[:, d_v]
+//   * O'_c^T += V'_c^T P_c^T;  normalise: o = O'[:, :d_v] / O'[:, d_v], Z = O'[:, d_v]
 // Backward:
 //   grad_rows       G
 //   * R_c^T = G_c^T Phi(Q_c);  scan_states: exclusive suffix over chunks (causal)
 //   * dW_c = G_c V'_c^T (scores kept from the forward);  taylor_grads: P_c^T and
 //     dS = dW P_{g-1}(s) masked
-//   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV' = (P_c^T) G_c
+//   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV'^T = G_c^T P_c
 //   * dPhi(Q_c) = G_c S_<c^T;  phi_grad_rows: dq = J_phi(q)^T dPhi(Q) + dQ'
 //   * dPhi(K_c) = V'_c R_>c^T; phi_grad_rows: dk = J_phi(k)^T dPhi(K) + dK'
-//   * dV' += Phi(K_c) R_>c;    copy_rows: dv = dV'[:, :d_v]
+//   * dV'^T += R_>c^T Phi(K_c)^T;  copy_rows: dv = dV'[:, :d_v]
+// O' and dV' are made chunk-transposed: their d_v + 1 columns are then rows of C, cut by the
+// products into blocks of 16 rather than 32 (5 blocks of 16 for 65 against 3 of 32).
 // Full (non-causal) attention is one chunk of every row, its own state, no diagonal blocks.
 // The feature map on its own (FeatureMap) uses phi_rows and phi_grad_rows without padding.
 //
@@ -47,9 +49,11 @@ override DEGREE: u32 = 2u;
 // that holds 1.0: a monomial of order below DEGREE pads its variables with it.
 const ONE_SLOT: u32 = 64u;
 
-// flags: phi_grad_rows adds `addend`; scan_states runs a suffix instead of a prefix.
+// flags: phi_grad_rows adds `addend`; scan_states runs a suffix instead of a prefix;
+// copy_rows reads a chunk-transposed source.
 const ADD_ADDEND: u32 = 1u;
 const SUFFIX: u32 = 2u;
+const FROM_CHUNKS_TRANSPOSED: u32 = 4u;
 
 struct Params {
     heads: u32,        // independent heads (B * H)
@@ -320,17 +324,27 @@ fn copy_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let r = padded_row % params.rows_pad;
     let base = padded_row * params.width_out;
+    let source = source_row(h, r);
     for (var j = 0u; j < params.width_out; j++) {
-        out[base + j] = copied_at(h, r, j);
+        out[base + j] = copied_at(source, r, j);
     }
 }
 
-// Element (h, r, j) of copy_rows's destination.
-fn copied_at(h: u32, r: u32, j: u32) -> f32 {
+// Where column 0 of copy_rows's source row (h, r) lies, and the step from one column to the
+// next: found once a row (llvmpipe divides lane by lane, and chunk_transposed divides).
+fn source_row(h: u32, r: u32) -> vec2<u32> {
+    if ((params.flags & FROM_CHUNKS_TRANSPOSED) != 0u) {
+        return vec2<u32>(chunk_transposed(h, r, 0u, params.width_in), params.chunk);
+    }
+    return vec2<u32>((h * params.rows + r) * params.width_in, 1u);
+}
+
+// Element (r, j) of copy_rows's destination, from its source row (source_row).
+fn copied_at(source: vec2<u32>, r: u32, j: u32) -> f32 {
     var value = 0.0;
     if (r < params.rows) {
         if (j < params.width_in) {
-            value = x[(h * params.rows + r) * params.width_in + j];
+            value = x[source.x + j * source.y];
         } else if (j == params.ones_col) {
             value = 1.0;
         }
@@ -352,8 +366,9 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
     let r = padded_row % params.rows_pad;
     let base = padded_row * params.width_out;
     let transposed = chunk_transposed(h, r, 0u, params.width_out);
+    let source = source_row(h, r);
     for (var j = 0u; j < params.width_out; j++) {
-        let value = copied_at(h, r, j);
+        let value = copied_at(source, r, j);
         out[base + j] = value;
         aux[transposed + j * params.chunk] = value;
     }
@@ -439,8 +454,8 @@ fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- per row ---------------------------------------------------------------------------------
 
-// One invocation per (head, row): o = O'[:, :d_v] / O'[:, d_v] from x = O' [heads, rows_pad,
-// width_in]; Z = O'[:, d_v] into aux [heads, rows].
+// One invocation per (head, row): o = O'[:, :d_v] / O'[:, d_v] from x = O' chunk-transposed
+// (chunk_transposed's layout, width_in columns); Z = O'[:, d_v] into aux [heads, rows].
 @compute @workgroup_size(WORKGROUP)
 fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
@@ -449,10 +464,10 @@ fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
     if (row >= params.heads * params.rows) {
         return;
     }
-    let padded = ((row / params.rows) * params.rows_pad + row % params.rows) * params.width_in;
-    let z = x[padded + params.d_v];
+    let first = chunk_transposed(row / params.rows, row % params.rows, 0u, params.width_in);
+    let z = x[first + params.d_v * params.chunk];
     for (var j = 0u; j < params.d_v; j++) {
-        out[row * params.d_v + j] = x[padded + j] / z;
+        out[row * params.d_v + j] = x[first + j * params.chunk] / z;
     }
     aux[row] = z;
 }
@@ -472,10 +487,13 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     let r = padded_row % params.rows_pad;
     let base = padded_row * params.width_out;
     let width = params.width_out;
+    // Column 0 of the row in G^T_c, column j j chunks on (found once: chunk_transposed
+    // divides, and llvmpipe divides lane by lane).
+    let transposed = chunk_transposed(h, r, 0u, width);
     if (r >= params.rows) {
         for (var j = 0u; j < width; j++) {
             out[base + j] = 0.0;
-            aux[chunk_transposed(h, r, j, width)] = 0.0;
+            aux[transposed + j * params.chunk] = 0.0;
         }
         return;
     }
@@ -486,13 +504,13 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
         let d_o = y[row * params.d_v + j];
         delta += d_o * x[row * params.d_v + j];
         out[base + j] = d_o * inv_z;
-        aux[chunk_transposed(h, r, j, width)] = d_o * inv_z;
+        aux[transposed + j * params.chunk] = d_o * inv_z;
     }
     out[base + params.d_v] = -delta * inv_z;
-    aux[chunk_transposed(h, r, params.d_v, width)] = -delta * inv_z;
+    aux[transposed + params.d_v * params.chunk] = -delta * inv_z;
     for (var j = params.d_v + 1u; j < width; j++) {
         out[base + j] = 0.0;
-        aux[chunk_transposed(h, r, j, width)] = 0.0;
+        aux[transposed + j * params.chunk] = 0.0;
     }
 }
 

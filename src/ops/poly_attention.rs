@@ -45,9 +45,11 @@ gpu_params! {
     }
 }
 
-/// `flags`: phi_grad_rows adds `addend`; scan_states runs a suffix.
+/// `flags`: phi_grad_rows adds `addend`; scan_states runs a suffix; copy_rows reads a
+/// chunk-transposed source.
 const ADD_ADDEND: u32 = 1;
 const SUFFIX: u32 = 2;
+const FROM_CHUNKS_TRANSPOSED: u32 = 4;
 /// `ones_col` when copy_rows sets no column to 1.
 const NO_ONES: u32 = u32::MAX;
 
@@ -864,7 +866,8 @@ impl PolyAttention {
                 .then(|| scratch("poly attention scores", &self.scores_shape()))
                 .transpose()?,
         };
-        let o_ones = scratch("o'", &self.rows_shape(vw))?;
+        // O' chunk-transposed (the products' rows are its columns: see the shader).
+        let o_ones_t = scratch("o' chunks transposed", &self.rows_shape(vw))?;
         // Chunk-transposed V', for the products that sum over a chunk's rows.
         let v_ones_t = scratch("v' chunks transposed", &self.rows_shape(vw))?;
         let weights = s
@@ -883,23 +886,15 @@ impl PolyAttention {
             self.copy_rows(ctx, enc, (v, n, s.d_v), v_ones, ones, Some(&v_ones_t))?;
             // S_c^T = V'_c^T Phi(K_c) (from V' chunk-transposed), then S_<c^T.
             let states = &saved.states;
-            let v1_t = (&v_ones_t, true);
             let phi_k = (&saved.phi_k, false);
-            self.product(
-                ctx,
-                enc,
-                (&v_ones_t, false),
-                phi_k,
-                states,
-                [vw, kp, c],
-                PLAIN,
-            )?;
+            let v1_t = (&v_ones_t, false);
+            self.product(ctx, enc, v1_t, phi_k, states, [vw, kp, c], PLAIN)?;
             if s.causal {
                 self.scan(ctx, enc, states, 0)?;
             }
-            // O'_c = Phi(Q_c) S_<c = Phi(Q_c) (S_<c^T)^T.
-            let (phi_q, s_prev) = ((&saved.phi_q, false), (states, true));
-            self.product(ctx, enc, phi_q, s_prev, &o_ones, [c, vw, kp], PLAIN)?;
+            // O'_c^T = S_<c^T Phi(Q_c)^T.
+            let (s_prev, phi_q_t) = ((states, false), (&saved.phi_q, true));
+            self.product(ctx, enc, s_prev, phi_q_t, &o_ones_t, [vw, c, kp], PLAIN)?;
             if let (Some(q_pad), Some(k_pad), Some(scores), Some(weights)) =
                 (&saved.q_pad, &saved.k_pad, &saved.scores, &weights)
             {
@@ -909,18 +904,19 @@ impl PolyAttention {
                 let p = [("x4", scores), ("aux4", weights)];
                 let block_rows = scores.len() / c;
                 self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, block_rows)?;
-                // O'_c += P_c V'_c.
+                // O'_c^T += V'_c^T P_c^T.
                 let add = Epilogue {
                     add_into_c: true,
                     ..PLAIN
                 };
-                self.product(ctx, enc, (weights, false), v1_t, &o_ones, [c, vw, c], add)?;
+                let p_t = (weights, true);
+                self.product(ctx, enc, v1_t, p_t, &o_ones_t, [vw, c, c], add)?;
             }
             let params = PolyParams {
                 width_in: vw as u32,
                 ..self.params()
             };
-            let buffers = [("x", &o_ones), ("out", &saved.o), ("aux", &saved.z)];
+            let buffers = [("x", &o_ones_t), ("out", &saved.o), ("aux", &saved.z)];
             self.kernel(ctx, enc, &NORMALISE, params, &buffers, self.heads() * n)
         })??;
         ctx.submit("poly attention forward", enc)?;
@@ -954,7 +950,8 @@ impl PolyAttention {
         let g_t = scratch("poly attention G chunks transposed", &self.rows_shape(vw))?;
         let r = scratch("poly attention gradient states", &self.states_shape())?;
         let d_phi = scratch("dL/dphi", &self.rows_shape(kp))?;
-        let dv_ones = scratch("dv'", &self.rows_shape(vw))?;
+        // dV' chunk-transposed, as O' in the forward.
+        let dv_ones_t = scratch("dv' chunks transposed", &self.rows_shape(vw))?;
         let grads = AttentionGradients {
             dq: out("dq", &s.qk_shape())?,
             dk: out("dk", &s.qk_shape())?,
@@ -1003,7 +1000,8 @@ impl PolyAttention {
                 self.scan(ctx, enc, &r, SUFFIX)?;
             }
             if let Some(diag) = &diagonal {
-                self.diagonal_backward(ctx, enc, diag, (&g, &saved.v_ones), &dv_ones)?;
+                let g_both = (&g, &g_t);
+                self.diagonal_backward(ctx, enc, diag, g_both, &saved.v_ones, &dv_ones_t)?;
             }
             // dPhi(Q_c) = G_c S_<c^T; dq = J_phi(q)^T dPhi(Q) (+ the diagonal's).
             let states = (&saved.states, false);
@@ -1019,30 +1017,52 @@ impl PolyAttention {
             let dk = &grads.dk;
             self.phi
                 .record_backward(ctx, enc, (k, rows), &d_phi, dk_diag, dk)?;
-            // dV'_c (+)= Phi(K_c) R_>c = Phi(K_c) (R_>c^T)^T; dv = its first d_v columns.
+            // dV'_c^T (+)= R_>c^T Phi(K_c)^T; dv = the first d_v columns of dV'.
             let add = Epilogue {
                 add_into_c: s.causal,
                 ..PLAIN
             };
-            let phi_k = (&saved.phi_k, false);
-            self.product(ctx, enc, phi_k, (&r, true), &dv_ones, [c, vw, kp], add)?;
-            let (n, n_pad) = (s.seq_len, self.rows_pad());
-            let dv = (&grads.dv, n, s.d_v);
-            self.copy_rows(ctx, enc, (&dv_ones, n_pad, vw), dv, NO_ONES, None)
+            let phi_k_t = (&saved.phi_k, true);
+            self.product(ctx, enc, (&r, false), phi_k_t, &dv_ones_t, [vw, c, kp], add)?;
+            self.copy_dv(ctx, enc, &dv_ones_t, &grads.dv)
         })??;
         ctx.submit("poly attention backward", enc)?;
         Ok(grads)
     }
 
-    /// Records the diagonal blocks' share of the backward: dQ', dK' into `diag` and dV' =
-    /// P_c^T G_c into `dv_ones`.
+    /// Records dv = the first d_v columns of dV', from dV' chunk-transposed.
+    fn copy_dv(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        dv_ones_t: &GpuTensor,
+        dv: &GpuTensor,
+    ) -> Result<()> {
+        let (n, vw) = (self.shape.seq_len, self.v_width());
+        check_len(dv_ones_t, self.heads() * self.rows_pad() * vw)?;
+        check_len(dv, self.heads() * n * self.shape.d_v)?;
+        let params = PolyParams {
+            rows: n as u32,
+            rows_pad: n as u32,
+            width_in: vw as u32,
+            width_out: self.shape.d_v as u32,
+            flags: FROM_CHUNKS_TRANSPOSED,
+            ..self.params()
+        };
+        let buffers = [("x", dv_ones_t), ("out", dv)];
+        self.kernel(ctx, enc, &COPY_ROWS, params, &buffers, self.heads() * n)
+    }
+
+    /// Records the diagonal blocks' share of the backward: dQ', dK' into `diag` and dV'^T =
+    /// G_c^T P_c into `dv_ones_t`, from G as rows and chunk-transposed.
     fn diagonal_backward(
         &self,
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         diag: &Diagonal,
-        (g, v_ones): (&GpuTensor, &GpuTensor),
-        dv_ones: &GpuTensor,
+        (g, g_t): (&GpuTensor, &GpuTensor),
+        v_ones: &GpuTensor,
+        dv_ones_t: &GpuTensor,
     ) -> Result<()> {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
         let (scores, d_scores) = (diag.scores, &diag.d_scores);
@@ -1083,13 +1103,14 @@ impl PolyAttention {
             dims,
             scaled,
         )?;
+        // P_c^T stored is P_c's transpose: op(B) = P_c.
         self.product(
             ctx,
             enc,
-            (p_t, false),
-            (g, false),
-            dv_ones,
-            [c, vw, c],
+            (g_t, false),
+            (p_t, true),
+            dv_ones_t,
+            [vw, c, c],
             PLAIN,
         )
     }
