@@ -70,7 +70,8 @@ struct Params {
     col0: u32,
     batch0: u32,
     window_batch: u32,
-    _pad1: u32,
+    // Zeros the host declares (the TRIANGLE_* flags below); kernels that read them skip work.
+    triangles: u32,
     _pad2: u32,
     _pad3: u32,
 }
@@ -178,6 +179,47 @@ fn store(batch: u32, row: u32, col: u32, sum: f32) {
 
 // (batch, first row, first column) of block `block` of tm x tn blocks, or batch == params.batch
 // past the last block.
+// Known zeros of square products, each matrix's (the diagonal blocks of causal attention), as
+// `params.triangles` declares them: a hint that the broadcast and subgroup kernels read to skip
+// terms that are zero, and blocks of C nobody reads. Other kernels compute everything, which
+// gives the same C where it is read.
+// op(A)[i][k] = 0 for k > i; for k < i.
+const TRIANGLE_A_LOWER: u32 = 1u;
+const TRIANGLE_A_UPPER: u32 = 2u;
+// op(B)[k][j] = 0 for k > j; for k < j.
+const TRIANGLE_B_UPPER: u32 = 4u;
+const TRIANGLE_B_LOWER: u32 = 8u;
+// Only C[i][j] with j <= i is read: what is above the diagonal may be left as it was.
+const TRIANGLE_C_LOWER: u32 = 16u;
+
+// The k a block of C (rows row0..row0+rows-1, columns col0..col0+cols-1) sums over: the span,
+// less the terms the declared zeros make zero, widened to multiples of 8 inside the span (the
+// loads of 8 floats stay aligned; the terms it adds back are zeros); empty (x == y) where the
+// block is not read at all.
+fn block_k_range(row0: u32, rows: u32, col0: u32, cols: u32) -> vec2<u32> {
+    let t = params.triangles;
+    var lo = params.k_begin;
+    var hi = params.k_end;
+    if ((t & TRIANGLE_A_UPPER) != 0u) {
+        lo = max(lo, row0);
+    }
+    if ((t & TRIANGLE_B_LOWER) != 0u) {
+        lo = max(lo, col0);
+    }
+    if ((t & TRIANGLE_A_LOWER) != 0u) {
+        hi = min(hi, row0 + rows);
+    }
+    if ((t & TRIANGLE_B_UPPER) != 0u) {
+        hi = min(hi, col0 + cols);
+    }
+    lo = max(params.k_begin, lo & ~7u);
+    hi = min(params.k_end, (hi + 7u) & ~7u);
+    if ((t & TRIANGLE_C_LOWER) != 0u && col0 >= row0 + rows) {
+        hi = lo;
+    }
+    return vec2<u32>(lo, max(lo, hi));
+}
+
 fn block_origin(block: u32, tm: u32, tn: u32) -> vec3<u32> {
     let col_blocks = (params.n + tn - 1u) / tn;
     let per_batch = ((params.m + tm - 1u) / tm) * col_blocks;

@@ -73,7 +73,7 @@ fn matmul_broadcast64(
     let blk = lane_block(wid, lid, nwg, lane);
     // Indexed by constants only (matmul_windows' accumulate), so they stay in registers.
     var acc: array<vec4<f32>, 16>;
-    for (var k = params.k_begin; k < params.k_end; k += 8u) {
+    for (var k = blk.k.x; k < blk.k.y; k += 8u) {
         let lo = load_k8(blk.op_a, blk.row + lane, k);
         let hi = load_k8(blk.op_a, blk.row + 8u + lane, k);
         let c0 = load_k8(blk.op_b, blk.col, k);
@@ -149,7 +149,7 @@ fn matmul_broadcast64_km(
     let blk = lane_block(wid, lid, nwg, lane);
     // Indexed by constants only, so they stay in registers.
     var acc: array<vec4<f32>, 16>;
-    for (var k = params.k_begin; k < params.k_end; k += 8u) {
+    for (var k = blk.k.x; k < blk.k.y; k += 8u) {
         let b = array<vec4<f32>, 8>(
             load_cols4(blk.op_b, blk.col, k + 0u),
             load_cols4(blk.op_b, blk.col, k + 1u),

@@ -75,8 +75,10 @@ fn matmul_subgroup(
     let a_per_lane = max(block_rows * 4u / SUBGROUP / 4u, 1u);
     let b_per_lane = max(16u / SUBGROUP, 1u);
     let origin = block_origin(linear_id(wid, lid, nwg) / SUBGROUP, block_rows, 16u);
-    // Past the last block a subgroup still runs the shuffles with its lanes, and stores nothing.
-    let live = origin.x < params.batch;
+    let span = block_k_range(origin.y, block_rows, origin.z, 16u);
+    // Past the last block a subgroup still runs the shuffles with its lanes, and stores nothing;
+    // nor does it store a block nobody reads (span empty).
+    let live = origin.x < params.batch && span.x < span.y;
     let batch = min(origin.x, params.batch - 1u);
     let op_a = operand_a(batch);
     let op_b = operand_b(batch);
@@ -86,7 +88,7 @@ fn matmul_subgroup(
     // arrays in memory (BENCHMARKS.md: 1.3-1.4x). Rows 4..7 exist only at LANE_ROWS = 8.
     var acc0: vec4<f32>; var acc1: vec4<f32>; var acc2: vec4<f32>; var acc3: vec4<f32>;
     var acc4: vec4<f32>; var acc5: vec4<f32>; var acc6: vec4<f32>; var acc7: vec4<f32>;
-    for (var k = params.k_begin; k < params.k_end; k += 4u) {
+    for (var k = span.x; k < span.y; k += 4u) {
         var a_mine: array<vec4<f32>, MAX_PER_LANE>;
         for (var slot = 0u; slot < a_per_lane; slot++) {
             a_mine[slot] = load_share(op_a, origin.y, block_rows, lane, slot, k);
@@ -139,19 +141,23 @@ fn broadcast16(lo: vec4<f32>, hi: vec4<f32>) -> array<vec4<f32>, 16> {
 // matrix. Past the last block a subgroup still runs the broadcasts with its lanes (on the last
 // matrix) and stores nothing: `live` is false.
 struct LaneBlock {
+    // Whether the block is stored: it exists, and it is read (block_k_range).
     live: bool,
     batch: u32,
     row: u32,
     col: u32,
     op_a: Operand,
     op_b: Operand,
+    // The k it sums over, [x, y) (block_k_range).
+    k: vec2<u32>,
 }
 
 fn lane_block(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, lane: u32) -> LaneBlock {
     let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
     let batch = min(origin.x, params.batch - 1u);
-    return LaneBlock(origin.x < params.batch, batch, origin.y, origin.z + 4u * lane,
-                     operand_a(batch), operand_b(batch));
+    let k = block_k_range(origin.y, 16u, origin.z, 32u);
+    return LaneBlock(origin.x < params.batch && k.x < k.y, batch, origin.y,
+                     origin.z + 4u * lane, operand_a(batch), operand_b(batch), k);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -167,7 +173,7 @@ fn matmul_broadcast(
     var acc4: vec4<f32>; var acc5: vec4<f32>; var acc6: vec4<f32>; var acc7: vec4<f32>;
     var acc8: vec4<f32>; var acc9: vec4<f32>; var acc10: vec4<f32>; var acc11: vec4<f32>;
     var acc12: vec4<f32>; var acc13: vec4<f32>; var acc14: vec4<f32>; var acc15: vec4<f32>;
-    for (var k = params.k_begin; k < params.k_end; k += 4u) {
+    for (var k = blk.k.x; k < blk.k.y; k += 4u) {
         var rows = broadcast16(load_share(blk.op_a, blk.row, 16u, lane, 0u, k),
                                load_share(blk.op_a, blk.row, 16u, lane, 1u, k));
         if (blk.op_a.k_major) {

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::profile::Profile;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::model::{ErrorChecks, GpuModel, HostTensor, Loss, Model, ModelConfig};
-use crate::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Variant};
+use crate::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Triangles, Variant};
 use crate::ops::{upload_inputs, AttentionInputs, AttentionOp};
 use crate::validate::{random_attention_inputs, random_model_input};
 use rand::{Rng, SeedableRng};
@@ -297,6 +297,7 @@ impl MatmulRun {
             b,
             c: &self.c,
             bias: None,
+            triangles: Triangles::NONE,
         }
         .record(ctx, &mut encoder, self.variant)?;
         ctx.submit_and_wait("matmul bench", encoder)?;

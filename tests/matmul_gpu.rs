@@ -4,7 +4,7 @@
 mod common;
 
 use polygrad::gpu::GpuTensor;
-use polygrad::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Variant};
+use polygrad::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Triangles, Variant};
 use polygrad::reference::{matmul::matmul as reference_matmul, relative_error, widen};
 use polygrad::GpuContext;
 use rand::Rng;
@@ -186,6 +186,7 @@ fn check(
         b: &gb,
         c: &gc,
         bias: with_bias.then_some(&gbias),
+        triangles: Triangles::NONE,
     }
     .record(ctx, &mut encoder, variant)
     .unwrap();
@@ -386,6 +387,7 @@ fn check_padded(
         b: &gb,
         c: &gc,
         bias: None,
+        triangles: Triangles::NONE,
     }
     .record(ctx, &mut encoder, variant)
     .unwrap();
@@ -421,6 +423,7 @@ fn operands_too_small_are_refused_by_name() {
         b: &b,
         c: &c,
         bias: None,
+        triangles: Triangles::NONE,
     }
     .record(&ctx, &mut encoder, Variant::Registers { tm: 4, tn: 4 })
     .unwrap_err();
@@ -533,6 +536,7 @@ fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Varia
         b: &a,
         c: &c,
         bias: None,
+        triangles: Triangles::NONE,
     };
     let mut encoder = ctx.encoder("matmul test");
     let err = product
@@ -636,6 +640,7 @@ fn windows_reruns_are_bit_identical() {
             b: &gb,
             c: &gc,
             bias: None,
+            triangles: Triangles::NONE,
         }
         .record(&ctx, &mut encoder, Variant::Windows)
         .unwrap();
@@ -651,4 +656,123 @@ fn windows_reruns_are_bit_identical() {
             .all(|(x, y)| x.to_bits() == y.to_bits()),
         "two runs of windows-16x4 differ"
     );
+}
+
+/// Products of triangular operands with their zeros declared ([`Triangles`], as causal
+/// attention's diagonal blocks declare them) give C bit for bit as without the declaration,
+/// wherever C is read, on every variant that runs them (those that skip the zeros and those
+/// that sum them): square matrices of 72 (blocks of 16 and 32 lines cut them unevenly), a
+/// batch of 3, the three layouts, each kind of zeros.
+#[test]
+fn declared_triangles_change_nothing_where_c_is_read() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("matmul triangles");
+    let size = 72;
+    let shape = Shape {
+        batch: 3,
+        m: size,
+        n: size,
+        k: size,
+    };
+    let kinds = [
+        (
+            "a_lower",
+            Triangles {
+                a_lower: true,
+                ..Triangles::NONE
+            },
+        ),
+        (
+            "a_upper",
+            Triangles {
+                a_upper: true,
+                ..Triangles::NONE
+            },
+        ),
+        (
+            "b_upper",
+            Triangles {
+                b_upper: true,
+                ..Triangles::NONE
+            },
+        ),
+        (
+            "b_lower",
+            Triangles {
+                b_lower: true,
+                ..Triangles::NONE
+            },
+        ),
+        (
+            "c_lower",
+            Triangles {
+                c_lower: true,
+                ..Triangles::NONE
+            },
+        ),
+    ];
+    for (name, triangles) in kinds {
+        // op(A)[i][k] and op(B)[k][j], zero where the declaration says.
+        let zero_a =
+            |i: usize, k: usize| (triangles.a_lower && k > i) || (triangles.a_upper && k < i);
+        let zero_b =
+            |k: usize, j: usize| (triangles.b_upper && k > j) || (triangles.b_lower && k < j);
+        for (trans_a, trans_b) in [(false, true), (false, false), (true, false)] {
+            let layout = Layout::dense(&shape, trans_a, trans_b);
+            let mut a = common::random_vec(&mut rng, shape.batch * size * size, 1.0);
+            let mut b = common::random_vec(&mut rng, shape.batch * size * size, 1.0);
+            for m in 0..shape.batch {
+                for (i, k) in (0..size).flat_map(|i| (0..size).map(move |k| (i, k))) {
+                    let at = |row: usize, col: usize| m * size * size + row * size + col;
+                    if zero_a(i, k) {
+                        a[if trans_a { at(k, i) } else { at(i, k) }] = 0.0;
+                    }
+                    // op(B)[i][k] here: k-th column, i-th row of op(B) read as (k = i, j = k).
+                    if zero_b(i, k) {
+                        b[if trans_b { at(k, i) } else { at(i, k) }] = 0.0;
+                    }
+                }
+            }
+            for variant in Variant::candidates(&ctx) {
+                if !variant.suits(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout)) {
+                    continue;
+                }
+                let run = |triangles: Triangles| -> Vec<f32> {
+                    let upload = if variant == Variant::Direct {
+                        GpuTensor::upload_windowable
+                    } else {
+                        GpuTensor::upload
+                    };
+                    let ga = upload(&ctx, "a", &[a.len()], &a).unwrap();
+                    let gb = upload(&ctx, "b", &[b.len()], &b).unwrap();
+                    let gc = GpuTensor::output(&ctx, "c", &[a.len()]).unwrap();
+                    let mut encoder = ctx.encoder("matmul test");
+                    Matmul {
+                        shape,
+                        layout,
+                        epilogue: Epilogue::default(),
+                        a: &ga,
+                        b: &gb,
+                        c: &gc,
+                        bias: None,
+                        triangles,
+                    }
+                    .record(&ctx, &mut encoder, variant)
+                    .unwrap();
+                    ctx.submit("matmul test", encoder).unwrap();
+                    gc.download(&ctx).unwrap()
+                };
+                let (all, declared) = (run(Triangles::NONE), run(triangles));
+                let read = |e: &usize| !triangles.c_lower || e % size <= e / size % size;
+                let differ = (0..all.len())
+                    .filter(read)
+                    .filter(|&e| all[e].to_bits() != declared[e].to_bits())
+                    .count();
+                assert_eq!(
+                    differ, 0,
+                    "{variant} trans ({trans_a}, {trans_b}) {name}: {differ} elements of C differ"
+                );
+            }
+        }
+    }
 }

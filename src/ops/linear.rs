@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 
-use super::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
+use super::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
 
 /// The most rows one bias_grad or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128
 /// loop iterations, inside llvmpipe's 65535 per invocation). Longer sums run span after span,
@@ -94,6 +94,7 @@ pub fn linear_forward(
         b: w,
         c: y,
         bias,
+        triangles: Triangles::NONE,
     }
     .run(ctx, encoder)
 }
@@ -175,6 +176,7 @@ pub fn linear_backward(
         b: x,
         c: dw,
         bias: None,
+        triangles: Triangles::NONE,
     }
     .run(ctx, encoder)?;
     if let Some(db) = db {
@@ -194,6 +196,7 @@ pub fn linear_backward(
             b: w,
             c: dx,
             bias: None,
+            triangles: Triangles::NONE,
         }
         .run(ctx, encoder)?;
     }

@@ -36,7 +36,7 @@ gpu_params! {
         col0: u32,
         batch0: u32,
         window_batch: u32,
-        _pad1: u32,
+        triangles: u32,
         _pad2: u32,
         _pad3: u32,
     }
@@ -553,6 +553,50 @@ impl Default for Epilogue {
     }
 }
 
+/// Zeros known in every matrix of a batch of square products (causal attention's diagonal
+/// blocks), and whether C above the diagonal is read. A hint: the broadcast and subgroup
+/// kernels skip the terms and blocks it names, the others compute everything, and C agrees
+/// wherever it is read (skipped terms are exact zeros). Indices are each matrix's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Triangles {
+    /// op(A)[i][k] = 0 for k > i.
+    pub a_lower: bool,
+    /// op(A)[i][k] = 0 for k < i.
+    pub a_upper: bool,
+    /// op(B)[k][j] = 0 for k > j.
+    pub b_upper: bool,
+    /// op(B)[k][j] = 0 for k < j.
+    pub b_lower: bool,
+    /// Only C[i][j] with j <= i is read; the rest may be left as it was.
+    pub c_lower: bool,
+}
+
+impl Triangles {
+    /// No zeros known: every term is summed, all of C written.
+    pub const NONE: Triangles = Triangles {
+        a_lower: false,
+        a_upper: false,
+        b_upper: false,
+        b_lower: false,
+        c_lower: false,
+    };
+
+    /// The shader's `triangles` flags (TRIANGLE_* in matmul.wgsl, in this order).
+    fn flags(&self) -> u32 {
+        [
+            self.a_lower,
+            self.a_upper,
+            self.b_upper,
+            self.b_lower,
+            self.c_lower,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(bit, &on)| (on as u32) << bit)
+        .sum()
+    }
+}
+
 /// One product to record.
 #[derive(Clone, Copy)]
 pub struct Matmul<'a> {
@@ -570,6 +614,8 @@ pub struct Matmul<'a> {
     pub c: &'a GpuTensor,
     /// Added to every row of C, `[n]`.
     pub bias: Option<&'a GpuTensor>,
+    /// Zeros the kernels may skip ([`Triangles::NONE`] for a general product).
+    pub triangles: Triangles,
 }
 
 impl Matmul<'_> {
@@ -723,6 +769,7 @@ impl Matmul<'_> {
                 stride_b: l.stride_b as u32,
                 stride_c: l.stride_c as u32,
                 alpha: self.epilogue.alpha,
+                triangles: self.triangles.flags(),
                 ..Default::default()
             };
             // Declared FLOPs: a multiply and an add per term of every sum.
@@ -823,6 +870,8 @@ impl Matmul<'_> {
                 a: &packed_a,
                 b: &packed_b,
                 c: self.c,
+                // The copies' k starts at each span's: the span's indices are not the matrix's.
+                triangles: Triangles::NONE,
             };
             span.record_spans(ctx, encoder, Variant::Broadcast64, detail.clone())?;
         }
@@ -1641,6 +1690,7 @@ fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Re
         b: &b,
         c: &c,
         bias: None,
+        triangles: Triangles::NONE,
     };
     let candidates: Vec<Variant> = Variant::candidates(ctx)
         .into_iter()

@@ -13,7 +13,7 @@ use crate::gpu::kernel::{
 };
 use crate::gpu::tune::{fastest_agreeing, timed, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
-use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape};
+use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
 use crate::ops::{
     check_inputs, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
     AttentionGradients,
@@ -414,6 +414,29 @@ const PLAIN: Epilogue = Epilogue {
     add_into_c: false,
 };
 
+/// The diagonal blocks' products as their zeros make them (P_c and dL/ds are zero above the
+/// diagonal): what each declares to the matrix-product core.
+const C_LOWER: Triangles = Triangles {
+    c_lower: true,
+    ..Triangles::NONE
+};
+const A_LOWER: Triangles = Triangles {
+    a_lower: true,
+    ..Triangles::NONE
+};
+const A_UPPER: Triangles = Triangles {
+    a_upper: true,
+    ..Triangles::NONE
+};
+const B_UPPER: Triangles = Triangles {
+    b_upper: true,
+    ..Triangles::NONE
+};
+const B_LOWER: Triangles = Triangles {
+    b_lower: true,
+    ..Triangles::NONE
+};
+
 /// A multiple of 4 at least `x`: padded widths let the products load whole vec4s.
 fn pad4(x: usize) -> usize {
     x.div_ceil(4) * 4
@@ -650,8 +673,25 @@ impl PolyAttention {
         a: Operand,
         b: Operand,
         c: &GpuTensor,
-        [m, n, k]: [usize; 3],
+        dims: [usize; 3],
         epilogue: Epilogue,
+    ) -> Result<()> {
+        let general = (epilogue, Triangles::NONE);
+        self.diagonal_product(ctx, enc, a, b, c, dims, general)
+    }
+
+    /// [`Self::product`] of the diagonal blocks, whose zeros (P and dL/ds are lower
+    /// triangular) `triangles` declares.
+    #[allow(clippy::too_many_arguments)]
+    fn diagonal_product(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        a: Operand,
+        b: Operand,
+        c: &GpuTensor,
+        [m, n, k]: [usize; 3],
+        (epilogue, triangles): (Epilogue, Triangles),
     ) -> Result<()> {
         let shape = Shape {
             batch: self.heads() * self.n_chunks,
@@ -667,6 +707,7 @@ impl PolyAttention {
             b: b.0,
             c,
             bias: None,
+            triangles,
         }
         .run(ctx, enc)
     }
@@ -776,7 +817,9 @@ impl PolyAttention {
     ) -> Result<()> {
         let c = self.block;
         let dims = [c, c, self.qk_width()];
-        self.product(ctx, enc, (q_pad, false), (k_pad, true), scores, dims, PLAIN)
+        // taylor_weights and taylor_grads read them on and below the diagonal only.
+        let lower = (PLAIN, C_LOWER);
+        self.diagonal_product(ctx, enc, (q_pad, false), (k_pad, true), scores, dims, lower)
     }
 
     /// The bytes [`Self::forward`] and [`Self::backward`] allocate (kept next to them: a
@@ -909,8 +952,9 @@ impl PolyAttention {
                     add_into_c: true,
                     ..PLAIN
                 };
-                let p_t = (weights, true);
-                self.product(ctx, enc, v1_t, p_t, &o_ones_t, [vw, c, c], add)?;
+                // op(B) = P_c^T: zero where k > j.
+                let (p_t, zeros) = ((weights, true), B_UPPER);
+                self.diagonal_product(ctx, enc, v1_t, p_t, &o_ones_t, [vw, c, c], (add, zeros))?;
             }
             let params = PolyParams {
                 width_in: vw as u32,
@@ -1067,14 +1111,14 @@ impl PolyAttention {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
         let (scores, d_scores) = (diag.scores, &diag.d_scores);
         // dL/dP_c = G_c V'_c^T, then dL/ds in its place and P_c^T beside it.
-        self.product(
+        self.diagonal_product(
             ctx,
             enc,
             (g, false),
             (v_ones, true),
             d_scores,
             [c, c, vw],
-            PLAIN,
+            (PLAIN, C_LOWER),
         )?;
         let p_t = &diag.weights_t;
         let buffers = [("x4", scores), ("out4", d_scores), ("aux4", p_t)];
@@ -1085,33 +1129,34 @@ impl PolyAttention {
             ..PLAIN
         };
         let dims = [c, qw, c];
-        self.product(
+        // op(A) = dL/ds: zero where k > i; then its transpose, zero where k < i.
+        self.diagonal_product(
             ctx,
             enc,
             (d_scores, false),
             (diag.k_pad, false),
             &diag.dq,
             dims,
-            scaled,
+            (scaled, A_LOWER),
         )?;
-        self.product(
+        self.diagonal_product(
             ctx,
             enc,
             (d_scores, true),
             (diag.q_pad, false),
             &diag.dk,
             dims,
-            scaled,
+            (scaled, A_UPPER),
         )?;
-        // P_c^T stored is P_c's transpose: op(B) = P_c.
-        self.product(
+        // P_c^T stored is P_c's transpose: op(B) = P_c, zero where k < j.
+        self.diagonal_product(
             ctx,
             enc,
             (g_t, false),
             (p_t, true),
             dv_ones_t,
             [vw, c, c],
-            PLAIN,
+            (PLAIN, B_LOWER),
         )
     }
 }
