@@ -102,6 +102,10 @@ fn matmul_broadcast64(
 // broadcasts of 8 floats give every row at every k, summed k by k into the lane's 16 rows.
 // The host's `Layout::k_major8` says where it may run: B's rows and batch stride multiples of
 // 4 floats, K and A's multiples of 8.
+// With A k-major it also takes B k-contiguous (TRANS_B: C = A^T B^T, both operands stored
+// transposed, every run a multiple of 8 floats): a lane loads its 4 columns at the 8 k as 4
+// vec4<u64>, as broadcast64 does, and regroups them k by k in registers: 6 loads per 8 k
+// instead of 10.
 
 @group(0) @binding(17) var<storage, read> b4: array<vec2<u64>>;
 
@@ -124,6 +128,19 @@ fn load_lines8(op: Operand, line0: u32, k: u32) -> vec4<u64> {
 fn load_cols4(op: Operand, col: u32, k: u32) -> vec4<f32> {
     let w = b4[(op.base + k * op.ld + min(col, (op.lines - 1u) & ~3u)) >> 2u];
     return vec4<f32>(low_f32(w.x), high_f32(w.x), low_f32(w.y), high_f32(w.y));
+}
+
+// Four columns, each at 8 k (k-contiguous loads), as the 4 columns at each k.
+fn columns_by_k(c0: vec4<u64>, c1: vec4<u64>, c2: vec4<u64>, c3: vec4<u64>) -> array<vec4<f32>, 8> {
+    let h0 = halves(c0);
+    let h1 = halves(c1);
+    let h2 = halves(c2);
+    let h3 = halves(c3);
+    return array<vec4<f32>, 8>(
+        vec4<f32>(h0[0], h1[0], h2[0], h3[0]), vec4<f32>(h0[1], h1[1], h2[1], h3[1]),
+        vec4<f32>(h0[2], h1[2], h2[2], h3[2]), vec4<f32>(h0[3], h1[3], h2[3], h3[3]),
+        vec4<f32>(h0[4], h1[4], h2[4], h3[4]), vec4<f32>(h0[5], h1[5], h2[5], h3[5]),
+        vec4<f32>(h0[6], h1[6], h2[6], h3[6]), vec4<f32>(h0[7], h1[7], h2[7], h3[7]));
 }
 
 // One row of C's block plus that row of op(A) at 8 k times op(B)'s 4 columns at the same k,
@@ -150,15 +167,21 @@ fn matmul_broadcast64_km(
     // Indexed by constants only, so they stay in registers.
     var acc: array<vec4<f32>, 16>;
     for (var k = blk.k.x; k < blk.k.y; k += 8u) {
-        let b = array<vec4<f32>, 8>(
-            load_cols4(blk.op_b, blk.col, k + 0u),
-            load_cols4(blk.op_b, blk.col, k + 1u),
-            load_cols4(blk.op_b, blk.col, k + 2u),
-            load_cols4(blk.op_b, blk.col, k + 3u),
-            load_cols4(blk.op_b, blk.col, k + 4u),
-            load_cols4(blk.op_b, blk.col, k + 5u),
-            load_cols4(blk.op_b, blk.col, k + 6u),
-            load_cols4(blk.op_b, blk.col, k + 7u));
+        var b: array<vec4<f32>, 8>;
+        if (TRANS_B) {
+            b = columns_by_k(load_k8(blk.op_b, blk.col, k), load_k8(blk.op_b, blk.col + 1u, k),
+                             load_k8(blk.op_b, blk.col + 2u, k), load_k8(blk.op_b, blk.col + 3u, k));
+        } else {
+            b = array<vec4<f32>, 8>(
+                load_cols4(blk.op_b, blk.col, k + 0u),
+                load_cols4(blk.op_b, blk.col, k + 1u),
+                load_cols4(blk.op_b, blk.col, k + 2u),
+                load_cols4(blk.op_b, blk.col, k + 3u),
+                load_cols4(blk.op_b, blk.col, k + 4u),
+                load_cols4(blk.op_b, blk.col, k + 5u),
+                load_cols4(blk.op_b, blk.col, k + 6u),
+                load_cols4(blk.op_b, blk.col, k + 7u));
+        }
         if (TRANS_A) {
             // s_j (t_j): rows 0..7 (8..15) at k + j, from lane j.
             let lo = load_lines8(blk.op_a, blk.row, k + lane);

@@ -24,8 +24,8 @@
 //   * dW_c = G_c V'_c^T (scores kept from the forward);  taylor_grads: P_c^T and
 //     dS = dW P_{g-1}(s) masked
 //   * dQ' = dS K_c / sqrt(d), dK' = dS^T Q_c / sqrt(d), dV'^T = G_c^T P_c
-//   * dPhi(Q_c) = G_c S_<c^T;  phi_grad_rows: dq = J_phi(q)^T dPhi(Q) + dQ'
-//   * dPhi(K_c) = V'_c R_>c^T; phi_grad_rows: dk = J_phi(k)^T dPhi(K) + dK'
+//   * dPhi(Q_c)^T = S_<c G_c^T;  phi_grad_rows: dq = J_phi(q)^T dPhi(Q) + dQ'
+//   * dPhi(K_c)^T = R_>c V'_c^T; phi_grad_rows: dk = J_phi(k)^T dPhi(K) + dK'
 //   * dV'^T += R_>c^T Phi(K_c)^T;  copy_rows: dv = dV'[:, :d_v]
 // O' and dV' are made chunk-transposed: their d_v + 1 columns are then rows of C, cut by the
 // products into blocks of 16 rather than 32 (5 blocks of 16 for 65 against 3 of 32).
@@ -49,8 +49,8 @@ override DEGREE: u32 = 2u;
 // that holds 1.0: a monomial of order below DEGREE pads its variables with it.
 const ONE_SLOT: u32 = 64u;
 
-// flags: phi_grad_rows adds `addend`; scan_states runs a suffix instead of a prefix;
-// copy_rows reads a chunk-transposed source.
+// flags: phi_grad_rows adds `addend`; scan_states runs a suffix instead of a prefix; copy_rows
+// and the phi_grad kernels read a chunk-transposed source.
 const ADD_ADDEND: u32 = 1u;
 const SUFFIX: u32 = 2u;
 const FROM_CHUNKS_TRANSPOSED: u32 = 4u;
@@ -181,10 +181,10 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     // Padding slots add into dx[ONE_SLOT], which nobody reads.
     var dx: array<f32, ONE_SLOT + 1u>;
-    let grads = padded_row * params.features_pad;
+    let grads = feature_grads_row(row);
     for (var f = 0u; f < params.features; f++) {
         let m = monomials[f];
-        let g = m.coef * y[grads + f];
+        let g = m.coef * y[grads.x + f * grads.y];
         // One term per variable occurrence: the product of the others.
         for (var j = 0u; j < DEGREE; j++) {
             var p = g;
@@ -205,6 +205,18 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
         }
         out[row * params.d_qk + i] = value;
     }
+}
+
+// Where feature 0 of dL/dphi's row for x's row `row` (of heads * rows) lies in y, and the step
+// from one feature to the next: rows of features_pad, or chunk-transposed (the chunk products'
+// dPhi^T) with FROM_CHUNKS_TRANSPOSED. Found once a row (chunk_transposed divides).
+fn feature_grads_row(row: u32) -> vec2<u32> {
+    let h = row / params.rows;
+    let r = row % params.rows;
+    if ((params.flags & FROM_CHUNKS_TRANSPOSED) != 0u) {
+        return vec2<u32>(chunk_transposed(h, r, 0u, params.features_pad), params.chunk);
+    }
+    return vec2<u32>((h * params.rows_pad + r) * params.features_pad, 1u);
 }
 
 // ---- the feature map at degree 2, by pairs --------------------------------------------------
@@ -280,17 +292,17 @@ fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
     for (var i = 0u; i < d; i++) {
         xs[i] = x[row * d + i];
     }
-    let grads = padded_row * params.features_pad;
+    let grads = feature_grads_row(row);
     let coef = pair_coefficients();
     var dx: array<f32, ONE_SLOT + 1u>;
     for (var i = 0u; i < d; i++) {
-        dx[i] += coef.x * y[grads + 1u + i] * 1.0;
+        dx[i] += coef.x * y[grads.x + (1u + i) * grads.y] * 1.0;
     }
     var f = 1u + d;
     for (var i = 0u; i < d; i++) {
         let x_i = xs[i];
         for (var j = i; j < d; j++) {
-            let g = select(coef.z, coef.y, j == i) * y[grads + f];
+            let g = select(coef.z, coef.y, j == i) * y[grads.x + f * grads.y];
             dx[i] += g * xs[j];
             dx[j] += g * x_i;
             f++;

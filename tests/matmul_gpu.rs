@@ -547,9 +547,10 @@ fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Varia
 }
 
 /// broadcast64-km-16x4 where it runs: op(B) stored k-major, op(A) either way (C = A B and
-/// C = A^T B), k a multiple of 8: ragged m and n (lines past the last repeat earlier ones),
-/// several k spans, row strides past the matrix, batches of 1 and 3, every epilogue; and
-/// refused, by name, where B's row stride is not a multiple of 4.
+/// C = A^T B), or both stored transposed (C = A^T B^T), k a multiple of 8: ragged m and n
+/// (lines past the last repeat earlier ones), several k spans, row strides past the matrix,
+/// batches of 1 and 3, every epilogue; and refused, by name, where B's row stride is not a
+/// multiple of 4.
 #[test]
 fn broadcast64_km_matches_f64_where_it_runs() {
     let Some(ctx) = common::gpu() else { return };
@@ -561,19 +562,23 @@ fn broadcast64_km_matches_f64_where_it_runs() {
     let mut case = 0;
     for k in [8, 64, 264, k_spans] {
         for (m, n) in [(1, 4), (7, 36), (17, 20), (65, 260), (256, 256)] {
-            for trans_a in [false, true] {
+            for (trans_a, trans_b) in [(false, false), (true, false), (true, true)] {
                 let shape = Shape {
                     batch: 1 + 2 * (case % 2),
                     m,
                     n,
                     k,
                 };
-                let mut layout = Layout::dense(&shape, trans_a, false);
+                let mut layout = Layout::dense(&shape, trans_a, trans_b);
                 // A's lines (rows, or with trans_a its k-rows) padded to a multiple of 8 floats.
                 let a_line = if trans_a { m } else { k };
                 layout.lda = a_line.next_multiple_of(8) + 8 * (case % 3 / 2);
                 layout.stride_a = layout.lda * if trans_a { k } else { m } + 8;
-                if case % 3 == 2 {
+                if case % 3 == 2 && trans_b {
+                    // B's rows (each a column of op(B), along k) 8 floats longer than k.
+                    layout.ldb = k + 8;
+                    layout.stride_b = n * (k + 8) + 8;
+                } else if case % 3 == 2 {
                     // B's rows 4 floats longer than n, each matrix 4 floats past the last row.
                     layout.ldb = n + 4;
                     layout.stride_b = k * (n + 4) + 4;

@@ -283,8 +283,9 @@ pub enum Variant {
     /// matmul_broadcast with 64-bit loads, 8 floats each (8-lane subgroups and SHADER_INT64;
     /// C = A B^T with every operand run a multiple of 8: [`Layout::vec8`]).
     Broadcast64,
-    /// matmul_broadcast64 for op(B) stored k-major (C = A B or A^T B), 64-bit loads of op(A)
-    /// and of op(B)'s rows ([`Layout::k_major8`]).
+    /// matmul_broadcast64 for op(B) stored k-major (C = A B or A^T B), or both operands
+    /// stored transposed (C = A^T B^T), 64-bit loads of op(A) and of op(B)'s rows
+    /// ([`Layout::k_major8`]).
     Broadcast64Km,
     /// matmul_broadcast64 on k-contiguous copies of op(A) and op(B), copied one K span at a
     /// time (pack_k_contiguous): for products of at most 4 matrices in layouts
@@ -512,13 +513,16 @@ impl Layout {
     /// Whether matmul_broadcast64_km may run it: op(B) stored k-major (C = A B or A^T B), its
     /// row and batch strides multiples of 4 floats (a lane's 4 columns at one k are one
     /// `vec2<u64>`), K and op(A)'s strides multiples of 8 (its loads are 8 floats, along k or
-    /// along its lines).
+    /// along its lines); or both stored transposed (C = A^T B^T), every run a multiple of 8
+    /// (op(B)'s loads are 8 floats along k, as broadcast64's).
     pub fn k_major8(&self, shape: &Shape) -> bool {
-        !self.trans_b
-            && [shape.k, self.lda, self.stride_a]
-                .iter()
-                .all(|v| v % 8 == 0)
-            && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
+        let a_runs8 = [shape.k, self.lda, self.stride_a]
+            .iter()
+            .all(|v| v % 8 == 0);
+        if self.trans_b {
+            return self.trans_a && self.aligned8(shape);
+        }
+        a_runs8 && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
     }
 
     /// Whether every operand run is a multiple of 8 floats.
@@ -717,7 +721,8 @@ impl Matmul<'_> {
                 "matmul",
                 format!(
                     "{variant} needs B stored k-major with row and batch strides multiples of 4, \
-                     k and A's strides multiples of 8"
+                     k and A's strides multiples of 8, or A and B both stored transposed with \
+                     every stride multiples of 8"
                 ),
             ));
         }

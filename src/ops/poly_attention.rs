@@ -45,8 +45,8 @@ gpu_params! {
     }
 }
 
-/// `flags`: phi_grad_rows adds `addend`; scan_states runs a suffix; copy_rows reads a
-/// chunk-transposed source.
+/// `flags`: phi_grad_rows adds `addend`; scan_states runs a suffix; copy_rows and the phi_grad
+/// kernels read a chunk-transposed source.
 const ADD_ADDEND: u32 = 1;
 const SUFFIX: u32 = 2;
 const FROM_CHUNKS_TRANSPOSED: u32 = 4;
@@ -200,6 +200,9 @@ struct FeatureRows {
     rows: usize,
     rows_pad: usize,
     features_pad: usize,
+    /// The feature gradients' rows chunk-transposed in chunks of this many rows (the chunk
+    /// products' dPhi^T), or as rows (None).
+    grads_chunk: Option<usize>,
 }
 
 impl FeatureMap {
@@ -279,6 +282,10 @@ impl FeatureMap {
             d_qk: self.d as u32,
             features: self.features as u32,
             features_pad: rows.features_pad as u32,
+            chunk: rows.grads_chunk.unwrap_or(rows.rows_pad) as u32,
+            n_chunks: rows
+                .rows_pad
+                .div_ceil(rows.grads_chunk.unwrap_or(rows.rows_pad)) as u32,
             ..Default::default()
         }
     }
@@ -327,8 +334,13 @@ impl FeatureMap {
         out: &GpuTensor,
     ) -> Result<()> {
         check_loop_budget(ctx, "phi_grad_rows", self.row_loop_iterations())?;
+        let chunked = if rows.grads_chunk.is_some() {
+            FROM_CHUNKS_TRANSPOSED
+        } else {
+            0
+        };
         let params = PolyParams {
-            flags: if addend.is_some() { ADD_ADDEND } else { 0 },
+            flags: chunked | if addend.is_some() { ADD_ADDEND } else { 0 },
             width_out: addend.map_or(0, |(_, width)| width as u32),
             ..self.params(rows)
         };
@@ -362,6 +374,7 @@ impl FeatureMap {
             rows,
             rows_pad: rows,
             features_pad: self.features,
+            grads_chunk: None,
         }
     }
 
@@ -648,6 +661,7 @@ impl PolyAttention {
             rows: self.shape.seq_len,
             rows_pad: self.rows_pad(),
             features_pad: self.features_pad(),
+            grads_chunk: Some(self.block),
         }
     }
 
@@ -993,7 +1007,8 @@ impl PolyAttention {
         let g = scratch("poly attention G", &self.rows_shape(vw))?;
         let g_t = scratch("poly attention G chunks transposed", &self.rows_shape(vw))?;
         let r = scratch("poly attention gradient states", &self.states_shape())?;
-        let d_phi = scratch("dL/dphi", &self.rows_shape(kp))?;
+        // dL/dPhi chunk-transposed: the products make dPhi^T.
+        let d_phi_t = scratch("dL/dphi chunks transposed", &self.rows_shape(kp))?;
         // dV' chunk-transposed, as O' in the forward.
         let dv_ones_t = scratch("dv' chunks transposed", &self.rows_shape(vw))?;
         let grads = AttentionGradients {
@@ -1039,7 +1054,6 @@ impl PolyAttention {
             // R_c^T = G_c^T Phi(Q_c) (from G chunk-transposed), then R_>c^T.
             let phi_q = (&saved.phi_q, false);
             self.product(ctx, enc, (&g_t, false), phi_q, &r, [vw, kp, c], PLAIN)?;
-            let g_rows = (&g, false);
             if s.causal {
                 self.scan(ctx, enc, &r, SUFFIX)?;
             }
@@ -1047,20 +1061,22 @@ impl PolyAttention {
                 let g_both = (&g, &g_t);
                 self.diagonal_backward(ctx, enc, diag, g_both, &saved.v_ones, &dv_ones_t)?;
             }
-            // dPhi(Q_c) = G_c S_<c^T; dq = J_phi(q)^T dPhi(Q) (+ the diagonal's).
-            let states = (&saved.states, false);
-            self.product(ctx, enc, g_rows, states, &d_phi, [c, kp, vw], PLAIN)?;
+            // dPhi(Q_c)^T = S_<c G_c^T, both stored transposed (op(A) = (S_<c^T)^T, op(B) =
+            // G_c^T: the k-contiguous runs are S^T's columns, G's rows); dq = J_phi(q)^T dPhi(Q)
+            // (+ the diagonal's).
+            let (states, g_t_op) = ((&saved.states, true), (&g, true));
+            self.product(ctx, enc, states, g_t_op, &d_phi_t, [kp, c, vw], PLAIN)?;
             let dq_diag = diagonal.as_ref().map(|d| (&d.dq, qw));
             let dq = &grads.dq;
             self.phi
-                .record_backward(ctx, enc, (q, rows), &d_phi, dq_diag, dq)?;
-            // dPhi(K_c) = V'_c R_>c^T; dk likewise.
-            let v1 = (&saved.v_ones, false);
-            self.product(ctx, enc, v1, (&r, false), &d_phi, [c, kp, vw], PLAIN)?;
+                .record_backward(ctx, enc, (q, rows), &d_phi_t, dq_diag, dq)?;
+            // dPhi(K_c)^T = R_>c V'_c^T likewise; dk likewise.
+            let (r_op, v1_t) = ((&r, true), (&saved.v_ones, true));
+            self.product(ctx, enc, r_op, v1_t, &d_phi_t, [kp, c, vw], PLAIN)?;
             let dk_diag = diagonal.as_ref().map(|d| (&d.dk, qw));
             let dk = &grads.dk;
             self.phi
-                .record_backward(ctx, enc, (k, rows), &d_phi, dk_diag, dk)?;
+                .record_backward(ctx, enc, (k, rows), &d_phi_t, dk_diag, dk)?;
             // dV'_c^T (+)= R_>c^T Phi(K_c)^T; dv = the first d_v columns of dV'.
             let add = Epilogue {
                 add_into_c: s.causal,
