@@ -181,10 +181,12 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     // Padding slots add into dx[ONE_SLOT], which nobody reads.
     var dx: array<f32, ONE_SLOT + 1u>;
-    let grads = feature_grads_row(row);
+    let step = feature_grads_step();
+    var at = feature_grads_row(row);
     for (var f = 0u; f < params.features; f++) {
         let m = monomials[f];
-        let g = m.coef * y[grads.x + f * grads.y];
+        let g = m.coef * y[at];
+        at += step;
         // One term per variable occurrence: the product of the others.
         for (var j = 0u; j < DEGREE; j++) {
             var p = g;
@@ -207,16 +209,23 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// Where feature 0 of dL/dphi's row for x's row `row` (of heads * rows) lies in y, and the step
-// from one feature to the next: rows of features_pad, or chunk-transposed (the chunk products'
-// dPhi^T) with FROM_CHUNKS_TRANSPOSED. Found once a row (chunk_transposed divides).
-fn feature_grads_row(row: u32) -> vec2<u32> {
+// Where feature 0 of dL/dphi's row for x's row `row` (of heads * rows) lies in y: rows of
+// features_pad, or chunk-transposed (the chunk products' dPhi^T) with FROM_CHUNKS_TRANSPOSED.
+// Found once a row (chunk_transposed divides). Feature f lies f feature_grads_step()s on; the
+// kernels walk that index by addition: written as row + f * step inside phi_grad_pairs' pair
+// loops, Mesa 22.3.6's llvmpipe under wgpu's GL backend read wrong gradients (a different
+// error each run of tests/feature_map_gpu.rs, even with a step of 1), not under Vulkan.
+fn feature_grads_row(row: u32) -> u32 {
     let h = row / params.rows;
     let r = row % params.rows;
     if ((params.flags & FROM_CHUNKS_TRANSPOSED) != 0u) {
-        return vec2<u32>(chunk_transposed(h, r, 0u, params.features_pad), params.chunk);
+        return chunk_transposed(h, r, 0u, params.features_pad);
     }
-    return vec2<u32>((h * params.rows_pad + r) * params.features_pad, 1u);
+    return (h * params.rows_pad + r) * params.features_pad;
+}
+
+fn feature_grads_step() -> u32 {
+    return select(1u, params.chunk, (params.flags & FROM_CHUNKS_TRANSPOSED) != 0u);
 }
 
 // ---- the feature map at degree 2, by pairs --------------------------------------------------
@@ -292,20 +301,22 @@ fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
     for (var i = 0u; i < d; i++) {
         xs[i] = x[row * d + i];
     }
-    let grads = feature_grads_row(row);
+    let step = feature_grads_step();
     let coef = pair_coefficients();
     var dx: array<f32, ONE_SLOT + 1u>;
+    // Where the next feature's gradient lies in y (feature 0, the constant, has none).
+    var at = feature_grads_row(row) + step;
     for (var i = 0u; i < d; i++) {
-        dx[i] += coef.x * y[grads.x + (1u + i) * grads.y] * 1.0;
+        dx[i] += coef.x * y[at] * 1.0;
+        at += step;
     }
-    var f = 1u + d;
     for (var i = 0u; i < d; i++) {
         let x_i = xs[i];
         for (var j = i; j < d; j++) {
-            let g = select(coef.z, coef.y, j == i) * y[grads.x + f * grads.y];
+            let g = select(coef.z, coef.y, j == i) * y[at];
             dx[i] += g * xs[j];
             dx[j] += g * x_i;
-            f++;
+            at += step;
         }
     }
     let add = (params.flags & ADD_ADDEND) != 0u;
