@@ -585,6 +585,35 @@ impl Triangles {
         c_lower: false,
     };
 
+    /// Terms of one m x n matrix's sums over `span` that are read and not declared zero.
+    fn terms(&self, m: usize, n: usize, span: std::ops::Range<usize>) -> u64 {
+        if *self == Triangles::NONE {
+            return (m * n * span.len()) as u64;
+        }
+        let mut terms = 0;
+        for i in 0..m {
+            let columns = if self.c_lower { n.min(i + 1) } else { n };
+            for j in 0..columns {
+                let mut lo = span.start;
+                let mut hi = span.end;
+                if self.a_upper {
+                    lo = lo.max(i);
+                }
+                if self.b_lower {
+                    lo = lo.max(j);
+                }
+                if self.a_lower {
+                    hi = hi.min(i + 1);
+                }
+                if self.b_upper {
+                    hi = hi.min(j + 1);
+                }
+                terms += hi.saturating_sub(lo) as u64;
+            }
+        }
+        terms
+    }
+
     /// The shader's `triangles` flags (TRIANGLE_* in matmul.wgsl, in this order).
     fn flags(&self) -> u32 {
         [
@@ -777,9 +806,10 @@ impl Matmul<'_> {
                 triangles: self.triangles.flags(),
                 ..Default::default()
             };
-            // Declared FLOPs: a multiply and an add per term of every sum.
-            let terms =
-                (shape.batch * shape.m * shape.n) as u64 * (params.k_end - start as u32) as u64;
+            // Declared FLOPs: a multiply and an add per term of every sum that is read and not
+            // declared zero (what a profile's GFLOP/s should count, whatever the kernel skips).
+            let span = start..params.k_end as usize;
+            let terms = shape.batch as u64 * self.triangles.terms(shape.m, shape.n, span);
             // Every binding the kernel declares, by the tensor it views (A, B and C may be bound
             // under several element types).
             let buffers: Vec<(&str, &wgpu::Buffer)> = kernel
@@ -1723,5 +1753,37 @@ impl Matmul<'_> {
     pub fn run(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let variant = choose(ctx, &self.shape, &self.layout, self.runs_direct(ctx))?;
         self.record(ctx, encoder, variant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Triangles;
+
+    /// The terms a profile counts: every term of a general product, fewer where zeros or an
+    /// unread triangle of C are declared (4 x 4 x 4, counted by hand).
+    #[test]
+    fn declared_zeros_leave_the_terms_they_do_not_zero() {
+        let all = Triangles::NONE.terms(4, 4, 0..4);
+        assert_eq!(all, 64);
+        let c_lower = Triangles {
+            c_lower: true,
+            ..Triangles::NONE
+        };
+        // Rows 0..3 keep 1..4 columns, each with 4 terms.
+        assert_eq!(c_lower.terms(4, 4, 0..4), 40);
+        let a_lower = Triangles {
+            a_lower: true,
+            ..Triangles::NONE
+        };
+        // Row i sums k <= i: 1..4 terms, in each of 4 columns.
+        assert_eq!(a_lower.terms(4, 4, 0..4), 40);
+        let b_lower = Triangles {
+            b_lower: true,
+            ..Triangles::NONE
+        };
+        // Column j sums k >= j: 4..1 terms; the span 2..4 leaves 2, 2, 2, 1.
+        assert_eq!(b_lower.terms(4, 4, 0..4), 40);
+        assert_eq!(b_lower.terms(4, 4, 2..4), 4 * 7);
     }
 }
