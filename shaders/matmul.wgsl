@@ -177,8 +177,6 @@ fn store(batch: u32, row: u32, col: u32, sum: f32) {
     c[at] = v;
 }
 
-// (batch, first row, first column) of block `block` of tm x tn blocks, or batch == params.batch
-// past the last block.
 // Known zeros of square products, each matrix's (the diagonal blocks of causal attention), as
 // `params.triangles` declares them: a hint that the broadcast and subgroup kernels read to skip
 // terms that are zero, and blocks of C nobody reads. Other kernels compute everything, which
@@ -220,6 +218,8 @@ fn block_k_range(row0: u32, rows: u32, col0: u32, cols: u32) -> vec2<u32> {
     return vec2<u32>(lo, max(lo, hi));
 }
 
+// (batch, first row, first column) of block `block` of tm x tn blocks, or batch == params.batch
+// past the last block.
 fn block_origin(block: u32, tm: u32, tn: u32) -> vec3<u32> {
     let col_blocks = (params.n + tn - 1u) / tn;
     let per_batch = ((params.m + tm - 1u) / tm) * col_blocks;

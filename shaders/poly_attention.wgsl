@@ -85,15 +85,14 @@ struct Monomial {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> monomials: array<Monomial>;
-// Rows the kernel reads: q or k (phi_*), a tensor to copy, O' (normalise), o (grad_rows),
-// the scores (taylor_grads).
+// Rows the kernel reads: q or k (phi_*), a tensor to copy, O'^T (normalise), o (grad_rows).
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 // Second input: dL/dphi (phi_grad_rows), dO (grad_rows).
 @group(0) @binding(3) var<storage, read> y: array<f32>;
 // phi_grad_rows: dQ' or dK' added to J^T; grad_rows and normalise: Z.
 @group(0) @binding(4) var<storage, read> addend: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-// normalise: Z per row. taylor_weights: P; taylor_grads: P^T per block.
+// normalise: Z per row; copy_rows_transposed_too and grad_rows: the chunk-transposed copy.
 @group(0) @binding(6) var<storage, read_write> aux: array<f32>;
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
@@ -103,16 +102,6 @@ fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
 fn monomial_var(m: Monomial, j: u32) -> u32 {
     let word = select(m.vars_lo, m.vars_hi, j >= 4u);
     return (word >> ((j & 3u) * 8u)) & 0xffu;
-}
-
-// P_g(s) = sum_{i<=g} s^i / i!, Horner form.
-// Called with DEGREE or DEGREE - 1 only, so the loop has a constant trip count.
-fn taylor_exp(s: f32, degree: u32) -> f32 {
-    var acc = 1.0;
-    for (var i = 0u; i < degree; i++) {
-        acc = 1.0 + acc * s / f32(degree - i);
-    }
-    return acc;
 }
 
 // Where element (head h, padded row r, column j) of a [heads, rows_pad, width] tensor lies in
@@ -181,7 +170,7 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     // Padding slots add into dx[ONE_SLOT], which nobody reads.
     var dx: array<f32, ONE_SLOT + 1u>;
-    let step = feature_grads_step();
+    let step = source_step();
     var at = feature_grads_row(row);
     for (var f = 0u; f < params.features; f++) {
         let m = monomials[f];
@@ -209,23 +198,29 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// Where feature 0 of dL/dphi's row for x's row `row` (of heads * rows) lies in y: rows of
-// features_pad, or chunk-transposed (the chunk products' dPhi^T) with FROM_CHUNKS_TRANSPOSED.
-// Found once a row (chunk_transposed divides). Feature f lies f feature_grads_step()s on; the
-// kernels walk that index by addition: written as row + f * step inside phi_grad_pairs' pair
-// loops, Mesa 22.3.6's llvmpipe under wgpu's GL backend read wrong gradients (a different
-// error each run of tests/feature_map_gpu.rs, even with a step of 1), not under Vulkan.
-fn feature_grads_row(row: u32) -> u32 {
-    let h = row / params.rows;
-    let r = row % params.rows;
+// Where element 0 of row r of head h of a source with `width` columns lies: in rows, `rows`
+// a head, or chunk-transposed (chunk_transposed's layout: dPhi^T, dV'^T) with
+// FROM_CHUNKS_TRANSPOSED. Found once a row (llvmpipe divides lane by lane, and
+// chunk_transposed divides); element j lies j source_step()s on.
+fn source_start(h: u32, r: u32, rows: u32, width: u32) -> u32 {
     if ((params.flags & FROM_CHUNKS_TRANSPOSED) != 0u) {
-        return chunk_transposed(h, r, 0u, params.features_pad);
+        return chunk_transposed(h, r, 0u, width);
     }
-    return (h * params.rows_pad + r) * params.features_pad;
+    return (h * rows + r) * width;
 }
 
-fn feature_grads_step() -> u32 {
+fn source_step() -> u32 {
     return select(1u, params.chunk, (params.flags & FROM_CHUNKS_TRANSPOSED) != 0u);
+}
+
+// dL/dphi's row for x's row `row` (of heads * rows): rows of features_pad, or chunk-transposed.
+// The phi_grad kernels walk it by adding source_step(): written as row + f * step inside
+// phi_grad_pairs' pair loops, Mesa 22.3.6's llvmpipe under wgpu's GL backend read wrong
+// gradients (a different error each run of tests/feature_map_gpu.rs, even with a step of 1),
+// not under Vulkan.
+fn feature_grads_row(row: u32) -> u32 {
+    return source_start(row / params.rows, row % params.rows, params.rows_pad,
+                        params.features_pad);
 }
 
 // ---- the feature map at degree 2, by pairs --------------------------------------------------
@@ -301,7 +296,7 @@ fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
     for (var i = 0u; i < d; i++) {
         xs[i] = x[row * d + i];
     }
-    let step = feature_grads_step();
+    let step = source_step();
     let coef = pair_coefficients();
     var dx: array<f32, ONE_SLOT + 1u>;
     // Where the next feature's gradient lies in y (feature 0, the constant, has none).
@@ -347,27 +342,20 @@ fn copy_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let r = padded_row % params.rows_pad;
     let base = padded_row * params.width_out;
-    let source = source_row(h, r);
+    let start = source_start(h, r, params.rows, params.width_in);
+    let step = source_step();
     for (var j = 0u; j < params.width_out; j++) {
-        out[base + j] = copied_at(source, r, j);
+        out[base + j] = copied_at(start + j * step, r, j);
     }
 }
 
-// Where column 0 of copy_rows's source row (h, r) lies, and the step from one column to the
-// next: found once a row (llvmpipe divides lane by lane, and chunk_transposed divides).
-fn source_row(h: u32, r: u32) -> vec2<u32> {
-    if ((params.flags & FROM_CHUNKS_TRANSPOSED) != 0u) {
-        return vec2<u32>(chunk_transposed(h, r, 0u, params.width_in), params.chunk);
-    }
-    return vec2<u32>((h * params.rows + r) * params.width_in, 1u);
-}
-
-// Element (r, j) of copy_rows's destination, from its source row (source_row).
-fn copied_at(source: vec2<u32>, r: u32, j: u32) -> f32 {
+// Element (r, j) of copy_rows's destination, where `at` is the source's element j of row r
+// (source_start and source_step).
+fn copied_at(at: u32, r: u32, j: u32) -> f32 {
     var value = 0.0;
     if (r < params.rows) {
         if (j < params.width_in) {
-            value = x[source.x + j * source.y];
+            value = x[at];
         } else if (j == params.ones_col) {
             value = 1.0;
         }
@@ -389,9 +377,10 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
     let r = padded_row % params.rows_pad;
     let base = padded_row * params.width_out;
     let transposed = chunk_transposed(h, r, 0u, params.width_out);
-    let source = source_row(h, r);
+    let start = source_start(h, r, params.rows, params.width_in);
+    let step = source_step();
     for (var j = 0u; j < params.width_out; j++) {
-        let value = copied_at(source, r, j);
+        let value = copied_at(start + j * step, r, j);
         out[base + j] = value;
         aux[transposed + j * params.chunk] = value;
     }
@@ -409,7 +398,8 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(9) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read_write> aux4: array<vec4<f32>>;
 
-// taylor_exp of each component, in the same operations.
+// P_g(s) = sum_{i<=g} s^i / i! of each component, Horner form. Called with DEGREE or
+// DEGREE - 1 only, so the loop has a constant trip count.
 fn taylor_exp4(s: vec4<f32>, degree: u32) -> vec4<f32> {
     var acc = vec4<f32>(1.0);
     for (var i = 0u; i < degree; i++) {
@@ -442,8 +432,8 @@ fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // One invocation per 4 block rows a..a+3: with dW = dL/dP in out and the scores in x, writes
-// dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux with each block transposed (P_c^T, so that
-// dV'_c = P_c^T G_c is a product with dense rows, C = A B), both masked. A 4 x 4 tile at a
+// dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux with each block transposed (P_c^T, read
+// k-contiguous by dV'^T = G^T P), both masked. A 4 x 4 tile at a
 // time, so that P^T's rows are stored as vec4s too.
 @compute @workgroup_size(WORKGROUP)
 fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,

@@ -516,13 +516,13 @@ impl Layout {
     /// along its lines); or both stored transposed (C = A^T B^T), every run a multiple of 8
     /// (op(B)'s loads are 8 floats along k, as broadcast64's).
     pub fn k_major8(&self, shape: &Shape) -> bool {
-        let a_runs8 = [shape.k, self.lda, self.stride_a]
-            .iter()
-            .all(|v| v % 8 == 0);
         if self.trans_b {
             return self.trans_a && self.aligned8(shape);
         }
-        a_runs8 && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
+        [shape.k, self.lda, self.stride_a]
+            .iter()
+            .all(|v| v % 8 == 0)
+            && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
     }
 
     /// Whether every operand run is a multiple of 8 floats.
@@ -614,7 +614,8 @@ impl Triangles {
         terms
     }
 
-    /// The shader's `triangles` flags (TRIANGLE_* in matmul.wgsl, in this order).
+    /// The shader's `triangles` flags (TRIANGLE_* in matmul.wgsl, in this order; a bit out of
+    /// place fails tests/matmul_gpu.rs's `declared_triangles_change_nothing_where_c_is_read`).
     fn flags(&self) -> u32 {
         [
             self.a_lower,

@@ -275,6 +275,7 @@ impl FeatureMap {
 
     /// The params every kernel of the family shares for these rows.
     fn params(&self, rows: FeatureRows) -> PolyParams {
+        let chunk = rows.grads_chunk.unwrap_or(rows.rows_pad);
         PolyParams {
             heads: rows.heads as u32,
             rows: rows.rows as u32,
@@ -282,10 +283,8 @@ impl FeatureMap {
             d_qk: self.d as u32,
             features: self.features as u32,
             features_pad: rows.features_pad as u32,
-            chunk: rows.grads_chunk.unwrap_or(rows.rows_pad) as u32,
-            n_chunks: rows
-                .rows_pad
-                .div_ceil(rows.grads_chunk.unwrap_or(rows.rows_pad)) as u32,
+            chunk: chunk as u32,
+            n_chunks: rows.rows_pad.div_ceil(chunk) as u32,
             ..Default::default()
         }
     }
@@ -691,13 +690,13 @@ impl PolyAttention {
         epilogue: Epilogue,
     ) -> Result<()> {
         let general = (epilogue, Triangles::NONE);
-        self.diagonal_product(ctx, enc, a, b, c, dims, general)
+        self.product_with_zeros(ctx, enc, a, b, c, dims, general)
     }
 
-    /// [`Self::product`] of the diagonal blocks, whose zeros (P and dL/ds are lower
-    /// triangular) `triangles` declares.
+    /// [`Self::product`] with the zeros `triangles` declares: the diagonal blocks', where P
+    /// and dL/ds are lower triangular.
     #[allow(clippy::too_many_arguments)]
-    fn diagonal_product(
+    fn product_with_zeros(
         &self,
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
@@ -833,7 +832,7 @@ impl PolyAttention {
         let dims = [c, c, self.qk_width()];
         // taylor_weights and taylor_grads read them on and below the diagonal only.
         let lower = (PLAIN, C_LOWER);
-        self.diagonal_product(ctx, enc, (q_pad, false), (k_pad, true), scores, dims, lower)
+        self.product_with_zeros(ctx, enc, (q_pad, false), (k_pad, true), scores, dims, lower)
     }
 
     /// The bytes [`Self::forward`] and [`Self::backward`] allocate (kept next to them: a
@@ -968,7 +967,7 @@ impl PolyAttention {
                 };
                 // op(B) = P_c^T: zero where k > j.
                 let (p_t, zeros) = ((weights, true), B_UPPER);
-                self.diagonal_product(ctx, enc, v1_t, p_t, &o_ones_t, [vw, c, c], (add, zeros))?;
+                self.product_with_zeros(ctx, enc, v1_t, p_t, &o_ones_t, [vw, c, c], (add, zeros))?;
             }
             let params = PolyParams {
                 width_in: vw as u32,
@@ -1127,7 +1126,7 @@ impl PolyAttention {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
         let (scores, d_scores) = (diag.scores, &diag.d_scores);
         // dL/dP_c = G_c V'_c^T, then dL/ds in its place and P_c^T beside it.
-        self.diagonal_product(
+        self.product_with_zeros(
             ctx,
             enc,
             (g, false),
@@ -1146,7 +1145,7 @@ impl PolyAttention {
         };
         let dims = [c, qw, c];
         // op(A) = dL/ds: zero where k > i; then its transpose, zero where k < i.
-        self.diagonal_product(
+        self.product_with_zeros(
             ctx,
             enc,
             (d_scores, false),
@@ -1155,7 +1154,7 @@ impl PolyAttention {
             dims,
             (scaled, A_LOWER),
         )?;
-        self.diagonal_product(
+        self.product_with_zeros(
             ctx,
             enc,
             (d_scores, true),
@@ -1165,7 +1164,7 @@ impl PolyAttention {
             (scaled, A_UPPER),
         )?;
         // P_c^T stored is P_c's transpose: op(B) = P_c, zero where k < j.
-        self.diagonal_product(
+        self.product_with_zeros(
             ctx,
             enc,
             (g_t, false),
