@@ -552,7 +552,7 @@ fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Varia
 /// batches of 1 and 3, every epilogue; and refused, by name, where B's row stride is not a
 /// multiple of 4.
 #[test]
-fn broadcast64_km_matches_f64_where_it_runs() {
+fn broadcast64_km_and_packed_match_f64_where_they_run() {
     let Some(ctx) = common::gpu() else { return };
     if !offered(&ctx, Variant::Broadcast64Km) {
         return;
@@ -570,29 +570,32 @@ fn broadcast64_km_matches_f64_where_it_runs() {
                     k,
                 };
                 let mut layout = Layout::dense(&shape, trans_a, trans_b);
+                // Which padding, varied across the transposes too (each case's 3 in a row).
+                let pad = (case + case / 3) % 3;
                 // A's lines (rows, or with trans_a its k-rows) padded to a multiple of 8 floats.
                 let a_line = if trans_a { m } else { k };
-                layout.lda = a_line.next_multiple_of(8) + 8 * (case % 3 / 2);
+                layout.lda = a_line.next_multiple_of(8) + 8 * (pad / 2);
                 layout.stride_a = layout.lda * if trans_a { k } else { m } + 8;
-                if case % 3 == 2 && trans_b {
+                if pad == 2 && trans_b {
                     // B's rows (each a column of op(B), along k) 8 floats longer than k.
                     layout.ldb = k + 8;
                     layout.stride_b = n * (k + 8) + 8;
-                } else if case % 3 == 2 {
+                } else if pad == 2 {
                     // B's rows 4 floats longer than n, each matrix 4 floats past the last row.
                     layout.ldb = n + 4;
                     layout.stride_b = k * (n + 4) + 4;
                 }
                 assert!(layout.k_major8(&shape), "{shape:?} {layout:?}");
-                let err = check(
-                    &ctx,
-                    &mut rng,
-                    shape,
-                    layout,
-                    epilogue(case),
-                    Variant::Broadcast64Km,
-                );
-                err.assert_close(&format!("broadcast64-km-16x4 {shape:?} {layout:?}"));
+                // broadcast64-packed-16x4 on the same layouts: within one span (k up to
+                // K_SPAN) the operand already k-contiguous, padded rows and all, is read where
+                // it lies and only the other is copied; over several spans both are.
+                for variant in [Variant::Broadcast64Km, Variant::Packed64] {
+                    if !offered(&ctx, variant) {
+                        continue;
+                    }
+                    let err = check(&ctx, &mut rng, shape, layout, epilogue(case), variant);
+                    err.assert_close(&format!("{variant} {shape:?} {layout:?}"));
+                }
                 case += 1;
             }
         }

@@ -181,6 +181,11 @@ pub(crate) fn probe_values(len: usize, salt: usize) -> Vec<f32> {
 
 /// Timed runs of every candidate after its first, untimed one (which compiles its pipelines).
 const TIMED_ROUNDS: usize = 2;
+/// Further timed rounds for the candidates within CLOSE of the fastest after TIMED_ROUNDS: on a
+/// shared machine two rounds left close candidates to chance (fresh tunes of one class chose
+/// three different variants, BENCHMARKS.md); the clearly slower are not timed again.
+const CLOSE_ROUNDS: usize = 4;
+const CLOSE: f64 = 1.5;
 
 /// `run` (which waits for the GPU) once, and how long it took.
 pub(crate) fn timed<T>(run: impl FnOnce() -> crate::Result<T>) -> crate::Result<(Duration, T)> {
@@ -194,7 +199,8 @@ pub(crate) fn timed<T>(run: impl FnOnce() -> crate::Result<T>) -> crate::Result<
 /// candidate is warned about and not used. `run_once(candidate, want_result)` runs a candidate
 /// once and returns its time and, when asked, its result; None for one that cannot run here.
 /// Each candidate first runs once untimed, giving its result; then [`TIMED_ROUNDS`] rounds time
-/// every candidate once in turn and each keeps its best. In turn rather than back to back: on a
+/// every candidate once in turn and each keeps its best, and [`CLOSE_ROUNDS`] more those
+/// within [`CLOSE`] of the fastest. In turn rather than back to back: on a
 /// shared machine a slow spell of a few seconds then slows every candidate of a round alike
 /// instead of deciding between two (a fresh tune timing back to back once chose a product
 /// variant that ran 2x slower in the pass than the best; BENCHMARKS.md). None when no
@@ -224,7 +230,13 @@ pub(crate) fn fastest_agreeing<C: Copy + std::fmt::Display>(
         }
         agreeing.push((candidate, Duration::MAX));
     }
-    for _ in 0..TIMED_ROUNDS {
+    for round in 0..TIMED_ROUNDS + CLOSE_ROUNDS {
+        if round == TIMED_ROUNDS {
+            let fastest = agreeing.iter().map(|&(_, time)| time).min();
+            if let Some(fastest) = fastest {
+                agreeing.retain(|&(_, time)| time.as_secs_f64() <= CLOSE * fastest.as_secs_f64());
+            }
+        }
         for (candidate, best) in agreeing.iter_mut() {
             if let Some((time, _)) = run_once(*candidate, false)? {
                 *best = (*best).min(time);

@@ -865,8 +865,17 @@ impl Matmul<'_> {
             Variant::Packed64,
             shape_class(shape, &self.layout)
         );
-        // One pair of copies, sized for the longest span, packed again for each span: later
-        // packs wait for the product before them (wgpu orders the dispatches' accesses).
+        let l = &self.layout;
+        // One copy per operand, sized for the longest span, packed again for each span: later
+        // packs wait for the product before them (wgpu orders the dispatches' accesses). Where
+        // the whole sum is one span, an operand already k-contiguous in runs of 8 floats is
+        // read where it lies (its k then counts as the copy's does): a linear layer's input
+        // gradient (C = dY W) copies only the weight, not the activations' gradient.
+        let one_span = shape.k <= K_SPAN && shape.k % 8 == 0;
+        let in_place = [
+            one_span && !l.trans_a && l.lda % 8 == 0 && l.stride_a % 8 == 0,
+            one_span && l.trans_b && l.ldb % 8 == 0 && l.stride_b % 8 == 0,
+        ];
         let widest = packed_geometry(shape, shape.k.min(K_SPAN));
         let [packed_a, packed_b] = [false, true].map(|operand_b| {
             let name = if operand_b {
@@ -874,7 +883,9 @@ impl Matmul<'_> {
             } else {
                 "k-contiguous op(A)"
             };
-            GpuTensor::output(ctx, name, &[packed_len(&widest, operand_b)])
+            (!in_place[operand_b as usize])
+                .then(|| GpuTensor::output(ctx, name, &[packed_len(&widest, operand_b)]))
+                .transpose()
         });
         let (packed_a, packed_b) = (packed_a?, packed_b?);
         for (i, start) in (0..shape.k).step_by(K_SPAN).enumerate() {
@@ -885,17 +896,29 @@ impl Matmul<'_> {
                 k_end: end as u32,
                 ..self.window_params(&g)
             };
-            self.pack_span(ctx, encoder, (&g, &base), false, &packed_a)?;
-            self.pack_span(ctx, encoder, (&g, &base), true, &packed_b)?;
+            if let Some(packed_a) = &packed_a {
+                self.pack_span(ctx, encoder, (&g, &base), false, packed_a)?;
+            }
+            if let Some(packed_b) = &packed_b {
+                self.pack_span(ctx, encoder, (&g, &base), true, packed_b)?;
+            }
             let span = Matmul {
                 shape: Shape { k: g.k, ..*shape },
                 layout: Layout {
                     trans_a: false,
                     trans_b: true,
-                    lda: g.k,
-                    ldb: g.k,
-                    stride_a: g.lines_a * g.k,
-                    stride_b: g.lines_b * g.k,
+                    lda: if packed_a.is_some() { g.k } else { l.lda },
+                    ldb: if packed_b.is_some() { g.k } else { l.ldb },
+                    stride_a: if packed_a.is_some() {
+                        g.lines_a * g.k
+                    } else {
+                        l.stride_a
+                    },
+                    stride_b: if packed_b.is_some() {
+                        g.lines_b * g.k
+                    } else {
+                        l.stride_b
+                    },
                     ..self.layout
                 },
                 epilogue: Epilogue {
@@ -903,16 +926,17 @@ impl Matmul<'_> {
                     ..self.epilogue
                 },
                 bias: self.bias.filter(|_| i == 0),
-                a: &packed_a,
-                b: &packed_b,
+                a: packed_a.as_ref().unwrap_or(self.a),
+                b: packed_b.as_ref().unwrap_or(self.b),
                 c: self.c,
                 // The copies' k starts at each span's: the span's indices are not the matrix's.
                 triangles: Triangles::NONE,
             };
             span.record_spans(ctx, encoder, Variant::Broadcast64, detail.clone())?;
         }
-        ctx.hold_until_submit(packed_a);
-        ctx.hold_until_submit(packed_b);
+        for packed in [packed_a, packed_b].into_iter().flatten() {
+            ctx.hold_until_submit(packed);
+        }
         Ok(())
     }
 }
@@ -1563,11 +1587,17 @@ impl std::str::FromStr for Variant {
 /// small enough to time every candidate in about a second on a software driver.
 const PROBE_MN: usize = 512;
 const PROBE_K: usize = 256;
+/// An unbatched probe keeps m or n up to PROBE_LINES (C at most PROBE_MN^2 x 4 elements): a
+/// variant that copies the other operand once (broadcast64-packed-16x4 copies a layer's
+/// weight, not its 16384 rows of activations) pays for the copy over m rows, so a probe of 512
+/// rows charged it 8x too much and chose against it (BENCHMARKS.md).
+const PROBE_LINES: usize = 4096;
 
 /// The shape class a choice is cached under: layout, alignment and each side's size rounded up
 /// to a power of two (capped where the probe stops growing).
 pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
     let bucket = |x: usize, cap: usize| x.next_power_of_two().min(cap);
+    let lines = probe_lines(shape);
     format!(
         "matmul {}{} {} m{} n{} k{}{}",
         if layout.trans_a { "T" } else { "N" },
@@ -1577,8 +1607,8 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
             (true, false) => "vec4",
             _ => "scalar",
         },
-        bucket(shape.m, PROBE_MN),
-        bucket(shape.n, PROBE_MN),
+        bucket(shape.m, lines),
+        bucket(shape.n, lines),
         bucket(shape.k, PROBE_K),
         // Many matrices: no windows-16x4, and the probe is batched too.
         if shape.batch > BATCHED {
@@ -1676,14 +1706,35 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) ->
     Ok(chosen)
 }
 
+/// The longest m or n a probe of this shape keeps: PROBE_LINES unbatched, PROBE_MN batched.
+fn probe_lines(shape: &Shape) -> usize {
+    if shape.batch > BATCHED {
+        PROBE_MN
+    } else {
+        PROBE_LINES
+    }
+}
+
+/// The probe's m and n: each side up to `probe_lines`, the longer halved while C has more than
+/// PROBE_MN^2 x 4 elements (a power of two stays one).
+fn probe_sides(shape: &Shape) -> (usize, usize) {
+    let lines = probe_lines(shape);
+    let (mut m, mut n) = (shape.m.min(lines), shape.n.min(lines));
+    while m * n > 4 * PROBE_MN * PROBE_MN {
+        if m >= n {
+            m = m.div_ceil(2);
+        } else {
+            n = n.div_ceil(2);
+        }
+    }
+    (m, n)
+}
+
 /// Times every candidate on a probe of the shape's class and returns the fastest whose result
 /// agrees with the others (`tune::fastest_agreeing`).
 fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Result<Variant> {
-    let (m, n, k) = (
-        shape.m.min(PROBE_MN),
-        shape.n.min(PROBE_MN),
-        shape.k.min(PROBE_K),
-    );
+    let (m, n) = probe_sides(shape);
+    let k = shape.k.min(PROBE_K);
     // A batched class is timed batched (how many matrices a dispatch takes matters), with
     // about as many multiply-adds as an unbatched probe.
     let batch = if shape.batch > BATCHED {
