@@ -180,12 +180,24 @@ pub(crate) fn probe_values(len: usize, salt: usize) -> Vec<f32> {
 }
 
 /// Timed runs of every candidate after its first, untimed one (which compiles its pipelines).
-const TIMED_ROUNDS: usize = 2;
-/// Further timed rounds for the candidates within CLOSE of the fastest after TIMED_ROUNDS: on a
+const SCREEN_ROUNDS: usize = 2;
+/// Timed rounds, after SCREEN_ROUNDS, of the candidates within CLOSE of the fastest: on a
 /// shared machine two rounds left close candidates to chance (fresh tunes of one class chose
 /// three different variants, BENCHMARKS.md); the clearly slower are not timed again.
 const CLOSE_ROUNDS: usize = 4;
 const CLOSE: f64 = 1.5;
+
+/// What one run of a candidate is for ([`fastest_agreeing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// The first run: untimed (it compiles), its result compared with the others'.
+    Check,
+    /// Timed, every candidate that agreed.
+    Screen,
+    /// Timed, the candidates within [`CLOSE`] of the fastest screened. A caller may time these
+    /// on a larger probe, nearer the products it tunes for, than the screening rounds.
+    Close,
+}
 
 /// `run` (which waits for the GPU) once, and how long it took.
 pub(crate) fn timed<T>(run: impl FnOnce() -> crate::Result<T>) -> crate::Result<(Duration, T)> {
@@ -196,24 +208,24 @@ pub(crate) fn timed<T>(run: impl FnOnce() -> crate::Result<T>) -> crate::Result<
 
 /// The fastest of `candidates` whose result agrees with the first candidate's to f32 rounding
 /// (relative error over the whole result at most 1e-4, as the tests measure it); a disagreeing
-/// candidate is warned about and not used. `run_once(candidate, want_result)` runs a candidate
-/// once and returns its time and, when asked, its result; None for one that cannot run here.
-/// Each candidate first runs once untimed, giving its result; then [`TIMED_ROUNDS`] rounds time
-/// every candidate once in turn and each keeps its best, and [`CLOSE_ROUNDS`] more those
-/// within [`CLOSE`] of the fastest. In turn rather than back to back: on a
-/// shared machine a slow spell of a few seconds then slows every candidate of a round alike
-/// instead of deciding between two (a fresh tune timing back to back once chose a product
-/// variant that ran 2x slower in the pass than the best; BENCHMARKS.md). None when no
+/// candidate is warned about and not used. `run_once(candidate, round)` runs a candidate once
+/// and returns its time and, for [`Round::Check`], its result; None for one that cannot run
+/// here. Each candidate first runs once untimed, giving its result; then [`SCREEN_ROUNDS`]
+/// rounds time every candidate once in turn, and [`CLOSE_ROUNDS`] more those within [`CLOSE`]
+/// of the fastest, each keeping its best of these last rounds. In turn rather than back to
+/// back: on a shared machine a slow spell of a few seconds then slows every candidate of a
+/// round alike instead of deciding between two (a fresh tune timing back to back once chose a
+/// product variant that ran 2x slower in the pass than the best; BENCHMARKS.md). None when no
 /// candidate ran.
 pub(crate) fn fastest_agreeing<C: Copy + std::fmt::Display>(
     family: &str,
     candidates: &[C],
-    mut run_once: impl FnMut(C, bool) -> crate::Result<Option<(Duration, Option<Vec<f32>>)>>,
+    mut run_once: impl FnMut(C, Round) -> crate::Result<Option<(Duration, Option<Vec<f32>>)>>,
 ) -> crate::Result<Option<C>> {
     let mut agreeing = Vec::new();
     let mut first: Option<(C, Vec<f32>)> = None;
     for &candidate in candidates {
-        let Some((_, result)) = run_once(candidate, true)? else {
+        let Some((_, result)) = run_once(candidate, Round::Check)? else {
             continue;
         };
         let result = result.unwrap_or_default();
@@ -230,19 +242,25 @@ pub(crate) fn fastest_agreeing<C: Copy + std::fmt::Display>(
         }
         agreeing.push((candidate, Duration::MAX));
     }
-    for round in 0..TIMED_ROUNDS + CLOSE_ROUNDS {
-        if round == TIMED_ROUNDS {
-            let fastest = agreeing.iter().map(|&(_, time)| time).min();
-            if let Some(fastest) = fastest {
-                agreeing.retain(|&(_, time)| time.as_secs_f64() <= CLOSE * fastest.as_secs_f64());
+    let mut best_of_rounds = |agreeing: &mut Vec<(C, Duration)>, round: Round, rounds: usize| {
+        for _ in 0..rounds {
+            for (candidate, best) in agreeing.iter_mut() {
+                if let Some((time, _)) = run_once(*candidate, round)? {
+                    *best = (*best).min(time);
+                }
             }
         }
-        for (candidate, best) in agreeing.iter_mut() {
-            if let Some((time, _)) = run_once(*candidate, false)? {
-                *best = (*best).min(time);
-            }
-        }
+        crate::Result::Ok(())
+    };
+    best_of_rounds(&mut agreeing, Round::Screen, SCREEN_ROUNDS)?;
+    if let Some(fastest) = agreeing.iter().map(|&(_, time)| time).min() {
+        agreeing.retain(|&(_, time)| time.as_secs_f64() <= CLOSE * fastest.as_secs_f64());
     }
+    // The close rounds may run another probe: only their times are compared.
+    for (_, best) in agreeing.iter_mut() {
+        *best = Duration::MAX;
+    }
+    best_of_rounds(&mut agreeing, Round::Close, CLOSE_ROUNDS)?;
     Ok(agreeing
         .into_iter()
         .min_by_key(|&(_, time)| time)

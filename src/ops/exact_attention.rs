@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
-use crate::gpu::tune::{fastest_agreeing, timed, TuneMode};
+use crate::gpu::tune::{fastest_agreeing, timed, Round, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, WindowedDispatch, Work};
 use crate::ops::{
     check_inputs, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
@@ -807,7 +807,7 @@ pub fn choose_tiles(ctx: &GpuContext, shape: &AttentionShape) -> Result<ExactTil
 fn measure_tiles(ctx: &GpuContext, shape: &AttentionShape) -> Result<ExactTiles> {
     let probe = AttentionShape::new(1, 1, TILE_PROBE_ROWS, shape.d_qk, shape.d_v, true);
     let (q, k, v, d_o) = probe_inputs(ctx, &probe)?;
-    let chosen = fastest_agreeing("exact attention tiles", &TILE_CANDIDATES, |tiles, want| {
+    let chosen = fastest_agreeing("exact attention tiles", &TILE_CANDIDATES, |tiles, round| {
         let Ok(op) = ExactAttention::with_tiles(ctx, probe, tiles, None) else {
             return Ok(None);
         };
@@ -817,7 +817,12 @@ fn measure_tiles(ctx: &GpuContext, shape: &AttentionShape) -> Result<ExactTiles>
             ctx.synchronize()?;
             Ok(grads.dq)
         })?;
-        Ok(Some((time, want.then(|| dq.download(ctx)).transpose()?)))
+        Ok(Some((
+            time,
+            (round == Round::Check)
+                .then(|| dq.download(ctx))
+                .transpose()?,
+        )))
     })?;
     Ok(chosen.unwrap_or_default())
 }

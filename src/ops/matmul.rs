@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
-use crate::gpu::tune::{fastest_agreeing, probe_values, timed, TuneMode};
+use crate::gpu::tune::{fastest_agreeing, probe_values, timed, Round, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::gpu::{WindowedDispatch, Work};
 
@@ -871,10 +871,10 @@ impl Matmul<'_> {
         // the whole sum is one span, an operand already k-contiguous in runs of 8 floats is
         // read where it lies (its k then counts as the copy's does): a linear layer's input
         // gradient (C = dY W) copies only the weight, not the activations' gradient.
-        let one_span = shape.k <= K_SPAN && shape.k % 8 == 0;
+        let one_span = shape.k <= K_SPAN && shape.k.is_multiple_of(8);
         let in_place = [
-            one_span && !l.trans_a && l.lda % 8 == 0 && l.stride_a % 8 == 0,
-            one_span && l.trans_b && l.ldb % 8 == 0 && l.stride_b % 8 == 0,
+            one_span && !l.trans_a && l.lda.is_multiple_of(8) && l.stride_a.is_multiple_of(8),
+            one_span && l.trans_b && l.ldb.is_multiple_of(8) && l.stride_b.is_multiple_of(8),
         ];
         let widest = packed_geometry(shape, shape.k.min(K_SPAN));
         let [packed_a, packed_b] = [false, true].map(|operand_b| {
@@ -1583,21 +1583,35 @@ impl std::str::FromStr for Variant {
     }
 }
 
-/// Sizes of the products the tuner times for a shape class: large enough to fill the device,
-/// small enough to time every candidate in about a second on a software driver.
+/// Sizes of the probe the tuner screens every candidate on, and times batched classes on:
+/// large enough to fill the device, small enough to time every candidate in about a second on
+/// a software driver.
 const PROBE_MN: usize = 512;
 const PROBE_K: usize = 256;
-/// An unbatched probe keeps m or n up to PROBE_LINES (C at most PROBE_MN^2 x 4 elements): a
-/// variant that copies the other operand once (broadcast64-packed-16x4 copies a layer's
-/// weight, not its 16384 rows of activations) pays for the copy over m rows, so a probe of 512
-/// rows charged it 8x too much and chose against it (BENCHMARKS.md).
+/// The candidates close after screening are timed, for an unbatched class, on a probe with m
+/// or n up to PROBE_LINES (C at most PROBE_MN^2 x 4 elements) and k up to one K span, nearer
+/// the products the class stands for. A variant that copies one operand once
+/// (broadcast64-packed-16x4 copies a layer's weight, not its 16384 rows of activations) pays
+/// for the copy over m rows, so 512 rows charged it 8x too much; k-major operands are read
+/// along a whole span, and at k = 256 a weight gradient's variants were a tie that they are
+/// not at the model's k (BENCHMARKS.md).
 const PROBE_LINES: usize = 4096;
+const PROBE_K_LONG: usize = K_SPAN;
+
+/// The largest m or n, and k, a probe of this shape keeps.
+fn probe_caps(shape: &Shape) -> (usize, usize) {
+    if shape.batch > BATCHED {
+        (PROBE_MN, PROBE_K)
+    } else {
+        (PROBE_LINES, PROBE_K_LONG)
+    }
+}
 
 /// The shape class a choice is cached under: layout, alignment and each side's size rounded up
 /// to a power of two (capped where the probe stops growing).
 pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
     let bucket = |x: usize, cap: usize| x.next_power_of_two().min(cap);
-    let lines = probe_lines(shape);
+    let (lines, k) = probe_caps(shape);
     format!(
         "matmul {}{} {} m{} n{} k{}{}",
         if layout.trans_a { "T" } else { "N" },
@@ -1609,7 +1623,7 @@ pub fn shape_class(shape: &Shape, layout: &Layout) -> String {
         },
         bucket(shape.m, lines),
         bucket(shape.n, lines),
-        bucket(shape.k, PROBE_K),
+        bucket(shape.k, k),
         // Many matrices: no windows-16x4, and the probe is batched too.
         if shape.batch > BATCHED {
             " batched"
@@ -1706,19 +1720,9 @@ pub fn choose(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) ->
     Ok(chosen)
 }
 
-/// The longest m or n a probe of this shape keeps: PROBE_LINES unbatched, PROBE_MN batched.
-fn probe_lines(shape: &Shape) -> usize {
-    if shape.batch > BATCHED {
-        PROBE_MN
-    } else {
-        PROBE_LINES
-    }
-}
-
-/// The probe's m and n: each side up to `probe_lines`, the longer halved while C has more than
+/// The probe's m and n: each side up to `lines`, the longer halved while C has more than
 /// PROBE_MN^2 x 4 elements (a power of two stays one).
-fn probe_sides(shape: &Shape) -> (usize, usize) {
-    let lines = probe_lines(shape);
+fn probe_sides(shape: &Shape, lines: usize) -> (usize, usize) {
     let (mut m, mut n) = (shape.m.min(lines), shape.n.min(lines));
     while m * n > 4 * PROBE_MN * PROBE_MN {
         if m >= n {
@@ -1730,71 +1734,116 @@ fn probe_sides(shape: &Shape) -> (usize, usize) {
     (m, n)
 }
 
-/// Times every candidate on a probe of the shape's class and returns the fastest whose result
-/// agrees with the others (`tune::fastest_agreeing`).
-fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Result<Variant> {
-    let (m, n) = probe_sides(shape);
-    let k = shape.k.min(PROBE_K);
-    // A batched class is timed batched (how many matrices a dispatch takes matters), with
-    // about as many multiply-adds as an unbatched probe.
-    let batch = if shape.batch > BATCHED {
-        shape
-            .batch
-            .min((PROBE_MN * PROBE_MN * PROBE_K / (m * n * k)).max(BATCHED + 1))
-    } else {
-        1
-    };
-    let probe = Shape { batch, m, n, k };
-    // The probe keeps the layout's transposes and alignment (odd k stays odd, k a multiple of
-    // 4 but not of 8 stays so).
-    let probe = Shape {
-        k: match (layout.vec4(shape), layout.aligned8(shape)) {
-            (_, true) => probe.k,
-            (true, false) => probe.k | 4,
-            _ => probe.k | 1,
-        },
-        ..probe
-    };
-    let probe_layout = Layout::dense(&probe, layout.trans_a, layout.trans_b);
-    // A direct class is probed on windowable tensors, where its probe's layout allows.
-    let probe_direct = direct && direct_geometry(ctx, &probe, &probe_layout).is_some();
-    let fill = |name: &str, len: usize, salt: usize| {
-        let values = probe_values(len, salt);
-        if probe_direct {
-            GpuTensor::upload_windowable(ctx, name, &[len], &values)
+/// A product the tuner times in place of a class's: its operands filled with probe values.
+struct Probe {
+    shape: Shape,
+    layout: Layout,
+    direct: bool,
+    a: GpuTensor,
+    b: GpuTensor,
+    c: GpuTensor,
+}
+
+impl Probe {
+    /// The probe of `shape`'s class with m and n up to `lines` and k up to `k_cap`, keeping
+    /// the layout's transposes and alignment.
+    fn new(
+        ctx: &GpuContext,
+        (shape, layout, direct): (&Shape, &Layout, bool),
+        (lines, k_cap): (usize, usize),
+    ) -> Result<Probe> {
+        let (m, n) = probe_sides(shape, lines);
+        let k = shape.k.min(k_cap);
+        // A batched class is timed batched (how many matrices a dispatch takes matters), with
+        // about as many multiply-adds as an unbatched probe.
+        let batch = if shape.batch > BATCHED {
+            shape
+                .batch
+                .min((PROBE_MN * PROBE_MN * PROBE_K / (m * n * k)).max(BATCHED + 1))
         } else {
-            GpuTensor::upload(ctx, name, &[len], &values)
+            1
+        };
+        // Odd k stays odd, k a multiple of 4 but not of 8 stays so.
+        let k = match (layout.vec4(shape), layout.aligned8(shape)) {
+            (_, true) => k,
+            (true, false) => k | 4,
+            _ => k | 1,
+        };
+        let probe = Shape { batch, m, n, k };
+        let probe_layout = Layout::dense(&probe, layout.trans_a, layout.trans_b);
+        // A direct class is probed on windowable tensors, where its probe's layout allows.
+        let direct = direct && direct_geometry(ctx, &probe, &probe_layout).is_some();
+        let fill = |name: &str, len: usize, salt: usize| {
+            let values = probe_values(len, salt);
+            if direct {
+                GpuTensor::upload_windowable(ctx, name, &[len], &values)
+            } else {
+                GpuTensor::upload(ctx, name, &[len], &values)
+            }
+        };
+        Ok(Probe {
+            shape: probe,
+            layout: probe_layout,
+            direct,
+            a: fill("tune a", batch * m * k, 0)?,
+            b: fill("tune b", batch * k * n, 1)?,
+            c: GpuTensor::output(ctx, "tune c", &[batch * m * n])?,
+        })
+    }
+
+    fn product(&self) -> Matmul<'_> {
+        Matmul {
+            shape: self.shape,
+            layout: self.layout,
+            epilogue: Epilogue::default(),
+            a: &self.a,
+            b: &self.b,
+            c: &self.c,
+            bias: None,
+            triangles: Triangles::NONE,
         }
+    }
+}
+
+/// Times every candidate on probes of the shape's class and returns the fastest whose result
+/// agrees with the others (`tune::fastest_agreeing`): screened on a probe of at most 512 x 512
+/// x 256, the close ones then timed on one nearer the class's size where it is unbatched
+/// ([`probe_caps`]).
+fn measure(ctx: &GpuContext, shape: &Shape, layout: &Layout, direct: bool) -> Result<Variant> {
+    let class = (shape, layout, direct);
+    let screen = Probe::new(ctx, class, (PROBE_MN, PROBE_K))?;
+    // The larger probe where the class has one, and where it runs as the screening one does
+    // (windows-direct-16x4 takes k up to 512).
+    let close = match probe_caps(shape) {
+        (PROBE_MN, PROBE_K) => None,
+        caps => Some(Probe::new(ctx, class, caps)?).filter(|p| p.direct == screen.direct),
     };
-    let a = fill("tune a", batch * probe.m * probe.k, 0)?;
-    let b = fill("tune b", batch * probe.k * probe.n, 1)?;
-    let c = GpuTensor::output(ctx, "tune c", &[batch * probe.m * probe.n])?;
-    let product = Matmul {
-        shape: probe,
-        layout: probe_layout,
-        epilogue: Epilogue::default(),
-        a: &a,
-        b: &b,
-        c: &c,
-        bias: None,
-        triangles: Triangles::NONE,
-    };
+    let close = close.as_ref().unwrap_or(&screen);
     let candidates: Vec<Variant> = Variant::candidates(ctx)
         .into_iter()
-        // The product's own class, and the probe it is timed on (whose dense strides may be
+        // The product's own class, and the probes it is timed on (whose dense strides may be
         // aligned otherwise than the product's).
         .filter(|v| {
-            v.suits(ctx, shape, layout, probe_direct)
-                && v.suits(ctx, &probe, &probe_layout, probe_direct)
+            v.suits(ctx, shape, layout, screen.direct)
+                && [&screen, close]
+                    .iter()
+                    .all(|p| v.suits(ctx, &p.shape, &p.layout, p.direct))
         })
         .collect();
-    let chosen = fastest_agreeing("matmul variant", &candidates, |variant, want_result| {
+    let chosen = fastest_agreeing("matmul variant", &candidates, |variant, round| {
+        let probe = if round == Round::Close {
+            close
+        } else {
+            &screen
+        };
         let (time, ()) = timed(|| {
             let mut encoder = ctx.encoder("tune matmul");
-            product.record(ctx, &mut encoder, variant)?;
+            probe.product().record(ctx, &mut encoder, variant)?;
             ctx.submit_and_wait("tune matmul", encoder)
         })?;
-        let result = want_result.then(|| c.download(ctx)).transpose()?;
+        let result = (round == Round::Check)
+            .then(|| probe.c.download(ctx))
+            .transpose()?;
         Ok(Some((time, result)))
     })?;
     Ok(chosen.unwrap_or_else(|| default_variant(ctx, shape, layout, direct)))
@@ -1810,7 +1859,22 @@ impl Matmul<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Triangles;
+    use super::{probe_caps, probe_sides, Shape, Triangles, K_SPAN};
+
+    /// An unbatched probe keeps the long side up to 4096 lines and k up to a span, with C at
+    /// most 1M elements; a batched one stays at 512 x 512 x 256.
+    #[test]
+    fn probes_keep_long_sides_within_their_caps() {
+        let shape = |batch, m, n, k| Shape { batch, m, n, k };
+        let sides = |s: Shape| probe_sides(&s, probe_caps(&s).0);
+        assert_eq!(sides(shape(1, 16384, 256, 1024)), (4096, 256));
+        assert_eq!(sides(shape(1, 16384, 1024, 256)), (1024, 1024));
+        assert_eq!(sides(shape(1, 256, 1024, 16384)), (256, 1024));
+        assert_eq!(sides(shape(1, 100, 3, 7)), (100, 3));
+        assert_eq!(probe_caps(&shape(1, 256, 1024, 16384)).1, K_SPAN);
+        assert_eq!(sides(shape(128, 2048, 2048, 128)), (512, 512));
+        assert_eq!(probe_caps(&shape(128, 128, 128, 128)).1, 256);
+    }
 
     /// The terms a profile counts: every term of a general product, fewer where zeros or an
     /// unread triangle of C are declared (4 x 4 x 4, counted by hand).

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
 };
-use crate::gpu::tune::{fastest_agreeing, timed, TuneMode};
+use crate::gpu::tune::{fastest_agreeing, timed, Round, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
 use crate::ops::{
@@ -1223,7 +1223,7 @@ pub fn choose_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Re
 fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Result<usize> {
     let probe = AttentionShape::new(1, 1, CHUNK_PROBE_ROWS, shape.d_qk, shape.d_v, true);
     let (q, k, v, d_o) = probe_inputs(ctx, &probe)?;
-    let chosen = fastest_agreeing("poly attention chunk", &CHUNK_CANDIDATES, |chunk, want| {
+    let chosen = fastest_agreeing("poly attention chunk", &CHUNK_CANDIDATES, |chunk, round| {
         let Ok(op) = PolyAttention::with_chunk(ctx, probe, degree, chunk) else {
             return Ok(None);
         };
@@ -1233,7 +1233,12 @@ fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Resul
             ctx.synchronize()?;
             Ok(saved.o)
         })?;
-        Ok(Some((time, want.then(|| o.download(ctx)).transpose()?)))
+        Ok(Some((
+            time,
+            (round == Round::Check)
+                .then(|| o.download(ctx))
+                .transpose()?,
+        )))
     })?;
     Ok(chosen.unwrap_or(PolyAttention::DEFAULT_CHUNK))
 }
