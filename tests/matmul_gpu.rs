@@ -784,3 +784,67 @@ fn declared_triangles_change_nothing_where_c_is_read() {
         }
     }
 }
+
+/// broadcast64-packed-16x4's copies are one scratch per operand, shared by every such product:
+/// three weight-gradient products recorded into one encoder (the second needs a larger copy,
+/// which replaces the first's; the third a smaller one) and a fourth in its own, each against
+/// f64.
+#[test]
+fn packed_products_share_their_copies_within_an_encoder() {
+    let Some(ctx) = common::gpu() else { return };
+    if !offered(&ctx, Variant::Packed64) {
+        return;
+    }
+    let mut rng = common::fresh_rng("matmul packed scratch");
+    let shapes = [(24, 40, 96), (72, 136, 200), (16, 8, 40), (40, 24, 64)];
+    let drawn: Vec<_> = shapes
+        .iter()
+        .map(|&(m, n, k)| {
+            let shape = Shape { batch: 1, m, n, k };
+            // C = A^T B: both operands k-major, both copied.
+            let layout = Layout::dense(&shape, true, false);
+            let a = common::random_vec(&mut rng, k * m, 1.0);
+            let b = common::random_vec(&mut rng, k * n, 1.0);
+            let tensors = [("a", &a), ("b", &b)]
+                .map(|(name, v)| GpuTensor::upload(&ctx, name, &[v.len()], v).unwrap());
+            let c = GpuTensor::output(&ctx, "c", &[m * n]).unwrap();
+            (shape, layout, a, b, tensors, c)
+        })
+        .collect();
+    let record = |encoder: &mut wgpu::CommandEncoder, i: usize| {
+        let (shape, layout, _, _, [ga, gb], gc) = &drawn[i];
+        Matmul {
+            shape: *shape,
+            layout: *layout,
+            epilogue: Epilogue::default(),
+            a: ga,
+            b: gb,
+            c: gc,
+            bias: None,
+            triangles: Triangles::NONE,
+        }
+        .record(&ctx, encoder, Variant::Packed64)
+        .unwrap();
+    };
+    let mut encoder = ctx.encoder("packed scratch, shared");
+    for i in 0..3 {
+        record(&mut encoder, i);
+    }
+    ctx.submit("packed scratch, shared", encoder).unwrap();
+    let mut encoder = ctx.encoder("packed scratch, alone");
+    record(&mut encoder, 3);
+    ctx.submit("packed scratch, alone", encoder).unwrap();
+    for (shape, layout, a, b, _, gc) in &drawn {
+        let c0 = vec![0.0; shape.m * shape.n];
+        let operands = Operands {
+            a,
+            b,
+            bias: None,
+            c0: &c0,
+        };
+        let got = gc.download(&ctx).unwrap();
+        accuracy(&got, shape, layout, Epilogue::default(), operands).assert_close(&format!(
+            "broadcast64-packed-16x4 {shape:?}, recorded with others"
+        ));
+    }
+}

@@ -168,6 +168,8 @@ pub struct GpuContext {
     /// Scratch tensors that recorded work still reads, held until the next submit (wgpu
     /// would hold their buffers anyway; holding the tensors keeps the meter honest).
     held_until_submit: Mutex<Vec<super::GpuTensor>>,
+    /// Scratch tensors kept for the context's lifetime, by name ([`Self::scratch`]).
+    scratch: Mutex<HashMap<&'static str, Arc<super::GpuTensor>>>,
     pub(crate) tuner: Mutex<Tuner>,
     /// The profile being recorded, if any.
     pub(crate) profiler: Mutex<Option<super::profile::Recorder>>,
@@ -263,6 +265,7 @@ impl GpuContext {
             meter: Arc::default(),
             pool: Arc::default(),
             held_until_submit: Mutex::new(Vec::new()),
+            scratch: Mutex::new(HashMap::new()),
             tuner: Mutex::new(Tuner::new(
                 TuneMode::from_env(),
                 default_cache_dir().as_deref(),
@@ -417,6 +420,24 @@ impl GpuContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(tensor);
+    }
+
+    /// The scratch tensor `name`, with room for at least `len` elements, kept for the
+    /// context's lifetime and never handed to another tensor. Only for work that writes what
+    /// it reads of it before reading, within one encoder: such work may share it with any
+    /// other (wgpu orders the accesses within an encoder, the queue orders submissions). Why
+    /// not a pooled tensor: one dropped while another encoder is open waits for that encoder
+    /// before it is reused, so a tuner timing inside a pass being recorded paid a fresh
+    /// allocation per run (BENCHMARKS.md). A larger request replaces the tensor; the old one
+    /// goes back to the pool as any dropped tensor does.
+    pub(crate) fn scratch(&self, name: &'static str, len: usize) -> Result<Arc<super::GpuTensor>> {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tensor) = scratch.get(name).filter(|t| t.len() >= len) {
+            return Ok(Arc::clone(tensor));
+        }
+        let tensor = Arc::new(super::GpuTensor::output(self, name, &[len])?);
+        scratch.insert(name, Arc::clone(&tensor));
+        Ok(tensor)
     }
 
     /// Submits `encoder` and waits until the GPU has finished it.

@@ -866,8 +866,10 @@ impl Matmul<'_> {
             shape_class(shape, &self.layout)
         );
         let l = &self.layout;
-        // One copy per operand, sized for the longest span, packed again for each span: later
-        // packs wait for the product before them (wgpu orders the dispatches' accesses). Where
+        // One copy per operand, the context's scratch (`GpuContext::scratch`: every use packs
+        // it before reading it), at least as long as the longest span, packed again for each
+        // span: later packs wait for the product before them (wgpu orders the dispatches'
+        // accesses). Where
         // the whole sum is one span, an operand already k-contiguous in runs of 8 floats is
         // read where it lies (its k then counts as the copy's does): a linear layer's input
         // gradient (C = dY W) copies only the weight, not the activations' gradient.
@@ -884,7 +886,7 @@ impl Matmul<'_> {
                 "k-contiguous op(A)"
             };
             (!in_place[operand_b as usize])
-                .then(|| GpuTensor::output(ctx, name, &[packed_len(&widest, operand_b)]))
+                .then(|| ctx.scratch(name, packed_len(&widest, operand_b)))
                 .transpose()
         });
         let (packed_a, packed_b) = (packed_a?, packed_b?);
@@ -926,16 +928,13 @@ impl Matmul<'_> {
                     ..self.epilogue
                 },
                 bias: self.bias.filter(|_| i == 0),
-                a: packed_a.as_ref().unwrap_or(self.a),
-                b: packed_b.as_ref().unwrap_or(self.b),
+                a: packed_a.as_deref().unwrap_or(self.a),
+                b: packed_b.as_deref().unwrap_or(self.b),
                 c: self.c,
                 // The copies' k starts at each span's: the span's indices are not the matrix's.
                 triangles: Triangles::NONE,
             };
             span.record_spans(ctx, encoder, Variant::Broadcast64, detail.clone())?;
-        }
-        for packed in [packed_a, packed_b].into_iter().flatten() {
-            ctx.hold_until_submit(packed);
         }
         Ok(())
     }
@@ -1211,7 +1210,9 @@ impl std::iter::Sum for Packing {
 impl Packing {
     /// The packed copies of op(A) and op(B) that windows-16x4 or broadcast64-packed-16x4
     /// allocates for this product where it may run it (the larger of the two; nothing where
-    /// neither may). They live until the encoder that records the product is submitted.
+    /// neither may). windows-16x4's live until the encoder that records the product is
+    /// submitted; broadcast64-packed-16x4's are the context's scratch, shared by every such
+    /// product and kept, so counting them per product is an upper bound.
     pub fn of(ctx: &GpuContext, shape: &Shape) -> Packing {
         let copies = |lens: [usize; 2]| -> Packing {
             lens.iter()
