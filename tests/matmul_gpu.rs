@@ -550,7 +550,8 @@ fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Varia
 /// C = A^T B), or both stored transposed (C = A^T B^T), k a multiple of 8: ragged m and n
 /// (lines past the last repeat earlier ones), several k spans, row strides past the matrix,
 /// batches of 1 and 3, every epilogue; and refused, by name, where B's row stride is not a
-/// multiple of 4.
+/// multiple of 4. broadcast64-packed-16x4 runs the same products (padding varied across the
+/// transposes, so that its in-place operand is read with padded rows too).
 #[test]
 fn broadcast64_km_and_packed_match_f64_where_they_run() {
     let Some(ctx) = common::gpu() else { return };

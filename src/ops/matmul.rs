@@ -869,10 +869,10 @@ impl Matmul<'_> {
         // One copy per operand, the context's scratch (`GpuContext::scratch`: every use packs
         // it before reading it), at least as long as the longest span, packed again for each
         // span: later packs wait for the product before them (wgpu orders the dispatches'
-        // accesses). Where
-        // the whole sum is one span, an operand already k-contiguous in runs of 8 floats is
-        // read where it lies (its k then counts as the copy's does): a linear layer's input
-        // gradient (C = dY W) copies only the weight, not the activations' gradient.
+        // accesses). Where the whole sum is one span, an operand already k-contiguous in runs
+        // of 8 floats is read where it lies (its k then counts as the copy's does): a linear
+        // layer's input gradient (C = dY W) copies only the weight, not the activations'
+        // gradient.
         let one_span = shape.k <= K_SPAN && shape.k.is_multiple_of(8);
         let in_place = [
             one_span && !l.trans_a && l.lda.is_multiple_of(8) && l.stride_a.is_multiple_of(8),
