@@ -165,6 +165,9 @@ pub struct GpuContext {
     pub(crate) meter: Arc<AllocationMeter>,
     /// Buffers of dropped tensors, kept for reuse.
     pub(crate) pool: Arc<BufferPool>,
+    /// Scratch tensors that recorded work still reads, held until the next submit (wgpu
+    /// would hold their buffers anyway; holding the tensors keeps the meter honest).
+    held_until_submit: Mutex<Vec<super::GpuTensor>>,
     /// Scratch tensors kept for the context's lifetime, by name ([`Self::scratch`]).
     scratch: Mutex<HashMap<&'static str, Arc<super::GpuTensor>>>,
     pub(crate) tuner: Mutex<Tuner>,
@@ -261,6 +264,7 @@ impl GpuContext {
             poison_outputs: AtomicBool::new(false),
             meter: Arc::default(),
             pool: Arc::default(),
+            held_until_submit: Mutex::new(Vec::new()),
             scratch: Mutex::new(HashMap::new()),
             tuner: Mutex::new(Tuner::new(
                 TuneMode::from_env(),
@@ -402,7 +406,20 @@ impl GpuContext {
         // Closed only now: buffers dropped while it was open become reusable after its work
         // is in the queue.
         drop(encoder);
+        self.held_until_submit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         result
+    }
+
+    /// Keeps a scratch tensor that work recorded into an encoder reads until that encoder
+    /// is submitted.
+    pub(crate) fn hold_until_submit(&self, tensor: super::GpuTensor) {
+        self.held_until_submit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tensor);
     }
 
     /// The scratch tensor `name`, with room for at least `len` elements, kept for the
@@ -411,20 +428,14 @@ impl GpuContext {
     /// other (wgpu orders the accesses within an encoder, the queue orders submissions). Why
     /// not a pooled tensor: one dropped while another encoder is open waits for that encoder
     /// before it is reused, so a tuner timing inside a pass being recorded paid a fresh
-    /// allocation per run (BENCHMARKS.md). `make` allocates it (each name always by the same
-    /// constructor). A larger request replaces the tensor; the old one goes back to the pool
-    /// as any dropped tensor does.
-    pub(crate) fn scratch(
-        &self,
-        name: &'static str,
-        len: usize,
-        make: fn(&GpuContext, &str, usize) -> Result<super::GpuTensor>,
-    ) -> Result<Arc<super::GpuTensor>> {
+    /// allocation per run (BENCHMARKS.md). A larger request replaces the tensor; the old one
+    /// goes back to the pool as any dropped tensor does.
+    pub(crate) fn scratch(&self, name: &'static str, len: usize) -> Result<Arc<super::GpuTensor>> {
         let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tensor) = scratch.get(name).filter(|t| t.len() >= len) {
             return Ok(Arc::clone(tensor));
         }
-        let tensor = Arc::new(make(self, name, len)?);
+        let tensor = Arc::new(super::GpuTensor::output(self, name, &[len])?);
         scratch.insert(name, Arc::clone(&tensor));
         Ok(tensor)
     }

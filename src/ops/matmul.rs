@@ -4,8 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use std::sync::Arc;
-
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{
     gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
@@ -888,11 +886,7 @@ impl Matmul<'_> {
                 "k-contiguous op(A)"
             };
             (!in_place[operand_b as usize])
-                .then(|| {
-                    ctx.scratch(name, packed_len(&widest, operand_b), |ctx, name, len| {
-                        GpuTensor::output(ctx, name, &[len])
-                    })
-                })
+                .then(|| ctx.scratch(name, packed_len(&widest, operand_b)))
                 .transpose()
         });
         let (packed_a, packed_b) = (packed_a?, packed_b?);
@@ -1216,8 +1210,9 @@ impl std::iter::Sum for Packing {
 impl Packing {
     /// The packed copies of op(A) and op(B) that windows-16x4 or broadcast64-packed-16x4
     /// allocates for this product where it may run it (the larger of the two; nothing where
-    /// neither may). Both are the context's scratch (`GpuContext::scratch`), shared by every
-    /// such product and kept, so counting them per product is an upper bound.
+    /// neither may). windows-16x4's live until the encoder that records the product is
+    /// submitted; broadcast64-packed-16x4's are the context's scratch, shared by every such
+    /// product and kept, so counting them per product is an upper bound.
     pub fn of(ctx: &GpuContext, shape: &Shape) -> Packing {
         let copies = |lens: [usize; 2]| -> Packing {
             lens.iter()
@@ -1277,8 +1272,11 @@ impl Matmul<'_> {
         let base = self.window_params(&g);
         let packed_a = self.pack(ctx, encoder, &g, &base, false)?;
         let packed_b = self.pack(ctx, encoder, &g, &base, true)?;
-        let packed = (&*packed_a, &*packed_b);
-        self.dispatch_windows(ctx, encoder, Variant::Windows, (&g, &base), packed)
+        let packed = (&packed_a, &packed_b);
+        let run = self.dispatch_windows(ctx, encoder, Variant::Windows, (&g, &base), packed);
+        ctx.hold_until_submit(packed_a);
+        ctx.hold_until_submit(packed_b);
+        run
     }
 
     /// Whether windows-direct-16x4 may run this product: its layout has a
@@ -1395,9 +1393,7 @@ impl Matmul<'_> {
         Ok(())
     }
 
-    /// Records pack_windows for op(A) or op(B) into the context's scratch for it
-    /// (`GpuContext::scratch`: every use packs it before reading it, as for
-    /// broadcast64-packed-16x4's copies).
+    /// Records pack_windows for op(A) or op(B) into a new packed tensor.
     fn pack(
         &self,
         ctx: &GpuContext,
@@ -1405,13 +1401,13 @@ impl Matmul<'_> {
         g: &WindowGeometry,
         base: &MatmulParams,
         operand_b: bool,
-    ) -> Result<Arc<GpuTensor>> {
+    ) -> Result<GpuTensor> {
         let name = if operand_b {
             "packed op(B)"
         } else {
             "packed op(A)"
         };
-        let tensor = ctx.scratch(name, g.packed_len(operand_b), GpuTensor::windows)?;
+        let tensor = GpuTensor::windows(ctx, name, g.packed_len(operand_b))?;
         let (line_windows, stride) = g.operand(operand_b);
         let lines = if operand_b { g.lines_b } else { g.lines_a };
         let params = MatmulParams {
