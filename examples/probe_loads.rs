@@ -57,6 +57,14 @@ fn pack(v: vec4<f32>) -> vec2<u64> {
                      u64(bitcast<u32>(v.z)) | (u64(bitcast<u32>(v.w)) << 32u));
 }"
         }
+        // 8 floats per store: vec4<u64> (SHADER_INT64), to set beside a vec4<f32> store.
+        "store_u64x4" => {
+            "@group(0) @binding(0) var<storage, read_write> dst: array<vec4<u64>>;
+fn word(a: f32, b: f32) -> u64 { return u64(bitcast<u32>(a)) | (u64(bitcast<u32>(b)) << 32u); }
+fn pack(v: vec4<f32>) -> vec4<u64> {
+    return vec4<u64>(word(v.x, v.y), word(v.z, v.w), word(v.y, v.x), word(v.w, v.z));
+}"
+        }
         _ => "",
     };
     let load = match kind {
@@ -77,6 +85,7 @@ fn pack(v: vec4<f32>) -> vec2<u64> {
         "store_f32" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc.x",
         "store_vec4" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc",
         "store_u64x2" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = pack(acc)",
+        "store_u64x4" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 2047u] = pack(acc)",
         _ => unreachable!(),
     };
     format!(
@@ -179,6 +188,7 @@ fn main() {
         "storage_u64x2",
         "texture",
         "store_u64x2",
+        "store_u64x4",
         "private",
     ] {
         if kind.contains("_u64") && !device.features().contains(wgpu::Features::SHADER_INT64) {
@@ -213,10 +223,12 @@ fn main() {
                 binding: 0,
                 resource: wgpu::BindingResource::TextureView(&texture_view),
             }),
-            "store_f32" | "store_vec4" | "store_u64x2" => entries.push(wgpu::BindGroupEntry {
-                binding: 0,
-                resource: src2.as_entire_binding(),
-            }),
+            "store_f32" | "store_vec4" | "store_u64x2" | "store_u64x4" => {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: src2.as_entire_binding(),
+                })
+            }
             _ => entries.push(wgpu::BindGroupEntry {
                 binding: 0,
                 resource: src.as_entire_binding(),

@@ -262,6 +262,53 @@ fn bench_times_a_weight_gradient_layout_with_its_profile() {
     }
 }
 
+/// `--batch` and `--layout tt`: products of polynomial attention's chunk shapes, timed as one
+/// dispatch over the batch (5: more than a "batched" shape class needs) and written to the
+/// CSV's batch column; a batch of 0 is refused.
+#[test]
+fn bench_times_batched_products() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("bench.csv");
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .args([
+            "bench", "--what", "matmul", "--layout", "tt", "--batch", "5",
+        ])
+        .args(["--m", "20", "--cols", "12", "--k", "8", "--reps", "1"])
+        .args(["--csv", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("C [M, N] = A^T B^T"), "{stdout}");
+    assert!(stdout.contains("5 products a dispatch"), "{stdout}");
+    assert!(stdout.contains("tuner's choice for matmul TT"), "{stdout}");
+    assert!(stdout.contains("batched"), "{stdout}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert!(!rows.is_empty());
+    for row in rows {
+        assert_eq!(row.split(',').nth(4), Some("5"), "{row}");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .args(["bench", "--what", "matmul", "--batch", "0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--batch"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
 #[test]
 fn bench_refuses_zero_reps_and_a_nan_bound() {
     // And a sampled check where no model runs (attention alone, by default).

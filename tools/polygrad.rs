@@ -94,6 +94,10 @@ enum Command {
         /// Matrix product: how the operands are stored (--what matmul).
         #[arg(long, value_enum, default_value_t = MatmulLayout::Nt)]
         layout: MatmulLayout,
+        /// Matrix product: independent products of the same shape in one dispatch, as
+        /// polynomial attention runs one per chunk and head (--what matmul).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
         /// Matrix product: time only this variant (default: every one the adapter offers, then
         /// the tuner's choice).
         #[arg(long)]
@@ -153,6 +157,8 @@ enum MatmulLayout {
     Nn,
     /// C = A^T B, A [K, M], B [K, N]: its weight gradient (dY^T X), K the tokens.
     Tn,
+    /// C = A^T B^T, A [K, M], B [N, K]: as polynomial attention's feature gradients.
+    Tt,
 }
 
 impl MatmulLayout {
@@ -162,6 +168,7 @@ impl MatmulLayout {
             MatmulLayout::Nt => (false, true),
             MatmulLayout::Nn => (false, false),
             MatmulLayout::Tn => (true, false),
+            MatmulLayout::Tt => (true, true),
         }
     }
 
@@ -172,6 +179,7 @@ impl MatmulLayout {
             MatmulLayout::Tn => {
                 "C [M, N] = A^T B, A [K, M], B [K, N] (a linear layer's weight gradient)"
             }
+            MatmulLayout::Tt => "C [M, N] = A^T B^T, A [K, M], B [N, K]",
         }
     }
 }
@@ -239,6 +247,7 @@ fn main() -> ExitCode {
             mat_k,
             mat_n,
             layout,
+            batch,
             variant,
             reps,
             max_slope,
@@ -275,7 +284,7 @@ fn main() -> ExitCode {
             } else if what == BenchWhat::Matmul {
                 bench_matmul(
                     adapter.as_deref(),
-                    (mat_m, &mat_n, mat_k),
+                    (batch as usize, mat_m, &mat_n, mat_k),
                     layout,
                     variant.as_deref(),
                     (reps, profile),
@@ -1236,7 +1245,7 @@ fn write_csv(path: &Path, rows: &[String]) -> polygrad::Result<()> {
 /// `polygrad bench --what matmul`: GFLOP/s of every variant (or one), then the tuner's choice.
 fn bench_matmul(
     adapter: Option<&str>,
-    (m, cols, k): (usize, &[usize], usize),
+    (batch, m, cols, k): (usize, usize, &[usize], usize),
     matmul_layout: MatmulLayout,
     only: Option<&str>,
     (reps, profile): (usize, bool),
@@ -1253,14 +1262,19 @@ fn bench_matmul(
         None => Variant::candidates(&ctx),
     };
     println!("adapter: {}", ctx.adapter().label());
-    println!("{}, median of {reps}", matmul_layout.formula());
+    let batched = if batch > 1 {
+        format!(", {batch} products a dispatch")
+    } else {
+        String::new()
+    };
+    println!("{}{batched}, median of {reps}", matmul_layout.formula());
     println!(
         "{:>6} {:>6} {:>6} {:>16} {:>11} {:>9}",
         "M", "N", "K", "variant", "ms", "GFLOP/s"
     );
     let mut rows = Vec::new();
     for &n in cols {
-        let shape = Shape { batch: 1, m, n, k };
+        let shape = Shape { batch, m, n, k };
         let (trans_a, trans_b) = matmul_layout.transposes();
         let layout = Layout::dense(&shape, trans_a, trans_b);
         let direct = direct_fits(&ctx, &shape, &layout);
@@ -1275,7 +1289,7 @@ fn bench_matmul(
                 t.median.as_secs_f64() * 1e3
             );
             rows.push(format!(
-                "matmul,,,{n},1,,,,,,{m},{k},{variant},,,{},{},{},,{gflops:.3},host",
+                "matmul,,,{n},{batch},,,,,,{m},{k},{variant},,,{},{},{},,{gflops:.3},host",
                 ms(t.median),
                 ms(t.min),
                 ms(t.max)
