@@ -5,19 +5,20 @@
 //   dx_i = rstd (g_i - mean_j(g_j) - xhat_i mean_j(g_j xhat_j))
 //   dw_i = sum_rows dy_i xhat_i,   db_i = sum_rows dy_i
 // The forward saves (mean, rstd) per row; the backward recomputes xhat from x.
-// One invocation per row (forward, input_grad) or per column (param_grad; param_grad_quads: per 4
-// columns, for widths that are multiples of 4); every sum runs in a fixed order in one
-// invocation. forward_rows and input_grad_rows are the row kernels for widths that are multiples
-// of 4 up to 4 * ROW_QUADS_MAX: the row is loaded once, as vec4s, into a private array, and
-// stored as vec4s (a CPU driver loads lane by lane, so the plain kernels' three passes over x
-// cost three loads per element; a vec4 store costs about an f32's). param_grad covers a span of
-// rows per dispatch and adds into its outputs after the first span, so that no invocation loops
-// past the driver's budget.
+// One invocation per row (forward, input_grad) or per column (param_grad); every sum runs in a
+// fixed order. For widths that are multiples of 4, param_grad_blocks sums each block of SUM_BLOCK
+// rows for 4 columns in its own invocation, and linear.wgsl's sum_blocks adds the blocks in
+// order: the same sums as param_grad's, spread over the device. forward_rows and input_grad_rows
+// are the row kernels for widths that are multiples of 4 up to 4 * ROW_QUADS_MAX: the row is
+// loaded once, as vec4s, into a private array, and stored as vec4s (a CPU driver loads lane by
+// lane, so the plain kernels' three passes over x cost three loads per element; a vec4 store
+// costs about an f32's). The parameter gradients cover a span of rows per dispatch and add into
+// their outputs after the first span, so that no invocation loops past the driver's budget.
 
 override WORKGROUP: u32 = 64u;
 
 const ADD_INTO_OUTPUT: u32 = 1u;
-// Rows per partial sum in param_grad.
+// Rows per partial sum in param_grad: the host's SUM_BLOCK, a source constant set from it.
 const SUM_BLOCK: u32 = 128u;
 
 struct Params {
@@ -51,8 +52,8 @@ struct Params {
 @group(0) @binding(14) var<storage, read_write> y4: array<vec4<f32>>;
 @group(0) @binding(15) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(16) var<storage, read_write> dx4: array<vec4<f32>>;
-@group(0) @binding(17) var<storage, read_write> d_weight4: array<vec4<f32>>;
-@group(0) @binding(18) var<storage, read_write> d_bias4: array<vec4<f32>>;
+// param_grad_blocks' output: per block, d_weight's quads then d_bias's.
+@group(0) @binding(17) var<storage, read_write> partials4: array<vec4<f32>>;
 
 // The widest row the row kernels hold, in vec4s (the host's ROW_QUADS_MAX).
 const ROW_QUADS_MAX: u32 = 64u;
@@ -244,41 +245,33 @@ fn input_grad_rows(
     }
 }
 
-// param_grad for 4 columns at once, as vec4s: each component sums its column in param_grad's
-// order (so the same result), and a row's statistics are loaded once per 4 columns.
+// param_grad's block b of the span (rows from row_begin + b * SUM_BLOCK) for 4 columns, in row
+// order, as vec4s: partials4[2 b quads + quad] for the weight, [(2 b + 1) quads + quad] for the
+// bias. One invocation per (block, quad); a row's statistics are loaded once per 4 columns.
 @compute @workgroup_size(WORKGROUP)
-fn param_grad_quads(
+fn param_grad_blocks(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let quad = linear_id(wid, lid, nwg);
     let quads = params.width / 4u;
-    if (quad >= quads) {
+    let i = linear_id(wid, lid, nwg);
+    let block = i / quads;
+    let quad = i - block * quads;
+    let begin = params.row_begin + block * SUM_BLOCK;
+    if (begin >= params.row_end) {
         return;
     }
-    var sum_w = vec4<f32>(0.0);
-    var sum_b = vec4<f32>(0.0);
-    var row = params.row_begin;
-    while (row < params.row_end) {
-        let block_end = min(row + SUM_BLOCK, params.row_end);
-        var partial_w = vec4<f32>(0.0);
-        var partial_b = vec4<f32>(0.0);
-        while (row < block_end) {
-            let at = row * quads + quad;
-            let xhat = (x4[at] - saved_stats[2u * row]) * saved_stats[2u * row + 1u];
-            let d = dy4[at];
-            partial_w += d * xhat;
-            partial_b += d;
-            row += 1u;
-        }
-        sum_w += partial_w;
-        sum_b += partial_b;
+    let end = min(begin + SUM_BLOCK, params.row_end);
+    var partial_w = vec4<f32>(0.0);
+    var partial_b = vec4<f32>(0.0);
+    for (var row = begin; row < end; row += 1u) {
+        let at = row * quads + quad;
+        let xhat = (x4[at] - saved_stats[2u * row]) * saved_stats[2u * row + 1u];
+        let d = dy4[at];
+        partial_w += d * xhat;
+        partial_b += d;
     }
-    if ((params.flags & ADD_INTO_OUTPUT) != 0u) {
-        sum_w = d_weight4[quad] + sum_w;
-        sum_b = d_bias4[quad] + sum_b;
-    }
-    d_weight4[quad] = sum_w;
-    d_bias4[quad] = sum_b;
+    partials4[2u * block * quads + quad] = partial_w;
+    partials4[(2u * block + 1u) * quads + quad] = partial_b;
 }

@@ -30,7 +30,8 @@ fn assert_close(what: &str, gpu: &[f32], reference: &[f64]) {
 }
 
 /// Both load paths of the product core: scalar (a width or row count that is not a multiple of
-/// 4) and vector (all multiples of 4); the bias gradient over two spans of rows.
+/// 4) and vector (all multiples of 4); the bias gradient over two spans of rows, one column per
+/// invocation (out = 6) and in two levels (out = 12).
 #[test]
 fn linear_forward_and_backward_over_two_spans() {
     linear_case(7, 6, ROWS);
@@ -86,7 +87,8 @@ fn linear_case(inp: usize, out: usize, rows: usize) {
 }
 
 /// Both kernels of each row pass: the plain one (width 5) and, on a CPU adapter, the row kernels
-/// that hold a row in private vec4 arrays (width 36, a multiple of 4).
+/// that hold a row in private vec4 arrays (width 36, a multiple of 4); the parameter gradients
+/// likewise one column per invocation (5) and in two levels (36), over two spans of rows.
 #[test]
 fn layer_norm_forward_and_backward_over_two_spans() {
     layer_norm_case(5);

@@ -158,13 +158,17 @@ impl BlockFootprint {
                 + act(v)
                 + attention.forward_scratch
                 + packing(false).total,
-            // d_act, d_u; d_h2, d_mid, d_h1, d_in; d_o merged and split; dq, dk, dv merged.
+            // d_act, d_u; d_h2, d_mid, d_h1, d_in; d_o merged and split; dq, dk, dv merged;
+            // the column sums' partials (the MLP's biases, both LayerNorms).
             backward_scratch: 2 * act(ff)
                 + 4 * act(d)
                 + 3 * act(v)
                 + 2 * act(qk)
                 + attention.backward_scratch
-                + packing(true).total,
+                + packing(true).total
+                + linear::sum_partials_bytes(rows, ff, 1)
+                + linear::sum_partials_bytes(rows, d, 1)
+                + 2 * linear::sum_partials_bytes(rows, d, 2),
             largest_packed: packing(true).largest.max(packing(false).largest),
         }
     }

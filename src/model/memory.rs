@@ -64,9 +64,13 @@ impl MemoryEstimate {
         };
         // y, grad.x and the gradients: on the host, and once more in the readback's staging.
         let result = params + 2 * act(d) + logits;
-        // The last block's output, y, dy, the gradient flowing back, the final LN's stats.
-        let outside_blocks =
-            4 * act(d) + GpuTensor::shape_bytes(&[rows, 2]) + 2 * logits + head_packing.0;
+        // The last block's output, y, dy, the gradient flowing back, the final LN's stats and
+        // its gradients' partials.
+        let outside_blocks = 4 * act(d)
+            + GpuTensor::shape_bytes(&[rows, 2])
+            + linear::sum_partials_bytes(rows, d, 2)
+            + 2 * logits
+            + head_packing.0;
         let layers = config.n_layers as u64;
         let device_bytes = 2 * params
             + outside_blocks

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::check_loop_budget;
-use crate::ops::linear::{matrix, K_SPAN};
+use crate::ops::linear::{self, matrix, BlockPartials, SUM_BLOCK_CONSTANT};
 
 gpu_params! {
     /// The shader's `Params`.
@@ -40,8 +40,7 @@ const BIAS4: BindingDecl = BindingDecl::new("bias4", 13, Access::Read, Elem::Vec
 const Y4: BindingDecl = BindingDecl::new("y4", 14, Access::ReadWrite, Elem::Vec4F32);
 const DY4: BindingDecl = BindingDecl::new("dy4", 15, Access::Read, Elem::Vec4F32);
 const DX4: BindingDecl = BindingDecl::new("dx4", 16, Access::ReadWrite, Elem::Vec4F32);
-const D_WEIGHT4: BindingDecl = BindingDecl::new("d_weight4", 17, Access::ReadWrite, Elem::Vec4F32);
-const D_BIAS4: BindingDecl = BindingDecl::new("d_bias4", 18, Access::ReadWrite, Elem::Vec4F32);
+const PARTIALS4: BindingDecl = BindingDecl::new("partials4", 17, Access::ReadWrite, Elem::Vec4F32);
 
 /// The widest row the row kernels hold in their private arrays, in vec4s: the shader's
 /// `ROW_QUADS_MAX`, a source constant set from this one.
@@ -67,10 +66,11 @@ pub const LAYER_NORM_INPUT_GRAD: Kernel = Kernel {
     ..LAYER_NORM_FORWARD
 };
 
-/// dL/dweight and dL/dbias.
+/// dL/dweight and dL/dbias, one invocation per column: at any width.
 pub const LAYER_NORM_PARAM_GRAD: Kernel = Kernel {
     entry: "param_grad",
     bindings: &[PARAMS, X, SAVED_STATS, DY, D_WEIGHT, D_BIAS],
+    source_constants: &["SUM_BLOCK"],
     ..LAYER_NORM_FORWARD
 };
 
@@ -90,10 +90,12 @@ pub const LAYER_NORM_INPUT_GRAD_ROWS: Kernel = Kernel {
     ..LAYER_NORM_FORWARD
 };
 
-/// param_grad for 4 columns per invocation, as vec4s; the same sums in the same order.
-pub const LAYER_NORM_PARAM_GRAD_QUADS: Kernel = Kernel {
-    entry: "param_grad_quads",
-    bindings: &[PARAMS, X4, SAVED_STATS, DY4, D_WEIGHT4, D_BIAS4],
+/// param_grad's first level at widths that are multiples of 4: each block of SUM_BLOCK rows of 4
+/// columns in its own invocation; [`linear::sum_blocks`] adds the blocks in order.
+pub const LAYER_NORM_PARAM_GRAD_BLOCKS: Kernel = Kernel {
+    entry: "param_grad_blocks",
+    bindings: &[PARAMS, X4, SAVED_STATS, DY4, PARTIALS4],
+    source_constants: &["SUM_BLOCK"],
     ..LAYER_NORM_FORWARD
 };
 
@@ -235,31 +237,55 @@ pub fn layer_norm_backward(
         ],
         Grid::Invocations(rows as u64),
     )?;
-    // Every width that is a multiple of 4 sums 4 columns per invocation.
-    let quads = width.is_multiple_of(4);
-    let view = |plain: BindingDecl, vec4: BindingDecl| if quads { vec4 } else { plain }.name;
-    let (kernel, columns) = if quads {
-        (&LAYER_NORM_PARAM_GRAD_QUADS, width / 4)
-    } else {
-        (&LAYER_NORM_PARAM_GRAD, width)
-    };
-    for (i, span) in (0..rows).step_by(K_SPAN).enumerate() {
-        let span = (span, (span + K_SPAN).min(rows));
-        let flags = if i > 0 { ADD_INTO_OUTPUT } else { 0 };
+    for (i, (begin, end, blocks)) in linear::sum_spans(rows).enumerate() {
+        let params = params(
+            rows,
+            width,
+            (begin, end),
+            ln.eps,
+            if i > 0 { ADD_INTO_OUTPUT } else { 0 },
+        );
+        if !width.is_multiple_of(4) {
+            ctx.run(
+                encoder,
+                &LAYER_NORM_PARAM_GRAD,
+                SUM_BLOCK_CONSTANT,
+                &params,
+                &[
+                    (X.name, &x.buffer),
+                    (SAVED_STATS.name, &stats.buffer),
+                    (DY.name, &dy.buffer),
+                    (D_WEIGHT.name, &out.d_weight.buffer),
+                    (D_BIAS.name, &out.d_bias.buffer),
+                ],
+                Grid::Invocations(width as u64),
+            )?;
+            continue;
+        }
+        // Per block: the weight's partials, then the bias's.
+        let partials = GpuTensor::output(ctx, "LayerNorm gradient partials", &[blocks, 2 * width])?;
         ctx.run(
             encoder,
-            kernel,
-            &[],
-            &params(rows, width, span, ln.eps, flags),
+            &LAYER_NORM_PARAM_GRAD_BLOCKS,
+            SUM_BLOCK_CONSTANT,
+            &params,
             &[
-                (view(X, X4), &x.buffer),
+                (X4.name, &x.buffer),
                 (SAVED_STATS.name, &stats.buffer),
-                (view(DY, DY4), &dy.buffer),
-                (view(D_WEIGHT, D_WEIGHT4), &out.d_weight.buffer),
-                (view(D_BIAS, D_BIAS4), &out.d_bias.buffer),
+                (DY4.name, &dy.buffer),
+                (PARTIALS4.name, &partials.buffer),
             ],
-            Grid::Invocations(columns as u64),
+            Grid::Invocations((blocks * width / 4) as u64),
         )?;
+        for (sum, into) in [out.d_weight, out.d_bias].into_iter().enumerate() {
+            let partials = BlockPartials {
+                tensor: &partials,
+                blocks,
+                stride: width / 2,
+                offset: sum * width / 4,
+            };
+            linear::sum_blocks(ctx, encoder, partials, into, i > 0)?;
+        }
     }
     Ok(())
 }

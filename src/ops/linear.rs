@@ -1,17 +1,25 @@
 //! Host side of shaders/linear.wgsl: linear layers y = x W^T (+ b) and their gradients. The
 //! products run on the matrix-product core ([`super::matmul`]); the bias gradient is a fixed-order
-//! column sum. Every function records into the caller's encoder; nothing is submitted here.
+//! column sum, in two levels (blocks of [`SUM_BLOCK`] rows, then the blocks in order) that
+//! LayerNorm's parameter gradients share. Every function records into the caller's encoder;
+//! nothing is submitted here.
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 
+use super::check_len;
 use super::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
 
 /// The most rows one bias_grad or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128
 /// loop iterations, inside llvmpipe's 65535 per invocation). Longer sums run span after span,
 /// adding into the output in a fixed order.
 pub(crate) const K_SPAN: usize = 32768;
+
+/// Rows per partial sum of a two-level column sum (the shaders' `SUM_BLOCK`, set from this):
+/// rounding grows with SUM_BLOCK + rows / SUM_BLOCK terms.
+pub(crate) const SUM_BLOCK: usize = 128;
+pub(crate) const SUM_BLOCK_CONSTANT: &[(&str, f64)] = &[("SUM_BLOCK", SUM_BLOCK as f64)];
 
 const ADD_INTO_OUT: u32 = 1;
 
@@ -23,27 +31,117 @@ gpu_params! {
         row_begin: u32,
         row_end: u32,
         flags: u32,
-        _pad0: u32,
-        _pad1: u32,
-        _pad2: u32,
+        blocks: u32,
+        stride: u32,
+        offset: u32,
     }
 }
 
-/// Column sums of dy: a bias's gradient.
+const PARAMS: BindingDecl = BindingDecl::new("params", 0, Access::Uniform, Elem::Params);
+const DY: BindingDecl = BindingDecl::new("dy", 1, Access::Read, Elem::F32);
+const DB: BindingDecl = BindingDecl::new("db", 2, Access::ReadWrite, Elem::F32);
+const DY4: BindingDecl = BindingDecl::new("dy4", 3, Access::Read, Elem::Vec4F32);
+const PARTIALS4: BindingDecl = BindingDecl::new("partials4", 4, Access::ReadWrite, Elem::Vec4F32);
+const OUT4: BindingDecl = BindingDecl::new("out4", 5, Access::ReadWrite, Elem::Vec4F32);
+
+/// Column sums of dy, one invocation per column: a bias's gradient, at any width.
 pub const BIAS_GRAD: Kernel = Kernel {
     shader: "linear.wgsl",
     entry: "bias_grad",
-    bindings: &[
-        BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
-        BindingDecl::new("dy", 1, Access::Read, Elem::F32),
-        BindingDecl::new("db", 2, Access::ReadWrite, Elem::F32),
-    ],
+    bindings: &[PARAMS, DY, DB],
     params: BiasGradParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
     constants: &[],
-    source_constants: &[],
+    source_constants: &["SUM_BLOCK"],
     needs: Needs::Core,
 };
+
+/// The first level of the bias gradient at widths that are multiples of 4: every block of
+/// SUM_BLOCK rows of 4 columns in its own invocation.
+pub const BIAS_GRAD_BLOCKS: Kernel = Kernel {
+    entry: "bias_grad_blocks",
+    bindings: &[PARAMS, DY4, PARTIALS4],
+    ..BIAS_GRAD
+};
+
+/// The second level of a two-level column sum: the blocks' partials added in block order.
+pub const SUM_BLOCKS: Kernel = Kernel {
+    entry: "sum_blocks",
+    bindings: &[PARAMS, PARTIALS4, OUT4],
+    source_constants: &[],
+    ..BIAS_GRAD
+};
+
+/// The blocks of SUM_BLOCK rows in each span of at most [`K_SPAN`] rows, and the spans, of a
+/// column sum over `rows`: (span begin, span end, blocks).
+pub(crate) fn sum_spans(rows: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..rows).step_by(K_SPAN).map(move |begin| {
+        let end = (begin + K_SPAN).min(rows);
+        (begin, end, (end - begin).div_ceil(SUM_BLOCK))
+    })
+}
+
+/// Bytes of the partials a two-level column sum over `rows` x `width` holds (`sums` sums of
+/// that width: 1 for a bias, 2 for a LayerNorm's weight and bias); 0 where the width runs the
+/// one-level kernels.
+pub(crate) fn sum_partials_bytes(rows: usize, width: usize, sums: usize) -> u64 {
+    if !width.is_multiple_of(4) {
+        return 0;
+    }
+    let blocks = sum_spans(rows).map(|(_, _, b)| b).max().unwrap_or(0);
+    GpuTensor::shape_bytes(&[blocks, sums * width])
+}
+
+/// Where [`sum_blocks`] reads: `blocks` rows of `stride` vec4s, each summed from `offset`.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockPartials<'a> {
+    pub tensor: &'a GpuTensor,
+    pub blocks: usize,
+    pub stride: usize,
+    pub offset: usize,
+}
+
+/// out (+)= the partials' blocks added in block order, `out.len()` (a multiple of 4) columns.
+pub(crate) fn sum_blocks(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    partials: BlockPartials,
+    out: &GpuTensor,
+    add: bool,
+) -> Result<()> {
+    let quads = out.len() / 4;
+    if out.len() % 4 != 0 || partials.offset + quads > partials.stride {
+        return Err(Error::shape(
+            format!("column sum into {}", out.name()),
+            format!(
+                "{} columns from vec4 {} of rows of {}: not whole vec4s inside a row",
+                out.len(),
+                partials.offset,
+                partials.stride
+            ),
+        ));
+    }
+    check_len(partials.tensor, partials.blocks * partials.stride * 4)?;
+    let params = BiasGradParams {
+        cols: out.len() as u32,
+        flags: if add { ADD_INTO_OUT } else { 0 },
+        blocks: partials.blocks as u32,
+        stride: partials.stride as u32,
+        offset: partials.offset as u32,
+        ..Default::default()
+    };
+    ctx.run(
+        encoder,
+        &SUM_BLOCKS,
+        &[],
+        &params,
+        &[
+            (PARTIALS4.name, &partials.tensor.buffer),
+            (OUT4.name, &out.buffer),
+        ],
+        Grid::Invocations(quads as u64),
+    )
+}
 
 /// A tensor seen as a matrix: (rows, last dimension).
 pub(crate) fn matrix(t: &GpuTensor) -> (usize, usize) {
@@ -203,7 +301,8 @@ pub fn linear_backward(
     Ok(())
 }
 
-/// db = column sums of dy `[.., out]`, span by span of rows.
+/// db = column sums of dy `[.., out]`, span by span of rows: in two levels where out is a
+/// multiple of 4, else one invocation per column.
 fn bias_grad(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
@@ -212,23 +311,44 @@ fn bias_grad(
 ) -> Result<()> {
     let (rows, cols) = matrix(dy);
     check_matrix(db, 1, cols)?;
-    for (i, start) in (0..rows).step_by(K_SPAN).enumerate() {
+    for (i, (begin, end, blocks)) in sum_spans(rows).enumerate() {
         let params = BiasGradParams {
             rows: rows as u32,
             cols: cols as u32,
-            row_begin: start as u32,
-            row_end: (start + K_SPAN).min(rows) as u32,
+            row_begin: begin as u32,
+            row_end: end as u32,
             flags: if i > 0 { ADD_INTO_OUT } else { 0 },
             ..Default::default()
         };
+        if !cols.is_multiple_of(4) {
+            let buffers = [(DY.name, &dy.buffer), (DB.name, &db.buffer)];
+            let grid = Grid::Invocations(cols as u64);
+            ctx.run(
+                encoder,
+                &BIAS_GRAD,
+                SUM_BLOCK_CONSTANT,
+                &params,
+                &buffers,
+                grid,
+            )?;
+            continue;
+        }
+        let partials = GpuTensor::output(ctx, "bias gradient partials", &[blocks, cols])?;
         ctx.run(
             encoder,
-            &BIAS_GRAD,
-            &[],
+            &BIAS_GRAD_BLOCKS,
+            SUM_BLOCK_CONSTANT,
             &params,
-            &[("dy", &dy.buffer), ("db", &db.buffer)],
-            Grid::Invocations(cols as u64),
+            &[(DY4.name, &dy.buffer), (PARTIALS4.name, &partials.buffer)],
+            Grid::Invocations((blocks * cols / 4) as u64),
         )?;
+        let partials = BlockPartials {
+            tensor: &partials,
+            blocks,
+            stride: cols / 4,
+            offset: 0,
+        };
+        sum_blocks(ctx, encoder, partials, db, i > 0)?;
     }
     Ok(())
 }

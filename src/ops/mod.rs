@@ -222,6 +222,17 @@ pub(crate) fn check_inputs(
     check_shape(v, &shape.v_shape())
 }
 
+/// Refuses an internal buffer whose length differs from what a kernel writes, naming it.
+pub(crate) fn check_len(tensor: &GpuTensor, len: usize) -> Result<()> {
+    if tensor.len() != len {
+        return Err(Error::shape(
+            format!("tensor {}", tensor.name()),
+            format!("holds {} elements where {len} are written", tensor.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a tensor whose shape is not `expected`, naming it.
 pub(crate) fn check_shape(tensor: &GpuTensor, expected: &[usize]) -> Result<()> {
     if tensor.shape() != expected {
@@ -286,6 +297,8 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::PACK_K_CONTIGUOUS,
     &matmul::MATMUL_WINDOWS,
     &linear::BIAS_GRAD,
+    &linear::BIAS_GRAD_BLOCKS,
+    &linear::SUM_BLOCKS,
     &certificate::SPAN_MAXIMA,
     &sampled_check::SPAN_SUMS,
     &sampled_check::SPAN_SUMS_SHARED,
@@ -315,7 +328,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &layer_norm::LAYER_NORM_PARAM_GRAD,
     &layer_norm::LAYER_NORM_FORWARD_ROWS,
     &layer_norm::LAYER_NORM_INPUT_GRAD_ROWS,
-    &layer_norm::LAYER_NORM_PARAM_GRAD_QUADS,
+    &layer_norm::LAYER_NORM_PARAM_GRAD_BLOCKS,
     &exact_attention::SPLIT_ROWS,
     &exact_attention::PIVOT_SPAN,
     &exact_attention::PIVOT_ROWS,
