@@ -29,8 +29,19 @@ fn a_cache_round_trips_and_is_read_back_for_its_key_only() {
     // Another adapter (or driver, or version) does not reuse it; retune ignores it.
     let other = Tuner::new(TuneMode::Cached, Some(dir.path()), "adapter B");
     assert_eq!(other.cached("matmul NT vec4 m64 n64 k64"), None);
-    let retune = Tuner::new(TuneMode::Retune, Some(dir.path()), "adapter A");
+    let mut retune = Tuner::new(TuneMode::Retune, Some(dir.path()), "adapter A");
     assert_eq!(retune.cached("matmul NT vec4 m64 n64 k64"), None);
+    // What it measures, it keeps for the rest of the process (and writes to the file).
+    retune.record("matmul NT vec4 m64 n64 k64", "subgroup-8x4");
+    assert_eq!(
+        retune.cached("matmul NT vec4 m64 n64 k64"),
+        Some("subgroup-8x4")
+    );
+    let again = Tuner::new(TuneMode::Cached, Some(dir.path()), "adapter A");
+    assert_eq!(
+        again.cached("matmul NT vec4 m64 n64 k64"),
+        Some("subgroup-8x4")
+    );
 }
 
 #[test]

@@ -19,7 +19,8 @@ pub enum TuneMode {
     Off,
     /// Cached choices where there are any, a measurement (then cached) where not. The default.
     Cached,
-    /// Measure again, ignoring and then replacing what is cached.
+    /// Measure again, ignoring and then replacing what is cached: each class once in the
+    /// process, its later products taking that choice.
     Retune,
 }
 
@@ -115,12 +116,12 @@ impl Tuner {
         &self.cache
     }
 
-    /// The cached choice for `class`, unless the mode asks for a measurement.
+    /// The choice for `class`: cached, or measured earlier in this process. A `Retune` tuner
+    /// starts from no choices, so that each class is measured once in the process (measuring it
+    /// at every product made `polygrad tune` time each class again at every layer and chunk
+    /// size, and keep whichever measurement came last).
     pub fn cached(&self, class: &str) -> Option<&str> {
-        match self.mode {
-            TuneMode::Retune => None,
-            _ => self.cache.choices.get(class).map(String::as_str),
-        }
+        self.cache.choices.get(class).map(String::as_str)
     }
 
     /// Forgets a cached choice that no longer names a variant (a stale entry), with a warning.
