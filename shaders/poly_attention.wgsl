@@ -324,6 +324,65 @@ fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// dL/dphi chunk-transposed as vec4s: feature f of 4 consecutive rows of a chunk (phi_grad_pairs4).
+@group(0) @binding(11) var<storage, read> y4: array<vec4<f32>>;
+
+// phi_grad_pairs for 4 rows of a chunk at once, where dL/dphi is chunk-transposed (the chunk a
+// multiple of 4): there a feature's gradients for rows r..r+3 are one vec4, so a feature costs
+// a quarter of a load per row where phi_grad_pairs pays one (llvmpipe loads lane by lane, each
+// load about what a vec4 costs). Each component makes its row's sums with phi_grad_pairs'
+// operations in its order. One invocation per (head, 4 padded rows).
+@compute @workgroup_size(WORKGROUP)
+fn phi_grad_pairs4(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let quad = linear_id(wid, lid, nwg);
+    let quads = params.rows_pad / 4u;
+    let h = quad / quads;
+    let r0 = 4u * (quad - h * quads);
+    if (h >= params.heads || r0 >= params.rows) {
+        return;
+    }
+    let d = params.d_qk;
+    // Row r0 + e of x in component e; rows past the last (padding) read as the last, unstored.
+    let last = h * params.rows + params.rows - 1u;
+    let row0 = h * params.rows + r0;
+    var xs: array<vec4<f32>, ONE_SLOT>;
+    for (var i = 0u; i < d; i++) {
+        xs[i] = vec4<f32>(x[row0 * d + i], x[min(row0 + 1u, last) * d + i],
+                          x[min(row0 + 2u, last) * d + i], x[min(row0 + 3u, last) * d + i]);
+    }
+    let coef = pair_coefficients();
+    var dx: array<vec4<f32>, ONE_SLOT>;
+    let step = params.chunk / 4u;
+    // Feature 1's gradients (feature 0, the constant, has none), in vec4s.
+    var at = chunk_transposed(h, r0, 1u, params.features_pad) / 4u;
+    for (var i = 0u; i < d; i++) {
+        dx[i] += coef.x * y4[at] * 1.0;
+        at += step;
+    }
+    for (var i = 0u; i < d; i++) {
+        let x_i = xs[i];
+        for (var j = i; j < d; j++) {
+            let g = select(coef.z, coef.y, j == i) * y4[at];
+            dx[i] += g * xs[j];
+            dx[j] += g * x_i;
+            at += step;
+        }
+    }
+    let add = (params.flags & ADD_ADDEND) != 0u;
+    for (var e = 0u; e < min(4u, params.rows - r0); e++) {
+        let padded_row = h * params.rows_pad + r0 + e;
+        for (var i = 0u; i < d; i++) {
+            var value = dx[i][e];
+            if (add) {
+                value += addend[padded_row * params.width_out + i];
+            }
+            out[(row0 + e) * d + i] = value;
+        }
+    }
+}
+
 // ---- layout ----------------------------------------------------------------------------------
 // The per-row kernels below run one invocation per row and loop over its columns: an
 // invocation per element spent most of its time on the integer divisions that find its row

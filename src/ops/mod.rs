@@ -316,6 +316,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::PHI_GRAD_ROWS,
     &poly_attention::PHI_PAIRS,
     &poly_attention::PHI_GRAD_PAIRS,
+    &poly_attention::PHI_GRAD_PAIRS4,
     &poly_attention::COPY_ROWS,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO,
     &poly_attention::TAYLOR_WEIGHTS,

@@ -65,6 +65,7 @@ const STATES4: BindingDecl = BindingDecl::new("states4", 7, Access::ReadWrite, E
 const OUT4: BindingDecl = BindingDecl::new("out4", 8, Access::ReadWrite, Elem::Vec4F32);
 const X4: BindingDecl = BindingDecl::new("x4", 9, Access::Read, Elem::Vec4F32);
 const AUX4: BindingDecl = BindingDecl::new("aux4", 10, Access::ReadWrite, Elem::Vec4F32);
+const Y4: BindingDecl = BindingDecl::new("y4", 11, Access::Read, Elem::Vec4F32);
 
 /// Phi of each row.
 pub const PHI_ROWS: Kernel = Kernel {
@@ -96,6 +97,14 @@ pub const PHI_PAIRS: Kernel = Kernel {
 /// phi_grad_rows at degree 2, the features walked as pairs: see the shader.
 pub const PHI_GRAD_PAIRS: Kernel = Kernel {
     entry: "phi_grad_pairs",
+    ..PHI_GRAD_ROWS
+};
+
+/// phi_grad_pairs for 4 rows of a chunk per invocation, from chunk-transposed feature gradients
+/// loaded as vec4s: see the shader.
+pub const PHI_GRAD_PAIRS4: Kernel = Kernel {
+    entry: "phi_grad_pairs4",
+    bindings: &[PARAMS, MONOMIALS, X, Y4, ADDEND, OUT],
     ..PHI_GRAD_ROWS
 };
 
@@ -345,10 +354,17 @@ impl FeatureMap {
         };
         // Without an addend the slot still needs a buffer; the kernel does not read it.
         let addend = addend.map_or(feature_grads, |(t, _)| t);
-        let kernel = if self.degree == PAIRS_DEGREE {
-            &PHI_GRAD_PAIRS
+        // Four rows an invocation where a chunk's rows come in whole vec4s.
+        let by_quads = self.degree == PAIRS_DEGREE
+            && rows
+                .grads_chunk
+                .is_some_and(|chunk| chunk.is_multiple_of(4));
+        let (kernel, y, invocations) = if by_quads {
+            (&PHI_GRAD_PAIRS4, Y4, rows.heads * rows.rows_pad / 4)
+        } else if self.degree == PAIRS_DEGREE {
+            (&PHI_GRAD_PAIRS, Y, rows.heads * rows.rows)
         } else {
-            &PHI_GRAD_ROWS
+            (&PHI_GRAD_ROWS, Y, rows.heads * rows.rows)
         };
         ctx.run(
             encoder,
@@ -356,13 +372,13 @@ impl FeatureMap {
             &self.constants(kernel),
             &params,
             &[
-                ("monomials", &self.table.buffer),
-                ("x", &x.buffer),
-                ("y", &feature_grads.buffer),
-                ("addend", &addend.buffer),
-                ("out", &out.buffer),
+                (MONOMIALS.name, &self.table.buffer),
+                (X.name, &x.buffer),
+                (y.name, &feature_grads.buffer),
+                (ADDEND.name, &addend.buffer),
+                (OUT.name, &out.buffer),
             ],
-            Grid::Invocations((rows.heads * rows.rows) as u64),
+            Grid::Invocations(invocations as u64),
         )
     }
 
