@@ -110,7 +110,7 @@ pub(crate) fn sum_blocks(
     add: bool,
 ) -> Result<()> {
     let quads = out.len() / 4;
-    if out.len() % 4 != 0 || partials.offset + quads > partials.stride {
+    if !out.len().is_multiple_of(4) || partials.offset + quads > partials.stride {
         return Err(Error::shape(
             format!("column sum into {}", out.name()),
             format!(
