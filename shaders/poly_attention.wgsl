@@ -586,6 +586,92 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// grad_rows for 4 rows of a chunk per invocation, for d_v and the padded width multiples of 4:
+// o and dO loaded (x4, y4) and G's rows stored (out4) as vec4s, and G's chunk-transposed copy
+// stored a vec4 of 4 rows at a time (aux4), where grad_rows stores each float alone. Each row's
+// delta adds its products in grad_rows' order, so G is grad_rows' G. One invocation per (head,
+// 4 padded rows); rows past the last are zero.
+@compute @workgroup_size(WORKGROUP)
+fn grad_rows4(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let quad = linear_id(wid, lid, nwg);
+    let row_quads = params.rows_pad / 4u;
+    let h = quad / row_quads;
+    if (h >= params.heads) {
+        return;
+    }
+    let r0 = 4u * (quad - h * row_quads);
+    let width_quads = params.width_out / 4u;
+    let value_quads = params.d_v / 4u;
+    // G's row r0, and column 0 of rows r0..r0+3 in G^T_c (column j is j chunks on).
+    let base4 = (h * params.rows_pad + r0) * width_quads;
+    let transposed4 = chunk_transposed(h, r0, 0u, params.width_out) / 4u;
+    let step4 = params.chunk / 4u;
+    // 1/Z of each row, 0 for rows past the last (their G is 0); those rows read the last row.
+    let real = vec4<bool>(r0 < params.rows, r0 + 1u < params.rows, r0 + 2u < params.rows,
+                          r0 + 3u < params.rows);
+    let first = h * params.rows;
+    let last = first + params.rows - 1u;
+    let rows = vec4<u32>(min(first + r0, last), min(first + r0 + 1u, last),
+                         min(first + r0 + 2u, last), min(first + r0 + 3u, last));
+    let inv_z = select(vec4<f32>(0.0), 1.0 / vec4<f32>(addend[rows.x], addend[rows.y],
+                                                         addend[rows.z], addend[rows.w]), real);
+    var delta0 = 0.0;
+    var delta1 = 0.0;
+    var delta2 = 0.0;
+    var delta3 = 0.0;
+    for (var q = 0u; q < value_quads; q++) {
+        let g0 = grad_quad(rows.x, q, inv_z.x, &delta0);
+        let g1 = grad_quad(rows.y, q, inv_z.y, &delta1);
+        let g2 = grad_quad(rows.z, q, inv_z.z, &delta2);
+        let g3 = grad_quad(rows.w, q, inv_z.w, &delta3);
+        store_grad_quads(base4 + q, width_quads, mat4x4<f32>(g0, g1, g2, g3));
+        store_grad_columns(transposed4 + 4u * q * step4, step4, mat4x4<f32>(g0, g1, g2, g3));
+    }
+    // The ones column's gradient, then zeros to the padded width.
+    let ones = select(vec4<f32>(0.0), -vec4<f32>(delta0, delta1, delta2, delta3) * inv_z,
+                      real);
+    let ones_rows = mat4x4<f32>(vec4<f32>(ones.x, 0.0, 0.0, 0.0), vec4<f32>(ones.y, 0.0, 0.0, 0.0),
+                                vec4<f32>(ones.z, 0.0, 0.0, 0.0), vec4<f32>(ones.w, 0.0, 0.0, 0.0));
+    store_grad_quads(base4 + value_quads, width_quads, ones_rows);
+    store_grad_columns(transposed4 + 4u * value_quads * step4, step4, ones_rows);
+    let zeros = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var q = value_quads + 1u; q < width_quads; q++) {
+        store_grad_quads(base4 + q, width_quads, zeros);
+        store_grad_columns(transposed4 + 4u * q * step4, step4, zeros);
+    }
+}
+
+// dO / Z for 4 value columns of `row`, adding dO . o over them into `delta` in column order.
+fn grad_quad(row: u32, q: u32, inv_z: f32, delta: ptr<function, f32>) -> vec4<f32> {
+    let at = row * (params.d_v / 4u) + q;
+    let d_o = y4[at];
+    let o = x4[at];
+    *delta += d_o.x * o.x;
+    *delta += d_o.y * o.y;
+    *delta += d_o.z * o.z;
+    *delta += d_o.w * o.w;
+    return d_o * inv_z;
+}
+
+// Rows e = 0..3 of 4 G columns (rows[e]) at vec4 `at` of row e, rows `width_quads` apart.
+fn store_grad_quads(at: u32, width_quads: u32, rows: mat4x4<f32>) {
+    out4[at] = rows[0];
+    out4[at + width_quads] = rows[1];
+    out4[at + 2u * width_quads] = rows[2];
+    out4[at + 3u * width_quads] = rows[3];
+}
+
+// The same 4 columns in G^T_c: column j's 4 rows one vec4, columns `step4` apart from `at`.
+fn store_grad_columns(at: u32, step4: u32, rows: mat4x4<f32>) {
+    let columns = transpose(rows);
+    aux4[at] = columns[0];
+    aux4[at + step4] = columns[1];
+    aux4[at + 2u * step4] = columns[2];
+    aux4[at + 3u * step4] = columns[3];
+}
+
 // ---- states ----------------------------------------------------------------------------------
 
 // The chunk states as vec4s: a second binding of scan_states's buffer. llvmpipe stores a vec4

@@ -323,6 +323,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::TAYLOR_GRADS,
     &poly_attention::NORMALISE,
     &poly_attention::GRAD_ROWS,
+    &poly_attention::GRAD_ROWS4,
     &poly_attention::SCAN_STATES,
     &layer_norm::LAYER_NORM_FORWARD,
     &layer_norm::LAYER_NORM_INPUT_GRAD,

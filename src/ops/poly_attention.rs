@@ -154,6 +154,14 @@ pub const GRAD_ROWS: Kernel = Kernel {
     ..PHI_ROWS
 };
 
+/// grad_rows for 4 rows of a chunk per invocation, o, dO, G and G chunk-transposed as vec4s,
+/// where d_v is a multiple of 4.
+pub const GRAD_ROWS4: Kernel = Kernel {
+    entry: "grad_rows4",
+    bindings: &[PARAMS, X4, Y4, ADDEND, OUT4, AUX4],
+    ..PHI_ROWS
+};
+
 /// Prefix (or suffix) sums of the chunk states.
 pub const SCAN_STATES: Kernel = Kernel {
     entry: "scan_states",
@@ -1040,21 +1048,22 @@ impl PolyAttention {
                 width_out: vw as u32,
                 ..self.params()
             };
+            // By vec4s of 4 rows where d_v allows (the padded width is a multiple of 8, the
+            // chunk of 4).
+            let (kernel, [x, y, out, aux], rows_each) = if s.d_v.is_multiple_of(4) {
+                (&GRAD_ROWS4, [X4, Y4, OUT4, AUX4], 4)
+            } else {
+                (&GRAD_ROWS, [X, Y, OUT, AUX], 1)
+            };
             let buffers = [
-                ("x", &saved.o),
-                ("y", d_o),
-                ("addend", &saved.z),
-                ("out", &g),
-                ("aux", &g_t),
+                (x.name, &saved.o),
+                (y.name, d_o),
+                (ADDEND.name, &saved.z),
+                (out.name, &g),
+                (aux.name, &g_t),
             ];
-            self.kernel(
-                ctx,
-                enc,
-                &GRAD_ROWS,
-                params,
-                &buffers,
-                rows.heads * rows.rows_pad,
-            )?;
+            let invocations = rows.heads * rows.rows_pad / rows_each;
+            self.kernel(ctx, enc, kernel, params, &buffers, invocations)?;
             // R_c^T = G_c^T Phi(Q_c) (from G chunk-transposed), then R_>c^T.
             let phi_q = (&saved.phi_q, false);
             self.product(ctx, enc, (&g_t, false), phi_q, &r, [vw, kp, c], PLAIN)?;
