@@ -445,6 +445,52 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// copy_rows_transposed_too for 4 rows of a chunk per invocation, from rows of x (not
+// chunk-transposed) whose width is a multiple of 4: each vec4 of the 4 rows is loaded (x4) and
+// stored (out4) as one, and each column of them stored in the chunk-transposed copy (aux4) as
+// one, where copy_rows_transposed_too stores every float alone. The same values.
+@compute @workgroup_size(WORKGROUP)
+fn copy_rows_transposed_too4(@builtin(workgroup_id) wid: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32,
+                             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let quad = linear_id(wid, lid, nwg);
+    let row_quads = params.rows_pad / 4u;
+    let h = quad / row_quads;
+    if (h >= params.heads) {
+        return;
+    }
+    let r0 = 4u * (quad - h * row_quads);
+    let width_quads = params.width_out / 4u;
+    let source_quads = params.width_in / 4u;
+    let base4 = (h * params.rows_pad + r0) * width_quads;
+    let transposed4 = chunk_transposed(h, r0, 0u, params.width_out) / 4u;
+    let step4 = params.chunk / 4u;
+    let real = vec4<bool>(r0 < params.rows, r0 + 1u < params.rows, r0 + 2u < params.rows,
+                          r0 + 3u < params.rows);
+    let first = h * params.rows;
+    let last = first + params.rows - 1u;
+    for (var q = 0u; q < width_quads; q++) {
+        var rows: mat4x4<f32>;
+        if (q < source_quads) {
+            rows = mat4x4<f32>(
+                select(vec4<f32>(0.0), x4[min(first + r0, last) * source_quads + q], real.x),
+                select(vec4<f32>(0.0), x4[min(first + r0 + 1u, last) * source_quads + q], real.y),
+                select(vec4<f32>(0.0), x4[min(first + r0 + 2u, last) * source_quads + q], real.z),
+                select(vec4<f32>(0.0), x4[min(first + r0 + 3u, last) * source_quads + q], real.w));
+        } else {
+            // Past the source: 1 in the ones column of the source's rows, else 0.
+            let col = 4u * q;
+            let ones = vec4<f32>(vec4<bool>(col == params.ones_col, col + 1u == params.ones_col,
+                                            col + 2u == params.ones_col, col + 3u == params.ones_col));
+            let zero = vec4<f32>(0.0);
+            rows = mat4x4<f32>(select(zero, ones, real.x), select(zero, ones, real.y),
+                               select(zero, ones, real.z), select(zero, ones, real.w));
+        }
+        store_row_quads(base4 + q, width_quads, rows);
+        store_column_quads(transposed4 + q * 4u * step4, step4, rows);
+    }
+}
+
 // ---- the diagonal blocks ---------------------------------------------------------------------
 
 // The taylor kernels load and store whole vec4s of the blocks (C is a multiple of 4): they do
@@ -626,20 +672,20 @@ fn grad_rows4(@builtin(workgroup_id) wid: vec3<u32>,
         let g1 = grad_quad(rows.y, q, inv_z.y, &delta1);
         let g2 = grad_quad(rows.z, q, inv_z.z, &delta2);
         let g3 = grad_quad(rows.w, q, inv_z.w, &delta3);
-        store_grad_quads(base4 + q, width_quads, mat4x4<f32>(g0, g1, g2, g3));
-        store_grad_columns(transposed4 + 4u * q * step4, step4, mat4x4<f32>(g0, g1, g2, g3));
+        store_row_quads(base4 + q, width_quads, mat4x4<f32>(g0, g1, g2, g3));
+        store_column_quads(transposed4 + 4u * q * step4, step4, mat4x4<f32>(g0, g1, g2, g3));
     }
     // The ones column's gradient, then zeros to the padded width.
     let ones = select(vec4<f32>(0.0), -vec4<f32>(delta0, delta1, delta2, delta3) * inv_z,
                       real);
     let ones_rows = mat4x4<f32>(vec4<f32>(ones.x, 0.0, 0.0, 0.0), vec4<f32>(ones.y, 0.0, 0.0, 0.0),
                                 vec4<f32>(ones.z, 0.0, 0.0, 0.0), vec4<f32>(ones.w, 0.0, 0.0, 0.0));
-    store_grad_quads(base4 + value_quads, width_quads, ones_rows);
-    store_grad_columns(transposed4 + 4u * value_quads * step4, step4, ones_rows);
+    store_row_quads(base4 + value_quads, width_quads, ones_rows);
+    store_column_quads(transposed4 + 4u * value_quads * step4, step4, ones_rows);
     let zeros = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     for (var q = value_quads + 1u; q < width_quads; q++) {
-        store_grad_quads(base4 + q, width_quads, zeros);
-        store_grad_columns(transposed4 + 4u * q * step4, step4, zeros);
+        store_row_quads(base4 + q, width_quads, zeros);
+        store_column_quads(transposed4 + 4u * q * step4, step4, zeros);
     }
 }
 
@@ -655,16 +701,18 @@ fn grad_quad(row: u32, q: u32, inv_z: f32, delta: ptr<function, f32>) -> vec4<f3
     return d_o * inv_z;
 }
 
-// Rows e = 0..3 of 4 G columns (rows[e]) at vec4 `at` of row e, rows `width_quads` apart.
-fn store_grad_quads(at: u32, width_quads: u32, rows: mat4x4<f32>) {
+// 4 columns of rows e = 0..3 (rows[e]) into out4 at vec4 `at` of row 0, rows `width_quads`
+// apart.
+fn store_row_quads(at: u32, width_quads: u32, rows: mat4x4<f32>) {
     out4[at] = rows[0];
     out4[at + width_quads] = rows[1];
     out4[at + 2u * width_quads] = rows[2];
     out4[at + 3u * width_quads] = rows[3];
 }
 
-// The same 4 columns in G^T_c: column j's 4 rows one vec4, columns `step4` apart from `at`.
-fn store_grad_columns(at: u32, step4: u32, rows: mat4x4<f32>) {
+// The same 4 columns of the 4 rows into the chunk-transposed aux4: column j's 4 rows one vec4,
+// columns `step4` apart from `at`.
+fn store_column_quads(at: u32, step4: u32, rows: mat4x4<f32>) {
     let columns = transpose(rows);
     aux4[at] = columns[0];
     aux4[at + step4] = columns[1];

@@ -147,6 +147,14 @@ pub const NORMALISE: Kernel = Kernel {
     ..PHI_ROWS
 };
 
+/// copy_rows_transposed_too for 4 rows of a chunk per invocation, as vec4s, where the source's
+/// rows are plain and their width a multiple of 4.
+pub const COPY_ROWS_TRANSPOSED_TOO4: Kernel = Kernel {
+    entry: "copy_rows_transposed_too4",
+    bindings: &[PARAMS, X4, OUT4, AUX4],
+    ..PHI_ROWS
+};
+
 /// Each row's gradient terms.
 pub const GRAD_ROWS: Kernel = Kernel {
     entry: "grad_rows",
@@ -795,15 +803,18 @@ impl PolyAttention {
             Some(t) => {
                 // Its chunk layout is the padded rows': the destination must be padded.
                 check_len(t, dst.len())?;
-                let buffers = [("x", src), ("out", dst), ("aux", t)];
-                self.kernel(
-                    ctx,
-                    enc,
-                    &COPY_ROWS_TRANSPOSED_TOO,
-                    params,
-                    &buffers,
-                    self.heads() * rows_dst,
-                )
+                // By vec4s of 4 rows where the widths allow (the chunk is a multiple of 4).
+                let quads = width_in.is_multiple_of(4)
+                    && width_out.is_multiple_of(4)
+                    && params.flags & FROM_CHUNKS_TRANSPOSED == 0;
+                let (kernel, [x, out, aux], rows_each) = if quads {
+                    (&COPY_ROWS_TRANSPOSED_TOO4, [X4, OUT4, AUX4], 4)
+                } else {
+                    (&COPY_ROWS_TRANSPOSED_TOO, [X, OUT, AUX], 1)
+                };
+                let buffers = [(x.name, src), (out.name, dst), (aux.name, t)];
+                let invocations = self.heads() * rows_dst / rows_each;
+                self.kernel(ctx, enc, kernel, params, &buffers, invocations)
             }
         }
     }
