@@ -453,30 +453,22 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
 fn copy_rows_transposed_too4(@builtin(workgroup_id) wid: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32,
                              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let quad = linear_id(wid, lid, nwg);
-    let row_quads = params.rows_pad / 4u;
-    let h = quad / row_quads;
-    if (h >= params.heads) {
+    let rq = row_quad(linear_id(wid, lid, nwg));
+    if (rq.h >= params.heads) {
         return;
     }
-    let r0 = 4u * (quad - h * row_quads);
+    let real = rq.real;
+    let source = rq.source;
     let width_quads = params.width_out / 4u;
     let source_quads = params.width_in / 4u;
-    let base4 = (h * params.rows_pad + r0) * width_quads;
-    let transposed4 = chunk_transposed(h, r0, 0u, params.width_out) / 4u;
-    let step4 = params.chunk / 4u;
-    let real = vec4<bool>(r0 < params.rows, r0 + 1u < params.rows, r0 + 2u < params.rows,
-                          r0 + 3u < params.rows);
-    let first = h * params.rows;
-    let last = first + params.rows - 1u;
     for (var q = 0u; q < width_quads; q++) {
         var rows: mat4x4<f32>;
         if (q < source_quads) {
             rows = mat4x4<f32>(
-                select(vec4<f32>(0.0), x4[min(first + r0, last) * source_quads + q], real.x),
-                select(vec4<f32>(0.0), x4[min(first + r0 + 1u, last) * source_quads + q], real.y),
-                select(vec4<f32>(0.0), x4[min(first + r0 + 2u, last) * source_quads + q], real.z),
-                select(vec4<f32>(0.0), x4[min(first + r0 + 3u, last) * source_quads + q], real.w));
+                select(vec4<f32>(0.0), x4[source.x * source_quads + q], real.x),
+                select(vec4<f32>(0.0), x4[source.y * source_quads + q], real.y),
+                select(vec4<f32>(0.0), x4[source.z * source_quads + q], real.z),
+                select(vec4<f32>(0.0), x4[source.w * source_quads + q], real.w));
         } else {
             // Past the source: 1 in the ones column of the source's rows, else 0.
             let col = 4u * q;
@@ -486,9 +478,42 @@ fn copy_rows_transposed_too4(@builtin(workgroup_id) wid: vec3<u32>,
             rows = mat4x4<f32>(select(zero, ones, real.x), select(zero, ones, real.y),
                                select(zero, ones, real.z), select(zero, ones, real.w));
         }
-        store_row_quads(base4 + q, width_quads, rows);
-        store_column_quads(transposed4 + q * 4u * step4, step4, rows);
+        store_row_quads(rq.base4 + q, width_quads, rows);
+        store_column_quads(rq.transposed4 + q * 4u * rq.step4, rq.step4, rows);
     }
+}
+
+// 4 rows of a chunk as the kernels that take them per invocation see them (a chunk is a
+// multiple of 4 rows). h is params.heads or more past the last quad.
+struct RowQuad {
+    h: u32,
+    // Row r0's vec4 0 in a [heads, rows_pad, width_out] tensor.
+    base4: u32,
+    // Column 0 of rows r0..r0 + 3 in its chunk-transposed copy (one vec4), and the vec4s from
+    // one column to the next there.
+    transposed4: u32,
+    step4: u32,
+    // Which of the 4 rows are the source's (the others are padding, zero), and where in the
+    // source [heads * rows, ..] each is (padding rows point at the head's last row).
+    real: vec4<bool>,
+    source: vec4<u32>,
+}
+
+fn row_quad(quad: u32) -> RowQuad {
+    let row_quads = params.rows_pad / 4u;
+    let h = quad / row_quads;
+    let r0 = 4u * (quad - h * row_quads);
+    let first = h * params.rows;
+    let last = first + params.rows - 1u;
+    return RowQuad(
+        h,
+        (h * params.rows_pad + r0) * (params.width_out / 4u),
+        chunk_transposed(h, r0, 0u, params.width_out) / 4u,
+        params.chunk / 4u,
+        vec4<bool>(r0 < params.rows, r0 + 1u < params.rows, r0 + 2u < params.rows,
+                   r0 + 3u < params.rows),
+        min(vec4<u32>(first + r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)),
+    );
 }
 
 // ---- the diagonal blocks ---------------------------------------------------------------------
@@ -641,26 +666,15 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
 fn grad_rows4(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let quad = linear_id(wid, lid, nwg);
-    let row_quads = params.rows_pad / 4u;
-    let h = quad / row_quads;
-    if (h >= params.heads) {
+    let rq = row_quad(linear_id(wid, lid, nwg));
+    if (rq.h >= params.heads) {
         return;
     }
-    let r0 = 4u * (quad - h * row_quads);
+    let real = rq.real;
+    let rows = rq.source;
     let width_quads = params.width_out / 4u;
     let value_quads = params.d_v / 4u;
-    // G's row r0, and column 0 of rows r0..r0+3 in G^T_c (column j is j chunks on).
-    let base4 = (h * params.rows_pad + r0) * width_quads;
-    let transposed4 = chunk_transposed(h, r0, 0u, params.width_out) / 4u;
-    let step4 = params.chunk / 4u;
-    // 1/Z of each row, 0 for rows past the last (their G is 0); those rows read the last row.
-    let real = vec4<bool>(r0 < params.rows, r0 + 1u < params.rows, r0 + 2u < params.rows,
-                          r0 + 3u < params.rows);
-    let first = h * params.rows;
-    let last = first + params.rows - 1u;
-    let rows = vec4<u32>(min(first + r0, last), min(first + r0 + 1u, last),
-                         min(first + r0 + 2u, last), min(first + r0 + 3u, last));
+    // 1/Z of each row, 0 for padding rows (their G is 0).
     let inv_z = select(vec4<f32>(0.0), 1.0 / vec4<f32>(addend[rows.x], addend[rows.y],
                                                          addend[rows.z], addend[rows.w]), real);
     var delta0 = 0.0;
@@ -672,20 +686,21 @@ fn grad_rows4(@builtin(workgroup_id) wid: vec3<u32>,
         let g1 = grad_quad(rows.y, q, inv_z.y, &delta1);
         let g2 = grad_quad(rows.z, q, inv_z.z, &delta2);
         let g3 = grad_quad(rows.w, q, inv_z.w, &delta3);
-        store_row_quads(base4 + q, width_quads, mat4x4<f32>(g0, g1, g2, g3));
-        store_column_quads(transposed4 + 4u * q * step4, step4, mat4x4<f32>(g0, g1, g2, g3));
+        store_row_quads(rq.base4 + q, width_quads, mat4x4<f32>(g0, g1, g2, g3));
+        store_column_quads(rq.transposed4 + 4u * q * rq.step4, rq.step4,
+                           mat4x4<f32>(g0, g1, g2, g3));
     }
     // The ones column's gradient, then zeros to the padded width.
     let ones = select(vec4<f32>(0.0), -vec4<f32>(delta0, delta1, delta2, delta3) * inv_z,
                       real);
     let ones_rows = mat4x4<f32>(vec4<f32>(ones.x, 0.0, 0.0, 0.0), vec4<f32>(ones.y, 0.0, 0.0, 0.0),
                                 vec4<f32>(ones.z, 0.0, 0.0, 0.0), vec4<f32>(ones.w, 0.0, 0.0, 0.0));
-    store_row_quads(base4 + value_quads, width_quads, ones_rows);
-    store_column_quads(transposed4 + 4u * value_quads * step4, step4, ones_rows);
+    store_row_quads(rq.base4 + value_quads, width_quads, ones_rows);
+    store_column_quads(rq.transposed4 + 4u * value_quads * rq.step4, rq.step4, ones_rows);
     let zeros = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     for (var q = value_quads + 1u; q < width_quads; q++) {
-        store_row_quads(base4 + q, width_quads, zeros);
-        store_column_quads(transposed4 + 4u * q * step4, step4, zeros);
+        store_row_quads(rq.base4 + q, width_quads, zeros);
+        store_column_quads(rq.transposed4 + 4u * q * rq.step4, rq.step4, zeros);
     }
 }
 
