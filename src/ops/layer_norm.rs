@@ -237,6 +237,8 @@ pub fn layer_norm_backward(
         ],
         Grid::Invocations(rows as u64),
     )?;
+    // Per block: the weight's partials, then the bias's.
+    let partials = linear::sum_partials(ctx, "LayerNorm gradient partials", (rows, width, 2))?;
     for (i, (begin, end, blocks)) in linear::sum_spans(rows).enumerate() {
         let params = params(
             rows,
@@ -245,7 +247,7 @@ pub fn layer_norm_backward(
             ln.eps,
             if i > 0 { ADD_INTO_OUTPUT } else { 0 },
         );
-        if !width.is_multiple_of(4) {
+        let Some(partials) = &partials else {
             ctx.run(
                 encoder,
                 &LAYER_NORM_PARAM_GRAD,
@@ -261,9 +263,7 @@ pub fn layer_norm_backward(
                 Grid::Invocations(width as u64),
             )?;
             continue;
-        }
-        // Per block: the weight's partials, then the bias's.
-        let partials = GpuTensor::output(ctx, "LayerNorm gradient partials", &[blocks, 2 * width])?;
+        };
         ctx.run(
             encoder,
             &LAYER_NORM_PARAM_GRAD_BLOCKS,
@@ -279,7 +279,7 @@ pub fn layer_norm_backward(
         )?;
         for (sum, into) in [out.d_weight, out.d_bias].into_iter().enumerate() {
             let partials = BlockPartials {
-                tensor: &partials,
+                tensor: partials,
                 blocks,
                 stride: width / 2,
                 offset: sum * width / 4,

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 
-use super::check_len;
 use super::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
 
 /// The most rows one bias_grad or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128
@@ -81,15 +80,30 @@ pub(crate) fn sum_spans(rows: usize) -> impl Iterator<Item = (usize, usize, usiz
     })
 }
 
-/// Bytes of the partials a two-level column sum over `rows` x `width` holds (`sums` sums of
-/// that width: 1 for a bias, 2 for a LayerNorm's weight and bias); 0 where the width runs the
-/// one-level kernels.
-pub(crate) fn sum_partials_bytes(rows: usize, width: usize, sums: usize) -> u64 {
-    if !width.is_multiple_of(4) {
-        return 0;
-    }
+/// The partials' shape of a two-level column sum over `rows` x `width` (`sums` sums of that
+/// width: 1 for a bias, 2 for a LayerNorm's weight and bias): one row per block of its longest
+/// span. None where the width runs the one-level kernels or there are no rows.
+fn sum_partials_shape(rows: usize, width: usize, sums: usize) -> Option<[usize; 2]> {
     let blocks = sum_spans(rows).map(|(_, _, b)| b).max().unwrap_or(0);
-    GpuTensor::shape_bytes(&[blocks, sums * width])
+    (width.is_multiple_of(4) && blocks > 0).then_some([blocks, sums * width])
+}
+
+/// Bytes of [`sum_partials`]' tensor (0 where there is none), for memory estimates.
+pub(crate) fn sum_partials_bytes(rows: usize, width: usize, sums: usize) -> u64 {
+    sum_partials_shape(rows, width, sums).map_or(0, |shape| GpuTensor::shape_bytes(&shape))
+}
+
+/// The partials tensor of a two-level column sum (see [`sum_partials_shape`]), allocated once
+/// and shared by its spans: each span writes its blocks before [`sum_blocks`] reads them, and
+/// the encoder orders the next span's writes after those reads.
+pub(crate) fn sum_partials(
+    ctx: &GpuContext,
+    name: &str,
+    (rows, width, sums): (usize, usize, usize),
+) -> Result<Option<GpuTensor>> {
+    sum_partials_shape(rows, width, sums)
+        .map(|shape| GpuTensor::output(ctx, name, &shape))
+        .transpose()
 }
 
 /// Where [`sum_blocks`] reads: `blocks` rows of `stride` vec4s, each summed from `offset`.
@@ -121,7 +135,17 @@ pub(crate) fn sum_blocks(
             ),
         ));
     }
-    check_len(partials.tensor, partials.blocks * partials.stride * 4)?;
+    if partials.tensor.len() < partials.blocks * partials.stride * 4 {
+        return Err(Error::shape(
+            format!("tensor {}", partials.tensor.name()),
+            format!(
+                "holds {} elements; {} blocks of {} vec4s are read",
+                partials.tensor.len(),
+                partials.blocks,
+                partials.stride
+            ),
+        ));
+    }
     let params = BiasGradParams {
         cols: out.len() as u32,
         flags: if add { ADD_INTO_OUT } else { 0 },
@@ -311,6 +335,7 @@ fn bias_grad(
 ) -> Result<()> {
     let (rows, cols) = matrix(dy);
     check_matrix(db, 1, cols)?;
+    let partials = sum_partials(ctx, "bias gradient partials", (rows, cols, 1))?;
     for (i, (begin, end, blocks)) in sum_spans(rows).enumerate() {
         let params = BiasGradParams {
             rows: rows as u32,
@@ -320,7 +345,7 @@ fn bias_grad(
             flags: if i > 0 { ADD_INTO_OUT } else { 0 },
             ..Default::default()
         };
-        if !cols.is_multiple_of(4) {
+        let Some(partials) = &partials else {
             let buffers = [(DY.name, &dy.buffer), (DB.name, &db.buffer)];
             let grid = Grid::Invocations(cols as u64);
             ctx.run(
@@ -332,8 +357,7 @@ fn bias_grad(
                 grid,
             )?;
             continue;
-        }
-        let partials = GpuTensor::output(ctx, "bias gradient partials", &[blocks, cols])?;
+        };
         ctx.run(
             encoder,
             &BIAS_GRAD_BLOCKS,
@@ -343,7 +367,7 @@ fn bias_grad(
             Grid::Invocations((blocks * cols / 4) as u64),
         )?;
         let partials = BlockPartials {
-            tensor: &partials,
+            tensor: partials,
             blocks,
             stride: cols / 4,
             offset: 0,

@@ -222,17 +222,6 @@ pub(crate) fn check_inputs(
     check_shape(v, &shape.v_shape())
 }
 
-/// Refuses an internal buffer whose length differs from what a kernel writes, naming it.
-pub(crate) fn check_len(tensor: &GpuTensor, len: usize) -> Result<()> {
-    if tensor.len() != len {
-        return Err(Error::shape(
-            format!("tensor {}", tensor.name()),
-            format!("holds {} elements where {len} are written", tensor.len()),
-        ));
-    }
-    Ok(())
-}
-
 /// Refuses a tensor whose shape is not `expected`, naming it.
 pub(crate) fn check_shape(tensor: &GpuTensor, expected: &[usize]) -> Result<()> {
     if tensor.shape() != expected {

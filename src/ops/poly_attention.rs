@@ -15,7 +15,7 @@ use crate::gpu::tune::{fastest_agreeing, timed, Round, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
 use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
 use crate::ops::{
-    check_inputs, check_len, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
+    check_inputs, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
     AttentionGradients,
 };
 use crate::poly::{self, MAX_D_QK};
@@ -439,6 +439,17 @@ impl FeatureMap {
         ctx.submit("phi_grad_rows", encoder)?;
         Ok(out)
     }
+}
+
+/// Refuses an internal buffer whose length differs from what a kernel writes, naming it.
+fn check_len(tensor: &GpuTensor, len: usize) -> Result<()> {
+    if tensor.len() != len {
+        return Err(Error::shape(
+            format!("tensor {}", tensor.name()),
+            format!("holds {} elements where {len} are written", tensor.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// C = A B, nothing added.
