@@ -735,6 +735,22 @@ impl PolyAttention {
         a: Operand,
         b: Operand,
         c: &GpuTensor,
+        dims: [usize; 3],
+        zeros: (Epilogue, Triangles),
+    ) -> Result<()> {
+        self.product_of_rows(ctx, enc, (a, dims[0]), b, c, dims, zeros)
+    }
+
+    /// [`Self::product_with_zeros`] where each matrix of op(A) has `a_rows` rows stored, of
+    /// which the product computes the first m (C has m rows): the rows of dV'^T that dv keeps.
+    #[allow(clippy::too_many_arguments)]
+    fn product_of_rows(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        (a, a_rows): (Operand, usize),
+        b: Operand,
+        c: &GpuTensor,
         [m, n, k]: [usize; 3],
         (epilogue, triangles): (Epilogue, Triangles),
     ) -> Result<()> {
@@ -744,9 +760,15 @@ impl PolyAttention {
             n,
             k,
         };
+        let stored_a = Shape { m: a_rows, ..shape };
+        let dense_a = Layout::dense(&stored_a, a.1, b.1);
         Matmul {
             shape,
-            layout: Layout::dense(&shape, a.1, b.1),
+            layout: Layout {
+                ldc: n,
+                stride_c: m * n,
+                ..dense_a
+            },
             epilogue,
             a: a.0,
             b: b.0,
@@ -904,8 +926,9 @@ impl PolyAttention {
                 + causal(2 * rows(qw) + scratch(&self.scores_shape())),
             // O', V' chunk-transposed, and the diagonal blocks' weights P.
             forward_scratch: 2 * rows(vw) + causal(scratch(&self.scores_shape())) + packing.total,
-            // G and G chunk-transposed, dV'.
-            backward_scratch: 3 * rows(vw)
+            // G and G chunk-transposed, dV.
+            backward_scratch: 2 * rows(vw)
+                + rows(s.d_v)
                 + scratch(&self.states_shape())
                 + rows(kp)
                 + 2 * bytes(&s.qk_shape())
@@ -1043,8 +1066,9 @@ impl PolyAttention {
         let r = scratch("poly attention gradient states", &self.states_shape())?;
         // dL/dPhi chunk-transposed: the products make dPhi^T.
         let d_phi_t = scratch("dL/dphi chunks transposed", &self.rows_shape(kp))?;
-        // dV' chunk-transposed, as O' in the forward.
-        let dv_ones_t = scratch("dv' chunks transposed", &self.rows_shape(vw))?;
+        // dV chunk-transposed, as O' in the forward: dV' without its ones column, which
+        // nothing reads (the products that make it compute only the first d_v rows of dV'^T).
+        let dv_t = scratch("dv chunks transposed", &self.rows_shape(s.d_v))?;
         let grads = AttentionGradients {
             dq: out("dq", &s.qk_shape())?,
             dk: out("dk", &s.qk_shape())?,
@@ -1094,7 +1118,7 @@ impl PolyAttention {
             }
             if let Some(diag) = &diagonal {
                 let g_both = (&g, &g_t);
-                self.diagonal_backward(ctx, enc, diag, g_both, &saved.v_ones, &dv_ones_t)?;
+                self.diagonal_backward(ctx, enc, diag, g_both, &saved.v_ones, &dv_t)?;
             }
             // dPhi(Q_c)^T = S_<c G_c^T, both stored transposed (op(A) = (S_<c^T)^T, op(B) =
             // G_c^T: the k-contiguous runs are S^T's columns, G's rows); dq = J_phi(q)^T dPhi(Q)
@@ -1112,44 +1136,53 @@ impl PolyAttention {
             let dk = &grads.dk;
             self.phi
                 .record_backward(ctx, enc, (k, rows), &d_phi_t, dk_diag, dk)?;
-            // dV'_c^T (+)= R_>c^T Phi(K_c)^T; dv = the first d_v columns of dV'.
+            // dV_c^T (+)= the first d_v rows of R_>c^T Phi(K_c)^T.
             let add = Epilogue {
                 add_into_c: s.causal,
                 ..PLAIN
             };
-            let phi_k_t = (&saved.phi_k, true);
-            self.product(ctx, enc, (&r, false), phi_k_t, &dv_ones_t, [vw, c, kp], add)?;
-            self.copy_dv(ctx, enc, &dv_ones_t, &grads.dv)
+            let (r_rows, phi_k_t) = ((&r, false), (&saved.phi_k, true));
+            let dims = [s.d_v, c, kp];
+            self.product_of_rows(
+                ctx,
+                enc,
+                (r_rows, vw),
+                phi_k_t,
+                &dv_t,
+                dims,
+                (add, Triangles::NONE),
+            )?;
+            self.copy_dv(ctx, enc, &dv_t, &grads.dv)
         })??;
         ctx.submit("poly attention backward", enc)?;
         Ok(grads)
     }
 
-    /// Records dv = the first d_v columns of dV', from dV' chunk-transposed.
+    /// Records dv from dV chunk-transposed.
     fn copy_dv(
         &self,
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
-        dv_ones_t: &GpuTensor,
+        dv_t: &GpuTensor,
         dv: &GpuTensor,
     ) -> Result<()> {
-        let (n, vw) = (self.shape.seq_len, self.v_width());
-        check_len(dv_ones_t, self.heads() * self.rows_pad() * vw)?;
-        check_len(dv, self.heads() * n * self.shape.d_v)?;
+        let (n, d_v) = (self.shape.seq_len, self.shape.d_v);
+        check_len(dv_t, self.heads() * self.rows_pad() * d_v)?;
+        check_len(dv, self.heads() * n * d_v)?;
         let params = PolyParams {
             rows: n as u32,
             rows_pad: n as u32,
-            width_in: vw as u32,
-            width_out: self.shape.d_v as u32,
+            width_in: d_v as u32,
+            width_out: d_v as u32,
             flags: FROM_CHUNKS_TRANSPOSED,
             ..self.params()
         };
-        let buffers = [("x", dv_ones_t), ("out", dv)];
+        let buffers = [("x", dv_t), ("out", dv)];
         self.kernel(ctx, enc, &COPY_ROWS, params, &buffers, self.heads() * n)
     }
 
-    /// Records the diagonal blocks' share of the backward: dQ', dK' into `diag` and dV'^T =
-    /// G_c^T P_c into `dv_ones_t`, from G as rows and chunk-transposed.
+    /// Records the diagonal blocks' share of the backward: dQ', dK' into `diag` and dV^T = the
+    /// first d_v rows of G_c^T P_c into `dv_t`, from G as rows and chunk-transposed.
     fn diagonal_backward(
         &self,
         ctx: &GpuContext,
@@ -1157,7 +1190,7 @@ impl PolyAttention {
         diag: &Diagonal,
         (g, g_t): (&GpuTensor, &GpuTensor),
         v_ones: &GpuTensor,
-        dv_ones_t: &GpuTensor,
+        dv_t: &GpuTensor,
     ) -> Result<()> {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
         let (scores, d_scores) = (diag.scores, &diag.d_scores);
@@ -1200,13 +1233,14 @@ impl PolyAttention {
             (scaled, A_UPPER),
         )?;
         // P_c^T stored is P_c's transpose: op(B) = P_c, zero where k < j.
-        self.product_with_zeros(
+        let dims = [self.shape.d_v, c, c];
+        self.product_of_rows(
             ctx,
             enc,
-            (g_t, false),
+            ((g_t, false), vw),
             (p_t, true),
-            dv_ones_t,
-            [vw, c, c],
+            dv_t,
+            dims,
             (PLAIN, B_LOWER),
         )
     }
