@@ -245,3 +245,200 @@ fn matmul_broadcast64_km(
     }
     store_block16(blk.batch, blk.row, blk.col, acc);
 }
+
+// ---- matmul_broadcast64_km8: matmul_broadcast64_km with 8 columns per lane --------------------
+// C = op(A) B with B stored k-major (NN, or TN: the weight gradients, K the tokens, both operands
+// k-major). A lane owns 8 columns, so a subgroup's block is 16 rows by 64 columns, and loads its
+// 8 columns at one k as one vec4<u64>: per 8 k, 8 loads of op(B) and 2 of op(A) for 1024
+// multiply-adds a lane, where broadcast64_km makes 10 loads (8 of them vec2<u64>) for 512 and
+// broadcast64 on packed copies 6 for 512 (besides the copies). op(A) as broadcast64_km reads
+// it. The host's `Layout::k_major8_wide` says where it may run: K, and A's and B's row and
+// batch strides, multiples of 8 floats.
+
+// Columns col..col + 7 (clamped into the last 8) of k-major op(B) at k, as one load.
+fn load_cols8(op: Operand, col: u32, k: u32) -> vec4<u64> {
+    return b8[(op.base + k * op.ld + min(col, (op.lines - 1u) & ~7u)) >> 3u];
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn matmul_broadcast64_km8(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let blk = lane_block_of(wid, lid, nwg, lane, 8u);
+    // Row r's columns 0..3 in acc[2r], 4..7 in acc[2r + 1]; indexed by constants only.
+    var acc: array<vec4<f32>, 32>;
+    for (var k = blk.k.x; k < blk.k.y; k += 8u) {
+        let w0 = load_cols8(blk.op_b, blk.col, k + 0u);
+        let w1 = load_cols8(blk.op_b, blk.col, k + 1u);
+        let w2 = load_cols8(blk.op_b, blk.col, k + 2u);
+        let w3 = load_cols8(blk.op_b, blk.col, k + 3u);
+        let w4 = load_cols8(blk.op_b, blk.col, k + 4u);
+        let w5 = load_cols8(blk.op_b, blk.col, k + 5u);
+        let w6 = load_cols8(blk.op_b, blk.col, k + 6u);
+        let w7 = load_cols8(blk.op_b, blk.col, k + 7u);
+        // The lane's columns 0..3 and 4..7 at each of the 8 k.
+        let lo = array<vec4<f32>, 8>(first4(w0), first4(w1), first4(w2), first4(w3),
+                                     first4(w4), first4(w5), first4(w6), first4(w7));
+        let hi = array<vec4<f32>, 8>(second4(w0), second4(w1), second4(w2), second4(w3),
+                                     second4(w4), second4(w5), second4(w6), second4(w7));
+        if (TRANS_A) {
+            // s_j (t_j): rows 0..7 (8..15) at k + j, from lane j.
+            let a_lo = load_lines8(blk.op_a, blk.row, k + lane);
+            let a_hi = load_lines8(blk.op_a, blk.row + 8u, k + lane);
+            let s0 = halves(subgroupBroadcast(a_lo, 0u));
+            let t0 = halves(subgroupBroadcast(a_hi, 0u));
+            let s1 = halves(subgroupBroadcast(a_lo, 1u));
+            let t1 = halves(subgroupBroadcast(a_hi, 1u));
+            let s2 = halves(subgroupBroadcast(a_lo, 2u));
+            let t2 = halves(subgroupBroadcast(a_hi, 2u));
+            let s3 = halves(subgroupBroadcast(a_lo, 3u));
+            let t3 = halves(subgroupBroadcast(a_hi, 3u));
+            let s4 = halves(subgroupBroadcast(a_lo, 4u));
+            let t4 = halves(subgroupBroadcast(a_hi, 4u));
+            let s5 = halves(subgroupBroadcast(a_lo, 5u));
+            let t5 = halves(subgroupBroadcast(a_hi, 5u));
+            let s6 = halves(subgroupBroadcast(a_lo, 6u));
+            let t6 = halves(subgroupBroadcast(a_hi, 6u));
+            let s7 = halves(subgroupBroadcast(a_lo, 7u));
+            let t7 = halves(subgroupBroadcast(a_hi, 7u));
+            let r0 = array<f32, 8>(s0[0], s1[0], s2[0], s3[0], s4[0], s5[0], s6[0], s7[0]);
+            acc[0] = add_row8(acc[0], r0, lo);
+            acc[1] = add_row8(acc[1], r0, hi);
+            let r1 = array<f32, 8>(s0[1], s1[1], s2[1], s3[1], s4[1], s5[1], s6[1], s7[1]);
+            acc[2] = add_row8(acc[2], r1, lo);
+            acc[3] = add_row8(acc[3], r1, hi);
+            let r2 = array<f32, 8>(s0[2], s1[2], s2[2], s3[2], s4[2], s5[2], s6[2], s7[2]);
+            acc[4] = add_row8(acc[4], r2, lo);
+            acc[5] = add_row8(acc[5], r2, hi);
+            let r3 = array<f32, 8>(s0[3], s1[3], s2[3], s3[3], s4[3], s5[3], s6[3], s7[3]);
+            acc[6] = add_row8(acc[6], r3, lo);
+            acc[7] = add_row8(acc[7], r3, hi);
+            let r4 = array<f32, 8>(s0[4], s1[4], s2[4], s3[4], s4[4], s5[4], s6[4], s7[4]);
+            acc[8] = add_row8(acc[8], r4, lo);
+            acc[9] = add_row8(acc[9], r4, hi);
+            let r5 = array<f32, 8>(s0[5], s1[5], s2[5], s3[5], s4[5], s5[5], s6[5], s7[5]);
+            acc[10] = add_row8(acc[10], r5, lo);
+            acc[11] = add_row8(acc[11], r5, hi);
+            let r6 = array<f32, 8>(s0[6], s1[6], s2[6], s3[6], s4[6], s5[6], s6[6], s7[6]);
+            acc[12] = add_row8(acc[12], r6, lo);
+            acc[13] = add_row8(acc[13], r6, hi);
+            let r7 = array<f32, 8>(s0[7], s1[7], s2[7], s3[7], s4[7], s5[7], s6[7], s7[7]);
+            acc[14] = add_row8(acc[14], r7, lo);
+            acc[15] = add_row8(acc[15], r7, hi);
+            let r8 = array<f32, 8>(t0[0], t1[0], t2[0], t3[0], t4[0], t5[0], t6[0], t7[0]);
+            acc[16] = add_row8(acc[16], r8, lo);
+            acc[17] = add_row8(acc[17], r8, hi);
+            let r9 = array<f32, 8>(t0[1], t1[1], t2[1], t3[1], t4[1], t5[1], t6[1], t7[1]);
+            acc[18] = add_row8(acc[18], r9, lo);
+            acc[19] = add_row8(acc[19], r9, hi);
+            let r10 = array<f32, 8>(t0[2], t1[2], t2[2], t3[2], t4[2], t5[2], t6[2], t7[2]);
+            acc[20] = add_row8(acc[20], r10, lo);
+            acc[21] = add_row8(acc[21], r10, hi);
+            let r11 = array<f32, 8>(t0[3], t1[3], t2[3], t3[3], t4[3], t5[3], t6[3], t7[3]);
+            acc[22] = add_row8(acc[22], r11, lo);
+            acc[23] = add_row8(acc[23], r11, hi);
+            let r12 = array<f32, 8>(t0[4], t1[4], t2[4], t3[4], t4[4], t5[4], t6[4], t7[4]);
+            acc[24] = add_row8(acc[24], r12, lo);
+            acc[25] = add_row8(acc[25], r12, hi);
+            let r13 = array<f32, 8>(t0[5], t1[5], t2[5], t3[5], t4[5], t5[5], t6[5], t7[5]);
+            acc[26] = add_row8(acc[26], r13, lo);
+            acc[27] = add_row8(acc[27], r13, hi);
+            let r14 = array<f32, 8>(t0[6], t1[6], t2[6], t3[6], t4[6], t5[6], t6[6], t7[6]);
+            acc[28] = add_row8(acc[28], r14, lo);
+            acc[29] = add_row8(acc[29], r14, hi);
+            let r15 = array<f32, 8>(t0[7], t1[7], t2[7], t3[7], t4[7], t5[7], t6[7], t7[7]);
+            acc[30] = add_row8(acc[30], r15, lo);
+            acc[31] = add_row8(acc[31], r15, hi);
+        } else {
+            // Row i at the 8 k, from lane i % 8.
+            let a_lo = load_k8(blk.op_a, blk.row + lane, k);
+            let a_hi = load_k8(blk.op_a, blk.row + 8u + lane, k);
+            let r0 = halves(subgroupBroadcast(a_lo, 0u));
+            acc[0] = add_row8(acc[0], r0, lo);
+            acc[1] = add_row8(acc[1], r0, hi);
+            let r1 = halves(subgroupBroadcast(a_lo, 1u));
+            acc[2] = add_row8(acc[2], r1, lo);
+            acc[3] = add_row8(acc[3], r1, hi);
+            let r2 = halves(subgroupBroadcast(a_lo, 2u));
+            acc[4] = add_row8(acc[4], r2, lo);
+            acc[5] = add_row8(acc[5], r2, hi);
+            let r3 = halves(subgroupBroadcast(a_lo, 3u));
+            acc[6] = add_row8(acc[6], r3, lo);
+            acc[7] = add_row8(acc[7], r3, hi);
+            let r4 = halves(subgroupBroadcast(a_lo, 4u));
+            acc[8] = add_row8(acc[8], r4, lo);
+            acc[9] = add_row8(acc[9], r4, hi);
+            let r5 = halves(subgroupBroadcast(a_lo, 5u));
+            acc[10] = add_row8(acc[10], r5, lo);
+            acc[11] = add_row8(acc[11], r5, hi);
+            let r6 = halves(subgroupBroadcast(a_lo, 6u));
+            acc[12] = add_row8(acc[12], r6, lo);
+            acc[13] = add_row8(acc[13], r6, hi);
+            let r7 = halves(subgroupBroadcast(a_lo, 7u));
+            acc[14] = add_row8(acc[14], r7, lo);
+            acc[15] = add_row8(acc[15], r7, hi);
+            let r8 = halves(subgroupBroadcast(a_hi, 0u));
+            acc[16] = add_row8(acc[16], r8, lo);
+            acc[17] = add_row8(acc[17], r8, hi);
+            let r9 = halves(subgroupBroadcast(a_hi, 1u));
+            acc[18] = add_row8(acc[18], r9, lo);
+            acc[19] = add_row8(acc[19], r9, hi);
+            let r10 = halves(subgroupBroadcast(a_hi, 2u));
+            acc[20] = add_row8(acc[20], r10, lo);
+            acc[21] = add_row8(acc[21], r10, hi);
+            let r11 = halves(subgroupBroadcast(a_hi, 3u));
+            acc[22] = add_row8(acc[22], r11, lo);
+            acc[23] = add_row8(acc[23], r11, hi);
+            let r12 = halves(subgroupBroadcast(a_hi, 4u));
+            acc[24] = add_row8(acc[24], r12, lo);
+            acc[25] = add_row8(acc[25], r12, hi);
+            let r13 = halves(subgroupBroadcast(a_hi, 5u));
+            acc[26] = add_row8(acc[26], r13, lo);
+            acc[27] = add_row8(acc[27], r13, hi);
+            let r14 = halves(subgroupBroadcast(a_hi, 6u));
+            acc[28] = add_row8(acc[28], r14, lo);
+            acc[29] = add_row8(acc[29], r14, hi);
+            let r15 = halves(subgroupBroadcast(a_hi, 7u));
+            acc[30] = add_row8(acc[30], r15, lo);
+            acc[31] = add_row8(acc[31], r15, hi);
+        }
+    }
+    if (!blk.live) {
+        return;
+    }
+    store_row4(blk.batch, blk.row + 0u, blk.col, acc[0]);
+    store_row4(blk.batch, blk.row + 0u, blk.col + 4u, acc[1]);
+    store_row4(blk.batch, blk.row + 1u, blk.col, acc[2]);
+    store_row4(blk.batch, blk.row + 1u, blk.col + 4u, acc[3]);
+    store_row4(blk.batch, blk.row + 2u, blk.col, acc[4]);
+    store_row4(blk.batch, blk.row + 2u, blk.col + 4u, acc[5]);
+    store_row4(blk.batch, blk.row + 3u, blk.col, acc[6]);
+    store_row4(blk.batch, blk.row + 3u, blk.col + 4u, acc[7]);
+    store_row4(blk.batch, blk.row + 4u, blk.col, acc[8]);
+    store_row4(blk.batch, blk.row + 4u, blk.col + 4u, acc[9]);
+    store_row4(blk.batch, blk.row + 5u, blk.col, acc[10]);
+    store_row4(blk.batch, blk.row + 5u, blk.col + 4u, acc[11]);
+    store_row4(blk.batch, blk.row + 6u, blk.col, acc[12]);
+    store_row4(blk.batch, blk.row + 6u, blk.col + 4u, acc[13]);
+    store_row4(blk.batch, blk.row + 7u, blk.col, acc[14]);
+    store_row4(blk.batch, blk.row + 7u, blk.col + 4u, acc[15]);
+    store_row4(blk.batch, blk.row + 8u, blk.col, acc[16]);
+    store_row4(blk.batch, blk.row + 8u, blk.col + 4u, acc[17]);
+    store_row4(blk.batch, blk.row + 9u, blk.col, acc[18]);
+    store_row4(blk.batch, blk.row + 9u, blk.col + 4u, acc[19]);
+    store_row4(blk.batch, blk.row + 10u, blk.col, acc[20]);
+    store_row4(blk.batch, blk.row + 10u, blk.col + 4u, acc[21]);
+    store_row4(blk.batch, blk.row + 11u, blk.col, acc[22]);
+    store_row4(blk.batch, blk.row + 11u, blk.col + 4u, acc[23]);
+    store_row4(blk.batch, blk.row + 12u, blk.col, acc[24]);
+    store_row4(blk.batch, blk.row + 12u, blk.col + 4u, acc[25]);
+    store_row4(blk.batch, blk.row + 13u, blk.col, acc[26]);
+    store_row4(blk.batch, blk.row + 13u, blk.col + 4u, acc[27]);
+    store_row4(blk.batch, blk.row + 14u, blk.col, acc[28]);
+    store_row4(blk.batch, blk.row + 14u, blk.col + 4u, acc[29]);
+    store_row4(blk.batch, blk.row + 15u, blk.col, acc[30]);
+    store_row4(blk.batch, blk.row + 15u, blk.col + 4u, acc[31]);
+}

@@ -153,11 +153,16 @@ struct LaneBlock {
 }
 
 fn lane_block(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, lane: u32) -> LaneBlock {
-    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 32u);
+    return lane_block_of(wid, lid, nwg, lane, 4u);
+}
+
+// lane_block for lanes of `lane_cols` columns each: blocks of 16 x 8 lane_cols.
+fn lane_block_of(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, lane: u32, lane_cols: u32) -> LaneBlock {
+    let origin = block_origin(linear_id(wid, lid, nwg) / 8u, 16u, 8u * lane_cols);
     let batch = min(origin.x, params.batch - 1u);
-    let k = block_k_range(origin.y, 16u, origin.z, 32u);
+    let k = block_k_range(origin.y, 16u, origin.z, 8u * lane_cols);
     return LaneBlock(origin.x < params.batch && k.x < k.y, batch, origin.y,
-                     origin.z + 4u * lane, operand_a(batch), operand_b(batch), k);
+                     origin.z + lane_cols * lane, operand_a(batch), operand_b(batch), k);
 }
 
 @compute @workgroup_size(WORKGROUP)

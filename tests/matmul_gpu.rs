@@ -551,7 +551,9 @@ fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Varia
 /// (lines past the last repeat earlier ones), several k spans, row strides past the matrix,
 /// batches of 1 and 3, every epilogue; and refused, by name, where B's row stride is not a
 /// multiple of 4. broadcast64-packed-16x4 runs the same products (padding varied across the
-/// transposes, so that its in-place operand is read with padded rows too).
+/// transposes, so that its in-place operand is read with padded rows too), and
+/// broadcast64-km-16x8 those with op(B) k-major and B's strides multiples of 8 (refused, by
+/// name, where they are not).
 #[test]
 fn broadcast64_km_and_packed_match_f64_where_they_run() {
     let Some(ctx) = common::gpu() else { return };
@@ -590,8 +592,14 @@ fn broadcast64_km_and_packed_match_f64_where_they_run() {
                 // broadcast64-packed-16x4 on the same layouts: within one span (k up to
                 // K_SPAN) the operand already k-contiguous, padded rows and all, is read where
                 // it lies and only the other is copied; over several spans both are.
-                for variant in [Variant::Broadcast64Km, Variant::Packed64] {
-                    if !offered(&ctx, variant) {
+                // broadcast64-km-16x8 where B's strides are multiples of 8 floats as well.
+                for variant in [
+                    Variant::Broadcast64Km,
+                    Variant::Broadcast64Km8,
+                    Variant::Packed64,
+                ] {
+                    let wide = variant != Variant::Broadcast64Km8 || layout.k_major8_wide(&shape);
+                    if !offered(&ctx, variant) || !wide {
                         continue;
                     }
                     let err = check(&ctx, &mut rng, shape, layout, epilogue(case), variant);
@@ -616,6 +624,17 @@ fn broadcast64_km_and_packed_match_f64_where_they_run() {
         layout,
         Variant::Broadcast64Km,
         "multiples of 4",
+    );
+    // B's rows of 4 floats: broadcast64-km-16x4 runs it, broadcast64-km-16x8 refuses it.
+    let shape = Shape { n: 4, ..shape };
+    let layout = Layout::dense(&shape, false, false);
+    assert!(layout.k_major8(&shape) && !layout.k_major8_wide(&shape));
+    assert_refused(
+        &ctx,
+        shape,
+        layout,
+        Variant::Broadcast64Km8,
+        "multiples of 8",
     );
 }
 

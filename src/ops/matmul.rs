@@ -235,6 +235,23 @@ pub const MATMUL_BROADCAST64_KM: Kernel = Kernel {
     needs: Needs::SubgroupsInt64,
 };
 
+/// matmul_broadcast64_km8's: broadcast64_km's, op(B) as 8 floats per element only.
+const BROADCAST64_KM8_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
+    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
+];
+
+/// matmul_broadcast64_km8: matmul_broadcast64_km with 8 columns of C per lane.
+pub const MATMUL_BROADCAST64_KM8: Kernel = Kernel {
+    entry: "matmul_broadcast64_km8",
+    bindings: BROADCAST64_KM8_BINDINGS,
+    ..MATMUL_BROADCAST64_KM
+};
+
 /// Rows and columns of C one subgroup of matmul_windows computes.
 const WINDOW_BLOCK: (usize, usize) = (16, 32);
 /// The most k one window holds: more k per window means fewer lines, so smaller blocks of C
@@ -287,6 +304,9 @@ pub enum Variant {
     /// stored transposed (C = A^T B^T), 64-bit loads of op(A) and of op(B)'s rows
     /// ([`Layout::k_major8`]).
     Broadcast64Km,
+    /// matmul_broadcast64_km with 8 columns of C per lane (16 x 64 per subgroup), op(B)
+    /// stored k-major, loaded 8 columns at a time ([`Layout::k_major8_wide`]).
+    Broadcast64Km8,
     /// matmul_broadcast64 on k-contiguous copies of op(A) and op(B), copied one K span at a
     /// time (pack_k_contiguous): for products of at most 4 matrices in layouts
     /// broadcast64-16x4 cannot read, where the copy may cost less than k-major loads of 4
@@ -310,6 +330,7 @@ impl std::fmt::Display for Variant {
             Variant::Broadcast => write!(f, "broadcast-16x4"),
             Variant::Broadcast64 => write!(f, "broadcast64-16x4"),
             Variant::Broadcast64Km => write!(f, "broadcast64-km-16x4"),
+            Variant::Broadcast64Km8 => write!(f, "broadcast64-km-16x8"),
             Variant::Packed64 => write!(f, "broadcast64-packed-16x4"),
             Variant::Windows => write!(f, "windows-16x4"),
             Variant::Direct => write!(f, "windows-direct-16x4"),
@@ -332,6 +353,7 @@ impl Variant {
         all.push(Variant::Broadcast);
         all.push(Variant::Broadcast64);
         all.push(Variant::Broadcast64Km);
+        all.push(Variant::Broadcast64Km8);
         all.push(Variant::Packed64);
         all.push(Variant::Windows);
         all.push(Variant::Direct);
@@ -349,9 +371,10 @@ impl Variant {
             Variant::Broadcast => {
                 ctx.has_subgroups() && ctx.adapter().subgroup_size == Some(BROADCAST_LANES)
             }
-            Variant::Broadcast64 | Variant::Broadcast64Km | Variant::Packed64 => {
-                Variant::Broadcast.available(ctx) && ctx.has_int64()
-            }
+            Variant::Broadcast64
+            | Variant::Broadcast64Km
+            | Variant::Broadcast64Km8
+            | Variant::Packed64 => Variant::Broadcast.available(ctx) && ctx.has_int64(),
             Variant::Windows | Variant::Direct => {
                 let limits = ctx.limits();
                 let uniforms = 1 + 2 * WINDOWS_PER_DISPATCH as u32;
@@ -379,6 +402,7 @@ impl Variant {
             Variant::Windows => windows_fit(ctx, shape),
             Variant::Broadcast64 => layout.vec8(shape),
             Variant::Broadcast64Km => layout.k_major8(shape),
+            Variant::Broadcast64Km8 => layout.k_major8_wide(shape),
             Variant::Packed64 => !layout.vec8(shape) && packed_fits(ctx, shape),
             Variant::Direct => direct,
             _ => true,
@@ -393,7 +417,16 @@ impl Variant {
             Variant::Broadcast => &MATMUL_BROADCAST,
             Variant::Broadcast64 | Variant::Packed64 => &MATMUL_BROADCAST64,
             Variant::Broadcast64Km => &MATMUL_BROADCAST64_KM,
+            Variant::Broadcast64Km8 => &MATMUL_BROADCAST64_KM8,
             Variant::Windows | Variant::Direct => &MATMUL_WINDOWS,
+        }
+    }
+
+    /// Columns of C each lane of the broadcast kernels owns.
+    fn lane_cols(&self) -> u64 {
+        match self {
+            Variant::Broadcast64Km8 => 8,
+            _ => 4,
         }
     }
 
@@ -418,11 +451,13 @@ impl Variant {
             Variant::Broadcast
             | Variant::Broadcast64
             | Variant::Broadcast64Km
+            | Variant::Broadcast64Km8
             | Variant::Packed64 => {
                 let lanes = BROADCAST_LANES as u64;
+                let block_cols = lanes * self.lane_cols();
                 (
                     vec![("SUBGROUP", lanes as f64)],
-                    Grid::Invocations(batch * m.div_ceil(16) * n.div_ceil(8 * 4) * lanes),
+                    Grid::Invocations(batch * m.div_ceil(16) * n.div_ceil(block_cols) * lanes),
                 )
             }
             Variant::Subgroup { lane_rows } => {
@@ -523,6 +558,12 @@ impl Layout {
             .iter()
             .all(|v| v % 8 == 0)
             && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
+    }
+
+    /// Whether matmul_broadcast64_km8 may run it: op(B) stored k-major, K and every operand
+    /// stride multiples of 8 floats (a lane's 8 columns at one k are one `vec4<u64>`).
+    pub fn k_major8_wide(&self, shape: &Shape) -> bool {
+        !self.trans_b && self.aligned8(shape)
     }
 
     /// Whether every operand run is a multiple of 8 floats.
@@ -744,6 +785,15 @@ impl Matmul<'_> {
             return Err(Error::shape(
                 "matmul",
                 format!("{variant} needs C = A B^T with k, row and batch strides multiples of 8"),
+            ));
+        }
+        if variant == Variant::Broadcast64Km8 && !self.layout.k_major8_wide(&self.shape) {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "{variant} needs B stored k-major, and k and both operands' row and batch \
+                     strides multiples of 8"
+                ),
             ));
         }
         if variant == Variant::Broadcast64Km && !self.layout.k_major8(&self.shape) {
@@ -1572,6 +1622,7 @@ impl std::str::FromStr for Variant {
             "broadcast-16x4" => Ok(Variant::Broadcast),
             "broadcast64-16x4" => Ok(Variant::Broadcast64),
             "broadcast64-km-16x4" => Ok(Variant::Broadcast64Km),
+            "broadcast64-km-16x8" => Ok(Variant::Broadcast64Km8),
             "broadcast64-packed-16x4" => Ok(Variant::Packed64),
             "windows-16x4" => Ok(Variant::Windows),
             "windows-direct-16x4" => Ok(Variant::Direct),
