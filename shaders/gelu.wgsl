@@ -1,13 +1,6 @@
-// tanh-GELU, elementwise:
-//   gelu(t) = 0.5 t (1 + tanh(z)),  z = sqrt(2/pi) (t + 0.044715 t^3)
-//   gelu'(t) = 0.5 (1 + tanh(z)) + 0.5 t (1 - tanh(z)^2) sqrt(2/pi) (1 + 3 * 0.044715 t^2)
-// z is clamped to [-10, 10] before tanh: tanh(10) rounds to 1 in f32, and some drivers'
-// tanh overflows to NaN for large arguments.
+// tanh-GELU, elementwise (the arithmetic: gelu_math.wgsl, prepended to this file).
 
 override WORKGROUP: u32 = 64u;
-
-const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
-const CUBIC: f32 = 0.044715;
 
 struct Params {
     len: u32,
@@ -32,15 +25,6 @@ fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WORKGROUP + lid;
 }
 
-fn tanh_z(v: f32) -> f32 {
-    return tanh(clamp(SQRT_2_OVER_PI * (v + CUBIC * v * v * v), -10.0, 10.0));
-}
-
-// The same per component (the same operations, so the same result as forward and backward).
-fn tanh_z4(v: vec4<f32>) -> vec4<f32> {
-    return tanh(clamp(SQRT_2_OVER_PI * (v + CUBIC * v * v * v), vec4<f32>(-10.0), vec4<f32>(10.0)));
-}
-
 @compute @workgroup_size(WORKGROUP)
 fn forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -51,8 +35,7 @@ fn forward(
     if (i >= params.len) {
         return;
     }
-    let v = t[i];
-    out[i] = 0.5 * v * (1.0 + tanh_z(v));
+    out[i] = gelu(t[i]);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -65,10 +48,7 @@ fn backward(
     if (i >= params.len) {
         return;
     }
-    let v = t[i];
-    let th = tanh_z(v);
-    let dz = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * v * v);
-    out[i] = upstream[i] * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * dz);
+    out[i] = gelu_grad(t[i], upstream[i]);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -81,8 +61,7 @@ fn forward4(
     if (i >= params.len / 4u) {
         return;
     }
-    let v = t4[i];
-    out4[i] = 0.5 * v * (1.0 + tanh_z4(v));
+    out4[i] = gelu4(t4[i]);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -95,8 +74,5 @@ fn backward4(
     if (i >= params.len / 4u) {
         return;
     }
-    let v = t4[i];
-    let th = tanh_z4(v);
-    let dz = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * v * v);
-    out4[i] = upstream4[i] * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * dz);
+    out4[i] = gelu_grad4(t4[i], upstream4[i]);
 }

@@ -43,6 +43,13 @@ const TN: u32 = 4u;
 // pipeline is compiled (BENCHMARKS.md: up to 1.6x on products with small k).
 override ADD_INTO_C: bool = false;
 override ADD_BIAS: bool = false;
+// The activation, applied last (after C's old value and the bias), on the last dispatch of a
+// sum only: ACTIVATION_GELU stores C and gelu(C) into act4 (a linear layer before GELU keeps
+// both), ACTIVATION_GELU_GRAD stores C * gelu'(gate4) (GELU's upstream gradient times its
+// derivative at the pre-activation, at the same place). The host's `ops::matmul::Activation`.
+override ACTIVATION: u32 = 0u;
+const ACTIVATION_GELU: u32 = 1u;
+const ACTIVATION_GELU_GRAD: u32 = 2u;
 
 struct Params {
     m: u32,
@@ -82,6 +89,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> packed: array<vec4<f32>>;
+// The activation's operands, shaped as C (bound as vec4s in every kernel: two bindings, not
+// four, so that every product stays inside WebGPU's 8 storage bindings per stage).
+@group(0) @binding(18) var<storage, read> gate4: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read_write> act4: array<vec4<f32>>;
 
 
 fn linear_id(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
@@ -173,6 +184,12 @@ fn store(batch: u32, row: u32, col: u32, sum: f32) {
     }
     if (ADD_BIAS) {
         v = v + bias[col];
+    }
+    if (ACTIVATION == ACTIVATION_GELU) {
+        act4[at >> 2u][at & 3u] = gelu(v);
+    }
+    if (ACTIVATION == ACTIVATION_GELU_GRAD) {
+        v = gelu_grad(gate4[at >> 2u][at & 3u], v);
     }
     c[at] = v;
 }

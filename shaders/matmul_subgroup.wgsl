@@ -272,6 +272,12 @@ fn store_row4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
     if (ADD_BIAS) {
         v += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
     }
+    if (ACTIVATION == ACTIVATION_GELU) {
+        act4[at] = gelu4(v);
+    }
+    if (ACTIVATION == ACTIVATION_GELU_GRAD) {
+        v = gelu_grad4(gate4[at], v);
+    }
     c4[at] = v;
 }
 

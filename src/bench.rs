@@ -9,7 +9,9 @@ use crate::error::Result;
 use crate::gpu::profile::Profile;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::model::{ErrorChecks, GpuModel, HostTensor, Loss, Model, ModelConfig};
-use crate::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Triangles, Variant};
+use crate::ops::matmul::{
+    direct_fits, Activation, Epilogue, Layout, Matmul, Shape, Triangles, Variant,
+};
 use crate::ops::{upload_inputs, AttentionInputs, AttentionOp};
 use crate::validate::{random_attention_inputs, random_model_input};
 use rand::{Rng, SeedableRng};
@@ -298,6 +300,7 @@ impl MatmulRun {
             c: &self.c,
             bias: None,
             triangles: Triangles::NONE,
+            activation: Activation::None,
         }
         .record(ctx, &mut encoder, self.variant)?;
         ctx.submit_and_wait("matmul bench", encoder)?;

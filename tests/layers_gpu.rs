@@ -9,6 +9,7 @@ use polygrad::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
 use polygrad::ops::linear::{linear_backward, linear_forward, InputGrad};
+use polygrad::ops::matmul::Activation;
 use polygrad::reference::gelu::{gelu, gelu_derivative};
 use polygrad::reference::layer_norm::{
     layer_norm_backward as ln_backward_ref, layer_norm_forward as ln_forward_ref,
@@ -67,6 +68,7 @@ fn linear_case(inp: usize, out: usize, rows: usize) {
         Some(InputGrad {
             dx: &dx,
             add: false,
+            activation: Activation::None,
         }),
         &dw,
         Some(&db),

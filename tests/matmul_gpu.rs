@@ -4,7 +4,9 @@
 mod common;
 
 use polygrad::gpu::GpuTensor;
-use polygrad::ops::matmul::{direct_fits, Epilogue, Layout, Matmul, Shape, Triangles, Variant};
+use polygrad::ops::matmul::{
+    direct_fits, Activation, Epilogue, Layout, Matmul, Shape, Triangles, Variant,
+};
 use polygrad::reference::{matmul::matmul as reference_matmul, relative_error, widen};
 use polygrad::GpuContext;
 use rand::Rng;
@@ -187,6 +189,7 @@ fn check(
         c: &gc,
         bias: with_bias.then_some(&gbias),
         triangles: Triangles::NONE,
+        activation: Activation::None,
     }
     .record(ctx, &mut encoder, variant)
     .unwrap();
@@ -388,6 +391,7 @@ fn check_padded(
         c: &gc,
         bias: None,
         triangles: Triangles::NONE,
+        activation: Activation::None,
     }
     .record(ctx, &mut encoder, variant)
     .unwrap();
@@ -424,6 +428,7 @@ fn operands_too_small_are_refused_by_name() {
         c: &c,
         bias: None,
         triangles: Triangles::NONE,
+        activation: Activation::None,
     }
     .record(&ctx, &mut encoder, Variant::Registers { tm: 4, tn: 4 })
     .unwrap_err();
@@ -537,6 +542,7 @@ fn assert_refused(ctx: &GpuContext, shape: Shape, layout: Layout, variant: Varia
         c: &c,
         bias: None,
         triangles: Triangles::NONE,
+        activation: Activation::None,
     };
     let mut encoder = ctx.encoder("matmul test");
     let err = product
@@ -669,6 +675,7 @@ fn windows_reruns_are_bit_identical() {
             c: &gc,
             bias: None,
             triangles: Triangles::NONE,
+            activation: Activation::None,
         }
         .record(&ctx, &mut encoder, Variant::Windows)
         .unwrap();
@@ -784,6 +791,7 @@ fn declared_triangles_change_nothing_where_c_is_read() {
                         c: &gc,
                         bias: None,
                         triangles,
+                        activation: Activation::None,
                     }
                     .record(&ctx, &mut encoder, variant)
                     .unwrap();
@@ -842,6 +850,7 @@ fn packed_products_share_their_copies_within_an_encoder() {
             c: gc,
             bias: None,
             triangles: Triangles::NONE,
+            activation: Activation::None,
         }
         .record(&ctx, encoder, Variant::Packed64)
         .unwrap();
@@ -867,4 +876,124 @@ fn packed_products_share_their_copies_within_an_encoder() {
             "broadcast64-packed-16x4 {shape:?}, recorded with others"
         ));
     }
+}
+
+/// One product of `variant` with `activation` (None: plain), C poisoned before it runs.
+fn run_with_activation(
+    ctx: &GpuContext,
+    product: (Shape, Layout, Variant),
+    (a, b, bias): (&GpuTensor, &GpuTensor, &GpuTensor),
+    c: &GpuTensor,
+    activation: Activation,
+) {
+    let (shape, layout, variant) = product;
+    let mut encoder = ctx.encoder("matmul activation test");
+    Matmul {
+        shape,
+        layout,
+        epilogue: Epilogue::default(),
+        a,
+        b,
+        c,
+        bias: Some(bias),
+        triangles: Triangles::NONE,
+        activation,
+    }
+    .record(ctx, &mut encoder, variant)
+    .unwrap();
+    ctx.submit("matmul activation test", encoder).unwrap();
+}
+
+/// GELU in the epilogue, forward (C and gelu(C)) and backward (C * gelu'(pre)), on every
+/// variant and transpose, one K span and two, windows-16x4 over one group of k windows and
+/// over several (k above 1024: it runs the elementwise kernel after the product): bit-identical to
+/// the plain product followed by the elementwise kernels (the same operations), and gelu(C)
+/// within f32 rounding of f64 gelu of the f64 product.
+#[test]
+fn activation_epilogue_matches_the_elementwise_kernels() {
+    use polygrad::ops::gelu::{gelu_backward, gelu_forward};
+    use polygrad::reference::gelu::gelu;
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = common::fresh_rng("matmul activation");
+    let mut checked = 0;
+    for variant in Variant::candidates(&ctx) {
+        for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+            for (batch, m, n, k) in [
+                (1, 40, 72, 64),
+                (2, 9, 36, polygrad::ops::matmul::K_SPAN + 16),
+            ] {
+                let shape = Shape { batch, m, n, k };
+                let layout = Layout::dense(&shape, trans_a, trans_b);
+                if !variant.suits(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout)) {
+                    continue;
+                }
+                let upload = if variant == Variant::Direct {
+                    GpuTensor::upload_windowable
+                } else {
+                    GpuTensor::upload
+                };
+                let len_c = batch * m * n;
+                let mut host = |len| common::random_vec(&mut rng, len, 1.0);
+                let (a, b, bias, pre) = (
+                    host(batch * m * k),
+                    host(batch * k * n),
+                    host(n),
+                    host(len_c),
+                );
+                let ga = upload(&ctx, "a", &[a.len()], &a).unwrap();
+                let gb = upload(&ctx, "b", &[b.len()], &b).unwrap();
+                let gbias = GpuTensor::upload(&ctx, "bias", &[n], &bias).unwrap();
+                let gpre = GpuTensor::upload(&ctx, "pre", &[len_c], &pre).unwrap();
+                let out = |name| GpuTensor::output(&ctx, name, &[len_c]).unwrap();
+                let operands = (&ga, &gb, &gbias);
+                let product = (shape, layout, variant);
+                // Fused.
+                let (c_fused, act_fused, grad_fused) = (out("c"), out("act"), out("grad"));
+                let gelu_out = Activation::Gelu { out: &act_fused };
+                run_with_activation(&ctx, product, operands, &c_fused, gelu_out);
+                let gelu_grad = Activation::GeluGrad { pre: &gpre };
+                run_with_activation(&ctx, product, operands, &grad_fused, gelu_grad);
+                // Product, then the elementwise kernels.
+                let (c_plain, act_plain, grad_plain) = (out("c"), out("act"), out("grad"));
+                run_with_activation(&ctx, product, operands, &c_plain, Activation::None);
+                let mut encoder = ctx.encoder("gelu");
+                gelu_forward(&ctx, &mut encoder, &c_plain, &act_plain).unwrap();
+                gelu_backward(&ctx, &mut encoder, &gpre, &c_plain, &grad_plain).unwrap();
+                ctx.submit("gelu", encoder).unwrap();
+                let what = format!("{variant} {shape:?} trans ({trans_a}, {trans_b})");
+                let bits = |t: &GpuTensor| -> Vec<u32> {
+                    t.download(&ctx)
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect()
+                };
+                assert!(bits(&c_fused) == bits(&c_plain), "{what}: C");
+                assert!(bits(&act_fused) == bits(&act_plain), "{what}: gelu(C)");
+                assert!(
+                    bits(&grad_fused) == bits(&grad_plain),
+                    "{what}: C gelu'(pre)"
+                );
+                // And against f64: gelu of the f64 product plus the bias.
+                let (a64, b64, bias64) = (widen(&a), widen(&b), widen(&bias));
+                let zeros = vec![0.0; len_c];
+                let c64 = reference_matmul(
+                    &shape,
+                    &layout,
+                    1.0,
+                    false,
+                    &a64,
+                    &b64,
+                    Some(&bias64),
+                    &zeros,
+                );
+                let act64: Vec<f64> = c64.iter().map(|&v| gelu(v)).collect();
+                let err = relative_error(&act_fused.download(&ctx).unwrap(), &act64);
+                assert!(err < 1e-5, "{what}: gelu(C) relative error {err:e}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no variant ran a product with an activation");
+    eprintln!("{checked} products with activations checked");
 }

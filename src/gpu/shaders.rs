@@ -19,18 +19,38 @@ pub const SHADERS: &[(&str, &str)] = &[
         "exact_attention.wgsl",
         include_str!("../../shaders/exact_attention.wgsl"),
     ),
-    ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
+    // gelu_math.wgsl prepended (see its header).
+    (
+        "gelu.wgsl",
+        concat!(
+            include_str!("../../shaders/gelu_math.wgsl"),
+            include_str!("../../shaders/gelu.wgsl")
+        ),
+    ),
+    // Not a module of its own: prepended to gelu.wgsl and matmul.wgsl (see its header).
+    (
+        "gelu_math.wgsl",
+        include_str!("../../shaders/gelu_math.wgsl"),
+    ),
     ("heads.wgsl", include_str!("../../shaders/heads.wgsl")),
     (
         "layer_norm.wgsl",
         include_str!("../../shaders/layer_norm.wgsl"),
     ),
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
-    ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    // gelu_math.wgsl prepended (the epilogue's activation).
+    (
+        "matmul.wgsl",
+        concat!(
+            include_str!("../../shaders/gelu_math.wgsl"),
+            include_str!("../../shaders/matmul.wgsl")
+        ),
+    ),
     // Not a module of its own: appended to matmul.wgsl (see its header).
     (
         "matmul_subgroup.wgsl",
         concat!(
+            include_str!("../../shaders/gelu_math.wgsl"),
             include_str!("../../shaders/matmul.wgsl"),
             include_str!("../../shaders/matmul_subgroup.wgsl")
         ),
@@ -40,6 +60,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     (
         "matmul_int64.wgsl",
         concat!(
+            include_str!("../../shaders/gelu_math.wgsl"),
             include_str!("../../shaders/matmul.wgsl"),
             include_str!("../../shaders/matmul_subgroup.wgsl"),
             include_str!("../../shaders/matmul_int64.wgsl")

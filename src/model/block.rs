@@ -17,13 +17,14 @@ use crate::attention::AttentionShape;
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::ops::certificate;
-use crate::ops::gelu::{gelu_backward, gelu_forward};
 use crate::ops::heads::{merge_heads, split_heads, HeadLayout};
 use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
-use crate::ops::linear::{self, linear_backward, linear_forward, InputGrad};
-use crate::ops::matmul::Packing;
+use crate::ops::linear::{
+    self, linear_backward, linear_forward, linear_forward_activated, InputGrad,
+};
+use crate::ops::matmul::{Activation, Packing};
 use crate::ops::sampled_check::{self, Checked, PendingCheck};
 use crate::ops::{AttentionFootprint, AttentionGradients, AttentionOp, AttentionSaved};
 
@@ -158,9 +159,11 @@ impl BlockFootprint {
                 + act(v)
                 + attention.forward_scratch
                 + packing(false).total,
-            // d_act, d_u; d_h2, d_mid, d_h1, d_in; d_o merged and split; dq, dk, dv merged;
+            // d_u (and GELU's upstream gradient where fc2's input gradient cannot apply
+            // gelu' itself); d_h2, d_mid, d_h1, d_in; d_o merged and split; dq, dk, dv merged;
             // the column sums' partials (the MLP's biases, both LayerNorms).
-            backward_scratch: 2 * act(ff)
+            backward_scratch: act(ff)
+                + linear::input_grad_activation_bytes(ctx, (rows, ff, d))
                 + 4 * act(d)
                 + 3 * act(v)
                 + 2 * act(qk)
@@ -327,11 +330,12 @@ impl BlockPass<'_> {
         let (ctx, c) = (self.ctx, self.config);
         let h2 = self.activation("h2", c.d_model)?;
         let ln2_stats = layer_norm_forward(ctx, enc, x_mid, self.ln("ln2"), &h2)?;
+        // u = fc1(h2) and act = gelu(u), from one product.
         let u = self.activation("mlp.fc1", c.d_ff)?;
-        let (w1, b1) = (self.weight("mlp.fc1.weight"), self.weight("mlp.fc1.bias"));
-        linear_forward(ctx, enc, &h2, w1, Some(b1), &u, false)?;
         let act = self.activation("mlp.gelu", c.d_ff)?;
-        gelu_forward(ctx, enc, &u, &act)?;
+        let (w1, b1) = (self.weight("mlp.fc1.weight"), self.weight("mlp.fc1.bias"));
+        let gelu = Activation::Gelu { out: &act };
+        linear_forward_activated(ctx, enc, &h2, w1, Some(b1), (&u, false, gelu))?;
         let x_out = self.activation("x_out", c.d_model)?;
         copy(enc, x_mid, &x_out);
         let (w2, b2) = (self.weight("mlp.fc2.weight"), self.weight("mlp.fc2.bias"));
@@ -394,20 +398,20 @@ impl BlockPass<'_> {
     ) -> Result<GpuTensor> {
         let (ctx, c, m) = (self.ctx, self.config, &st.mlp);
         let g = |what: &str| self.param(grads, what);
-        let d_act = self.activation("grad mlp.gelu", c.d_ff)?;
+        // d_u = (d_out W2) * gelu'(u), from one product.
+        let d_u = self.activation("grad mlp.fc1", c.d_ff)?;
         linear_backward(
             ctx,
             enc,
             (&m.act, self.weight("mlp.fc2.weight"), d_out),
             Some(InputGrad {
-                dx: &d_act,
+                dx: &d_u,
                 add: false,
+                activation: Activation::GeluGrad { pre: &m.u },
             }),
             g("mlp.fc2.weight"),
             Some(g("mlp.fc2.bias")),
         )?;
-        let d_u = self.activation("grad mlp.fc1", c.d_ff)?;
-        gelu_backward(ctx, enc, &m.u, &d_act, &d_u)?;
         let d_h2 = self.activation("grad h2", c.d_model)?;
         linear_backward(
             ctx,
@@ -416,6 +420,7 @@ impl BlockPass<'_> {
             Some(InputGrad {
                 dx: &d_h2,
                 add: false,
+                activation: Activation::None,
             }),
             g("mlp.fc1.weight"),
             Some(g("mlp.fc1.bias")),
@@ -450,6 +455,7 @@ impl BlockPass<'_> {
             Some(InputGrad {
                 dx: &d_o,
                 add: false,
+                activation: Activation::None,
             }),
             self.param(grads, "attn.o.weight"),
             None,
@@ -487,6 +493,7 @@ impl BlockPass<'_> {
                 Some(InputGrad {
                     dx: &d_h1,
                     add: i > 0,
+                    activation: Activation::None,
                 }),
                 g(&weight),
                 None,

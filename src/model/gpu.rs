@@ -17,6 +17,7 @@ use crate::ops::layer_norm::{
     layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormParams,
 };
 use crate::ops::linear::{linear_backward, linear_forward, InputGrad};
+use crate::ops::matmul::Activation;
 use crate::ops::sampled_check::{self, PendingCheck};
 use crate::ops::{AttentionFootprint, AttentionOp};
 
@@ -340,6 +341,7 @@ impl GpuModel {
                 let dx = Some(InputGrad {
                     dx: &dy,
                     add: false,
+                    activation: Activation::None,
                 });
                 linear_backward(ctx, &mut enc, (&state.y, w, &d_out), dx, &grads[name], None)?;
                 ctx.submit("backward of the output head", enc)?;

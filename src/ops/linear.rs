@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup};
 use crate::gpu::{GpuContext, GpuTensor};
 
-use super::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
+use super::matmul::{
+    activation_scratch_bytes, Activation, Epilogue, Layout, Matmul, Packing, Shape, Triangles,
+};
 
 /// The most rows one bias_grad or LayerNorm param_grad dispatch sums (K_SPAN + K_SPAN / 128
 /// loop iterations, inside llvmpipe's 65535 per invocation). Longer sums run span after span,
@@ -197,6 +199,20 @@ pub fn linear_forward(
     y: &GpuTensor,
     add_into_y: bool,
 ) -> Result<()> {
+    let y = (y, add_into_y, Activation::None);
+    linear_forward_activated(ctx, encoder, x, w, bias, y)
+}
+
+/// [`linear_forward`] with an activation in the product's epilogue: with
+/// [`Activation::Gelu`], y = x W^T + b and its `out` = gelu(y) from one pass.
+pub fn linear_forward_activated(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    (y, add_into_y, activation): (&GpuTensor, bool, Activation),
+) -> Result<()> {
     let (rows, inp) = matrix(x);
     let (out, _) = matrix(w);
     check_matrix(w, out, inp)?;
@@ -217,6 +233,7 @@ pub fn linear_forward(
         c: y,
         bias,
         triangles: Triangles::NONE,
+        activation,
     }
     .run(ctx, encoder)
 }
@@ -265,12 +282,25 @@ pub(crate) fn packing(
     shapes.iter().map(|s| Packing::of(ctx, s)).sum()
 }
 
+/// Bytes the input gradient of a linear layer of `rows` x `inp` -> `out` allocates for an
+/// activation applied to it (see [`InputGrad::activation`]), beyond its own tensors.
+pub(crate) fn input_grad_activation_bytes(
+    ctx: &GpuContext,
+    (rows, inp, out): (usize, usize, usize),
+) -> u64 {
+    activation_scratch_bytes(ctx, &backward_shapes(rows, inp, out)[1])
+}
+
 /// Where a linear layer's backward writes dx.
 pub struct InputGrad<'a> {
     /// dL/dx.
     pub dx: &'a GpuTensor,
     /// Whether dx is added to what it holds.
     pub add: bool,
+    /// Applied to dx in the product's epilogue: [`Activation::GeluGrad`] makes it the
+    /// gradient at the pre-activation of a GELU whose output is x' (the layer before this
+    /// one): dL/du = (dy W) * gelu'(u).
+    pub activation: Activation<'a>,
 }
 
 /// Gradients of y = x W^T (+ b) given dy: dw = dy^T x, db = column sums of dy (when given),
@@ -299,12 +329,18 @@ pub fn linear_backward(
         c: dw,
         bias: None,
         triangles: Triangles::NONE,
+        activation: Activation::None,
     }
     .run(ctx, encoder)?;
     if let Some(db) = db {
         bias_grad(ctx, encoder, dy, db)?;
     }
-    if let Some(InputGrad { dx, add }) = dx {
+    if let Some(InputGrad {
+        dx,
+        add,
+        activation,
+    }) = dx
+    {
         check_matrix(dx, rows, inp)?;
         // dx [rows, in] = dy W: W stored [out, in] is op(B) as it is.
         Matmul {
@@ -319,6 +355,7 @@ pub fn linear_backward(
             c: dx,
             bias: None,
             triangles: Triangles::NONE,
+            activation,
         }
         .run(ctx, encoder)?;
     }

@@ -11,6 +11,7 @@ use crate::gpu::kernel::{
 use crate::gpu::tune::{fastest_agreeing, probe_values, timed, Round, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::gpu::{WindowedDispatch, Work};
+use crate::ops::gelu::{gelu_backward, gelu_forward};
 
 gpu_params! {
     /// The shader's `Params`.
@@ -58,6 +59,9 @@ const BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("b", 2, Access::Read, Elem::Vec4F32),
     BindingDecl::new("bias", 3, Access::Read, Elem::F32),
     BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    // The activation's operands (`Activation`).
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
 ];
 
 /// matmul_reg: a TM x TN block of C per invocation.
@@ -67,7 +71,14 @@ pub const MATMUL_REG: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &["TRANS_A", "TRANS_B", "VEC4", "ADD_INTO_C", "ADD_BIAS"],
+    constants: &[
+        "TRANS_A",
+        "TRANS_B",
+        "VEC4",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+        "ACTIVATION",
+    ],
     source_constants: &["TM", "TN"],
     needs: Needs::Core,
 };
@@ -79,7 +90,14 @@ pub const MATMUL_TILED: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Fixed([16, 16, 1]),
-    constants: &["TRANS_A", "TRANS_B", "VEC4", "ADD_INTO_C", "ADD_BIAS"],
+    constants: &[
+        "TRANS_A",
+        "TRANS_B",
+        "VEC4",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+        "ACTIVATION",
+    ],
     source_constants: &[],
     needs: Needs::Core,
 };
@@ -94,6 +112,7 @@ const SUBGROUP_CONSTANTS: &[&str] = &[
     "C_VEC4",
     "ADD_INTO_C",
     "ADD_BIAS",
+    "ACTIVATION",
 ];
 
 /// matmul_broadcast: 16 x 4 per lane, rows of op(A) broadcast.
@@ -120,6 +139,8 @@ const SUBGROUP_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("bias", 3, Access::Read, Elem::F32),
     BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
     BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
 ];
 
 const PACK_BINDINGS: &[BindingDecl] = &[
@@ -169,6 +190,8 @@ const WINDOWED_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("b3", 13, Access::Window, Elem::Window),
     // C again, as vec4s (C_VEC4 in the shader).
     BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
 ];
 
 /// matmul_windows: products from uniform windows.
@@ -184,6 +207,7 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
         "C_VEC4",
         "ADD_INTO_C",
         "ADD_BIAS",
+        "ACTIVATION",
     ],
     source_constants: &[],
     needs: Needs::Subgroups,
@@ -194,6 +218,8 @@ const BROADCAST64_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("bias", 3, Access::Read, Elem::F32),
     BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
     BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
     // A and B again, as 8 floats per element.
     BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
     BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
@@ -216,6 +242,8 @@ const BROADCAST64_KM_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("bias", 3, Access::Read, Elem::F32),
     BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
     BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
     BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
     // B as 8 floats per element: named by the shared loads, bound but not read.
     BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
@@ -241,6 +269,8 @@ const BROADCAST64_KM8_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("bias", 3, Access::Read, Elem::F32),
     BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
     BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
     BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
     BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
 ];
@@ -598,6 +628,46 @@ impl Default for Epilogue {
     }
 }
 
+/// What the epilogue applies last, to the finished sum (C's old value and the bias added):
+/// the shader's ACTIVATION. Its tensors are shaped as C.
+#[derive(Clone, Copy, Default)]
+pub enum Activation<'a> {
+    /// C as it is.
+    #[default]
+    None,
+    /// C keeps the sum (a linear layer's pre-activation) and `out` gets gelu of it.
+    Gelu {
+        /// gelu(C).
+        out: &'a GpuTensor,
+    },
+    /// C gets the sum times gelu'(`pre`): the product makes GELU's upstream gradient, and C
+    /// the gradient at the pre-activation.
+    GeluGrad {
+        /// The pre-activation GELU was applied to.
+        pre: &'a GpuTensor,
+    },
+}
+
+impl Activation<'_> {
+    /// The shader's ACTIVATION value.
+    fn constant(&self) -> f64 {
+        match self {
+            Activation::None => 0.0,
+            Activation::Gelu { .. } => 1.0,
+            Activation::GeluGrad { .. } => 2.0,
+        }
+    }
+
+    /// The tensor it reads or writes beside C, if any.
+    fn tensor(&self) -> Option<&GpuTensor> {
+        match self {
+            Activation::None => None,
+            Activation::Gelu { out } => Some(out),
+            Activation::GeluGrad { pre } => Some(pre),
+        }
+    }
+}
+
 /// Zeros known in every matrix of a batch of square products (causal attention's diagonal
 /// blocks), and whether C above the diagonal is read. A hint: the broadcast and subgroup
 /// kernels skip the terms and blocks it names, the others compute everything, and C agrees
@@ -691,18 +761,38 @@ pub struct Matmul<'a> {
     pub bias: Option<&'a GpuTensor>,
     /// Zeros the kernels may skip ([`Triangles::NONE`] for a general product).
     pub triangles: Triangles,
+    /// Applied last, on the finished sum ([`Activation::None`] for a plain product).
+    pub activation: Activation<'a>,
 }
 
 impl Matmul<'_> {
     /// The epilogue's override constants for one dispatch: `summed_on` when it adds into what an
     /// earlier dispatch stored (a later span or group of k), which adds C but not the bias again.
-    fn epilogue_constants(&self, summed_on: bool) -> [(&'static str, f64); 2] {
+    /// `last` when no later dispatch adds into what it stores (the activation applies there).
+    fn epilogue_constants(&self, summed_on: bool, last: bool) -> [(&'static str, f64); 3] {
         let add_into_c = self.epilogue.add_into_c || summed_on;
         let add_bias = self.bias.is_some() && !summed_on;
+        let activation = if last {
+            self.activation.constant()
+        } else {
+            0.0
+        };
         [
             ("ADD_INTO_C", add_into_c as u8 as f64),
             ("ADD_BIAS", add_bias as u8 as f64),
+            ("ACTIVATION", activation),
         ]
+    }
+
+    /// The buffers bound to the activation's slots: its tensor, or (unread, unwritten) one of
+    /// the product's own with the same access, B for the read slot and C for the written one.
+    fn activation_buffers(&self) -> [(&'static str, &wgpu::Buffer); 2] {
+        let (gate, act) = match self.activation {
+            Activation::None => (self.b, self.c),
+            Activation::Gelu { out } => (self.b, out),
+            Activation::GeluGrad { pre } => (pre, self.c),
+        };
+        [("gate4", &gate.buffer), ("act4", &act.buffer)]
     }
 
     /// Refuses operands too small for the shape and layout, naming the tensor, and shapes the
@@ -764,7 +854,62 @@ impl Matmul<'_> {
                 ));
             }
         }
+        if let Some(tensor) = self.activation.tensor() {
+            // Read or written where C is: the same elements, and one buffer each.
+            if tensor.shape() != self.c.shape() {
+                return Err(Error::shape(
+                    format!("matmul activation operand {}", tensor.name()),
+                    format!("is {:?}, C is {:?}", tensor.shape(), self.c.shape()),
+                ));
+            }
+            if self.epilogue.add_into_c {
+                return Err(Error::shape(
+                    "matmul",
+                    "an activation applies to a finished product; it cannot add into C",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `variant` applies the activation in its own epilogue: every variant does except
+    /// windows-16x4 where k takes more than one group of windows (later dispatches add into C,
+    /// and the activation must wait for the last).
+    fn fuses_activation(&self, ctx: &GpuContext, variant: Variant) -> bool {
+        matches!(self.activation, Activation::None)
+            || variant != Variant::Windows
+            || self.shape.k <= WINDOWS_PER_DISPATCH * WindowGeometry::of(ctx, &self.shape).k
+    }
+
+    /// The product with no activation, then the activation by its elementwise kernel.
+    fn record_then_activate(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        variant: Variant,
+    ) -> Result<()> {
+        let plain = Matmul {
+            activation: Activation::None,
+            ..*self
+        };
+        match self.activation {
+            Activation::None => plain.record(ctx, encoder, variant),
+            Activation::Gelu { out } => {
+                plain.record(ctx, encoder, variant)?;
+                gelu_forward(ctx, encoder, self.c, out)
+            }
+            Activation::GeluGrad { pre } => {
+                let upstream = GpuTensor::output(ctx, "gelu's upstream gradient", self.c.shape())?;
+                Matmul {
+                    c: &upstream,
+                    ..plain
+                }
+                .record(ctx, encoder, variant)?;
+                gelu_backward(ctx, encoder, pre, &upstream, self.c)?;
+                ctx.hold_until_submit(upstream);
+                Ok(())
+            }
+        }
     }
 
     /// Records the product with `variant`.
@@ -806,6 +951,9 @@ impl Matmul<'_> {
                 ),
             ));
         }
+        if !self.fuses_activation(ctx, variant) {
+            return self.record_then_activate(ctx, encoder, variant);
+        }
         match variant {
             Variant::Windows => return self.record_windowed(ctx, encoder),
             Variant::Direct => return self.record_direct(ctx, encoder),
@@ -840,7 +988,9 @@ impl Matmul<'_> {
         let bias = self.bias.unwrap_or(self.b);
         for (i, start) in (0..shape.k).step_by(K_SPAN).enumerate() {
             // Later spans add into what the first stored; only the first adds the bias.
-            let span_constants = [constants.as_slice(), &self.epilogue_constants(i > 0)].concat();
+            let last = start + K_SPAN >= shape.k;
+            let epilogue = self.epilogue_constants(i > 0, last);
+            let span_constants = [constants.as_slice(), &epilogue].concat();
             let params = MatmulParams {
                 m: shape.m as u32,
                 n: shape.n as u32,
@@ -876,6 +1026,7 @@ impl Matmul<'_> {
                     };
                     Some((decl.name, &tensor.buffer))
                 })
+                .chain(self.activation_buffers())
                 .collect();
             ctx.run_counted(
                 encoder,
@@ -983,6 +1134,11 @@ impl Matmul<'_> {
                 c: self.c,
                 // The copies' k starts at each span's: the span's indices are not the matrix's.
                 triangles: Triangles::NONE,
+                activation: if end == shape.k {
+                    self.activation
+                } else {
+                    Activation::None
+                },
             };
             span.record_spans(ctx, encoder, Variant::Broadcast64, detail.clone())?;
         }
@@ -1220,6 +1376,20 @@ fn b_k_major(shape: &Shape, layout: &Layout) -> bool {
     !layout.trans_b && layout.ldb.is_multiple_of(4) && layout.ldb >= shape.n && read <= floats
 }
 
+/// Bytes a product with an activation allocates beside its own tensors: where windows-16x4
+/// may run it over several groups of k windows (`Matmul::record_then_activate`), C's values
+/// before the activation.
+pub(crate) fn activation_scratch_bytes(ctx: &GpuContext, shape: &Shape) -> u64 {
+    let split = Variant::Windows.available(ctx)
+        && windows_fit(ctx, shape)
+        && shape.k > WINDOWS_PER_DISPATCH * WindowGeometry::of(ctx, shape).k;
+    if split {
+        GpuTensor::shape_bytes(&[shape.batch * shape.m * shape.n])
+    } else {
+        0
+    }
+}
+
 /// Whether windows-16x4 may run this product here: few matrices, and packed copies the device
 /// can bind (it runs on other variants otherwise). Batches of many small products (polynomial
 /// attention's chunks) read each operand only a few times, so packing them costs about what it
@@ -1399,6 +1569,7 @@ impl Matmul<'_> {
             ("c", &self.c.buffer),
             ("c4", &self.c.buffer),
         ];
+        buffers.extend(self.activation_buffers());
         for (names, tensor) in WINDOW_NAMES.iter().zip([windows.0, windows.1]) {
             buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
         }
@@ -1411,6 +1582,7 @@ impl Matmul<'_> {
         } else {
             shape.k.min(WINDOWS_PER_DISPATCH * g.k)
         };
+        let later = !summed_on.is_empty();
         for (dispatches, summed_on, k) in [
             (first, false, first_k),
             (summed_on, true, shape.k - first_k),
@@ -1424,7 +1596,9 @@ impl Matmul<'_> {
                     ("BATCH_WINDOWS", direct as u8 as f64),
                     ("C_VEC4", c_vec4(shape, l) as u8 as f64),
                 ][..],
-                &self.epilogue_constants(summed_on),
+                // The activation only where no later dispatch adds in (`record` runs the
+                // elementwise kernel instead where one does).
+                &self.epilogue_constants(summed_on, !later),
             ]
             .concat();
             let terms = (shape.batch * shape.m * shape.n * k) as u64;
@@ -1853,6 +2027,7 @@ impl Probe {
             c: &self.c,
             bias: None,
             triangles: Triangles::NONE,
+            activation: Activation::None,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::gpu::kernel::{
 };
 use crate::gpu::tune::{fastest_agreeing, timed, Round, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor, TensorData};
-use crate::ops::matmul::{Epilogue, Layout, Matmul, Packing, Shape, Triangles};
+use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, Packing, Shape, Triangles};
 use crate::ops::{
     check_inputs, check_loop_budget, check_shape, probe_inputs, AttentionFootprint,
     AttentionGradients,
@@ -775,6 +775,7 @@ impl PolyAttention {
             c,
             bias: None,
             triangles,
+            activation: Activation::None,
         }
         .run(ctx, enc)
     }
