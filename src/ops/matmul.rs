@@ -263,22 +263,11 @@ pub const MATMUL_BROADCAST64_KM: Kernel = Kernel {
     needs: Needs::SubgroupsInt64,
 };
 
-/// matmul_broadcast64_km8's: broadcast64_km's, op(B) as 8 floats per element only.
-const BROADCAST64_KM8_BINDINGS: &[BindingDecl] = &[
-    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
-    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
-    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
-    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
-    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
-    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
-    BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
-    BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
-];
-
-/// matmul_broadcast64_km8: matmul_broadcast64_km with 8 columns of C per lane.
+/// matmul_broadcast64_km8: matmul_broadcast64_km with 8 columns of C per lane, op(B) loaded as
+/// 8 floats per element only (broadcast64's bindings).
 pub const MATMUL_BROADCAST64_KM8: Kernel = Kernel {
     entry: "matmul_broadcast64_km8",
-    bindings: BROADCAST64_KM8_BINDINGS,
+    bindings: BROADCAST64_BINDINGS,
     ..MATMUL_BROADCAST64_KM
 };
 
