@@ -64,6 +64,17 @@ const BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
 ];
 
+/// The override constants of the core products (matmul_reg, matmul_tiled): the layout's and
+/// the epilogue's.
+const CORE_CONSTANTS: &[&str] = &[
+    "TRANS_A",
+    "TRANS_B",
+    "VEC4",
+    "ADD_INTO_C",
+    "ADD_BIAS",
+    "ACTIVATION",
+];
+
 /// matmul_reg: a TM x TN block of C per invocation.
 pub const MATMUL_REG: Kernel = Kernel {
     shader: "matmul.wgsl",
@@ -71,14 +82,7 @@ pub const MATMUL_REG: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Override("WORKGROUP"),
-    constants: &[
-        "TRANS_A",
-        "TRANS_B",
-        "VEC4",
-        "ADD_INTO_C",
-        "ADD_BIAS",
-        "ACTIVATION",
-    ],
+    constants: CORE_CONSTANTS,
     source_constants: &["TM", "TN"],
     needs: Needs::Core,
 };
@@ -90,14 +94,7 @@ pub const MATMUL_TILED: Kernel = Kernel {
     bindings: BINDINGS,
     params: MatmulParams::LAYOUT,
     workgroup: Workgroup::Fixed([16, 16, 1]),
-    constants: &[
-        "TRANS_A",
-        "TRANS_B",
-        "VEC4",
-        "ADD_INTO_C",
-        "ADD_BIAS",
-        "ACTIVATION",
-    ],
+    constants: CORE_CONSTANTS,
     source_constants: &[],
     needs: Needs::Core,
 };
@@ -867,7 +864,7 @@ impl Matmul<'_> {
     fn fuses_activation(&self, ctx: &GpuContext, variant: Variant) -> bool {
         matches!(self.activation, Activation::None)
             || variant != Variant::Windows
-            || self.shape.k <= WINDOWS_PER_DISPATCH * WindowGeometry::of(ctx, &self.shape).k
+            || !windows_sum_in_groups(ctx, &self.shape)
     }
 
     /// The product with no activation, then the activation by its elementwise kernel.
@@ -1365,13 +1362,19 @@ fn b_k_major(shape: &Shape, layout: &Layout) -> bool {
     !layout.trans_b && layout.ldb.is_multiple_of(4) && layout.ldb >= shape.n && read <= floats
 }
 
+/// Whether windows-16x4 sums this product's k over more than one group of k windows (more
+/// than WINDOWS_PER_DISPATCH windows): later dispatches add into what the first stored.
+fn windows_sum_in_groups(ctx: &GpuContext, shape: &Shape) -> bool {
+    shape.k > WINDOWS_PER_DISPATCH * WindowGeometry::of(ctx, shape).k
+}
+
 /// Bytes a product with an activation allocates beside its own tensors: where windows-16x4
 /// may run it over several groups of k windows (`Matmul::record_then_activate`), C's values
 /// before the activation.
 pub(crate) fn activation_scratch_bytes(ctx: &GpuContext, shape: &Shape) -> u64 {
     let split = Variant::Windows.available(ctx)
         && windows_fit(ctx, shape)
-        && shape.k > WINDOWS_PER_DISPATCH * WindowGeometry::of(ctx, shape).k;
+        && windows_sum_in_groups(ctx, shape);
     if split {
         GpuTensor::shape_bytes(&[shape.batch * shape.m * shape.n])
     } else {
