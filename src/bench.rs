@@ -232,25 +232,19 @@ pub fn matmul_flops(shape: &Shape) -> f64 {
     2.0 * shape.batch as f64 * shape.m as f64 * shape.n as f64 * shape.k as f64
 }
 
-/// A prepared product of `shape` (dense operands with the given transposes) on `variant`,
-/// with two input sets that alternate. The operands are windowable tensors where
+/// A prepared product of `shape` (dense operands with the given transposes), run on any
+/// variant, with two input sets that alternate. The operands are windowable tensors where
 /// windows-direct-16x4 can run the product, as attention's are.
 struct MatmulRun {
     shape: Shape,
     layout: Layout,
-    variant: Variant,
     operands: Vec<(GpuTensor, GpuTensor)>,
     c: GpuTensor,
     next: usize,
 }
 
 impl MatmulRun {
-    fn new(
-        ctx: &GpuContext,
-        shape: Shape,
-        (trans_a, trans_b): (bool, bool),
-        variant: Variant,
-    ) -> Result<Self> {
+    fn new(ctx: &GpuContext, shape: Shape, (trans_a, trans_b): (bool, bool)) -> Result<Self> {
         let layout = Layout::dense(&shape, trans_a, trans_b);
         let len_a = shape.batch * shape.m * shape.k;
         let len_b = shape.batch * shape.k * shape.n;
@@ -278,15 +272,14 @@ impl MatmulRun {
         Ok(MatmulRun {
             shape,
             layout,
-            variant,
             operands,
             c,
             next: 0,
         })
     }
 
-    /// One product, waited for; returns its wall time.
-    fn run_once(&mut self, ctx: &GpuContext) -> Result<Duration> {
+    /// One product on `variant`, waited for; returns its wall time.
+    fn run_once(&mut self, ctx: &GpuContext, variant: Variant) -> Result<Duration> {
         let (a, b) = &self.operands[self.next];
         self.next = (self.next + 1) % self.operands.len();
         let start = Instant::now();
@@ -302,39 +295,74 @@ impl MatmulRun {
             triangles: Triangles::NONE,
             activation: Activation::None,
         }
-        .record(ctx, &mut encoder, self.variant)?;
+        .record(ctx, &mut encoder, variant)?;
         ctx.submit_and_wait("matmul bench", encoder)?;
         Ok(start.elapsed())
     }
 }
 
-/// Wall times of `reps` products of `shape` (dense operands with the given transposes) with
-/// `variant`, after a warm-up run; two input sets alternate.
-pub fn median_matmul(
+/// One variant's times from [`interleaved_matmuls`].
+#[derive(Clone, Copy, Debug)]
+pub struct VariantTiming {
+    /// Its own median, fastest and slowest.
+    pub timing: Timing,
+    /// The median, over repetitions, of the first variant's time in that repetition divided by
+    /// this one's: its speed relative to the first, each pair timed within seconds of each
+    /// other, so a slow spell of the machine (up to 1.6x on the shared CPUs of BENCHMARKS.md)
+    /// weighs on both alike.
+    pub speed_vs_first: f64,
+}
+
+/// Wall times of `reps` products of `shape` (dense operands with the given transposes) on
+/// each of `variants`, interleaved: every repetition runs each variant once, the order rotated
+/// from one repetition to the next, after one warm-up run of each.
+pub fn interleaved_matmuls(
     ctx: &GpuContext,
     shape: Shape,
     transposes: (bool, bool),
-    variant: Variant,
+    variants: &[Variant],
     reps: usize,
-) -> Result<Timing> {
+) -> Result<Vec<VariantTiming>> {
     ctx.set_poison_outputs(false);
-    let mut run = MatmulRun::new(ctx, shape, transposes, variant)?;
-    run.run_once(ctx)?;
-    let times = (0..reps.max(1))
-        .map(|_| run.run_once(ctx))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Timing::of(times))
+    let mut run = MatmulRun::new(ctx, shape, transposes)?;
+    for &variant in variants {
+        run.run_once(ctx, variant)?;
+    }
+    let reps = reps.max(1);
+    // times[v][r]: variant v in repetition r.
+    let mut times = vec![Vec::with_capacity(reps); variants.len()];
+    for r in 0..reps {
+        for i in 0..variants.len() {
+            let v = (r + i) % variants.len();
+            times[v].push(run.run_once(ctx, variants[v])?);
+        }
+    }
+    Ok(times
+        .iter()
+        .map(|mine| {
+            let mut ratios: Vec<f64> = times[0]
+                .iter()
+                .zip(mine)
+                .map(|(first, t)| first.as_secs_f64() / t.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            VariantTiming {
+                timing: Timing::of(mine.clone()),
+                speed_vs_first: ratios[ratios.len() / 2],
+            }
+        })
+        .collect())
 }
 
-/// GPU time per kernel of one product (as [`median_matmul`] runs it), after a warm-up run.
+/// GPU time per kernel of one product (as [`interleaved_matmuls`] runs it), after a warm-up run.
 pub fn profile_matmul(
     ctx: &GpuContext,
     shape: Shape,
     transposes: (bool, bool),
     variant: Variant,
 ) -> Result<Profile> {
-    let mut run = MatmulRun::new(ctx, shape, transposes, variant)?;
-    profile_pass(ctx, || run.run_once(ctx))
+    let mut run = MatmulRun::new(ctx, shape, transposes)?;
+    profile_pass(ctx, || run.run_once(ctx, variant))
 }
 
 /// The sequence length exact attention is timed at to extrapolate a longer pass.

@@ -10,9 +10,9 @@ mod train;
 
 use clap::{Parser, Subcommand};
 use polygrad::bench::{
-    benchmark_model_config, benchmark_shape, matmul_flops, median_forward_backward, median_matmul,
-    median_model_forward_backward, profile_forward_backward, profile_matmul,
-    profile_model_forward_backward, ModelRun, Timing,
+    benchmark_model_config, benchmark_shape, interleaved_matmuls, matmul_flops,
+    median_forward_backward, median_model_forward_backward, profile_forward_backward,
+    profile_matmul, profile_model_forward_backward, ModelRun, Timing,
 };
 use polygrad::gpu::list_adapters;
 use polygrad::gpu::profile::Profile;
@@ -98,10 +98,11 @@ enum Command {
         /// polynomial attention runs one per chunk and head (--what matmul).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         batch: u64,
-        /// Matrix product: time only this variant (default: every one the adapter offers, then
-        /// the tuner's choice).
-        #[arg(long)]
-        variant: Option<String>,
+        /// Matrix product: time only these variants, comma-separated (default: every one the
+        /// adapter offers, then the tuner's choice). Several are timed interleaved, repetition
+        /// by repetition, with each one's speed relative to the first.
+        #[arg(long, value_delimiter = ',')]
+        variant: Vec<String>,
         /// Timed repetitions per size (the median is reported).
         #[arg(long, default_value_t = 5)]
         reps: usize,
@@ -286,7 +287,7 @@ fn main() -> ExitCode {
                     adapter.as_deref(),
                     (batch as usize, mat_m, &mat_n, mat_k),
                     layout,
-                    variant.as_deref(),
+                    &variant,
                     (reps, profile),
                     csv,
                 )
@@ -1242,35 +1243,38 @@ fn write_csv(path: &Path, rows: &[String]) -> polygrad::Result<()> {
     })
 }
 
-/// `polygrad bench --what matmul`: GFLOP/s of every variant (or one), then the tuner's choice.
+/// `polygrad bench --what matmul`: GFLOP/s of every variant (or those named), timed
+/// interleaved, then the tuner's choice.
 fn bench_matmul(
     adapter: Option<&str>,
     (batch, m, cols, k): (usize, usize, &[usize], usize),
     matmul_layout: MatmulLayout,
-    only: Option<&str>,
+    only: &[String],
     (reps, profile): (usize, bool),
     csv: Option<&Path>,
 ) -> polygrad::Result<ExitCode> {
     let ctx = GpuContext::new(adapter)?;
-    let variants = match only {
-        Some(name) => {
-            let v: Variant = name
-                .parse()
-                .map_err(|e: String| option_error("--variant", e))?;
-            vec![v]
-        }
-        None => Variant::candidates(&ctx),
-    };
+    let named = only
+        .iter()
+        .map(|name| {
+            name.parse::<Variant>()
+                .map_err(|e: String| option_error("--variant", e))
+        })
+        .collect::<polygrad::Result<Vec<_>>>()?;
+    let all = named.is_empty();
     println!("adapter: {}", ctx.adapter().label());
     let batched = if batch > 1 {
         format!(", {batch} products a dispatch")
     } else {
         String::new()
     };
-    println!("{}{batched}, median of {reps}", matmul_layout.formula());
     println!(
-        "{:>6} {:>6} {:>6} {:>16} {:>11} {:>9}",
-        "M", "N", "K", "variant", "ms", "GFLOP/s"
+        "{}{batched}, median of {reps}, the variants interleaved",
+        matmul_layout.formula()
+    );
+    println!(
+        "{:>6} {:>6} {:>6} {:>16} {:>11} {:>9} {:>8}",
+        "M", "N", "K", "variant", "ms", "GFLOP/s", "x first"
     );
     let mut rows = Vec::new();
     for &n in cols {
@@ -1278,27 +1282,36 @@ fn bench_matmul(
         let (trans_a, trans_b) = matmul_layout.transposes();
         let layout = Layout::dense(&shape, trans_a, trans_b);
         let direct = direct_fits(&ctx, &shape, &layout);
-        for &variant in variants
-            .iter()
-            .filter(|v| only.is_some() || v.suits(&ctx, &shape, &layout, direct))
-        {
-            let t = median_matmul(&ctx, shape, (trans_a, trans_b), variant, reps)?;
-            let gflops = matmul_flops(&shape) / t.median.as_secs_f64() / 1e9;
+        let variants: Vec<Variant> = if all {
+            Variant::candidates(&ctx)
+                .into_iter()
+                .filter(|v| v.suits(&ctx, &shape, &layout, direct))
+                .collect()
+        } else {
+            named.clone()
+        };
+        let timings = interleaved_matmuls(&ctx, shape, (trans_a, trans_b), &variants, reps)?;
+        for (variant, t) in variants.iter().zip(&timings) {
+            let median = t.timing.median;
+            let gflops = matmul_flops(&shape) / median.as_secs_f64() / 1e9;
             println!(
-                "{m:>6} {n:>6} {k:>6} {variant:>16} {:>11.2} {gflops:>9.2}",
-                t.median.as_secs_f64() * 1e3
+                "{m:>6} {n:>6} {k:>6} {variant:>16} {:>11.2} {gflops:>9.2} {:>8.3}",
+                median.as_secs_f64() * 1e3,
+                t.speed_vs_first
             );
             rows.push(format!(
                 "matmul,,,{n},{batch},,,,,,{m},{k},{variant},,,{},{},{},,{gflops:.3},host",
-                ms(t.median),
-                ms(t.min),
-                ms(t.max)
+                ms(median),
+                ms(t.timing.min),
+                ms(t.timing.max)
             ));
-            if profile {
+        }
+        if profile {
+            for &variant in &variants {
                 print_profile(&profile_matmul(&ctx, shape, (trans_a, trans_b), variant)?);
             }
         }
-        if only.is_none() {
+        if all {
             let chosen = choose(&ctx, &shape, &layout, direct)?;
             println!(
                 "tuner's choice for {}: {chosen}",
