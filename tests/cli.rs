@@ -226,6 +226,69 @@ fn bench_times_the_matmul_core_and_writes_csv() {
     }
 }
 
+/// `--variant` with a list times exactly those variants, interleaved, each with its speed
+/// relative to the first (the first's is 1 by definition); no tuner's choice is printed for
+/// named variants, and a name that is no variant is refused by name.
+#[test]
+fn bench_times_named_variants_interleaved() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("bench.csv");
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .args([
+            "bench", "--what", "matmul", "--m", "40", "--cols", "24", "--k", "16",
+        ])
+        .args(["--variant", "registers-8x8,registers-4x4", "--reps", "3"])
+        .args(["--csv", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("the variants interleaved"), "{stdout}");
+    assert!(stdout.contains("x first"), "{stdout}");
+    let timed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("registers-"))
+        .collect();
+    assert_eq!(timed.len(), 2, "{stdout}");
+    assert!(timed[0].contains("registers-8x8"), "{stdout}");
+    assert!(timed[0].trim_end().ends_with("1.000"), "{stdout}");
+    assert!(timed[1].contains("registers-4x4"), "{stdout}");
+    assert!(!stdout.contains("tuner's choice"), "{stdout}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let variants: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|row| row.split(',').nth(12).unwrap())
+        .collect();
+    assert_eq!(variants, ["registers-8x8", "registers-4x4"]);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .args([
+            "bench",
+            "--what",
+            "matmul",
+            "--variant",
+            "registers-4x4,nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("no matmul variant is named nope"),
+        "{stderr}"
+    );
+}
+
 /// `--layout tn` times C = A^T B (a weight gradient's layout) over two K spans, every variant
 /// the adapter offers; with timestamps, `--profile` lists each one's kernels (packing included).
 #[test]
