@@ -11,7 +11,9 @@ use polygrad::GpuTensor;
 #[test]
 fn phi_and_its_transposed_gradient_match_f64() {
     let Some(ctx) = common::gpu() else { return };
-    for (d, degree) in [(1, 2), (4, 4), (16, 2), (16, 4), (3, 8), (64, 2)] {
+    // At degree 2 and d_qk <= 16 the kernels are unrolled (phi only where k is a multiple of 4,
+    // as at d = 7); d = 64 keeps the loops.
+    for (d, degree) in [(1, 2), (4, 4), (7, 2), (16, 2), (16, 4), (3, 8), (64, 2)] {
         let rows = 5;
         let mut rng = common::fresh_rng(&format!("phi d={d} g={degree}"));
         let x = common::random_vec(&mut rng, rows * d, 1.0);
@@ -52,5 +54,32 @@ fn phi_and_its_transposed_gradient_match_f64() {
             e_dx < 1e-5,
             "J_phi^T d={d} g={degree}: relative error {e_dx}"
         );
+    }
+}
+
+/// The unrolled degree-2 kernels give the loop kernels' results bit for bit: phi where the row
+/// width is a multiple of 4 (d = 6, 7, 14), J_phi^T at every d they run at.
+#[test]
+fn unrolled_feature_kernels_match_the_loops_bit_for_bit() {
+    let Some(ctx) = common::gpu() else { return };
+    for d in [1, 2, 6, 7, 14, 16] {
+        let rows = 37;
+        let mut rng = common::fresh_rng(&format!("unrolled phi d={d}"));
+        let x = common::random_vec(&mut rng, rows * d, 1.0);
+        let unrolled = FeatureMap::new(&ctx, d, 2, 0.7).unwrap();
+        let k = unrolled.features();
+        let grads = common::random_vec(&mut rng, rows * k, 1.0);
+        let x_gpu = GpuTensor::upload(&ctx, "x", &[rows, d], &x).unwrap();
+        let g_gpu = GpuTensor::upload(&ctx, "dphi", &[rows, k], &grads).unwrap();
+        let run = |map: &FeatureMap| {
+            let phi = map.forward(&ctx, &x_gpu).unwrap().download(&ctx).unwrap();
+            let dx = map.backward(&ctx, &x_gpu, &g_gpu).unwrap();
+            (phi, dx.download(&ctx).unwrap())
+        };
+        let loops = FeatureMap::new(&ctx, d, 2, 0.7).unwrap().with_loops();
+        let ((phi_u, dx_u), (phi_l, dx_l)) = (run(&unrolled), run(&loops));
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&phi_u), bits(&phi_l), "phi d={d}");
+        assert_eq!(bits(&dx_u), bits(&dx_l), "J_phi^T d={d}");
     }
 }

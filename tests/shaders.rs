@@ -1,6 +1,7 @@
 //! Every WGSL file parses and validates with naga; no GPU needed.
 
-use polygrad::gpu::shaders::{validate_wgsl, SHADERS};
+use polygrad::gpu::shaders::{specialised_source, validate_wgsl, GENERATED, SHADERS};
+use polygrad::ops::poly_attention::UNROLLED_MAX_D;
 
 #[test]
 fn every_shader_validates_with_naga() {
@@ -8,6 +9,22 @@ fn every_shader_validates_with_naga() {
         if let Err(e) = validate_wgsl(name, src) {
             panic!("{name} does not validate:\n{e}");
         }
+    }
+}
+
+/// The unrolled feature kernels, generated for every d_qk they run at, and for their default.
+#[test]
+fn every_generated_shader_validates_with_naga() {
+    for generated in GENERATED {
+        for d in 1..=UNROLLED_MAX_D as u32 {
+            let src = specialised_source(generated.name, &[("D_QK", d)]).unwrap();
+            if let Err(e) = validate_wgsl(generated.name, &src) {
+                panic!("{} for D_QK = {d} does not validate:\n{e}", generated.name);
+            }
+            assert!(src.contains(&format!("const D_QK: u32 = {d}u;")));
+        }
+        let default = specialised_source(generated.name, &[]).unwrap();
+        validate_wgsl(generated.name, &default).unwrap();
     }
 }
 

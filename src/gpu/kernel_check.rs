@@ -10,9 +10,17 @@ use super::shaders;
 
 /// Every disagreement between `kernel` and its shader, one line each (empty: they agree).
 pub fn check_kernel(kernel: &Kernel) -> Vec<String> {
-    let Some((_, src)) = shaders::SHADERS.iter().find(|(n, _)| *n == kernel.shader) else {
+    let known = shaders::SHADERS.iter().any(|(n, _)| *n == kernel.shader)
+        || shaders::GENERATED.iter().any(|g| g.name == kernel.shader);
+    if !known {
         return vec![format!("{}: no shader {}", kernel.label(), kernel.shader)];
+    }
+    // A generated shader as made for its defaults.
+    let src = match shaders::specialised_source(kernel.shader, &[]) {
+        Ok(src) => src,
+        Err(e) => return vec![e],
     };
+    let src = src.as_str();
     let (module, info) = match shaders::parse_wgsl(kernel.shader, src) {
         Ok(parsed) => parsed,
         Err(e) => return vec![e],

@@ -402,8 +402,7 @@ impl GpuContext {
             shader: format!("{shader} with {values:?}"),
             message,
         };
-        let source =
-            shaders::with_source_constants(shaders::source(shader), values).map_err(fail)?;
+        let source = shaders::specialised_source(shader, values).map_err(fail)?;
         let module = self
             .checked(
                 &format!("compiling shader {shader} with {values:?}"),

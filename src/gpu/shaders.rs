@@ -84,6 +84,37 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// A shader made for the values of its source constants: poly_attention's kernels unrolled for
+/// one d_qk. It extends a registered shader: `base`'s source with what `append` makes for
+/// the values (its defaults where a value is absent, as the declaration checks parse it).
+pub struct Generated {
+    /// The name kernels give as their shader.
+    pub name: &'static str,
+    /// The file of [`SHADERS`] it extends.
+    pub base: &'static str,
+    /// WGSL appended to `base` for the given source-constant values.
+    pub append: fn(&[(&str, u32)]) -> String,
+}
+
+/// Every generated shader; kernels name them like the files of [`SHADERS`].
+pub const GENERATED: &[Generated] = &[Generated {
+    name: crate::ops::poly_attention::UNROLLED_SHADER,
+    base: "poly_attention.wgsl",
+    append: crate::ops::poly_attention::unrolled_wgsl,
+}];
+
+/// The source of shader `name` (a file of [`SHADERS`] or one of [`GENERATED`]) for these
+/// source-constant values: each `const NAME: u32` given its value.
+pub fn specialised_source(name: &str, values: &[(&str, u32)]) -> Result<String, String> {
+    match GENERATED.iter().find(|g| g.name == name) {
+        Some(g) => {
+            let src = format!("{}{}", source(g.base), (g.append)(values));
+            with_source_constants(&src, values)
+        }
+        None => with_source_constants(source(name), values),
+    }
+}
+
 /// The source of shader `name`, which must be one of [`SHADERS`].
 pub(crate) fn source(name: &str) -> &'static str {
     SHADERS

@@ -307,6 +307,8 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::PHI_PAIRS,
     &poly_attention::PHI_GRAD_PAIRS,
     &poly_attention::PHI_GRAD_PAIRS4,
+    &poly_attention::PHI_PAIRS_UNROLLED,
+    &poly_attention::PHI_GRAD_PAIRS_UNROLLED,
     &poly_attention::COPY_ROWS,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO4,
