@@ -436,9 +436,9 @@ fn bench_writes_csv_profile_and_plots() {
         if timestamps {
             assert!(stdout.contains("GPU time per kernel"), "{stdout}");
             assert!(stdout.contains("matmul"), "{stdout}");
-            // phi_pairs at degree 2 (phi_rows at others).
+            // phi at degree 2 and d_qk = 16: the kernel generated for that d_qk.
             assert!(
-                stdout.contains("poly_attention.wgsl::phi_pairs"),
+                stdout.contains("poly_attention_unrolled.wgsl::phi_pairs_unrolled"),
                 "{stdout}"
             );
         }
