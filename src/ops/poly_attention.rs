@@ -171,6 +171,16 @@ fn pair_coef(i: usize, j: usize) -> &'static str {
     }
 }
 
+/// The first lines of a compute entry point `name` with the family's builtins.
+fn entry_point(name: &str) -> String {
+    format!(
+        "@compute @workgroup_size(WORKGROUP)\n\
+         fn {name}(@builtin(workgroup_id) wid: vec3<u32>,\n\
+         \x20   @builtin(local_invocation_index) lid: u32,\n\
+         \x20   @builtin(num_workgroups) nwg: vec3<u32>) {{\n"
+    )
+}
+
 /// phi_pairs_unrolled: phi_pairs' features as constant expressions, stored 4 at a time.
 fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
     let mut features = vec!["select(0.0, 1.0, real)".to_string()];
@@ -181,12 +191,9 @@ fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
             .map(|&(i, j)| format!("{} * x{i} * x{j}", pair_coef(i, j))),
     );
     features.resize(features.len().next_multiple_of(4), "0.0".to_string());
-    let mut w = String::from(
-        "@compute @workgroup_size(WORKGROUP)\n\
-         fn phi_pairs_unrolled(@builtin(workgroup_id) wid: vec3<u32>,\n\
-         \x20   @builtin(local_invocation_index) lid: u32,\n\
-         \x20   @builtin(num_workgroups) nwg: vec3<u32>) {\n\
-         \x20   let padded_row = linear_id(wid, lid, nwg);\n\
+    let mut w = entry_point("phi_pairs_unrolled");
+    w.push_str(
+        "    let padded_row = linear_id(wid, lid, nwg);\n\
          \x20   let h = padded_row / params.rows_pad;\n\
          \x20   if (h >= params.heads) {\n        return;\n    }\n\
          \x20   let r = padded_row % params.rows_pad;\n\
@@ -212,12 +219,9 @@ fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
 
 /// phi_grad_pairs_unrolled: phi_grad_pairs' sums, in its order, on named values.
 fn unrolled_phi_grad(d: usize, pairs: &[(usize, usize)]) -> String {
-    let mut w = String::from(
-        "@compute @workgroup_size(WORKGROUP)\n\
-         fn phi_grad_pairs_unrolled(@builtin(workgroup_id) wid: vec3<u32>,\n\
-         \x20   @builtin(local_invocation_index) lid: u32,\n\
-         \x20   @builtin(num_workgroups) nwg: vec3<u32>) {\n\
-         \x20   let row = linear_id(wid, lid, nwg);\n\
+    let mut w = entry_point("phi_grad_pairs_unrolled");
+    w.push_str(
+        "    let row = linear_id(wid, lid, nwg);\n\
          \x20   if (row >= params.heads * params.rows) {\n        return;\n    }\n\
          \x20   let padded_row = (row / params.rows) * params.rows_pad + row % params.rows;\n\
          \x20   let step = source_step();\n\
