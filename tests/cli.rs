@@ -188,6 +188,24 @@ fn grad_refuses_bad_input_and_leaves_the_output_alone() {
     check(&f, &[], &["model.safetensors"]);
 }
 
+/// `polygrad bench ARGS --csv CSV` untuned, which must succeed; its stdout.
+fn bench_ok(args: &[&str], csv: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
+        .env("POLYGRAD_TUNE", "off")
+        .arg("bench")
+        .args(args)
+        .args(["--csv", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn bench_times_the_matmul_core_and_writes_csv() {
     if common::gpu().is_none() {
@@ -195,20 +213,10 @@ fn bench_times_the_matmul_core_and_writes_csv() {
     }
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("bench.csv");
-    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
-        .env("POLYGRAD_TUNE", "off")
-        .args([
-            "bench", "--what", "matmul", "--m", "32", "--cols", "16,20", "--k", "8",
-        ])
-        .args(["--reps", "1", "--csv", csv.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args = [
+        "--what", "matmul", "--m", "32", "--cols", "16,20", "--k", "8",
+    ];
+    let stdout = bench_ok(&[&args[..], &["--reps", "1"]].concat(), &csv);
     assert!(stdout.contains("GFLOP/s"), "{stdout}");
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
@@ -236,21 +244,9 @@ fn bench_times_named_variants_interleaved() {
     }
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("bench.csv");
-    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
-        .env("POLYGRAD_TUNE", "off")
-        .args([
-            "bench", "--what", "matmul", "--m", "40", "--cols", "24", "--k", "16",
-        ])
-        .args(["--variant", "registers-8x8,registers-4x4", "--reps", "3"])
-        .args(["--csv", csv.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args = ["--what", "matmul", "--m", "40", "--cols", "24", "--k", "16"];
+    let named = ["--variant", "registers-8x8,registers-4x4", "--reps", "3"];
+    let stdout = bench_ok(&[&args[..], &named].concat(), &csv);
     assert!(stdout.contains("the variants interleaved"), "{stdout}");
     assert!(stdout.contains("x first"), "{stdout}");
     let timed: Vec<&str> = stdout
@@ -335,21 +331,9 @@ fn bench_times_batched_products() {
     }
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("bench.csv");
-    let output = Command::new(env!("CARGO_BIN_EXE_polygrad"))
-        .env("POLYGRAD_TUNE", "off")
-        .args([
-            "bench", "--what", "matmul", "--layout", "tt", "--batch", "5",
-        ])
-        .args(["--m", "20", "--cols", "12", "--k", "8", "--reps", "1"])
-        .args(["--csv", csv.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args = ["--what", "matmul", "--layout", "tt", "--batch", "5"];
+    let sizes = ["--m", "20", "--cols", "12", "--k", "8", "--reps", "1"];
+    let stdout = bench_ok(&[&args[..], &sizes].concat(), &csv);
     assert!(stdout.contains("C [M, N] = A^T B^T"), "{stdout}");
     assert!(stdout.contains("5 products a dispatch"), "{stdout}");
     assert!(stdout.contains("tuner's choice for matmul TT"), "{stdout}");

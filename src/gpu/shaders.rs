@@ -104,24 +104,23 @@ pub const GENERATED: &[Generated] = &[Generated {
 }];
 
 /// The source of shader `name` (a file of [`SHADERS`] or one of [`GENERATED`]) for these
-/// source-constant values: each `const NAME: u32` given its value.
+/// source-constant values: each `const NAME: u32` given its value. Refuses a name that is
+/// neither.
 pub fn specialised_source(name: &str, values: &[(&str, u32)]) -> Result<String, String> {
+    let file = |name: &str| {
+        SHADERS
+            .iter()
+            .find(|(file, _)| *file == name)
+            .map(|(_, src)| *src)
+            .ok_or_else(|| format!("no shader {name}"))
+    };
     match GENERATED.iter().find(|g| g.name == name) {
         Some(g) => {
-            let src = format!("{}{}", source(g.base), (g.append)(values));
+            let src = format!("{}{}", file(g.base)?, (g.append)(values));
             with_source_constants(&src, values)
         }
-        None => with_source_constants(source(name), values),
+        None => with_source_constants(file(name)?, values),
     }
-}
-
-/// The source of shader `name`, which must be one of [`SHADERS`].
-pub(crate) fn source(name: &str) -> &'static str {
-    SHADERS
-        .iter()
-        .find(|(file, _)| *file == name)
-        .map(|(_, src)| *src)
-        .unwrap_or_else(|| panic!("shader {name} is not registered in gpu::shaders::SHADERS"))
 }
 
 /// `src` with each `const NAME: u32 = ...;` of `values` given the new value. Refuses a name
