@@ -483,6 +483,41 @@ fn copy_rows_transposed_too4(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// copy_rows from a chunk-transposed source (copy_dv: dV^T's chunks into dv's rows) for 4 rows
+// of a chunk per invocation, where the width is a multiple of 4: the 4 rows of each source
+// column are one vec4 (x4), and each destination row's 4 columns one vec4 (out4), where
+// copy_rows loads and stores every float alone. The destination has params.rows rows per head,
+// unpadded: rows past the last are not stored. The same values.
+@compute @workgroup_size(WORKGROUP)
+fn copy_rows_from_chunks4(@builtin(workgroup_id) wid: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rq = row_quad(linear_id(wid, lid, nwg));
+    if (rq.h >= params.heads) {
+        return;
+    }
+    let width_quads = params.width_out / 4u;
+    let step4 = rq.step4;
+    for (var q = 0u; q < width_quads; q++) {
+        let at = rq.transposed4 + 4u * q * step4;
+        // Columns 4q..4q + 3, each over the 4 rows; transposed, rows over the 4 columns.
+        let rows = transpose(mat4x4<f32>(x4[at], x4[at + step4], x4[at + 2u * step4],
+                                         x4[at + 3u * step4]));
+        if (rq.real.x) {
+            out4[rq.source.x * width_quads + q] = rows[0];
+        }
+        if (rq.real.y) {
+            out4[rq.source.y * width_quads + q] = rows[1];
+        }
+        if (rq.real.z) {
+            out4[rq.source.z * width_quads + q] = rows[2];
+        }
+        if (rq.real.w) {
+            out4[rq.source.w * width_quads + q] = rows[3];
+        }
+    }
+}
+
 // 4 rows of a chunk as the kernels that take them per invocation see them (a chunk is a
 // multiple of 4 rows). h is params.heads or more past the last quad.
 struct RowQuad {

@@ -312,6 +312,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::COPY_ROWS,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO4,
+    &poly_attention::COPY_ROWS_FROM_CHUNKS4,
     &poly_attention::TAYLOR_WEIGHTS,
     &poly_attention::TAYLOR_GRADS,
     &poly_attention::NORMALISE,

@@ -298,6 +298,14 @@ pub const COPY_ROWS_TRANSPOSED_TOO4: Kernel = Kernel {
     ..PHI_ROWS
 };
 
+/// copy_rows from a chunk-transposed source, 4 rows of a chunk per invocation as vec4s, where
+/// the width is a multiple of 4 (dv from dV^T's chunks).
+pub const COPY_ROWS_FROM_CHUNKS4: Kernel = Kernel {
+    entry: "copy_rows_from_chunks4",
+    bindings: &[PARAMS, X4, OUT4],
+    ..PHI_ROWS
+};
+
 /// Each row's gradient terms.
 pub const GRAD_ROWS: Kernel = Kernel {
     entry: "grad_rows",
@@ -1338,6 +1346,16 @@ impl PolyAttention {
             flags: FROM_CHUNKS_TRANSPOSED,
             ..self.params()
         };
+        if d_v.is_multiple_of(4) {
+            // By 4 rows of a chunk (a multiple of 4) per invocation, over the padded rows.
+            let params = PolyParams {
+                rows_pad: self.rows_pad() as u32,
+                ..params
+            };
+            let buffers = [(X4.name, dv_t), (OUT4.name, dv)];
+            let quads = self.heads() * self.rows_pad() / 4;
+            return self.kernel(ctx, enc, &COPY_ROWS_FROM_CHUNKS4, params, &buffers, quads);
+        }
         let buffers = [("x", dv_t), ("out", dv)];
         self.kernel(ctx, enc, &COPY_ROWS, params, &buffers, self.heads() * n)
     }
