@@ -673,12 +673,24 @@ pub struct PolyForward {
     v_ones: GpuTensor,
     /// S_<c^T (causal) or S^T (full), transposed: `[B*H * n_chunks, v_width, k_pad]`.
     states: GpuTensor,
-    /// Q and K padded, `[B*H, n_pad, qk_width]` (causal only: the diagonal blocks).
+    /// Q and K padded, `[B*H, n_pad, qk_width]`, where the diagonal blocks need them (causal)
+    /// and they differ from Q and K ([`PolyAttention::pads_qk`]).
     q_pad: Option<GpuTensor>,
     k_pad: Option<GpuTensor>,
     /// The diagonal blocks' scores Q_c K_c^T, `[B*H * n_chunks, C, C]` (causal only), kept so
     /// that the backward need not compute them again.
     scores: Option<GpuTensor>,
+}
+
+impl PolyForward {
+    /// Q and K as the diagonal blocks' products read them: the padded copies where the forward
+    /// made them, else the inputs themselves.
+    fn qk_rows<'a>(&'a self, q: &'a GpuTensor, k: &'a GpuTensor) -> (&'a GpuTensor, &'a GpuTensor) {
+        match (&self.q_pad, &self.k_pad) {
+            (Some(q_pad), Some(k_pad)) => (q_pad, k_pad),
+            _ => (q, k),
+        }
+    }
 }
 
 /// Polynomial attention of degree `degree` for one shape, with its tables built once.
@@ -832,6 +844,14 @@ impl PolyAttention {
 
     fn qk_width(&self) -> usize {
         pad4(self.shape.d_qk)
+    }
+
+    /// Whether the diagonal blocks need padded copies of Q and K: causal, and Q and K not
+    /// already a whole number of chunks of vec4 rows (where they are, the products read them
+    /// as they lie).
+    fn pads_qk(&self) -> bool {
+        self.shape.causal
+            && (self.rows_pad() != self.shape.seq_len || self.qk_width() != self.shape.d_qk)
     }
 
     fn rows_shape(&self, width: usize) -> [usize; 3] {
@@ -1092,7 +1112,8 @@ impl PolyAttention {
                 + 2 * rows(kp)
                 + rows(vw)
                 + scratch(&self.states_shape())
-                + causal(2 * rows(qw) + scratch(&self.scores_shape())),
+                + causal(scratch(&self.scores_shape()))
+                + if self.pads_qk() { 2 * rows(qw) } else { 0 },
             // O', V' chunk-transposed, and the diagonal blocks' weights P.
             forward_scratch: 2 * rows(vw) + causal(scratch(&self.scores_shape())) + packing.total,
             // G and G chunk-transposed, dV.
@@ -1131,7 +1152,7 @@ impl PolyAttention {
         // Operands of the chunk products: windows-direct-16x4 may bind them as windows.
         let scratch = |name: &str, shape: &[usize]| GpuTensor::windowable_output(ctx, name, shape);
         let padded = |name: &str| -> Result<Option<GpuTensor>> {
-            s.causal
+            self.pads_qk()
                 .then(|| scratch(name, &self.rows_shape(qw)))
                 .transpose()
         };
@@ -1178,12 +1199,12 @@ impl PolyAttention {
             // O'_c^T = S_<c^T Phi(Q_c)^T.
             let (s_prev, phi_q_t) = ((states, false), (&saved.phi_q, true));
             self.product(ctx, enc, s_prev, phi_q_t, &o_ones_t, [vw, c, kp], PLAIN)?;
-            if let (Some(q_pad), Some(k_pad), Some(scores), Some(weights)) =
-                (&saved.q_pad, &saved.k_pad, &saved.scores, &weights)
-            {
-                self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES, None)?;
-                self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES, None)?;
-                self.scores(ctx, enc, (q_pad, k_pad), scores)?;
+            if let (Some(scores), Some(weights)) = (&saved.scores, &weights) {
+                if let (Some(q_pad), Some(k_pad)) = (&saved.q_pad, &saved.k_pad) {
+                    self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES, None)?;
+                    self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES, None)?;
+                }
+                self.scores(ctx, enc, saved.qk_rows(q, k), scores)?;
                 let p = [("x4", scores), ("aux4", weights)];
                 let block_rows = scores.len() / c;
                 self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, block_rows)?;
@@ -1243,10 +1264,11 @@ impl PolyAttention {
             dk: out("dk", &s.qk_shape())?,
             dv: out("dv", &s.v_shape())?,
         };
-        let diagonal = match (&saved.q_pad, &saved.k_pad, &saved.scores) {
-            (Some(q_pad), Some(k_pad), Some(scores)) => Some(Diagonal {
-                q_pad,
-                k_pad,
+        let (q_rows, k_rows) = saved.qk_rows(q, k);
+        let diagonal = match &saved.scores {
+            Some(scores) => Some(Diagonal {
+                q_pad: q_rows,
+                k_pad: k_rows,
                 scores,
                 d_scores: scratch("poly attention score gradients", &self.scores_shape())?,
                 weights_t: scratch("poly attention weights transposed", &self.scores_shape())?,
