@@ -580,6 +580,8 @@ fn kept(b: u32, a: u32) -> vec4<bool> {
 
 // One invocation per block row a of the scores x [heads * n_chunks, C, C]: P_g(s / sqrt(d))
 // on and below the diagonal (b <= a), 0 above, into aux (the scores are kept for the backward).
+// Past the vec4 that holds the diagonal nothing is loaded or computed, only zeros stored: the
+// loads are what costs on llvmpipe, and the scores product leaves those scores unwritten.
 @compute @workgroup_size(WORKGROUP)
 fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32,
@@ -590,16 +592,21 @@ fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let a = block_row % params.chunk;
     let row4 = block_row * (params.chunk / 4u);
-    for (var b4 = 0u; b4 < params.chunk / 4u; b4++) {
+    let diagonal4 = a / 4u;
+    for (var b4 = 0u; b4 <= diagonal4; b4++) {
         let w = taylor_exp4(x4[row4 + b4] * params.logit_scale, DEGREE);
         aux4[row4 + b4] = select(vec4<f32>(0.0), w, kept(4u * b4, a));
+    }
+    for (var b4 = diagonal4 + 1u; b4 < params.chunk / 4u; b4++) {
+        aux4[row4 + b4] = vec4<f32>(0.0);
     }
 }
 
 // One invocation per 4 block rows a..a+3: with dW = dL/dP in out and the scores in x, writes
 // dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux with each block transposed (P_c^T, read
 // k-contiguous by dV'^T = G^T P), both masked. A 4 x 4 tile at a
-// time, so that P^T's rows are stored as vec4s too.
+// time, so that P^T's rows are stored as vec4s too. Tiles wholly above the diagonal get zeros
+// with nothing loaded, as in taylor_weights.
 @compute @workgroup_size(WORKGROUP)
 fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32,
@@ -613,7 +620,8 @@ fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
     let a = 4u * (quad % per_row);
     let row4 = 4u * quad * per_row;
     let block4 = row4 - a * per_row;
-    for (var b4 = 0u; b4 < per_row; b4++) {
+    let diagonal4 = a / 4u;
+    for (var b4 = 0u; b4 <= diagonal4; b4++) {
         var p: array<vec4<f32>, 4>;
         for (var i = 0u; i < 4u; i++) {
             let at = row4 + i * per_row + b4;
@@ -626,6 +634,12 @@ fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < 4u; j++) {
             aux4[block4 + (4u * b4 + j) * per_row + a / 4u] =
                 vec4<f32>(p[0][j], p[1][j], p[2][j], p[3][j]);
+        }
+    }
+    for (var b4 = diagonal4 + 1u; b4 < per_row; b4++) {
+        for (var i = 0u; i < 4u; i++) {
+            out4[row4 + i * per_row + b4] = vec4<f32>(0.0);
+            aux4[block4 + (4u * b4 + i) * per_row + a / 4u] = vec4<f32>(0.0);
         }
     }
 }
