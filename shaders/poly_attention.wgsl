@@ -153,7 +153,8 @@ fn phi_rows(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // One invocation per (head, row): out[row] = J_phi(x_row)^T y[row] (+ addend[row]), where y is
-// dL/dphi [heads, rows_pad, features_pad] and addend [heads, rows_pad, width_out].
+// dL/dphi [heads, rows_pad, features_pad] and addend [heads, rows_pad, width_out], both rows or
+// both chunk-transposed.
 @compute @workgroup_size(WORKGROUP)
 fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
@@ -189,11 +190,13 @@ fn phi_grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     let add = (params.flags & ADD_ADDEND) != 0u;
+    var added = addend_row(padded_row);
     for (var i = 0u; i < params.d_qk; i++) {
         var value = dx[i];
         if (add) {
-            value += addend[padded_row * params.width_out + i];
+            value += addend[added];
         }
+        added += step;
         out[row * params.d_qk + i] = value;
     }
 }
@@ -221,6 +224,14 @@ fn source_step() -> u32 {
 fn feature_grads_row(row: u32) -> u32 {
     return source_start(row / params.rows, row % params.rows, params.rows_pad,
                         params.features_pad);
+}
+
+// Where the addend's row for padded row `padded_row` begins: it lies as dL/dphi does (rows of
+// width_out, or chunk-transposed: the diagonal blocks' products make it so), its elements
+// source_step() apart. Walked by adding the step, as feature_grads_row's row is.
+fn addend_row(padded_row: u32) -> u32 {
+    return source_start(padded_row / params.rows_pad, padded_row % params.rows_pad,
+                        params.rows_pad, params.width_out);
 }
 
 // ---- the feature map at degree 2, by pairs --------------------------------------------------
@@ -315,11 +326,13 @@ fn phi_grad_pairs(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     let add = (params.flags & ADD_ADDEND) != 0u;
+    var added = addend_row(padded_row);
     for (var i = 0u; i < d; i++) {
         var value = dx[i];
         if (add) {
-            value += addend[padded_row * params.width_out + i];
+            value += addend[added];
         }
+        added += step;
         out[row * d + i] = value;
     }
 }
@@ -372,12 +385,13 @@ fn phi_grad_pairs4(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let add = (params.flags & ADD_ADDEND) != 0u;
     for (var e = 0u; e < min(4u, params.rows - r0); e++) {
-        let padded_row = h * params.rows_pad + r0 + e;
+        var added = addend_row(h * params.rows_pad + r0 + e);
         for (var i = 0u; i < d; i++) {
             var value = dx[i][e];
             if (add) {
-                value += addend[padded_row * params.width_out + i];
+                value += addend[added];
             }
+            added += source_step();
             out[(row0 + e) * d + i] = value;
         }
     }

@@ -82,6 +82,15 @@ fn poly_attention_matches_reference_over_the_issue_matrix() {
         shape: shape(3, 3, 300, 16, 64, true),
         degree: 4,
     });
+    // d_qk = 64, the widest the issue names, at degree 2 (2145 features; degree 4 would not
+    // fit): past the unrolled kernels' widths, so the loop kernels run, J_phi^T with the
+    // diagonal blocks' addend among them.
+    for causal in [false, true] {
+        cases.push(Case {
+            shape: shape(1, 2, 300, 64, 16, causal),
+            degree: 2,
+        });
+    }
     let Some(ctx) = common::gpu() else { return };
     assert_cases(&ctx, &cases);
 }

@@ -241,10 +241,10 @@ fn unrolled_phi_grad(d: usize, pairs: &[(usize, usize)]) -> String {
             pair_coef(i, j)
         );
     }
-    w += "    if ((params.flags & ADD_ADDEND) != 0u) {\n";
+    w += "    if ((params.flags & ADD_ADDEND) != 0u) {\n        var added = addend_row(padded_row);\n";
     for i in 0..d {
         w += &format!(
-            "        out[row * D_QK + {i}u] = dx{i} + addend[padded_row * params.width_out + {i}u];\n"
+            "        out[row * D_QK + {i}u] = dx{i} + addend[added];\n        added += step;\n"
         );
     }
     w += "    } else {\n";
@@ -630,14 +630,6 @@ const PLAIN: Epilogue = Epilogue {
 /// diagonal): what each declares to the matrix-product core.
 const C_LOWER: Triangles = Triangles {
     c_lower: true,
-    ..Triangles::NONE
-};
-const A_LOWER: Triangles = Triangles {
-    a_lower: true,
-    ..Triangles::NONE
-};
-const A_UPPER: Triangles = Triangles {
-    a_upper: true,
     ..Triangles::NONE
 };
 const B_UPPER: Triangles = Triangles {
@@ -1413,25 +1405,28 @@ impl PolyAttention {
             alpha: self.params().logit_scale,
             ..PLAIN
         };
-        let dims = [c, qw, c];
-        // op(A) = dL/ds: zero where k > i; then its transpose, zero where k < i.
+        // dQ'_c^T = K_c^T (dL/ds_c)^T and dK'_c^T = Q_c^T dL/ds_c, chunk-transposed as dL/dphi
+        // is (the feature map adds them as they lie): qk_width rows of C, one block of 16,
+        // where dQ'_c would be C's 16 columns of a block of 32. op(B) = (dL/ds)^T: zero where
+        // k > j; then dL/ds itself, zero where k < j.
+        let dims = [qw, c, c];
         self.product_with_zeros(
             ctx,
             enc,
-            (d_scores, false),
-            (diag.k_pad, false),
+            (diag.k_pad, true),
+            (d_scores, true),
             &diag.dq,
             dims,
-            (scaled, A_LOWER),
+            (scaled, B_UPPER),
         )?;
         self.product_with_zeros(
             ctx,
             enc,
-            (d_scores, true),
-            (diag.q_pad, false),
+            (diag.q_pad, true),
+            (d_scores, false),
             &diag.dk,
             dims,
-            (scaled, A_UPPER),
+            (scaled, B_LOWER),
         )?;
         // P_c^T stored is P_c's transpose: op(B) = P_c, zero where k < j.
         let dims = [self.shape.d_v, c, c];
@@ -1522,7 +1517,7 @@ struct Diagonal<'a> {
     d_scores: GpuTensor,
     /// P_c^T for every chunk, `[B*H * n_chunks, C, C]`.
     weights_t: GpuTensor,
-    /// dq and dk from the diagonal blocks, `[B*H, n_pad, qk_width]`.
+    /// dq and dk from the diagonal blocks, `[B*H, n_pad, qk_width]` chunk-transposed (as dL/dphi).
     dq: GpuTensor,
     dk: GpuTensor,
 }
