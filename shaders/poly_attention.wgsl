@@ -511,24 +511,33 @@ fn copy_rows_from_chunks4(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let width_quads = params.width_out / 4u;
-    let step4 = rq.step4;
     for (var q = 0u; q < width_quads; q++) {
-        let at = rq.transposed4 + 4u * q * step4;
-        // Columns 4q..4q + 3, each over the 4 rows; transposed, rows over the 4 columns.
-        let rows = transpose(mat4x4<f32>(x4[at], x4[at + step4], x4[at + 2u * step4],
-                                         x4[at + 3u * step4]));
-        if (rq.real.x) {
-            out4[rq.source.x * width_quads + q] = rows[0];
-        }
-        if (rq.real.y) {
-            out4[rq.source.y * width_quads + q] = rows[1];
-        }
-        if (rq.real.z) {
-            out4[rq.source.z * width_quads + q] = rows[2];
-        }
-        if (rq.real.w) {
-            out4[rq.source.w * width_quads + q] = rows[3];
-        }
+        store_real_rows(rq, q, width_quads, rows_from_chunks4(rq, q));
+    }
+}
+
+// Columns 4q..4q + 3 of a quad's 4 rows from x4 chunk-transposed (each column's 4 rows one
+// vec4, columns step4 apart), transposed: the 4 rows, each over the 4 columns.
+fn rows_from_chunks4(rq: RowQuad, q: u32) -> mat4x4<f32> {
+    let at = rq.transposed4 + 4u * q * rq.step4;
+    return transpose(mat4x4<f32>(x4[at], x4[at + rq.step4], x4[at + 2u * rq.step4],
+                                 x4[at + 3u * rq.step4]));
+}
+
+// A quad's rows into out4 [heads * rows, 4 width_quads] at vec4 q, the source's rows only (the
+// destination is unpadded).
+fn store_real_rows(rq: RowQuad, q: u32, width_quads: u32, rows: mat4x4<f32>) {
+    if (rq.real.x) {
+        out4[rq.source.x * width_quads + q] = rows[0];
+    }
+    if (rq.real.y) {
+        out4[rq.source.y * width_quads + q] = rows[1];
+    }
+    if (rq.real.z) {
+        out4[rq.source.z * width_quads + q] = rows[2];
+    }
+    if (rq.real.w) {
+        out4[rq.source.w * width_quads + q] = rows[3];
     }
 }
 
@@ -676,6 +685,39 @@ fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
         out[row * params.d_v + j] = x[first + j * params.chunk] / z;
     }
     aux[row] = z;
+}
+
+// normalise for 4 rows of a chunk per invocation, where d_v is a multiple of 4: O'^T's columns
+// loaded 4 rows at a time (x4, width_out columns), o's rows stored as vec4s (out4), each
+// divided by its own Z as normalise divides it. The same values.
+@compute @workgroup_size(WORKGROUP)
+fn normalise4(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rq = row_quad(linear_id(wid, lid, nwg));
+    if (rq.h >= params.heads) {
+        return;
+    }
+    let value_quads = params.d_v / 4u;
+    // The ones column: the 4 rows' Z (padding rows' are not stored).
+    let z = x4[rq.transposed4 + params.d_v * rq.step4];
+    for (var q = 0u; q < value_quads; q++) {
+        let rows = rows_from_chunks4(rq, q);
+        let o = mat4x4<f32>(rows[0] / z.x, rows[1] / z.y, rows[2] / z.z, rows[3] / z.w);
+        store_real_rows(rq, q, value_quads, o);
+    }
+    if (rq.real.x) {
+        aux[rq.source.x] = z.x;
+    }
+    if (rq.real.y) {
+        aux[rq.source.y] = z.y;
+    }
+    if (rq.real.z) {
+        aux[rq.source.z] = z.z;
+    }
+    if (rq.real.w) {
+        aux[rq.source.w] = z.w;
+    }
 }
 
 // One invocation per (head, padded row): G = [dO / Z, -delta / Z] with delta = dO . o, from

@@ -316,6 +316,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::TAYLOR_WEIGHTS,
     &poly_attention::TAYLOR_GRADS,
     &poly_attention::NORMALISE,
+    &poly_attention::NORMALISE4,
     &poly_attention::GRAD_ROWS,
     &poly_attention::GRAD_ROWS4,
     &poly_attention::SCAN_STATES,

@@ -298,6 +298,13 @@ pub const COPY_ROWS_TRANSPOSED_TOO4: Kernel = Kernel {
     ..PHI_ROWS
 };
 
+/// normalise for 4 rows of a chunk per invocation, as vec4s, where d_v is a multiple of 4.
+pub const NORMALISE4: Kernel = Kernel {
+    entry: "normalise4",
+    bindings: &[PARAMS, X4, OUT4, AUX],
+    ..PHI_ROWS
+};
+
 /// copy_rows from a chunk-transposed source, 4 rows of a chunk per invocation as vec4s, where
 /// the width is a multiple of 4 (dv from dV^T's chunks).
 pub const COPY_ROWS_FROM_CHUNKS4: Kernel = Kernel {
@@ -1209,12 +1216,7 @@ impl PolyAttention {
                 let (p_t, zeros) = ((weights, true), B_UPPER);
                 self.product_with_zeros(ctx, enc, v1_t, p_t, &o_ones_t, [vw, c, c], (add, zeros))?;
             }
-            let params = PolyParams {
-                width_in: vw as u32,
-                ..self.params()
-            };
-            let buffers = [("x", &o_ones_t), ("out", &saved.o), ("aux", &saved.z)];
-            self.kernel(ctx, enc, &NORMALISE, params, &buffers, self.heads() * n)
+            self.normalise(ctx, enc, &o_ones_t, (&saved.o, &saved.z))
         })??;
         ctx.submit("poly attention forward", enc)?;
         Ok(saved)
@@ -1339,6 +1341,34 @@ impl PolyAttention {
         })??;
         ctx.submit("poly attention backward", enc)?;
         Ok(grads)
+    }
+
+    /// Records o and Z from O' chunk-transposed.
+    fn normalise(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        o_ones_t: &GpuTensor,
+        (o, z): (&GpuTensor, &GpuTensor),
+    ) -> Result<()> {
+        let vw = self.v_width();
+        let params = PolyParams {
+            width_in: vw as u32,
+            ..self.params()
+        };
+        if self.shape.d_v.is_multiple_of(4) {
+            // By 4 rows of a chunk per invocation; row_quad reads O'^T's width as width_out.
+            let params = PolyParams {
+                width_out: vw as u32,
+                ..params
+            };
+            let buffers = [(X4.name, o_ones_t), (OUT4.name, o), (AUX.name, z)];
+            let quads = self.heads() * self.rows_pad() / 4;
+            return self.kernel(ctx, enc, &NORMALISE4, params, &buffers, quads);
+        }
+        let buffers = [(X.name, o_ones_t), (OUT.name, o), (AUX.name, z)];
+        let rows = self.heads() * self.shape.seq_len;
+        self.kernel(ctx, enc, &NORMALISE, params, &buffers, rows)
     }
 
     /// Records dv from dV chunk-transposed.
