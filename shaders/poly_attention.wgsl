@@ -602,7 +602,8 @@ fn kept(b: u32, a: u32) -> vec4<bool> {
 }
 
 // One invocation per block row a of the scores x [heads * n_chunks, C, C]: P_g(s / sqrt(d))
-// on and below the diagonal (b <= a), 0 above, into aux (the scores are kept for the backward).
+// on and below the diagonal (b <= a), 0 above, into aux (the scores are kept for the backward),
+// and the row's sum into out [heads, rows_pad] (its share of Z, which normalise adds).
 // Past the vec4 that holds the diagonal nothing is loaded or computed, only zeros stored: the
 // loads are what costs on llvmpipe, and the scores product leaves those scores unwritten.
 @compute @workgroup_size(WORKGROUP)
@@ -616,10 +617,14 @@ fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
     let a = block_row % params.chunk;
     let row4 = block_row * (params.chunk / 4u);
     let diagonal4 = a / 4u;
+    var sums = vec4<f32>(0.0);
     for (var b4 = 0u; b4 <= diagonal4; b4++) {
-        let w = taylor_exp4(x4[row4 + b4] * params.logit_scale, DEGREE);
-        aux4[row4 + b4] = select(vec4<f32>(0.0), w, kept(4u * b4, a));
+        let w = select(vec4<f32>(0.0), taylor_exp4(x4[row4 + b4] * params.logit_scale, DEGREE),
+                       kept(4u * b4, a));
+        aux4[row4 + b4] = w;
+        sums += w;
     }
+    out[block_row] = (sums.x + sums.y) + (sums.z + sums.w);
     for (var b4 = diagonal4 + 1u; b4 < params.chunk / 4u; b4++) {
         aux4[row4 + b4] = vec4<f32>(0.0);
     }
@@ -669,8 +674,9 @@ fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- per row ---------------------------------------------------------------------------------
 
-// One invocation per (head, row): o = O'[:, :d_v] / O'[:, d_v] from x = O' chunk-transposed
-// (chunk_transposed's layout, width_in columns); Z = O'[:, d_v] into aux [heads, rows].
+// One invocation per (head, row): o = O'[:, :d_v] / Z from x = O' chunk-transposed
+// (chunk_transposed's layout, width_in columns), Z = O'[:, d_v] plus, with ADD_ADDEND, the
+// diagonal blocks' row sums of P (addend [heads, rows_pad]); Z into aux [heads, rows].
 @compute @workgroup_size(WORKGROUP)
 fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
@@ -680,7 +686,10 @@ fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let first = chunk_transposed(row / params.rows, row % params.rows, 0u, params.width_in);
-    let z = x[first + params.d_v * params.chunk];
+    var z = x[first + params.d_v * params.chunk];
+    if ((params.flags & ADD_ADDEND) != 0u) {
+        z += addend[(row / params.rows) * params.rows_pad + row % params.rows];
+    }
     for (var j = 0u; j < params.d_v; j++) {
         out[row * params.d_v + j] = x[first + j * params.chunk] / z;
     }
@@ -694,13 +703,18 @@ fn normalise(@builtin(workgroup_id) wid: vec3<u32>,
 fn normalise4(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let rq = row_quad(linear_id(wid, lid, nwg));
+    let quad = linear_id(wid, lid, nwg);
+    let rq = row_quad(quad);
     if (rq.h >= params.heads) {
         return;
     }
     let value_quads = params.d_v / 4u;
-    // The ones column: the 4 rows' Z (padding rows' are not stored).
-    let z = x4[rq.transposed4 + params.d_v * rq.step4];
+    // The ones column: the 4 rows' Z (padding rows' are not stored), and the diagonal's share.
+    var z = x4[rq.transposed4 + params.d_v * rq.step4];
+    if ((params.flags & ADD_ADDEND) != 0u) {
+        let p = 4u * quad;
+        z += vec4<f32>(addend[p], addend[p + 1u], addend[p + 2u], addend[p + 3u]);
+    }
     for (var q = 0u; q < value_quads; q++) {
         let rows = rows_from_chunks4(rq, q);
         let o = mat4x4<f32>(rows[0] / z.x, rows[1] / z.y, rows[2] / z.z, rows[3] / z.w);

@@ -269,10 +269,11 @@ pub const COPY_ROWS_TRANSPOSED_TOO: Kernel = Kernel {
     ..PHI_ROWS
 };
 
-/// The diagonal blocks' Taylor weights, by vec4s (blocks of a multiple of 4 rows).
+/// The diagonal blocks' Taylor weights, by vec4s (blocks of a multiple of 4 rows), and their
+/// row sums.
 pub const TAYLOR_WEIGHTS: Kernel = Kernel {
     entry: "taylor_weights",
-    bindings: &[PARAMS, X4, AUX4],
+    bindings: &[PARAMS, X4, AUX4, OUT],
     ..PHI_ROWS
 };
 
@@ -286,7 +287,7 @@ pub const TAYLOR_GRADS: Kernel = Kernel {
 /// Each output row divided by its normaliser.
 pub const NORMALISE: Kernel = Kernel {
     entry: "normalise",
-    bindings: &[PARAMS, X, OUT, AUX],
+    bindings: &[PARAMS, X, ADDEND, OUT, AUX],
     ..PHI_ROWS
 };
 
@@ -301,7 +302,7 @@ pub const COPY_ROWS_TRANSPOSED_TOO4: Kernel = Kernel {
 /// normalise for 4 rows of a chunk per invocation, as vec4s, where d_v is a multiple of 4.
 pub const NORMALISE4: Kernel = Kernel {
     entry: "normalise4",
-    bindings: &[PARAMS, X4, OUT4, AUX],
+    bindings: &[PARAMS, X4, ADDEND, OUT4, AUX],
     ..PHI_ROWS
 };
 
@@ -869,6 +870,10 @@ impl PolyAttention {
         ]
     }
 
+    fn row_sums_shape(&self) -> [usize; 2] {
+        [self.heads(), self.rows_pad()]
+    }
+
     fn scores_shape(&self) -> [usize; 3] {
         [self.heads() * self.n_chunks, self.block, self.block]
     }
@@ -925,11 +930,12 @@ impl PolyAttention {
         dims: [usize; 3],
         zeros: (Epilogue, Triangles),
     ) -> Result<()> {
-        self.product_of_rows(ctx, enc, (a, dims[0]), b, c, dims, zeros)
+        self.product_of_rows(ctx, enc, (a, dims[0]), b, (c, dims[0]), dims, zeros)
     }
 
-    /// [`Self::product_with_zeros`] where each matrix of op(A) has `a_rows` rows stored, of
-    /// which the product computes the first m (C has m rows): the rows of dV'^T that dv keeps.
+    /// [`Self::product_with_zeros`] where each matrix of op(A) has `a_rows` rows stored and
+    /// each of C `c_rows`, of which the product computes the first m: the rows of dV'^T that
+    /// dv keeps, the value rows of O'^T that the diagonal blocks add to.
     #[allow(clippy::too_many_arguments)]
     fn product_of_rows(
         &self,
@@ -937,7 +943,7 @@ impl PolyAttention {
         enc: &mut wgpu::CommandEncoder,
         (a, a_rows): (Operand, usize),
         b: Operand,
-        c: &GpuTensor,
+        (c, c_rows): (&GpuTensor, usize),
         [m, n, k]: [usize; 3],
         (epilogue, triangles): (Epilogue, Triangles),
     ) -> Result<()> {
@@ -953,7 +959,7 @@ impl PolyAttention {
             shape,
             layout: Layout {
                 ldc: n,
-                stride_c: m * n,
+                stride_c: c_rows * n,
                 ..dense_a
             },
             epilogue,
@@ -1114,7 +1120,9 @@ impl PolyAttention {
                 + causal(scratch(&self.scores_shape()))
                 + if self.pads_qk() { 2 * rows(qw) } else { 0 },
             // O', V' chunk-transposed, and the diagonal blocks' weights P.
-            forward_scratch: 2 * rows(vw) + causal(scratch(&self.scores_shape())) + packing.total,
+            forward_scratch: 2 * rows(vw)
+                + causal(scratch(&self.scores_shape()) + bytes(&self.row_sums_shape()))
+                + packing.total,
             // G and G chunk-transposed, dV.
             backward_scratch: 2 * rows(vw)
                 + rows(s.d_v)
@@ -1177,6 +1185,11 @@ impl PolyAttention {
             .causal
             .then(|| scratch("poly attention weights", &self.scores_shape()))
             .transpose()?;
+        // P's row sums: the diagonal blocks' share of Z, which normalise adds.
+        let row_sums = s
+            .causal
+            .then(|| out("poly attention diagonal row sums", &self.row_sums_shape()))
+            .transpose()?;
         let mut enc = ctx.encoder("poly attention forward");
         ctx.checked("recording poly attention forward", || -> Result<()> {
             let enc = &mut enc;
@@ -1198,25 +1211,35 @@ impl PolyAttention {
             // O'_c^T = S_<c^T Phi(Q_c)^T.
             let (s_prev, phi_q_t) = ((states, false), (&saved.phi_q, true));
             self.product(ctx, enc, s_prev, phi_q_t, &o_ones_t, [vw, c, kp], PLAIN)?;
-            if let (Some(scores), Some(weights)) = (&saved.scores, &weights) {
+            if let (Some(scores), Some(weights), Some(row_sums)) =
+                (&saved.scores, &weights, &row_sums)
+            {
                 if let (Some(q_pad), Some(k_pad)) = (&saved.q_pad, &saved.k_pad) {
                     self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES, None)?;
                     self.copy_rows(ctx, enc, (k, n, s.d_qk), (k_pad, n_pad, qw), NO_ONES, None)?;
                 }
                 self.scores(ctx, enc, saved.qk_rows(q, k), scores)?;
-                let p = [("x4", scores), ("aux4", weights)];
+                let p = [
+                    (X4.name, scores),
+                    (AUX4.name, weights),
+                    (OUT.name, row_sums),
+                ];
                 let block_rows = scores.len() / c;
                 self.kernel(ctx, enc, &TAYLOR_WEIGHTS, self.params(), &p, block_rows)?;
-                // O'_c^T += V'_c^T P_c^T.
+                // O'_c^T's d_v value rows += V'_c^T P_c^T: the ones row's share is P's row sums,
+                // so the product's rows of C are d_v, not the 72 of V' padded (5 blocks of 16).
                 let add = Epilogue {
                     add_into_c: true,
                     ..PLAIN
                 };
                 // op(B) = P_c^T: zero where k > j.
                 let (p_t, zeros) = ((weights, true), B_UPPER);
-                self.product_with_zeros(ctx, enc, v1_t, p_t, &o_ones_t, [vw, c, c], (add, zeros))?;
+                let dims = [s.d_v, c, c];
+                let (a, c_rows) = ((v1_t, vw), (&o_ones_t, vw));
+                self.product_of_rows(ctx, enc, a, p_t, c_rows, dims, (add, zeros))?;
             }
-            self.normalise(ctx, enc, &o_ones_t, (&saved.o, &saved.z))
+            let outputs = (&saved.o, &saved.z);
+            self.normalise(ctx, enc, &o_ones_t, row_sums.as_ref(), outputs)
         })??;
         ctx.submit("poly attention forward", enc)?;
         Ok(saved)
@@ -1333,7 +1356,7 @@ impl PolyAttention {
                 enc,
                 (r_rows, vw),
                 phi_k_t,
-                &dv_t,
+                (&dv_t, s.d_v),
                 dims,
                 (add, Triangles::NONE),
             )?;
@@ -1343,30 +1366,38 @@ impl PolyAttention {
         Ok(grads)
     }
 
-    /// Records o and Z from O' chunk-transposed.
+    /// Records o and Z from O' chunk-transposed, plus the diagonal blocks' row sums of P
+    /// (causal) in Z.
     fn normalise(
         &self,
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         o_ones_t: &GpuTensor,
+        row_sums: Option<&GpuTensor>,
         (o, z): (&GpuTensor, &GpuTensor),
     ) -> Result<()> {
         let vw = self.v_width();
         let params = PolyParams {
             width_in: vw as u32,
+            flags: if row_sums.is_some() { ADD_ADDEND } else { 0 },
             ..self.params()
         };
+        if let Some(sums) = row_sums {
+            check_len(sums, self.heads() * self.rows_pad())?;
+        }
+        // Without row sums the slot still needs a buffer (read-only, as O' is): not read.
+        let addend = (ADDEND.name, row_sums.unwrap_or(o_ones_t));
         if self.shape.d_v.is_multiple_of(4) {
             // By 4 rows of a chunk per invocation; row_quad reads O'^T's width as width_out.
             let params = PolyParams {
                 width_out: vw as u32,
                 ..params
             };
-            let buffers = [(X4.name, o_ones_t), (OUT4.name, o), (AUX.name, z)];
+            let buffers = [(X4.name, o_ones_t), addend, (OUT4.name, o), (AUX.name, z)];
             let quads = self.heads() * self.rows_pad() / 4;
             return self.kernel(ctx, enc, &NORMALISE4, params, &buffers, quads);
         }
-        let buffers = [(X.name, o_ones_t), (OUT.name, o), (AUX.name, z)];
+        let buffers = [(X.name, o_ones_t), addend, (OUT.name, o), (AUX.name, z)];
         let rows = self.heads() * self.shape.seq_len;
         self.kernel(ctx, enc, &NORMALISE, params, &buffers, rows)
     }
@@ -1465,7 +1496,7 @@ impl PolyAttention {
             enc,
             ((g_t, false), vw),
             (p_t, true),
-            dv_t,
+            (dv_t, self.shape.d_v),
             dims,
             (PLAIN, B_LOWER),
         )
