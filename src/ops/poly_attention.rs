@@ -1504,7 +1504,9 @@ impl PolyAttention {
 }
 
 /// Chunk sizes the tuner times. Larger chunks make the diagonal blocks dearer (O(n C d) time),
-/// smaller ones the state scan (O(n k d_v / C)); on llvmpipe 64 won (BENCHMARKS.md).
+/// smaller ones the state scan (O(n k d_v / C)); on llvmpipe 64 won on a Zen 3 EPYC and 128 on
+/// an Intel Xeon and a Zen 5 EPYC, where the two measured within 10% of each other
+/// (BENCHMARKS.md).
 pub const CHUNK_CANDIDATES: [usize; 3] = [32, 64, 128];
 /// Rows of the probe the chunk tuner times: enough chunks of every candidate for both costs to
 /// show above the noise. At 2048 rows 32 and 64 traded places from run to run on llvmpipe
