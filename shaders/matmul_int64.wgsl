@@ -3,8 +3,7 @@
 // Appended to matmul.wgsl and matmul_subgroup.wgsl where the adapter has subgroups of 8 lanes and
 // 64-bit integers (wgpu's SHADER_INT64). llvmpipe loads a storage buffer lane by lane and
 // component by component, so a vec4<u64> (8 floats) costs about what one vec4<f32> does
-// (BENCHMARKS.md, probe_loads: 54 against 73 core-ns for two vec4<f32>); each float is the low or
-// high half of a u64, bitcast.
+// (floats64.wgsl, prepended).
 //
 // The same block as matmul_broadcast (16 rows by 32 columns per subgroup, lane l owning columns
 // 4l..4l+3) and the same sums in the same order, 8 k per step: 2 loads of op(A) and 4 of op(B)
@@ -14,24 +13,6 @@
 
 @group(0) @binding(15) var<storage, read> a8: array<vec4<u64>>;
 @group(0) @binding(16) var<storage, read> b8: array<vec4<u64>>;
-
-// The float at the lower address of a little-endian u64, and the one above it.
-fn low_f32(w: u64) -> f32 {
-    return bitcast<f32>(u32(w & 0xfffffffflu));
-}
-
-fn high_f32(w: u64) -> f32 {
-    return bitcast<f32>(u32(w >> 32u));
-}
-
-// Floats 0..3 and 4..7 of 8 loaded as a vec4<u64>.
-fn first4(w: vec4<u64>) -> vec4<f32> {
-    return vec4<f32>(low_f32(w.x), high_f32(w.x), low_f32(w.y), high_f32(w.y));
-}
-
-fn second4(w: vec4<u64>) -> vec4<f32> {
-    return vec4<f32>(low_f32(w.z), high_f32(w.z), low_f32(w.w), high_f32(w.w));
-}
 
 // Line `line` (clamped to the last) of a k-contiguous operand at k..k+7, as one load.
 fn load_k8(op: Operand, line: u32, k: u32) -> vec4<u64> {

@@ -122,6 +122,8 @@ pub enum Needs {
     Subgroups,
     /// Subgroups and 64-bit integers (wgpu's `SHADER_INT64`).
     SubgroupsInt64,
+    /// 64-bit integers.
+    Int64,
 }
 
 /// One entry point, declared once.

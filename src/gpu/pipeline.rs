@@ -91,6 +91,7 @@ impl GpuContext {
             Needs::Subgroups => (!self.has_subgroups()).then_some("subgroups"),
             Needs::SubgroupsInt64 => (!self.has_subgroups() || !self.has_int64())
                 .then_some("subgroups and 64-bit integers"),
+            Needs::Int64 => (!self.has_int64()).then_some("64-bit integers"),
         };
         if let Some(lacking) = lacking {
             return Err(Error::Adapter {

@@ -19,6 +19,8 @@ pub const SHADERS: &[(&str, &str)] = &[
         "exact_attention.wgsl",
         include_str!("../../shaders/exact_attention.wgsl"),
     ),
+    // Not a module of its own: floats read and written as u64s, prepended to the int64 shaders.
+    ("floats64.wgsl", include_str!("../../shaders/floats64.wgsl")),
     // gelu_math.wgsl prepended (see its header).
     (
         "gelu.wgsl",
@@ -55,20 +57,30 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../../shaders/matmul_subgroup.wgsl")
         ),
     ),
-    // Not a module of its own: appended to matmul.wgsl and matmul_subgroup.wgsl (see its
-    // header).
+    // Not a module of its own: appended to matmul.wgsl and matmul_subgroup.wgsl, floats64.wgsl
+    // between them (see its header).
     (
         "matmul_int64.wgsl",
         concat!(
             include_str!("../../shaders/gelu_math.wgsl"),
             include_str!("../../shaders/matmul.wgsl"),
             include_str!("../../shaders/matmul_subgroup.wgsl"),
+            include_str!("../../shaders/floats64.wgsl"),
             include_str!("../../shaders/matmul_int64.wgsl")
         ),
     ),
     (
         "poly_attention.wgsl",
         include_str!("../../shaders/poly_attention.wgsl"),
+    ),
+    // Not a module of its own: appended to poly_attention.wgsl, floats64.wgsl between them.
+    (
+        "poly_attention_int64.wgsl",
+        concat!(
+            include_str!("../../shaders/poly_attention.wgsl"),
+            include_str!("../../shaders/floats64.wgsl"),
+            include_str!("../../shaders/poly_attention_int64.wgsl")
+        ),
     ),
     (
         "sampled_check.wgsl",

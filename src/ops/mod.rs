@@ -320,6 +320,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::GRAD_ROWS,
     &poly_attention::GRAD_ROWS4,
     &poly_attention::SCAN_STATES,
+    &poly_attention::SCAN_STATES64,
     &layer_norm::LAYER_NORM_FORWARD,
     &layer_norm::LAYER_NORM_INPUT_GRAD,
     &layer_norm::LAYER_NORM_PARAM_GRAD,

@@ -66,6 +66,7 @@ const OUT4: BindingDecl = BindingDecl::new("out4", 8, Access::ReadWrite, Elem::V
 const X4: BindingDecl = BindingDecl::new("x4", 9, Access::Read, Elem::Vec4F32);
 const AUX4: BindingDecl = BindingDecl::new("aux4", 10, Access::ReadWrite, Elem::Vec4F32);
 const Y4: BindingDecl = BindingDecl::new("y4", 11, Access::Read, Elem::Vec4F32);
+const STATES8: BindingDecl = BindingDecl::new("states8", 12, Access::ReadWrite, Elem::Vec4U64);
 
 /// Phi of each row.
 pub const PHI_ROWS: Kernel = Kernel {
@@ -333,6 +334,15 @@ pub const GRAD_ROWS4: Kernel = Kernel {
 pub const SCAN_STATES: Kernel = Kernel {
     entry: "scan_states",
     bindings: &[PARAMS, STATES4],
+    ..PHI_ROWS
+};
+
+/// scan_states by 8 floats a load (vec4<u64>), where the adapter has 64-bit integers.
+pub const SCAN_STATES64: Kernel = Kernel {
+    shader: "poly_attention_int64.wgsl",
+    entry: "scan_states64",
+    bindings: &[PARAMS, STATES8],
+    needs: Needs::Int64,
     ..PHI_ROWS
 };
 
@@ -1054,20 +1064,26 @@ impl PolyAttention {
         states: &GpuTensor,
         flags: u32,
     ) -> Result<()> {
-        // A whole number of vec4s: features_pad is a multiple of 4.
+        // A whole number of vec4s, and of 8 floats: features_pad and v_width are multiples of 8.
         let per_chunk = self.features_pad() * self.v_width();
         let params = PolyParams {
             width_in: per_chunk as u32,
             flags,
             ..self.params()
         };
+        let (kernel, binding, floats_each) = if ctx.has_int64() {
+            (&SCAN_STATES64, STATES8, 8)
+        } else {
+            (&SCAN_STATES, STATES4, 4)
+        };
+        let invocations = self.heads() * per_chunk / floats_each;
         self.kernel(
             ctx,
             enc,
-            &SCAN_STATES,
+            kernel,
             params,
-            &[("states4", states)],
-            self.heads() * per_chunk / 4,
+            &[(binding.name, states)],
+            invocations,
         )
     }
 
