@@ -40,6 +40,15 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/layer_norm.wgsl"),
     ),
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
+    // Not a module of its own: appended to linear.wgsl, floats64.wgsl between them.
+    (
+        "linear_int64.wgsl",
+        concat!(
+            include_str!("../../shaders/linear.wgsl"),
+            include_str!("../../shaders/floats64.wgsl"),
+            include_str!("../../shaders/linear_int64.wgsl")
+        ),
+    ),
     // gelu_math.wgsl prepended (the epilogue's activation).
     (
         "matmul.wgsl",

@@ -44,6 +44,7 @@ const DB: BindingDecl = BindingDecl::new("db", 2, Access::ReadWrite, Elem::F32);
 const DY4: BindingDecl = BindingDecl::new("dy4", 3, Access::Read, Elem::Vec4F32);
 const PARTIALS4: BindingDecl = BindingDecl::new("partials4", 4, Access::ReadWrite, Elem::Vec4F32);
 const OUT4: BindingDecl = BindingDecl::new("out4", 5, Access::ReadWrite, Elem::Vec4F32);
+const DY8: BindingDecl = BindingDecl::new("dy8", 6, Access::Read, Elem::Vec4U64);
 
 /// Column sums of dy, one invocation per column: a bias's gradient, at any width.
 pub const BIAS_GRAD: Kernel = Kernel {
@@ -62,6 +63,16 @@ pub const BIAS_GRAD: Kernel = Kernel {
 pub const BIAS_GRAD_BLOCKS: Kernel = Kernel {
     entry: "bias_grad_blocks",
     bindings: &[PARAMS, DY4, PARTIALS4],
+    ..BIAS_GRAD
+};
+
+/// bias_grad_blocks by 8 columns a load (vec4<u64>), where the adapter has 64-bit integers and
+/// the width is a multiple of 8.
+pub const BIAS_GRAD_BLOCKS64: Kernel = Kernel {
+    shader: "linear_int64.wgsl",
+    entry: "bias_grad_blocks64",
+    bindings: &[PARAMS, DY8, PARTIALS4],
+    needs: Needs::Int64,
     ..BIAS_GRAD
 };
 
@@ -395,13 +406,22 @@ fn bias_grad(
             )?;
             continue;
         };
+        // 8 columns an invocation where u64 loads may carry them, else 4.
+        let (kernel, dy_binding, cols_each) = if ctx.has_int64() && cols.is_multiple_of(8) {
+            (&BIAS_GRAD_BLOCKS64, DY8, 8)
+        } else {
+            (&BIAS_GRAD_BLOCKS, DY4, 4)
+        };
         ctx.run(
             encoder,
-            &BIAS_GRAD_BLOCKS,
+            kernel,
             SUM_BLOCK_CONSTANT,
             &params,
-            &[(DY4.name, &dy.buffer), (PARTIALS4.name, &partials.buffer)],
-            Grid::Invocations((blocks * cols / 4) as u64),
+            &[
+                (dy_binding.name, &dy.buffer),
+                (PARTIALS4.name, &partials.buffer),
+            ],
+            Grid::Invocations((blocks * cols / cols_each) as u64),
         )?;
         let partials = BlockPartials {
             tensor: partials,

@@ -288,6 +288,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::MATMUL_WINDOWS,
     &linear::BIAS_GRAD,
     &linear::BIAS_GRAD_BLOCKS,
+    &linear::BIAS_GRAD_BLOCKS64,
     &linear::SUM_BLOCKS,
     &certificate::SPAN_MAXIMA,
     &sampled_check::SPAN_SUMS,
