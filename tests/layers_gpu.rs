@@ -92,11 +92,13 @@ fn linear_case(inp: usize, out: usize, rows: usize) {
 
 /// Both kernels of each row pass: the plain one (width 5) and, on a CPU adapter, the row kernels
 /// that hold a row in private vec4 arrays (width 36, a multiple of 4); the parameter gradients
-/// likewise one column per invocation (5) and in two levels (36), over two spans of rows.
+/// likewise one column per invocation (5) and in two levels (36), over two spans of rows, and 8
+/// columns a load where the adapter has 64-bit integers (40).
 #[test]
 fn layer_norm_forward_and_backward_over_two_spans() {
     layer_norm_case(5);
     layer_norm_case(36);
+    layer_norm_case(40);
 }
 
 fn layer_norm_case(width: usize) {

@@ -39,6 +39,15 @@ pub const SHADERS: &[(&str, &str)] = &[
         "layer_norm.wgsl",
         include_str!("../../shaders/layer_norm.wgsl"),
     ),
+    // Not a module of its own: appended to layer_norm.wgsl, floats64.wgsl between them.
+    (
+        "layer_norm_int64.wgsl",
+        concat!(
+            include_str!("../../shaders/layer_norm.wgsl"),
+            include_str!("../../shaders/floats64.wgsl"),
+            include_str!("../../shaders/layer_norm_int64.wgsl")
+        ),
+    ),
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
     // Not a module of its own: appended to linear.wgsl, floats64.wgsl between them.
     (

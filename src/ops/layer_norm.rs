@@ -41,6 +41,8 @@ const Y4: BindingDecl = BindingDecl::new("y4", 14, Access::ReadWrite, Elem::Vec4
 const DY4: BindingDecl = BindingDecl::new("dy4", 15, Access::Read, Elem::Vec4F32);
 const DX4: BindingDecl = BindingDecl::new("dx4", 16, Access::ReadWrite, Elem::Vec4F32);
 const PARTIALS4: BindingDecl = BindingDecl::new("partials4", 17, Access::ReadWrite, Elem::Vec4F32);
+const X8: BindingDecl = BindingDecl::new("x8", 18, Access::Read, Elem::Vec4U64);
+const DY8: BindingDecl = BindingDecl::new("dy8", 19, Access::Read, Elem::Vec4U64);
 
 /// The widest row the row kernels hold in their private arrays, in vec4s: the shader's
 /// `ROW_QUADS_MAX`, a source constant set from this one.
@@ -97,6 +99,16 @@ pub const LAYER_NORM_PARAM_GRAD_BLOCKS: Kernel = Kernel {
     bindings: &[PARAMS, X4, SAVED_STATS, DY4, PARTIALS4],
     source_constants: &["SUM_BLOCK"],
     ..LAYER_NORM_FORWARD
+};
+
+/// param_grad_blocks by 8 columns a load (vec4<u64>), where the adapter has 64-bit integers and
+/// the width is a multiple of 8.
+pub const LAYER_NORM_PARAM_GRAD_BLOCKS64: Kernel = Kernel {
+    shader: "layer_norm_int64.wgsl",
+    entry: "param_grad_blocks64",
+    bindings: &[PARAMS, X8, SAVED_STATS, DY8, PARTIALS4],
+    needs: Needs::Int64,
+    ..LAYER_NORM_PARAM_GRAD_BLOCKS
 };
 
 /// Whether the row kernels run this width here: a multiple of 4 that their private arrays
@@ -264,18 +276,25 @@ pub fn layer_norm_backward(
             )?;
             continue;
         };
+        // 8 columns an invocation where u64 loads may carry them, else 4.
+        let (kernel, [x_binding, dy_binding], cols_each) =
+            if ctx.has_int64() && width.is_multiple_of(8) {
+                (&LAYER_NORM_PARAM_GRAD_BLOCKS64, [X8, DY8], 8)
+            } else {
+                (&LAYER_NORM_PARAM_GRAD_BLOCKS, [X4, DY4], 4)
+            };
         ctx.run(
             encoder,
-            &LAYER_NORM_PARAM_GRAD_BLOCKS,
+            kernel,
             SUM_BLOCK_CONSTANT,
             &params,
             &[
-                (X4.name, &x.buffer),
+                (x_binding.name, &x.buffer),
                 (SAVED_STATS.name, &stats.buffer),
-                (DY4.name, &dy.buffer),
+                (dy_binding.name, &dy.buffer),
                 (PARTIALS4.name, &partials.buffer),
             ],
-            Grid::Invocations((blocks * width / 4) as u64),
+            Grid::Invocations((blocks * width / cols_each) as u64),
         )?;
         for (sum, into) in [out.d_weight, out.d_bias].into_iter().enumerate() {
             let partials = BlockPartials {

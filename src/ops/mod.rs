@@ -328,6 +328,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &layer_norm::LAYER_NORM_FORWARD_ROWS,
     &layer_norm::LAYER_NORM_INPUT_GRAD_ROWS,
     &layer_norm::LAYER_NORM_PARAM_GRAD_BLOCKS,
+    &layer_norm::LAYER_NORM_PARAM_GRAD_BLOCKS64,
     &exact_attention::SPLIT_ROWS,
     &exact_attention::PIVOT_SPAN,
     &exact_attention::PIVOT_ROWS,
