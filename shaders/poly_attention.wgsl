@@ -49,8 +49,9 @@ override DEGREE: u32 = 2u;
 // that holds 1.0: a monomial of order below DEGREE pads its variables with it.
 const ONE_SLOT: u32 = 64u;
 
-// flags: phi_grad_rows adds `addend`; scan_states runs a suffix instead of a prefix; copy_rows
-// and the phi_grad kernels read a chunk-transposed source.
+// flags: the phi_grad kernels add `addend`, and normalise adds the diagonal blocks' row sums to
+// Z; scan_states runs a suffix instead of a prefix; copy_rows and the phi_grad kernels read a
+// chunk-transposed source (the phi_grad kernels' addend lies the same way).
 const ADD_ADDEND: u32 = 1u;
 const SUFFIX: u32 = 2u;
 const FROM_CHUNKS_TRANSPOSED: u32 = 4u;

@@ -45,8 +45,9 @@ gpu_params! {
     }
 }
 
-/// `flags`: phi_grad_rows adds `addend`; scan_states runs a suffix; copy_rows and the phi_grad
-/// kernels read a chunk-transposed source.
+/// `flags`: the phi_grad kernels add `addend`, and normalise adds the diagonal blocks' row sums
+/// to Z; scan_states runs a suffix; copy_rows and the phi_grad kernels read a chunk-transposed
+/// source (the phi_grad kernels' addend lies the same way).
 const ADD_ADDEND: u32 = 1;
 const SUFFIX: u32 = 2;
 const FROM_CHUNKS_TRANSPOSED: u32 = 4;
@@ -1300,8 +1301,8 @@ impl PolyAttention {
         let (q_rows, k_rows) = saved.qk_rows(q, k);
         let diagonal = match &saved.scores {
             Some(scores) => Some(Diagonal {
-                q_pad: q_rows,
-                k_pad: k_rows,
+                q: q_rows,
+                k: k_rows,
                 scores,
                 d_scores: scratch("poly attention score gradients", &self.scores_shape())?,
                 weights_t: scratch("poly attention weights transposed", &self.scores_shape())?,
@@ -1490,7 +1491,7 @@ impl PolyAttention {
         self.product_with_zeros(
             ctx,
             enc,
-            (diag.k_pad, true),
+            (diag.k, true),
             (d_scores, true),
             &diag.dq,
             dims,
@@ -1499,7 +1500,7 @@ impl PolyAttention {
         self.product_with_zeros(
             ctx,
             enc,
-            (diag.q_pad, true),
+            (diag.q, true),
             (d_scores, false),
             &diag.dk,
             dims,
@@ -1590,8 +1591,9 @@ fn measure_chunk(ctx: &GpuContext, shape: &AttentionShape, degree: u32) -> Resul
 
 /// The causal backward's buffers for the diagonal blocks.
 struct Diagonal<'a> {
-    q_pad: &'a GpuTensor,
-    k_pad: &'a GpuTensor,
+    /// Q and K as the products read them ([`PolyForward::qk_rows`]).
+    q: &'a GpuTensor,
+    k: &'a GpuTensor,
     scores: &'a GpuTensor,
     d_scores: GpuTensor,
     /// P_c^T for every chunk, `[B*H * n_chunks, C, C]`.
