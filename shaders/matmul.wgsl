@@ -27,6 +27,10 @@
 override WORKGROUP: u32 = 64u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+// C stored transposed, N x M: element (row, col) of matrix b at b stride_c + col ldc + row. A
+// weight gradient runs as the product whose op(B) has the shorter rows and is stored as the
+// weight lies (ops::linear); the host stores such a C an element at a time (no C_VEC4).
+override TRANS_C: bool = false;
 override VEC4: bool = false;
 // pack_windows: pack op(B) rather than op(A).
 override PACK_B: bool = false;
@@ -177,7 +181,7 @@ fn store(batch: u32, row: u32, col: u32, sum: f32) {
     if (row >= params.m || col >= params.n) {
         return;
     }
-    let at = batch * params.stride_c + row * params.ldc + col;
+    let at = batch * params.stride_c + select(row * params.ldc + col, col * params.ldc + row, TRANS_C);
     var v = params.alpha * sum;
     if (ADD_INTO_C) {
         v = c[at] + v;

@@ -33,12 +33,14 @@ fn assert_close(what: &str, gpu: &[f32], reference: &[f64]) {
 /// Both load paths of the product core: scalar (a width or row count that is not a multiple of
 /// 4) and vector (all multiples of 4); the bias gradient over two spans of rows, one column per
 /// invocation (out = 6), in two levels (out = 12), and 8 columns a load where the adapter has
-/// 64-bit integers (out = 16).
+/// 64-bit integers (out = 16). Where out < in, dW runs as x^T dy stored transposed: scalar
+/// (7 -> 6) and in the 64-bit kernels' layout (24 -> 8).
 #[test]
 fn linear_forward_and_backward_over_two_spans() {
     linear_case(7, 6, ROWS);
     linear_case(8, 12, ROWS - 1);
     linear_case(8, 16, ROWS - 3);
+    linear_case(24, 8, ROWS - 8);
 }
 
 fn linear_case(inp: usize, out: usize, rows: usize) {

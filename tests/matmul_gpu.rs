@@ -1,5 +1,5 @@
 //! The matrix-product core against its f64 definition: every variant the adapter offers, every
-//! transpose, every epilogue, ragged sizes, batches of 1 and 3.
+//! transpose (of A, B and C), every epilogue, ragged sizes, batches of 1 and 3.
 
 mod common;
 
@@ -223,7 +223,15 @@ fn every_variant_matches_f64_over_ragged_shapes_transposes_and_epilogues() {
                 let k = SIZES[(i + 3 + 2 * t) % SIZES.len()];
                 let batch = if case % 2 == 0 { 1 } else { 3 };
                 let shape = Shape { batch, m, n, k };
-                let layout = Layout::dense(&shape, trans_a, trans_b);
+                // C stored transposed in every other run of four cases, so that each
+                // epilogue meets both.
+                let dense = Layout::dense(&shape, trans_a, trans_b);
+                let trans_c = (case / 4) % 2 == 1;
+                let layout = if trans_c {
+                    dense.with_c_transposed(&shape)
+                } else {
+                    dense
+                };
                 let epilogue = epilogue(case);
                 case += 1;
                 if !variant.suits(&ctx, &shape, &layout, direct_fits(&ctx, &shape, &layout)) {
@@ -231,7 +239,7 @@ fn every_variant_matches_f64_over_ragged_shapes_transposes_and_epilogues() {
                 }
                 let err = check(&ctx, &mut rng, shape, layout, epilogue, variant);
                 err.assert_close(&format!(
-                    "{variant} {shape:?} trans ({trans_a}, {trans_b}) {epilogue:?}"
+                    "{variant} {shape:?} trans ({trans_a}, {trans_b}, c {trans_c}) {epilogue:?}"
                 ));
                 if err.elements >= Accuracy::MIN_ELEMENTS {
                     worst_relative = worst_relative.max(err.relative);
@@ -340,6 +348,7 @@ fn strided_operands_and_a_broadcast_matrix() {
         let layout = Layout {
             trans_a: false,
             trans_b: true,
+            trans_c: false,
             lda: 24,
             ldb: 20,
             ldc: 16,

@@ -260,13 +260,27 @@ fn forward_shape(rows: usize, inp: usize, out: usize) -> Shape {
     }
 }
 
-/// [dW = dy^T x (out x inp, summing over rows), dx = dy W (rows x inp, summing over out)].
+/// Whether dW runs as dW^T = x^T dy, stored transposed (so as W lies), rather than dy^T x:
+/// where out < inp, so that op(B), whose rows the kernels load most often (a lane loads op(B)
+/// at every k and shares op(A)'s loads), has the shorter rows. On llvmpipe dW of 256 x 1024 ran
+/// at 30-48 GFLOP/s as dy^T x and at 58 as x^T dy (BENCHMARKS.md).
+fn weight_grad_transposed(inp: usize, out: usize) -> bool {
+    out < inp
+}
+
+/// [dW = dy^T x (out x inp, summing over rows; inp x out where `weight_grad_transposed`), dx
+/// = dy W (rows x inp, summing over out)].
 fn backward_shapes(rows: usize, inp: usize, out: usize) -> [Shape; 2] {
+    let (m, n) = if weight_grad_transposed(inp, out) {
+        (inp, out)
+    } else {
+        (out, inp)
+    };
     [
         Shape {
             batch: 1,
-            m: out,
-            n: inp,
+            m,
+            n,
             k: rows,
         },
         Shape {
@@ -329,14 +343,21 @@ pub fn linear_backward(
     check_matrix(w, out, inp)?;
     check_matrix(dy, rows, out)?;
     check_matrix(dw, out, inp)?;
-    // dW [out, in] = dy^T x: op(A) = dy^T with dy stored [rows, out], op(B) = x.
+    // dW [out, in] = dy^T x: op(A) = dy^T with dy stored [rows, out], op(B) = x; or dW^T =
+    // x^T dy, stored transposed.
     let [dw_shape, dx_shape] = backward_shapes(rows, inp, out);
+    let dense = Layout::dense(&dw_shape, true, false);
+    let (layout, a, b) = if weight_grad_transposed(inp, out) {
+        (dense.with_c_transposed(&dw_shape), x, dy)
+    } else {
+        (dense, dy, x)
+    };
     Matmul {
         shape: dw_shape,
-        layout: Layout::dense(&dw_shape, true, false),
+        layout,
         epilogue: Epilogue::default(),
-        a: dy,
-        b: x,
+        a,
+        b,
         c: dw,
         bias: None,
         triangles: Triangles::NONE,

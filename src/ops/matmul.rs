@@ -69,6 +69,7 @@ const BINDINGS: &[BindingDecl] = &[
 const CORE_CONSTANTS: &[&str] = &[
     "TRANS_A",
     "TRANS_B",
+    "TRANS_C",
     "VEC4",
     "ADD_INTO_C",
     "ADD_BIAS",
@@ -104,6 +105,7 @@ pub const MATMUL_TILED: Kernel = Kernel {
 const SUBGROUP_CONSTANTS: &[&str] = &[
     "TRANS_A",
     "TRANS_B",
+    "TRANS_C",
     "VEC4",
     "SUBGROUP",
     "C_VEC4",
@@ -201,6 +203,7 @@ pub const MATMUL_WINDOWS: Kernel = Kernel {
     constants: &[
         "B_K_MAJOR",
         "BATCH_WINDOWS",
+        "TRANS_C",
         "C_VEC4",
         "ADD_INTO_C",
         "ADD_BIAS",
@@ -488,11 +491,11 @@ impl Variant {
     }
 }
 
-/// Whether C may be stored a vec4 at a time (C_VEC4 in the shaders): its row stride, matrix
-/// stride and width multiples of 4, so that every lane's 4 columns start at a multiple of 4 and
-/// lie all in C or all past it.
+/// Whether C may be stored a vec4 at a time (C_VEC4 in the shaders): stored as it is read, its
+/// row stride, matrix stride and width multiples of 4, so that every lane's 4 columns start at
+/// a multiple of 4 and lie all in C or all past it.
 fn c_vec4(shape: &Shape, l: &Layout) -> bool {
-    [l.ldc, l.stride_c, shape.n].iter().all(|v| v % 4 == 0)
+    !l.trans_c && [l.ldc, l.stride_c, shape.n].iter().all(|v| v % 4 == 0)
 }
 
 /// The sizes of a product: op(A) is m x k, op(B) is k x n, `batch` of them.
@@ -509,14 +512,16 @@ pub struct Shape {
 }
 
 /// How the operands are stored: A is m x k (or k x m with `trans_a`), B is k x n (or n x k
-/// with `trans_b`); row strides and batch strides in elements (a batch stride of 0 reuses one
-/// matrix for every batch).
+/// with `trans_b`), C is m x n (or n x m with `trans_c`); row strides and batch strides in
+/// elements (a batch stride of 0 reuses one matrix for every batch).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Layout {
     /// A stored k x m.
     pub trans_a: bool,
     /// B stored n x k.
     pub trans_b: bool,
+    /// C stored n x m: element (i, j) at j ldc + i.
+    pub trans_c: bool,
     /// A's row stride.
     pub lda: usize,
     /// B's row stride.
@@ -538,12 +543,23 @@ impl Layout {
         Layout {
             trans_a,
             trans_b,
+            trans_c: false,
             lda: if trans_a { m } else { k },
             ldb: if trans_b { k } else { n },
             ldc: n,
             stride_a: m * k,
             stride_b: k * n,
             stride_c: m * n,
+        }
+    }
+
+    /// This layout with C stored transposed and dense: n rows of m.
+    pub fn with_c_transposed(self, shape: &Shape) -> Self {
+        Layout {
+            trans_c: true,
+            ldc: shape.m,
+            stride_c: shape.m * shape.n,
+            ..self
         }
     }
 
@@ -794,6 +810,7 @@ impl Matmul<'_> {
         }
         let (a_rows, a_cols) = if l.trans_a { (k, m) } else { (m, k) };
         let (b_rows, b_cols) = if l.trans_b { (n, k) } else { (k, n) };
+        let (c_rows, c_cols) = if l.trans_c { (n, m) } else { (m, n) };
         let needs = [
             (
                 self.a,
@@ -809,8 +826,8 @@ impl Matmul<'_> {
             ),
             (
                 self.c,
-                Layout::extent(batch, l.stride_c, m, l.ldc, n),
-                n,
+                Layout::extent(batch, l.stride_c, c_rows, l.ldc, c_cols),
+                c_cols,
                 l.ldc,
             ),
         ];
@@ -964,6 +981,7 @@ impl Matmul<'_> {
         constants.extend([
             ("TRANS_A", l.trans_a as u8 as f64),
             ("TRANS_B", l.trans_b as u8 as f64),
+            ("TRANS_C", l.trans_c as u8 as f64),
             ("VEC4", l.vec4(shape) as u8 as f64),
         ]);
         let kernel = variant.kernel();
@@ -1585,6 +1603,7 @@ impl Matmul<'_> {
             let constants = [
                 &[
                     ("B_K_MAJOR", (direct && b_k_major(shape, l)) as u8 as f64),
+                    ("TRANS_C", l.trans_c as u8 as f64),
                     ("BATCH_WINDOWS", direct as u8 as f64),
                     ("C_VEC4", c_vec4(shape, l) as u8 as f64),
                 ][..],

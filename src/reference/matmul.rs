@@ -41,7 +41,12 @@ pub fn matmul(
                             * op_at(b, l.trans_b, l.ldb, l.stride_b, batch, p, j)
                     })
                     .sum();
-                let at = batch * l.stride_c + i * l.ldc + j;
+                let at = batch * l.stride_c
+                    + if l.trans_c {
+                        j * l.ldc + i
+                    } else {
+                        i * l.ldc + j
+                    };
                 let old = if add_into_c { c[at] } else { 0.0 };
                 out[at] = old + alpha * dot + bias.map_or(0.0, |bias| bias[j]);
             }
