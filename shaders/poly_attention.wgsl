@@ -461,41 +461,43 @@ fn copy_rows_transposed_too(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // copy_rows_transposed_too for 4 rows of a chunk per invocation, from rows of x (not
-// chunk-transposed) whose width is a multiple of 4: each vec4 of the 4 rows is loaded (x4) and
-// stored (out4) as one, and each column of them stored in the chunk-transposed copy (aux4) as
-// one, where copy_rows_transposed_too stores every float alone. The same values.
+// chunk-transposed) whose width is a multiple of 4, writing only the chunk-transposed copy: V'
+// for the products, which read it only so. Each vec4 of the 4 rows is loaded (x4) as one, and
+// each column of them stored (aux4) as one, where copy_rows_transposed_too loads and stores every
+// float alone. The same values.
 @compute @workgroup_size(WORKGROUP)
-fn copy_rows_transposed_too4(@builtin(workgroup_id) wid: vec3<u32>,
-                             @builtin(local_invocation_index) lid: u32,
-                             @builtin(num_workgroups) nwg: vec3<u32>) {
+fn copy_rows_to_chunks4(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
     let rq = row_quad(linear_id(wid, lid, nwg));
     if (rq.h >= params.heads) {
         return;
     }
+    for (var q = 0u; q < params.width_out / 4u; q++) {
+        store_column_quads(rq.transposed4 + q * 4u * rq.step4, rq.step4, copied_quad(rq, q));
+    }
+}
+
+// Columns 4q..4q + 3 of a quad's 4 rows as copied (x4's rows, width_in wide, then the ones
+// column and zeros; zeros in padding rows).
+fn copied_quad(rq: RowQuad, q: u32) -> mat4x4<f32> {
     let real = rq.real;
     let source = rq.source;
-    let width_quads = params.width_out / 4u;
     let source_quads = params.width_in / 4u;
-    for (var q = 0u; q < width_quads; q++) {
-        var rows: mat4x4<f32>;
-        if (q < source_quads) {
-            rows = mat4x4<f32>(
-                select(vec4<f32>(0.0), x4[source.x * source_quads + q], real.x),
-                select(vec4<f32>(0.0), x4[source.y * source_quads + q], real.y),
-                select(vec4<f32>(0.0), x4[source.z * source_quads + q], real.z),
-                select(vec4<f32>(0.0), x4[source.w * source_quads + q], real.w));
-        } else {
-            // Past the source: 1 in the ones column of the source's rows, else 0.
-            let col = 4u * q;
-            let ones = vec4<f32>(vec4<bool>(col == params.ones_col, col + 1u == params.ones_col,
-                                            col + 2u == params.ones_col, col + 3u == params.ones_col));
-            let zero = vec4<f32>(0.0);
-            rows = mat4x4<f32>(select(zero, ones, real.x), select(zero, ones, real.y),
-                               select(zero, ones, real.z), select(zero, ones, real.w));
-        }
-        store_row_quads(rq.base4 + q, width_quads, rows);
-        store_column_quads(rq.transposed4 + q * 4u * rq.step4, rq.step4, rows);
+    if (q < source_quads) {
+        return mat4x4<f32>(
+            select(vec4<f32>(0.0), x4[source.x * source_quads + q], real.x),
+            select(vec4<f32>(0.0), x4[source.y * source_quads + q], real.y),
+            select(vec4<f32>(0.0), x4[source.z * source_quads + q], real.z),
+            select(vec4<f32>(0.0), x4[source.w * source_quads + q], real.w));
     }
+    // Past the source: 1 in the ones column of the source's rows, else 0.
+    let col = 4u * q;
+    let ones = vec4<f32>(vec4<bool>(col == params.ones_col, col + 1u == params.ones_col,
+                                    col + 2u == params.ones_col, col + 3u == params.ones_col));
+    let zero = vec4<f32>(0.0);
+    return mat4x4<f32>(select(zero, ones, real.x), select(zero, ones, real.y),
+                       select(zero, ones, real.z), select(zero, ones, real.w));
 }
 
 // copy_rows from a chunk-transposed source (copy_dv: dV^T's chunks into dv's rows) for 4 rows

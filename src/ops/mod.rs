@@ -312,7 +312,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::PHI_GRAD_PAIRS_UNROLLED,
     &poly_attention::COPY_ROWS,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO,
-    &poly_attention::COPY_ROWS_TRANSPOSED_TOO4,
+    &poly_attention::COPY_ROWS_TO_CHUNKS4,
     &poly_attention::COPY_ROWS_FROM_CHUNKS4,
     &poly_attention::TAYLOR_WEIGHTS,
     &poly_attention::TAYLOR_GRADS,

@@ -293,11 +293,11 @@ pub const NORMALISE: Kernel = Kernel {
     ..PHI_ROWS
 };
 
-/// copy_rows_transposed_too for 4 rows of a chunk per invocation, as vec4s, where the source's
-/// rows are plain and their width a multiple of 4.
-pub const COPY_ROWS_TRANSPOSED_TOO4: Kernel = Kernel {
-    entry: "copy_rows_transposed_too4",
-    bindings: &[PARAMS, X4, OUT4, AUX4],
+/// copy_rows_transposed_too for 4 rows of a chunk per invocation, as vec4s, writing only the
+/// chunk-transposed copy: V' where d_v is a multiple of 4.
+pub const COPY_ROWS_TO_CHUNKS4: Kernel = Kernel {
+    entry: "copy_rows_to_chunks4",
+    bindings: &[PARAMS, X4, AUX4],
     ..PHI_ROWS
 };
 
@@ -680,8 +680,9 @@ pub struct PolyForward {
     /// Phi(Q), Phi(K): `[B*H, n_pad, k_pad]`.
     phi_q: GpuTensor,
     phi_k: GpuTensor,
-    /// V' = [V, 1], `[B*H, n_pad, v_width]`.
-    v_ones: GpuTensor,
+    /// V' = [V, 1] chunk-transposed (each chunk's block as V'_c^T, `[v_width, C]`), `[B*H,
+    /// n_pad, v_width]` in all: the backward's products read V'_c^T k-major as op(B).
+    v_ones_t: GpuTensor,
     /// S_<c^T (causal) or S^T (full), transposed: `[B*H * n_chunks, v_width, k_pad]`.
     states: GpuTensor,
     /// Q and K padded, `[B*H, n_pad, qk_width]`, where the diagonal blocks need them (causal)
@@ -1041,20 +1042,50 @@ impl PolyAttention {
             Some(t) => {
                 // Its chunk layout is the padded rows': the destination must be padded.
                 check_len(t, dst.len())?;
-                // By vec4s of 4 rows where the widths allow (the chunk is a multiple of 4).
-                let quads = width_in.is_multiple_of(4)
-                    && width_out.is_multiple_of(4)
-                    && params.flags & FROM_CHUNKS_TRANSPOSED == 0;
-                let (kernel, [x, out, aux], rows_each) = if quads {
-                    (&COPY_ROWS_TRANSPOSED_TOO4, [X4, OUT4, AUX4], 4)
-                } else {
-                    (&COPY_ROWS_TRANSPOSED_TOO, [X, OUT, AUX], 1)
-                };
-                let buffers = [(x.name, src), (out.name, dst), (aux.name, t)];
-                let invocations = self.heads() * rows_dst / rows_each;
-                self.kernel(ctx, enc, kernel, params, &buffers, invocations)
+                let buffers = [("x", src), ("out", dst), ("aux", t)];
+                let invocations = self.heads() * rows_dst;
+                self.kernel(
+                    ctx,
+                    enc,
+                    &COPY_ROWS_TRANSPOSED_TOO,
+                    params,
+                    &buffers,
+                    invocations,
+                )
             }
         }
+    }
+
+    /// Records V' = [V, 1] chunk-transposed into `v_ones_t`: by vec4s of 4 rows where d_v is a
+    /// multiple of 4, else through V' as rows (a scratch tensor: nothing reads V' so).
+    fn copy_v_ones(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        v: &GpuTensor,
+        v_ones_t: &GpuTensor,
+    ) -> Result<()> {
+        let s = &self.shape;
+        let (vw, rows_pad) = (self.v_width(), self.rows_pad());
+        let src = (v, s.seq_len, s.d_v);
+        let ones = s.d_v as u32;
+        if !s.d_v.is_multiple_of(4) {
+            let rows = GpuTensor::output(ctx, "v'", &self.rows_shape(vw))?;
+            return self.copy_rows(ctx, enc, src, (&rows, rows_pad, vw), ones, Some(v_ones_t));
+        }
+        check_len(v, self.heads() * s.seq_len * s.d_v)?;
+        check_len(v_ones_t, self.heads() * rows_pad * vw)?;
+        let params = PolyParams {
+            rows: s.seq_len as u32,
+            rows_pad: rows_pad as u32,
+            width_in: s.d_v as u32,
+            width_out: vw as u32,
+            ones_col: ones,
+            ..self.params()
+        };
+        let buffers = [(X4.name, v), (AUX4.name, v_ones_t)];
+        let quads = self.heads() * rows_pad / 4;
+        self.kernel(ctx, enc, &COPY_ROWS_TO_CHUNKS4, params, &buffers, quads)
     }
 
     /// Records the exclusive prefix (forward) or suffix (backward) of chunk states.
@@ -1185,7 +1216,7 @@ impl PolyAttention {
             z: out("poly attention normaliser", &[self.heads(), s.seq_len])?,
             phi_q: scratch("phi(q)", &self.rows_shape(kp))?,
             phi_k: scratch("phi(k)", &self.rows_shape(kp))?,
-            v_ones: scratch("v'", &self.rows_shape(vw))?,
+            v_ones_t: scratch("v' chunks transposed", &self.rows_shape(vw))?,
             states: scratch("poly attention chunk states", &self.states_shape())?,
             q_pad: padded("q padded")?,
             k_pad: padded("k padded")?,
@@ -1196,8 +1227,6 @@ impl PolyAttention {
         };
         // O' chunk-transposed (the products' rows are its columns: see the shader).
         let o_ones_t = scratch("o' chunks transposed", &self.rows_shape(vw))?;
-        // Chunk-transposed V', for the products that sum over a chunk's rows.
-        let v_ones_t = scratch("v' chunks transposed", &self.rows_shape(vw))?;
         let weights = s
             .causal
             .then(|| scratch("poly attention weights", &self.scores_shape()))
@@ -1214,13 +1243,12 @@ impl PolyAttention {
             let (n, n_pad) = (s.seq_len, self.rows_pad());
             self.phi.record_forward(ctx, enc, q, rows, &saved.phi_q)?;
             self.phi.record_forward(ctx, enc, k, rows, &saved.phi_k)?;
-            let v_ones = (&saved.v_ones, n_pad, vw);
-            let ones = s.d_v as u32;
-            self.copy_rows(ctx, enc, (v, n, s.d_v), v_ones, ones, Some(&v_ones_t))?;
+            let v_ones_t = &saved.v_ones_t;
+            self.copy_v_ones(ctx, enc, v, v_ones_t)?;
             // S_c^T = V'_c^T Phi(K_c) (from V' chunk-transposed), then S_<c^T.
             let states = &saved.states;
             let phi_k = (&saved.phi_k, false);
-            let v1_t = (&v_ones_t, false);
+            let v1_t = (v_ones_t, false);
             self.product(ctx, enc, v1_t, phi_k, states, [vw, kp, c], PLAIN)?;
             if s.causal {
                 self.scan(ctx, enc, states, 0)?;
@@ -1343,19 +1371,19 @@ impl PolyAttention {
             }
             if let Some(diag) = &diagonal {
                 let g_both = (&g, &g_t);
-                self.diagonal_backward(ctx, enc, diag, g_both, &saved.v_ones, &dv_t)?;
+                self.diagonal_backward(ctx, enc, diag, g_both, &saved.v_ones_t, &dv_t)?;
             }
-            // dPhi(Q_c)^T = S_<c G_c^T, both stored transposed (op(A) = (S_<c^T)^T, op(B) =
-            // G_c^T: the k-contiguous runs are S^T's columns, G's rows); dq = J_phi(q)^T dPhi(Q)
-            // (+ the diagonal's).
-            let (states, g_t_op) = ((&saved.states, true), (&g, true));
+            // dPhi(Q_c)^T = S_<c G_c^T, both operands k-major (op(A) = (S_<c^T)^T, op(B) = G_c^T
+            // chunk-transposed: broadcast64-km-16x8 reads that layout at 8 columns a load, where
+            // G's rows took the 4-column kernel); dq = J_phi(q)^T dPhi(Q) (+ the diagonal's).
+            let (states, g_t_op) = ((&saved.states, true), (&g_t, false));
             self.product(ctx, enc, states, g_t_op, &d_phi_t, [kp, c, vw], PLAIN)?;
             let dq_diag = diagonal.as_ref().map(|d| (&d.dq, qw));
             let dq = &grads.dq;
             self.phi
                 .record_backward(ctx, enc, (q, rows), &d_phi_t, dq_diag, dq)?;
             // dPhi(K_c)^T = R_>c V'_c^T likewise; dk likewise.
-            let (r_op, v1_t) = ((&r, true), (&saved.v_ones, true));
+            let (r_op, v1_t) = ((&r, true), (&saved.v_ones_t, false));
             self.product(ctx, enc, r_op, v1_t, &d_phi_t, [kp, c, vw], PLAIN)?;
             let dk_diag = diagonal.as_ref().map(|d| (&d.dk, qw));
             let dk = &grads.dk;
@@ -1460,17 +1488,18 @@ impl PolyAttention {
         enc: &mut wgpu::CommandEncoder,
         diag: &Diagonal,
         (g, g_t): (&GpuTensor, &GpuTensor),
-        v_ones: &GpuTensor,
+        v_ones_t: &GpuTensor,
         dv_t: &GpuTensor,
     ) -> Result<()> {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
         let (scores, d_scores) = (diag.scores, &diag.d_scores);
-        // dL/dP_c = G_c V'_c^T, then dL/ds in its place and P_c^T beside it.
+        // dL/dP_c = G_c V'_c^T (V' kept chunk-transposed: op(B) k-major), then dL/ds in its
+        // place and P_c^T beside it.
         self.product_with_zeros(
             ctx,
             enc,
             (g, false),
-            (v_ones, true),
+            (v_ones_t, false),
             d_scores,
             [c, c, vw],
             (PLAIN, C_LOWER),
