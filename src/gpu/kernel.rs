@@ -39,6 +39,8 @@ pub enum Elem {
     Vec4U64,
     /// `vec2<u64>`: 4 floats per load, the same way.
     Vec2U64,
+    /// `u64`: 2 floats per load, the same way.
+    U64,
     /// `u32`.
     U32,
     /// An array of the WGSL struct of this name.

@@ -124,6 +124,7 @@ fn element_of(module: &Module, ty: naga::Handle<naga::Type>) -> Option<Elem> {
     let scalar_or_vec4 = |inner: &TypeInner| match inner {
         TypeInner::Scalar(s) if s.kind == ScalarKind::Float && s.width == 4 => Some(Elem::F32),
         TypeInner::Scalar(s) if s.kind == ScalarKind::Uint && s.width == 4 => Some(Elem::U32),
+        TypeInner::Scalar(s) if s.kind == ScalarKind::Uint && s.width == 8 => Some(Elem::U64),
         TypeInner::Vector { size, scalar }
             if *size == naga::VectorSize::Quad
                 && scalar.kind == ScalarKind::Float

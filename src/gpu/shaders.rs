@@ -127,11 +127,18 @@ pub struct Generated {
 }
 
 /// Every generated shader; kernels name them like the files of [`SHADERS`].
-pub const GENERATED: &[Generated] = &[Generated {
-    name: crate::ops::poly_attention::UNROLLED_SHADER,
-    base: "poly_attention.wgsl",
-    append: crate::ops::poly_attention::unrolled_wgsl,
-}];
+pub const GENERATED: &[Generated] = &[
+    Generated {
+        name: crate::ops::poly_attention::UNROLLED_SHADER,
+        base: "poly_attention.wgsl",
+        append: crate::ops::poly_attention::unrolled_wgsl,
+    },
+    Generated {
+        name: crate::ops::poly_attention::UNROLLED_INT64_SHADER,
+        base: "poly_attention_int64.wgsl",
+        append: crate::ops::poly_attention::unrolled_int64_wgsl,
+    },
+];
 
 /// The source of shader `name` (a file of [`SHADERS`] or one of [`GENERATED`]) for these
 /// source-constant values: each `const NAME: u32` given its value. Refuses a name that is
