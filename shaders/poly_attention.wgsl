@@ -548,8 +548,6 @@ fn store_real_rows(rq: RowQuad, q: u32, width_quads: u32, rows: mat4x4<f32>) {
 // multiple of 4 rows). h is params.heads or more past the last quad.
 struct RowQuad {
     h: u32,
-    // Row r0's vec4 0 in a [heads, rows_pad, width_out] tensor.
-    base4: u32,
     // Column 0 of rows r0..r0 + 3 in its chunk-transposed copy (one vec4), and the vec4s from
     // one column to the next there.
     transposed4: u32,
@@ -568,7 +566,6 @@ fn row_quad(quad: u32) -> RowQuad {
     let last = first + params.rows - 1u;
     return RowQuad(
         h,
-        (h * params.rows_pad + r0) * (params.width_out / 4u),
         chunk_transposed(h, r0, 0u, params.width_out) / 4u,
         params.chunk / 4u,
         vec4<bool>(r0 < params.rows, r0 + 1u < params.rows, r0 + 2u < params.rows,
@@ -780,8 +777,9 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // grad_rows for 4 rows of a chunk per invocation, for d_v and the padded width multiples of 4:
-// o and dO loaded (x4, y4) and G's rows stored (out4) as vec4s, and G's chunk-transposed copy
-// stored a vec4 of 4 rows at a time (aux4), where grad_rows stores each float alone. Each row's
+// o and dO loaded (x4, y4) as vec4s, and only G's chunk-transposed copy stored, a vec4 of 4 rows
+// at a time (aux4), where grad_rows stores each float alone (and G's rows, which the products
+// do not read). Each row's
 // delta adds its products in grad_rows' order, so G is grad_rows' G. One invocation per (head,
 // 4 padded rows); rows past the last are zero.
 @compute @workgroup_size(WORKGROUP)
@@ -808,7 +806,6 @@ fn grad_rows4(@builtin(workgroup_id) wid: vec3<u32>,
         let g1 = grad_quad(rows.y, q, inv_z.y, &delta1);
         let g2 = grad_quad(rows.z, q, inv_z.z, &delta2);
         let g3 = grad_quad(rows.w, q, inv_z.w, &delta3);
-        store_row_quads(rq.base4 + q, width_quads, mat4x4<f32>(g0, g1, g2, g3));
         store_column_quads(rq.transposed4 + 4u * q * rq.step4, rq.step4,
                            mat4x4<f32>(g0, g1, g2, g3));
     }
@@ -817,11 +814,9 @@ fn grad_rows4(@builtin(workgroup_id) wid: vec3<u32>,
                       real);
     let ones_rows = mat4x4<f32>(vec4<f32>(ones.x, 0.0, 0.0, 0.0), vec4<f32>(ones.y, 0.0, 0.0, 0.0),
                                 vec4<f32>(ones.z, 0.0, 0.0, 0.0), vec4<f32>(ones.w, 0.0, 0.0, 0.0));
-    store_row_quads(rq.base4 + value_quads, width_quads, ones_rows);
     store_column_quads(rq.transposed4 + 4u * value_quads * rq.step4, rq.step4, ones_rows);
     let zeros = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     for (var q = value_quads + 1u; q < width_quads; q++) {
-        store_row_quads(rq.base4 + q, width_quads, zeros);
         store_column_quads(rq.transposed4 + 4u * q * rq.step4, rq.step4, zeros);
     }
 }
@@ -836,15 +831,6 @@ fn grad_quad(row: u32, q: u32, inv_z: f32, delta: ptr<function, f32>) -> vec4<f3
     *delta += d_o.z * o.z;
     *delta += d_o.w * o.w;
     return d_o * inv_z;
-}
-
-// 4 columns of rows e = 0..3 (rows[e]) into out4 at vec4 `at` of row 0, rows `width_quads`
-// apart.
-fn store_row_quads(at: u32, width_quads: u32, rows: mat4x4<f32>) {
-    out4[at] = rows[0];
-    out4[at + width_quads] = rows[1];
-    out4[at + 2u * width_quads] = rows[2];
-    out4[at + 3u * width_quads] = rows[3];
 }
 
 // The same 4 columns of the 4 rows into the chunk-transposed aux4: column j's 4 rows one vec4,

@@ -447,11 +447,11 @@ pub const GRAD_ROWS: Kernel = Kernel {
     ..PHI_ROWS
 };
 
-/// grad_rows for 4 rows of a chunk per invocation, o, dO, G and G chunk-transposed as vec4s,
-/// where d_v is a multiple of 4.
+/// grad_rows for 4 rows of a chunk per invocation, o, dO and G chunk-transposed as vec4s, where
+/// d_v is a multiple of 4: only G chunk-transposed, which is all the products read.
 pub const GRAD_ROWS4: Kernel = Kernel {
     entry: "grad_rows4",
-    bindings: &[PARAMS, X4, Y4, ADDEND, OUT4, AUX4],
+    bindings: &[PARAMS, X4, Y4, ADDEND, AUX4],
     ..PHI_ROWS
 };
 
@@ -1461,7 +1461,6 @@ impl PolyAttention {
         );
         let out = |name: &str, shape: &[usize]| GpuTensor::output(ctx, name, shape);
         let scratch = |name: &str, shape: &[usize]| GpuTensor::windowable_output(ctx, name, shape);
-        let g = scratch("poly attention G", &self.rows_shape(vw))?;
         let g_t = scratch("poly attention G chunks transposed", &self.rows_shape(vw))?;
         let r = scratch("poly attention gradient states", &self.states_shape())?;
         // dL/dPhi chunk-transposed: the products make dPhi^T.
@@ -1496,21 +1495,29 @@ impl PolyAttention {
                 ..self.params()
             };
             // By vec4s of 4 rows where d_v allows (the padded width is a multiple of 8, the
-            // chunk of 4).
-            let (kernel, [x, y, out, aux], rows_each) = if s.d_v.is_multiple_of(4) {
-                (&GRAD_ROWS4, [X4, Y4, OUT4, AUX4], 4)
+            // chunk of 4), G chunk-transposed only; else G's rows too, which nothing reads.
+            let inputs = [(X.name, &saved.o), (Y.name, d_o), (ADDEND.name, &saved.z)];
+            if s.d_v.is_multiple_of(4) {
+                let buffers = [
+                    (X4.name, &saved.o),
+                    (Y4.name, d_o),
+                    (ADDEND.name, &saved.z),
+                    (AUX4.name, &g_t),
+                ];
+                let quads = rows.heads * rows.rows_pad / 4;
+                self.kernel(ctx, enc, &GRAD_ROWS4, params, &buffers, quads)?;
             } else {
-                (&GRAD_ROWS, [X, Y, OUT, AUX], 1)
-            };
-            let buffers = [
-                (x.name, &saved.o),
-                (y.name, d_o),
-                (ADDEND.name, &saved.z),
-                (out.name, &g),
-                (aux.name, &g_t),
-            ];
-            let invocations = rows.heads * rows.rows_pad / rows_each;
-            self.kernel(ctx, enc, kernel, params, &buffers, invocations)?;
+                let g = GpuTensor::output(ctx, "poly attention G", &self.rows_shape(vw))?;
+                let buffers = [
+                    inputs[0],
+                    inputs[1],
+                    inputs[2],
+                    (OUT.name, &g),
+                    (AUX.name, &g_t),
+                ];
+                let invocations = rows.heads * rows.rows_pad;
+                self.kernel(ctx, enc, &GRAD_ROWS, params, &buffers, invocations)?;
+            }
             // R_c^T = G_c^T Phi(Q_c) (from G chunk-transposed), then R_>c^T.
             let phi_q = (&saved.phi_q, false);
             self.product(ctx, enc, (&g_t, false), phi_q, &r, [vw, kp, c], PLAIN)?;
@@ -1518,8 +1525,7 @@ impl PolyAttention {
                 self.scan(ctx, enc, &r, SUFFIX)?;
             }
             if let Some(diag) = &diagonal {
-                let g_both = (&g, &g_t);
-                self.diagonal_backward(ctx, enc, diag, g_both, &saved.v_ones_t, &dv_t)?;
+                self.diagonal_backward(ctx, enc, diag, &g_t, &saved.v_ones_t, &dv_t)?;
             }
             // dPhi(Q_c)^T = S_<c G_c^T, both operands k-major (op(A) = (S_<c^T)^T, op(B) = G_c^T
             // chunk-transposed: broadcast64-km-16x8 reads that layout at 8 columns a load, where
@@ -1635,18 +1641,18 @@ impl PolyAttention {
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         diag: &Diagonal,
-        (g, g_t): (&GpuTensor, &GpuTensor),
+        g_t: &GpuTensor,
         v_ones_t: &GpuTensor,
         dv_t: &GpuTensor,
     ) -> Result<()> {
         let (vw, qw, c) = (self.v_width(), self.qk_width(), self.block);
         let (scores, d_scores) = (diag.scores, &diag.d_scores);
-        // dL/dP_c = G_c V'_c^T (V' kept chunk-transposed: op(B) k-major), then dL/ds in its
-        // place and P_c^T beside it.
+        // dL/dP_c = G_c V'_c^T from both chunk-transposed (k-major), then dL/ds in its place
+        // and P_c^T beside it.
         self.product_with_zeros(
             ctx,
             enc,
-            (g, false),
+            (g_t, true),
             (v_ones_t, false),
             d_scores,
             [c, c, vw],
