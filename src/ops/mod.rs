@@ -311,6 +311,7 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &poly_attention::PHI_PAIRS_UNROLLED,
     &poly_attention::PHI_GRAD_PAIRS_UNROLLED,
     &poly_attention::PHI_GRAD_PAIRS_UNROLLED2,
+    &poly_attention::PHI_PAIRS_UNROLLED64,
     &poly_attention::COPY_ROWS,
     &poly_attention::COPY_ROWS_TRANSPOSED_TOO,
     &poly_attention::COPY_ROWS_TO_CHUNKS4,

@@ -71,6 +71,8 @@ const STATES8: BindingDecl = BindingDecl::new("states8", 12, Access::ReadWrite, 
 /// dL/dphi and the addend chunk-transposed, 2 floats an element: feature f of rows r, r + 1.
 const Y2: BindingDecl = BindingDecl::new("y2", 13, Access::Read, Elem::U64);
 const ADDEND2: BindingDecl = BindingDecl::new("addend2", 14, Access::Read, Elem::U64);
+/// Phi's rows, 8 features an element.
+const OUT8: BindingDecl = BindingDecl::new("out8", 15, Access::ReadWrite, Elem::Vec4U64);
 
 /// Phi of each row.
 pub const PHI_ROWS: Kernel = Kernel {
@@ -149,6 +151,17 @@ pub const PHI_GRAD_PAIRS_UNROLLED2: Kernel = Kernel {
     ..PHI_ROWS
 };
 
+/// phi_pairs_unrolled storing 8 features at a time as vec4<u64>s: see `unrolled_phi64`. Where
+/// the adapter has 64-bit integers and the padded row width is a multiple of 8.
+pub const PHI_PAIRS_UNROLLED64: Kernel = Kernel {
+    shader: UNROLLED_INT64_SHADER,
+    entry: "phi_pairs_unrolled64",
+    bindings: &[PARAMS, MONOMIALS, X, OUT8],
+    source_constants: &[UNROLLED_D],
+    needs: Needs::Int64,
+    ..PHI_ROWS
+};
+
 /// The shader `unrolled_wgsl` makes (poly_attention.wgsl with the unrolled kernels appended)
 /// and the source constant that says for which d_qk.
 pub const UNROLLED_SHADER: &str = "poly_attention_unrolled.wgsl";
@@ -187,9 +200,46 @@ pub fn unrolled_int64_wgsl(values: &[(&str, u32)]) -> String {
          ops::poly_attention::unrolled_int64_wgsl) ----\n\
          const D_QK: u32 = {d}u;\n\n\
          @group(0) @binding(13) var<storage, read> y2: array<u64>;\n\
-         @group(0) @binding(14) var<storage, read> addend2: array<u64>;\n\n{}",
+         @group(0) @binding(14) var<storage, read> addend2: array<u64>;\n\
+         @group(0) @binding(15) var<storage, read_write> out8: array<vec4<u64>>;\n\n{}\n{}",
+        unrolled_phi64(d, &degree2_pairs(d)),
         unrolled_phi_grad2(d, &degree2_pairs(d))
     )
+}
+
+/// phi_pairs_unrolled64: phi_pairs_unrolled storing 8 features at a time as a vec4<u64> (half
+/// the stores: llvmpipe stores lane by lane, component by component). Where the padded row
+/// width is a multiple of 8 (it always is in attention: `pad8`).
+fn unrolled_phi64(d: usize, pairs: &[(usize, usize)]) -> String {
+    let features = phi_expressions(d, pairs, 8);
+    let mut w = entry_point("phi_pairs_unrolled64");
+    w.push_str(
+        "    let padded_row = linear_id(wid, lid, nwg);\n\
+         \x20   let h = padded_row / params.rows_pad;\n\
+         \x20   if (h >= params.heads) {\n        return;\n    }\n\
+         \x20   let r = padded_row % params.rows_pad;\n\
+         \x20   let real = r < params.rows;\n\
+         \x20   let src = (h * params.rows + min(r, params.rows - 1u)) * D_QK;\n\
+         \x20   let coef = pair_coefficients();\n\
+         \x20   let at = padded_row * params.features_pad / 8u;\n",
+    );
+    for i in 0..d {
+        w += &format!("    let x{i} = select(0.0, x[src + {i}u], real);\n");
+    }
+    for (e, eight) in features.chunks(8).enumerate() {
+        w += &format!(
+            "    out8[at + {e}u] = eight64(vec4<f32>({}), vec4<f32>({}));\n",
+            eight[..4].join(", "),
+            eight[4..].join(", ")
+        );
+    }
+    // Whole eights of padding past the features (the row width is a multiple of 8).
+    w += &format!(
+        "    for (var e = {}u; e < params.features_pad / 8u; e++) {{\n\
+         \x20       out8[at + e] = vec4<u64>(0lu);\n    }}\n}}\n",
+        features.len() / 8
+    );
+    w
 }
 
 /// `D_QK` among the source-constant values (4 if absent: what the declaration checks parse).
@@ -307,8 +357,9 @@ fn entry_point(name: &str) -> String {
     )
 }
 
-/// phi_pairs_unrolled: phi_pairs' features as constant expressions, stored 4 at a time.
-fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
+/// phi_pairs' features at degree 2 as constant expressions of x0.., padded with zeros to a
+/// multiple of `per_store`.
+fn phi_expressions(d: usize, pairs: &[(usize, usize)], per_store: usize) -> Vec<String> {
     let mut features = vec!["select(0.0, 1.0, real)".to_string()];
     features.extend((0..d).map(|i| format!("coef.x * x{i} * 1.0")));
     features.extend(
@@ -316,7 +367,16 @@ fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
             .iter()
             .map(|&(i, j)| format!("{} * x{i} * x{j}", pair_coef(i, j))),
     );
-    features.resize(features.len().next_multiple_of(4), "0.0".to_string());
+    features.resize(
+        features.len().next_multiple_of(per_store),
+        "0.0".to_string(),
+    );
+    features
+}
+
+/// phi_pairs_unrolled: phi_pairs' features as constant expressions, stored 4 at a time.
+fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
+    let features = phi_expressions(d, pairs, 4);
     let mut w = entry_point("phi_pairs_unrolled");
     w.push_str(
         "    let padded_row = linear_id(wid, lid, nwg);\n\
@@ -634,6 +694,8 @@ impl FeatureMap {
         check_len(out, elements)?;
         let (kernel, out_binding, invocations) = if self.degree != PAIRS_DEGREE {
             (&PHI_ROWS, OUT, elements)
+        } else if self.unrolled && rows.features_pad.is_multiple_of(8) && ctx.has_int64() {
+            (&PHI_PAIRS_UNROLLED64, OUT8, rows.heads * rows.rows_pad)
         } else if self.unrolled && rows.features_pad.is_multiple_of(4) {
             (&PHI_PAIRS_UNROLLED, OUT4, rows.heads * rows.rows_pad)
         } else {
