@@ -73,6 +73,9 @@ const Y2: BindingDecl = BindingDecl::new("y2", 13, Access::Read, Elem::U64);
 const ADDEND2: BindingDecl = BindingDecl::new("addend2", 14, Access::Read, Elem::U64);
 /// Phi's rows, 8 features an element.
 const OUT8: BindingDecl = BindingDecl::new("out8", 15, Access::ReadWrite, Elem::Vec4U64);
+/// A chunk-transposed tensor, 8 rows of a column an element: read, written.
+const X8: BindingDecl = BindingDecl::new("x8", 16, Access::Read, Elem::Vec4U64);
+const AUX8: BindingDecl = BindingDecl::new("aux8", 17, Access::ReadWrite, Elem::Vec4U64);
 
 /// Phi of each row.
 pub const PHI_ROWS: Kernel = Kernel {
@@ -513,6 +516,38 @@ pub const GRAD_ROWS4: Kernel = Kernel {
     entry: "grad_rows4",
     bindings: &[PARAMS, X4, Y4, ADDEND, AUX4],
     ..PHI_ROWS
+};
+
+/// normalise4, copy_rows_from_chunks4, copy_rows_to_chunks4 and grad_rows4 for 8 rows of a
+/// chunk per invocation, the chunk-transposed side loaded or stored 8 rows a vec4<u64>: where
+/// the adapter has 64-bit integers and the chunk is a multiple of 8 rows (`by_eights`).
+pub const NORMALISE8: Kernel = Kernel {
+    shader: "poly_attention_int64.wgsl",
+    entry: "normalise8",
+    bindings: &[PARAMS, X8, ADDEND, OUT4, AUX],
+    needs: Needs::Int64,
+    ..PHI_ROWS
+};
+
+/// copy_rows_from_chunks4 by 8 rows (see [`NORMALISE8`]).
+pub const COPY_ROWS_FROM_CHUNKS8: Kernel = Kernel {
+    entry: "copy_rows_from_chunks8",
+    bindings: &[PARAMS, X8, OUT4],
+    ..NORMALISE8
+};
+
+/// copy_rows_to_chunks4 by 8 rows (see [`NORMALISE8`]).
+pub const COPY_ROWS_TO_CHUNKS8: Kernel = Kernel {
+    entry: "copy_rows_to_chunks8",
+    bindings: &[PARAMS, X4, AUX8],
+    ..NORMALISE8
+};
+
+/// grad_rows4 by 8 rows (see [`NORMALISE8`]).
+pub const GRAD_ROWS8: Kernel = Kernel {
+    entry: "grad_rows8",
+    bindings: &[PARAMS, X4, Y4, ADDEND, AUX8],
+    ..NORMALISE8
 };
 
 /// Prefix (or suffix) sums of the chunk states.
@@ -1293,9 +1328,20 @@ impl PolyAttention {
             ones_col: ones,
             ..self.params()
         };
-        let buffers = [(X4.name, v), (AUX4.name, v_ones_t)];
-        let quads = self.heads() * rows_pad / 4;
-        self.kernel(ctx, enc, &COPY_ROWS_TO_CHUNKS4, params, &buffers, quads)
+        let (kernel, aux, rows_each) = if self.by_eights(ctx) {
+            (&COPY_ROWS_TO_CHUNKS8, AUX8, 8)
+        } else {
+            (&COPY_ROWS_TO_CHUNKS4, AUX4, 4)
+        };
+        let buffers = [(X4.name, v), (aux.name, v_ones_t)];
+        let invocations = self.heads() * rows_pad / rows_each;
+        self.kernel(ctx, enc, kernel, params, &buffers, invocations)
+    }
+
+    /// Whether the kernels of 4 rows of a chunk that load or store it chunk-transposed run 8
+    /// rows at a time (NORMALISE8 and the rest): with 64-bit integers, chunks of 8 rows.
+    fn by_eights(&self, ctx: &GpuContext) -> bool {
+        ctx.has_int64() && self.block.is_multiple_of(8)
     }
 
     /// Records the exclusive prefix (forward) or suffix (backward) of chunk states.
@@ -1560,14 +1606,19 @@ impl PolyAttention {
             // chunk of 4), G chunk-transposed only; else G's rows too, which nothing reads.
             let inputs = [(X.name, &saved.o), (Y.name, d_o), (ADDEND.name, &saved.z)];
             if s.d_v.is_multiple_of(4) {
+                let (kernel, aux, rows_each) = if self.by_eights(ctx) {
+                    (&GRAD_ROWS8, AUX8, 8)
+                } else {
+                    (&GRAD_ROWS4, AUX4, 4)
+                };
                 let buffers = [
                     (X4.name, &saved.o),
                     (Y4.name, d_o),
                     (ADDEND.name, &saved.z),
-                    (AUX4.name, &g_t),
+                    (aux.name, &g_t),
                 ];
-                let quads = rows.heads * rows.rows_pad / 4;
-                self.kernel(ctx, enc, &GRAD_ROWS4, params, &buffers, quads)?;
+                let invocations = rows.heads * rows.rows_pad / rows_each;
+                self.kernel(ctx, enc, kernel, params, &buffers, invocations)?;
             } else {
                 let g = GpuTensor::output(ctx, "poly attention G", &self.rows_shape(vw))?;
                 let buffers = [
@@ -1654,9 +1705,14 @@ impl PolyAttention {
                 width_out: vw as u32,
                 ..params
             };
-            let buffers = [(X4.name, o_ones_t), addend, (OUT4.name, o), (AUX.name, z)];
-            let quads = self.heads() * self.rows_pad() / 4;
-            return self.kernel(ctx, enc, &NORMALISE4, params, &buffers, quads);
+            let (kernel, x, rows_each) = if self.by_eights(ctx) {
+                (&NORMALISE8, X8, 8)
+            } else {
+                (&NORMALISE4, X4, 4)
+            };
+            let buffers = [(x.name, o_ones_t), addend, (OUT4.name, o), (AUX.name, z)];
+            let invocations = self.heads() * self.rows_pad() / rows_each;
+            return self.kernel(ctx, enc, kernel, params, &buffers, invocations);
         }
         let buffers = [(X.name, o_ones_t), addend, (OUT.name, o), (AUX.name, z)];
         let rows = self.heads() * self.shape.seq_len;
@@ -1688,9 +1744,14 @@ impl PolyAttention {
                 rows_pad: self.rows_pad() as u32,
                 ..params
             };
-            let buffers = [(X4.name, dv_t), (OUT4.name, dv)];
-            let quads = self.heads() * self.rows_pad() / 4;
-            return self.kernel(ctx, enc, &COPY_ROWS_FROM_CHUNKS4, params, &buffers, quads);
+            let (kernel, x, rows_each) = if self.by_eights(ctx) {
+                (&COPY_ROWS_FROM_CHUNKS8, X8, 8)
+            } else {
+                (&COPY_ROWS_FROM_CHUNKS4, X4, 4)
+            };
+            let buffers = [(x.name, dv_t), (OUT4.name, dv)];
+            let invocations = self.heads() * self.rows_pad() / rows_each;
+            return self.kernel(ctx, enc, kernel, params, &buffers, invocations);
         }
         let buffers = [("x", dv_t), ("out", dv)];
         self.kernel(ctx, enc, &COPY_ROWS, params, &buffers, self.heads() * n)
