@@ -631,10 +631,9 @@ fn taylor_weights(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // One invocation per 4 block rows a..a+3: with dW = dL/dP in out and the scores in x, writes
-// dL/ds = dW P_{g-1}(s) into out and P_g(s) into aux with each block transposed (P_c^T, read
-// k-contiguous by dV'^T = G^T P), both masked. A 4 x 4 tile at a
-// time, so that P^T's rows are stored as vec4s too. Tiles wholly above the diagonal get zeros
-// with nothing loaded, as in taylor_weights.
+// dL/ds = dW P_{g-1}(s) into out, masked (the forward's P_g(s) is kept for dV'^T = G^T P). A 4 x
+// 4 tile at a time. Tiles wholly above the diagonal get zeros with nothing loaded, as in
+// taylor_weights.
 @compute @workgroup_size(WORKGROUP)
 fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32,
@@ -647,27 +646,18 @@ fn taylor_grads(@builtin(workgroup_id) wid: vec3<u32>,
     // Rows a..a+3 of their block (a block has per_row quads of rows as it has vec4s a row).
     let a = 4u * (quad % per_row);
     let row4 = 4u * quad * per_row;
-    let block4 = row4 - a * per_row;
     let diagonal4 = a / 4u;
     for (var b4 = 0u; b4 <= diagonal4; b4++) {
-        var p: array<vec4<f32>, 4>;
         for (var i = 0u; i < 4u; i++) {
             let at = row4 + i * per_row + b4;
             let s = x4[at] * params.logit_scale;
             let keep = kept(4u * b4, a + i);
             out4[at] = select(vec4<f32>(0.0), out4[at] * taylor_exp4(s, DEGREE - 1u), keep);
-            p[i] = select(vec4<f32>(0.0), taylor_exp4(s, DEGREE), keep);
-        }
-        // Row b of P^T holds P's column b: columns a..a+3 of P^T rows 4 b4 + j.
-        for (var j = 0u; j < 4u; j++) {
-            aux4[block4 + (4u * b4 + j) * per_row + a / 4u] =
-                vec4<f32>(p[0][j], p[1][j], p[2][j], p[3][j]);
         }
     }
     for (var b4 = diagonal4 + 1u; b4 < per_row; b4++) {
         for (var i = 0u; i < 4u; i++) {
             out4[row4 + i * per_row + b4] = vec4<f32>(0.0);
-            aux4[block4 + (4u * b4 + i) * per_row + a / 4u] = vec4<f32>(0.0);
         }
     }
 }

@@ -469,7 +469,7 @@ pub const TAYLOR_WEIGHTS: Kernel = Kernel {
 /// The diagonal blocks' weight gradients, by 4 x 4 tiles.
 pub const TAYLOR_GRADS: Kernel = Kernel {
     entry: "taylor_grads",
-    bindings: &[PARAMS, X4, OUT4, AUX4],
+    bindings: &[PARAMS, X4, OUT4],
     ..PHI_ROWS
 };
 
@@ -937,6 +937,9 @@ pub struct PolyForward {
     /// The diagonal blocks' scores Q_c K_c^T, `[B*H * n_chunks, C, C]` (causal only), kept so
     /// that the backward need not compute them again.
     scores: Option<GpuTensor>,
+    /// The diagonal blocks' Taylor weights P_c, `[B*H * n_chunks, C, C]` (causal only): the
+    /// backward's dV'^T = G^T P reads them, rather than taylor_grads storing them again.
+    weights: Option<GpuTensor>,
 }
 
 impl PolyForward {
@@ -1480,13 +1483,13 @@ impl PolyAttention {
                 .causal
                 .then(|| scratch("poly attention scores", &self.scores_shape()))
                 .transpose()?,
+            weights: s
+                .causal
+                .then(|| scratch("poly attention weights", &self.scores_shape()))
+                .transpose()?,
         };
         // O' chunk-transposed (the products' rows are its columns: see the shader).
         let o_ones_t = scratch("o' chunks transposed", &self.rows_shape(vw))?;
-        let weights = s
-            .causal
-            .then(|| scratch("poly attention weights", &self.scores_shape()))
-            .transpose()?;
         // P's row sums: the diagonal blocks' share of Z, which normalise adds.
         let row_sums = s
             .causal
@@ -1513,7 +1516,7 @@ impl PolyAttention {
             let (s_prev, phi_q_t) = ((states, false), (&saved.phi_q, true));
             self.product(ctx, enc, s_prev, phi_q_t, &o_ones_t, [vw, c, kp], PLAIN)?;
             if let (Some(scores), Some(weights), Some(row_sums)) =
-                (&saved.scores, &weights, &row_sums)
+                (&saved.scores, &saved.weights, &row_sums)
             {
                 if let (Some(q_pad), Some(k_pad)) = (&saved.q_pad, &saved.k_pad) {
                     self.copy_rows(ctx, enc, (q, n, s.d_qk), (q_pad, n_pad, qw), NO_ONES, None)?;
@@ -1587,8 +1590,10 @@ impl PolyAttention {
                 q: q_rows,
                 k: k_rows,
                 scores,
+                weights: saved.weights.as_ref().ok_or_else(|| {
+                    Error::shape("poly attention", "the forward kept scores but no weights")
+                })?,
                 d_scores: scratch("poly attention score gradients", &self.scores_shape())?,
-                weights_t: scratch("poly attention weights transposed", &self.scores_shape())?,
                 dq: scratch("dq diagonal", &self.rows_shape(qw))?,
                 dk: scratch("dk diagonal", &self.rows_shape(qw))?,
             }),
@@ -1781,8 +1786,7 @@ impl PolyAttention {
             [c, c, vw],
             (PLAIN, C_LOWER),
         )?;
-        let p_t = &diag.weights_t;
-        let buffers = [("x4", scores), ("out4", d_scores), ("aux4", p_t)];
+        let buffers = [("x4", scores), ("out4", d_scores)];
         let quads = scores.len() / c / 4;
         self.kernel(ctx, enc, &TAYLOR_GRADS, self.params(), &buffers, quads)?;
         let scaled = Epilogue {
@@ -1812,13 +1816,13 @@ impl PolyAttention {
             dims,
             (scaled, B_LOWER),
         )?;
-        // P_c^T stored is P_c's transpose: op(B) = P_c, zero where k < j.
+        // op(B) = P_c as the forward kept it (k-major), zero where k < j.
         let dims = [self.shape.d_v, c, c];
         self.product_of_rows(
             ctx,
             enc,
             ((g_t, false), vw),
-            (p_t, true),
+            (diag.weights, false),
             (dv_t, self.shape.d_v),
             dims,
             (PLAIN, B_LOWER),
@@ -1901,9 +1905,9 @@ struct Diagonal<'a> {
     q: &'a GpuTensor,
     k: &'a GpuTensor,
     scores: &'a GpuTensor,
+    /// P_c for every chunk, `[B*H * n_chunks, C, C]`, as the forward kept it.
+    weights: &'a GpuTensor,
     d_scores: GpuTensor,
-    /// P_c^T for every chunk, `[B*H * n_chunks, C, C]`.
-    weights_t: GpuTensor,
     /// dq and dk from the diagonal blocks, `[B*H, n_pad, qk_width]` chunk-transposed (as dL/dphi).
     dq: GpuTensor,
     dk: GpuTensor,
