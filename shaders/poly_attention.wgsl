@@ -699,17 +699,27 @@ fn normalise4(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let value_quads = params.d_v / 4u;
-    // The ones column: the 4 rows' Z (padding rows' are not stored), and the diagonal's share.
-    var z = x4[rq.transposed4 + params.d_v * rq.step4];
-    if ((params.flags & ADD_ADDEND) != 0u) {
-        let p = 4u * quad;
-        z += vec4<f32>(addend[p], addend[p + 1u], addend[p + 2u], addend[p + 3u]);
-    }
+    let z = quad_z(x4[rq.transposed4 + params.d_v * rq.step4], quad);
     for (var q = 0u; q < value_quads; q++) {
         let rows = rows_from_chunks4(rq, q);
         let o = mat4x4<f32>(rows[0] / z.x, rows[1] / z.y, rows[2] / z.z, rows[3] / z.w);
         store_real_rows(rq, q, value_quads, o);
     }
+    store_quad_z(rq, z);
+}
+
+// The 4 rows' Z of quad `quad`: their value in O''s ones column, plus the diagonal blocks' row
+// sums where normalise adds them.
+fn quad_z(ones: vec4<f32>, quad: u32) -> vec4<f32> {
+    if ((params.flags & ADD_ADDEND) == 0u) {
+        return ones;
+    }
+    let p = 4u * quad;
+    return ones + vec4<f32>(addend[p], addend[p + 1u], addend[p + 2u], addend[p + 3u]);
+}
+
+// The quad's Z into aux, its real rows only.
+fn store_quad_z(rq: RowQuad, z: vec4<f32>) {
     if (rq.real.x) {
         aux[rq.source.x] = z.x;
     }

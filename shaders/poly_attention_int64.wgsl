@@ -81,30 +81,6 @@ fn store_octet_columns(o: Octet, q: u32, a: mat4x4<f32>, b: mat4x4<f32>) {
     aux8[at + 3u * o.step8] = eight64(ca[3], cb[3]);
 }
 
-// A quad's Z (normalise4's): its value in the ones column, plus the diagonal's row sums.
-fn quad_z(rq: RowQuad, z: vec4<f32>, quad: u32) -> vec4<f32> {
-    if ((params.flags & ADD_ADDEND) == 0u) {
-        return z;
-    }
-    let p = 4u * quad;
-    return z + vec4<f32>(addend[p], addend[p + 1u], addend[p + 2u], addend[p + 3u]);
-}
-
-fn store_quad_z(rq: RowQuad, z: vec4<f32>) {
-    if (rq.real.x) {
-        aux[rq.source.x] = z.x;
-    }
-    if (rq.real.y) {
-        aux[rq.source.y] = z.y;
-    }
-    if (rq.real.z) {
-        aux[rq.source.z] = z.z;
-    }
-    if (rq.real.w) {
-        aux[rq.source.w] = z.w;
-    }
-}
-
 @compute @workgroup_size(WORKGROUP)
 fn normalise8(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,
@@ -116,8 +92,8 @@ fn normalise8(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let value_quads = params.d_v / 4u;
     let ones = x8[o.at8 + params.d_v * o.step8];
-    let za = quad_z(o.a, first4(ones), 2u * octet);
-    let zb = quad_z(o.b, second4(ones), 2u * octet + 1u);
+    let za = quad_z(first4(ones), 2u * octet);
+    let zb = quad_z(second4(ones), 2u * octet + 1u);
     for (var q = 0u; q < value_quads; q++) {
         let rows = octet_rows_from_chunks(o, q);
         let ra = rows[0];

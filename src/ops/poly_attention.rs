@@ -215,20 +215,7 @@ pub fn unrolled_int64_wgsl(values: &[(&str, u32)]) -> String {
 /// width is a multiple of 8 (it always is in attention: `pad8`).
 fn unrolled_phi64(d: usize, pairs: &[(usize, usize)]) -> String {
     let features = phi_expressions(d, pairs, 8);
-    let mut w = entry_point("phi_pairs_unrolled64");
-    w.push_str(
-        "    let padded_row = linear_id(wid, lid, nwg);\n\
-         \x20   let h = padded_row / params.rows_pad;\n\
-         \x20   if (h >= params.heads) {\n        return;\n    }\n\
-         \x20   let r = padded_row % params.rows_pad;\n\
-         \x20   let real = r < params.rows;\n\
-         \x20   let src = (h * params.rows + min(r, params.rows - 1u)) * D_QK;\n\
-         \x20   let coef = pair_coefficients();\n\
-         \x20   let at = padded_row * params.features_pad / 8u;\n",
-    );
-    for i in 0..d {
-        w += &format!("    let x{i} = select(0.0, x[src + {i}u], real);\n");
-    }
+    let mut w = phi_row_prologue("phi_pairs_unrolled64", d, 8);
     for (e, eight) in features.chunks(8).enumerate() {
         w += &format!(
             "    out8[at + {e}u] = eight64(vec4<f32>({}), vec4<f32>({}));\n",
@@ -236,13 +223,7 @@ fn unrolled_phi64(d: usize, pairs: &[(usize, usize)]) -> String {
             eight[4..].join(", ")
         );
     }
-    // Whole eights of padding past the features (the row width is a multiple of 8).
-    w += &format!(
-        "    for (var e = {}u; e < params.features_pad / 8u; e++) {{\n\
-         \x20       out8[at + e] = vec4<u64>(0lu);\n    }}\n}}\n",
-        features.len() / 8
-    );
-    w
+    w + &phi_row_padding(features.len() / 8, 8, "out8[at + e] = vec4<u64>(0lu)")
 }
 
 /// `D_QK` among the source-constant values (4 if absent: what the declaration checks parse).
@@ -377,33 +358,44 @@ fn phi_expressions(d: usize, pairs: &[(usize, usize)], per_store: usize) -> Vec<
     features
 }
 
-/// phi_pairs_unrolled: phi_pairs' features as constant expressions, stored 4 at a time.
-fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
-    let features = phi_expressions(d, pairs, 4);
-    let mut w = entry_point("phi_pairs_unrolled");
-    w.push_str(
+/// The first lines of the unrolled phi kernels `entry`: one invocation per (head, padded row),
+/// the row's x as x0.. (zero on padding rows), and `at`, the row's first store, in stores of
+/// `per_store` floats.
+fn phi_row_prologue(entry: &str, d: usize, per_store: usize) -> String {
+    let mut w = entry_point(entry);
+    w.push_str(&format!(
         "    let padded_row = linear_id(wid, lid, nwg);\n\
          \x20   let h = padded_row / params.rows_pad;\n\
-         \x20   if (h >= params.heads) {\n        return;\n    }\n\
+         \x20   if (h >= params.heads) {{\n        return;\n    }}\n\
          \x20   let r = padded_row % params.rows_pad;\n\
          \x20   let real = r < params.rows;\n\
          \x20   let src = (h * params.rows + min(r, params.rows - 1u)) * D_QK;\n\
          \x20   let coef = pair_coefficients();\n\
-         \x20   let at = padded_row * params.features_pad / 4u;\n",
-    );
+         \x20   let at = padded_row * params.features_pad / {per_store}u;\n"
+    ));
     for i in 0..d {
         w += &format!("    let x{i} = select(0.0, x[src + {i}u], real);\n");
     }
+    w
+}
+
+/// The unrolled phi kernels' last lines: `zero` stored at `at + e` for each whole store of
+/// padding past the `stored` ones (the row width is a multiple of `per_store`).
+fn phi_row_padding(stored: usize, per_store: usize, zero: &str) -> String {
+    format!(
+        "    for (var e = {stored}u; e < params.features_pad / {per_store}u; e++) {{\n\
+         \x20       {zero};\n    }}\n}}\n"
+    )
+}
+
+/// phi_pairs_unrolled: phi_pairs' features as constant expressions, stored 4 at a time.
+fn unrolled_phi(d: usize, pairs: &[(usize, usize)]) -> String {
+    let features = phi_expressions(d, pairs, 4);
+    let mut w = phi_row_prologue("phi_pairs_unrolled", d, 4);
     for (q, quad) in features.chunks(4).enumerate() {
         w += &format!("    out4[at + {q}u] = vec4<f32>({});\n", quad.join(", "));
     }
-    // Whole vec4s of padding past the features (the row width is a multiple of 4).
-    w += &format!(
-        "    for (var q = {}u; q < params.features_pad / 4u; q++) {{\n\
-         \x20       out4[at + q] = vec4<f32>(0.0);\n    }}\n}}\n",
-        features.len() / 4
-    );
-    w
+    w + &phi_row_padding(features.len() / 4, 4, "out4[at + e] = vec4<f32>(0.0)")
 }
 
 /// phi_grad_pairs_unrolled: phi_grad_pairs' sums, in its order, on named values.
