@@ -233,12 +233,41 @@ fn matmul_broadcast64_km(
 // 8 columns at one k as one vec4<u64>: per 8 k, 8 loads of op(B) and 2 of op(A) for 1024
 // multiply-adds a lane, where broadcast64_km makes 10 loads (8 of them vec2<u64>) for 512 and
 // broadcast64 on packed copies 6 for 512 (besides the copies). op(A) as broadcast64_km reads
-// it. The host's `Layout::k_major8_wide` says where it may run: K, and A's and B's row and
-// batch strides, multiples of 8 floats.
+// it. With B stored k-contiguous (TRANS_B: C = A B^T, a linear layer's forward, or A^T B^T) a
+// lane loads each of its 8 columns at the 8 k as one vec4<u64> and regroups them k by k in
+// registers: the same 8 loads, and on llvmpipe 1.05-1.1x broadcast64's rate on the model's
+// forward products (BENCHMARKS.md). The host's `Layout::k_major8_wide` says where it may run:
+// K, and A's and B's row and batch strides, multiples of 8 floats.
 
 // Columns col..col + 7 (clamped into the last 8) of k-major op(B) at k, as one load.
 fn load_cols8(op: Operand, col: u32, k: u32) -> vec4<u64> {
     return b8[(op.base + k * op.ld + min(col, (op.lines - 1u) & ~7u)) >> 3u];
+}
+
+// A lane's 8 columns of op(B) at k..k + 7, as columns 0..3 and 4..7 at each k: k-major, one
+// load per k; k-contiguous (TRANS_B), one load per column, regrouped k by k in registers (8
+// loads either way).
+fn lane_cols8_by_k(op: Operand, col: u32, k: u32) -> array<array<vec4<f32>, 8>, 2> {
+    if (TRANS_B) {
+        return array<array<vec4<f32>, 8>, 2>(
+            columns_by_k(load_k8(op, col, k), load_k8(op, col + 1u, k),
+                         load_k8(op, col + 2u, k), load_k8(op, col + 3u, k)),
+            columns_by_k(load_k8(op, col + 4u, k), load_k8(op, col + 5u, k),
+                         load_k8(op, col + 6u, k), load_k8(op, col + 7u, k)));
+    }
+    let w0 = load_cols8(op, col, k + 0u);
+    let w1 = load_cols8(op, col, k + 1u);
+    let w2 = load_cols8(op, col, k + 2u);
+    let w3 = load_cols8(op, col, k + 3u);
+    let w4 = load_cols8(op, col, k + 4u);
+    let w5 = load_cols8(op, col, k + 5u);
+    let w6 = load_cols8(op, col, k + 6u);
+    let w7 = load_cols8(op, col, k + 7u);
+    return array<array<vec4<f32>, 8>, 2>(
+        array<vec4<f32>, 8>(first4(w0), first4(w1), first4(w2), first4(w3),
+                            first4(w4), first4(w5), first4(w6), first4(w7)),
+        array<vec4<f32>, 8>(second4(w0), second4(w1), second4(w2), second4(w3),
+                            second4(w4), second4(w5), second4(w6), second4(w7)));
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -252,19 +281,10 @@ fn matmul_broadcast64_km8(
     // Row r's columns 0..3 in acc[2r], 4..7 in acc[2r + 1]; indexed by constants only.
     var acc: array<vec4<f32>, 32>;
     for (var k = blk.k.x; k < blk.k.y; k += 8u) {
-        let w0 = load_cols8(blk.op_b, blk.col, k + 0u);
-        let w1 = load_cols8(blk.op_b, blk.col, k + 1u);
-        let w2 = load_cols8(blk.op_b, blk.col, k + 2u);
-        let w3 = load_cols8(blk.op_b, blk.col, k + 3u);
-        let w4 = load_cols8(blk.op_b, blk.col, k + 4u);
-        let w5 = load_cols8(blk.op_b, blk.col, k + 5u);
-        let w6 = load_cols8(blk.op_b, blk.col, k + 6u);
-        let w7 = load_cols8(blk.op_b, blk.col, k + 7u);
         // The lane's columns 0..3 and 4..7 at each of the 8 k.
-        let lo = array<vec4<f32>, 8>(first4(w0), first4(w1), first4(w2), first4(w3),
-                                     first4(w4), first4(w5), first4(w6), first4(w7));
-        let hi = array<vec4<f32>, 8>(second4(w0), second4(w1), second4(w2), second4(w3),
-                                     second4(w4), second4(w5), second4(w6), second4(w7));
+        let cols = lane_cols8_by_k(blk.op_b, blk.col, k);
+        let lo = cols[0];
+        let hi = cols[1];
         if (TRANS_A) {
             // s_j (t_j): rows 0..7 (8..15) at k + j, from lane j.
             let a_lo = load_lines8(blk.op_a, blk.row, k + lane);

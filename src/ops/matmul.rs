@@ -324,7 +324,8 @@ pub enum Variant {
     /// ([`Layout::k_major8`]).
     Broadcast64Km,
     /// matmul_broadcast64_km with 8 columns of C per lane (16 x 64 per subgroup), op(B)
-    /// stored k-major, loaded 8 columns at a time ([`Layout::k_major8_wide`]).
+    /// stored k-major, loaded 8 columns at a time, or k-contiguous (C = A B^T, A^T B^T), 8 k
+    /// of each column at a time ([`Layout::k_major8_wide`]).
     Broadcast64Km8,
     /// matmul_broadcast64 on k-contiguous copies of op(A) and op(B), copied one K span at a
     /// time (pack_k_contiguous): for products of at most 4 matrices in layouts
@@ -592,10 +593,11 @@ impl Layout {
             && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
     }
 
-    /// Whether matmul_broadcast64_km8 may run it: op(B) stored k-major, K and every operand
-    /// stride multiples of 8 floats (a lane's 8 columns at one k are one `vec4<u64>`).
+    /// Whether matmul_broadcast64_km8 may run it: K and every operand stride multiples of 8
+    /// floats (a lane's 8 columns at one k are one `vec4<u64>` where op(B) is stored k-major,
+    /// each column's 8 k one where it is stored k-contiguous).
     pub fn k_major8_wide(&self, shape: &Shape) -> bool {
-        !self.trans_b && self.aligned8(shape)
+        self.aligned8(shape)
     }
 
     /// Whether every operand run is a multiple of 8 floats.
@@ -939,8 +941,7 @@ impl Matmul<'_> {
             return Err(Error::shape(
                 "matmul",
                 format!(
-                    "{variant} needs B stored k-major, and k and both operands' row and batch \
-                     strides multiples of 8"
+                    "{variant} needs k and both operands' row and batch strides multiples of 8"
                 ),
             ));
         }
