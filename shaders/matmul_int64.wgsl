@@ -236,7 +236,7 @@ fn matmul_broadcast64_km(
 // it. With B stored k-contiguous (TRANS_B: C = A B^T, a linear layer's forward, or A^T B^T) a
 // lane loads each of its 8 columns at the 8 k as one vec4<u64> and regroups them k by k in
 // registers: the same 8 loads, and on llvmpipe 1.05-1.1x broadcast64's rate on the model's
-// forward products (BENCHMARKS.md). The host's `Layout::k_major8_wide` says where it may run:
+// forward products (BENCHMARKS.md). The host's `Layout::aligned8` says where it may run:
 // K, and A's and B's row and batch strides, multiples of 8 floats.
 
 // Columns col..col + 7 (clamped into the last 8) of k-major op(B) at k, as one load.

@@ -779,9 +779,8 @@ fn grad_rows(@builtin(workgroup_id) wid: vec3<u32>,
 // grad_rows for 4 rows of a chunk per invocation, for d_v and the padded width multiples of 4:
 // o and dO loaded (x4, y4) as vec4s, and only G's chunk-transposed copy stored, a vec4 of 4 rows
 // at a time (aux4), where grad_rows stores each float alone (and G's rows, which the products
-// do not read). Each row's
-// delta adds its products in grad_rows' order, so G is grad_rows' G. One invocation per (head,
-// 4 padded rows); rows past the last are zero.
+// do not read). Each row's delta adds its products in grad_rows' order, so G is grad_rows' G.
+// One invocation per (head, 4 padded rows); rows past the last are zero.
 @compute @workgroup_size(WORKGROUP)
 fn grad_rows4(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32,

@@ -613,7 +613,7 @@ fn broadcast64_km_and_packed_match_f64_where_they_run() {
                     Variant::Broadcast64Km8,
                     Variant::Packed64,
                 ] {
-                    let wide = variant != Variant::Broadcast64Km8 || layout.k_major8_wide(&shape);
+                    let wide = variant != Variant::Broadcast64Km8 || layout.aligned8(&shape);
                     if !offered(&ctx, variant) || !wide {
                         continue;
                     }
@@ -643,7 +643,7 @@ fn broadcast64_km_and_packed_match_f64_where_they_run() {
     // B's rows of 4 floats: broadcast64-km-16x4 runs it, broadcast64-km-16x8 refuses it.
     let shape = Shape { n: 4, ..shape };
     let layout = Layout::dense(&shape, false, false);
-    assert!(layout.k_major8(&shape) && !layout.k_major8_wide(&shape));
+    assert!(layout.k_major8(&shape) && !layout.aligned8(&shape));
     assert_refused(
         &ctx,
         shape,

@@ -325,7 +325,7 @@ pub enum Variant {
     Broadcast64Km,
     /// matmul_broadcast64_km with 8 columns of C per lane (16 x 64 per subgroup), op(B)
     /// stored k-major, loaded 8 columns at a time, or k-contiguous (C = A B^T, A^T B^T), 8 k
-    /// of each column at a time ([`Layout::k_major8_wide`]).
+    /// of each column at a time ([`Layout::aligned8`]).
     Broadcast64Km8,
     /// matmul_broadcast64 on k-contiguous copies of op(A) and op(B), copied one K span at a
     /// time (pack_k_contiguous): for products of at most 4 matrices in layouts
@@ -422,7 +422,7 @@ impl Variant {
             Variant::Windows => windows_fit(ctx, shape),
             Variant::Broadcast64 => layout.vec8(shape),
             Variant::Broadcast64Km => layout.k_major8(shape),
-            Variant::Broadcast64Km8 => layout.k_major8_wide(shape),
+            Variant::Broadcast64Km8 => layout.aligned8(shape),
             Variant::Packed64 => !layout.vec8(shape) && packed_fits(ctx, shape),
             Variant::Direct => direct,
             _ => true,
@@ -593,15 +593,10 @@ impl Layout {
             && [self.ldb, self.stride_b].iter().all(|v| v % 4 == 0)
     }
 
-    /// Whether matmul_broadcast64_km8 may run it: K and every operand stride multiples of 8
-    /// floats (a lane's 8 columns at one k are one `vec4<u64>` where op(B) is stored k-major,
-    /// each column's 8 k one where it is stored k-contiguous).
-    pub fn k_major8_wide(&self, shape: &Shape) -> bool {
-        self.aligned8(shape)
-    }
-
-    /// Whether every operand run is a multiple of 8 floats.
-    fn aligned8(&self, shape: &Shape) -> bool {
+    /// Whether every operand run is a multiple of 8 floats: where matmul_broadcast64_km8 may
+    /// run it, whatever the transposes (a lane's 8 columns at one k are one `vec4<u64>` where
+    /// op(B) is stored k-major, each column's 8 k one where it is stored k-contiguous).
+    pub fn aligned8(&self, shape: &Shape) -> bool {
         [shape.k, self.lda, self.ldb, self.stride_a, self.stride_b]
             .iter()
             .all(|v| v % 8 == 0)
@@ -937,7 +932,7 @@ impl Matmul<'_> {
                 format!("{variant} needs C = A B^T with k, row and batch strides multiples of 8"),
             ));
         }
-        if variant == Variant::Broadcast64Km8 && !self.layout.k_major8_wide(&self.shape) {
+        if variant == Variant::Broadcast64Km8 && !self.layout.aligned8(&self.shape) {
             return Err(Error::shape(
                 "matmul",
                 format!(
