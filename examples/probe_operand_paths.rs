@@ -176,7 +176,13 @@ fn main() {
     let a_texture = texture(&device, &queue, &a, (m, k));
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("probe_operand_paths.wgsl"),
-        source: wgpu::ShaderSource::Wgsl(include_str!("probe_operand_paths.wgsl").into()),
+        source: wgpu::ShaderSource::Wgsl(
+            concat!(
+                include_str!("../shaders/floats64.wgsl"),
+                include_str!("probe_operand_paths.wgsl")
+            )
+            .into(),
+        ),
     });
     let group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: None,
