@@ -5,9 +5,9 @@
 //! is `probe_operand_paths.wgsl` beside this file; the figures are in BENCHMARKS.md.
 //!
 //! `cargo run --release --example probe_operand_paths -- [M N K REPS]` (default 16384 256 1024
-//! 9). Each variant's product is checked against f64 sums at 200 sampled elements of C, by the
-//! relative error over them (the synthesised ones are not: their operands are not A and B). Needs subgroups and SHADER_INT64
-//! (not on wgpu's GL backend).
+//! 9). Each variant's product, C poisoned before it, is checked against f64 sums at 200 sampled
+//! elements of C by the relative error over them (the synthesised ones are not: their operands
+//! are not A and B). Needs subgroups and SHADER_INT64 (not on wgpu's GL backend).
 use std::time::Instant;
 use wgpu::util::DeviceExt;
 
@@ -146,6 +146,12 @@ fn main() {
         );
         return;
     }
+    // The textures hold A as M rows of K / 4 texels and B as K rows of N / 4.
+    let edge = adapter.limits().max_texture_dimension_2d as usize;
+    if m.max(k) > edge || k.max(n) / 4 > edge {
+        println!("M and K must be at most {edge} here (the adapter's largest texture edge)");
+        return;
+    }
     println!("adapter: {}", adapter.get_info().name);
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         required_features: needed,
@@ -167,7 +173,8 @@ fn main() {
     let a_buffer = buffer(bytemuck::cast_slice(&a), storage);
     let b_buffer = buffer(bytemuck::cast_slice(&b), storage);
     let c_bytes = (m * n * 4) as u64;
-    let c_buffer = buffer(&vec![0xff; c_bytes as usize], storage);
+    let poison = vec![0xff; c_bytes as usize];
+    let c_buffer = buffer(&poison, storage | wgpu::BufferUsages::COPY_DST);
     let params = buffer(
         bytemuck::cast_slice(&[m as u32, n as u32, k as u32, 0]),
         wgpu::BufferUsages::UNIFORM,
@@ -268,6 +275,8 @@ fn main() {
         start.elapsed().as_secs_f64() * 1e3
     };
     for (&(name, _, _, b_none, a_none), pipeline) in VARIANTS.iter().zip(&pipelines) {
+        // NaN everywhere first, so that a variant that stores nothing fails the check.
+        queue.write_buffer(&c_buffer, 0, &poison);
         run(pipeline);
         if b_none || a_none {
             println!("{name:>22}: not checked (synthesised operands)");
@@ -296,14 +305,15 @@ fn main() {
     }
     let flops = 2.0 * (m * n * k) as f64;
     println!("C [{m}, {n}] = A [{m}, {k}] B [{k}, {n}], variants alternated, median of {reps}:");
-    let base = {
-        let t = &mut times[0];
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
-    for ((name, ..), t) in VARIANTS.iter().zip(times.iter_mut()) {
-        t.sort_by(f64::total_cmp);
-        let median = t[t.len() / 2];
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let base = medians[0];
+    for ((name, ..), median) in VARIANTS.iter().zip(medians) {
         println!(
             "{name:>22}: {median:8.2} ms {:6.1} GFLOP/s  {:.2}x the storage buffers",
             flops / median / 1e6,

@@ -9,8 +9,8 @@
 //   B_SYNTHESISED / A_SYNTHESISED: no loads at all, values made from k and the column: the
 //     product is wrong, and what is left is the cost of everything but those loads.
 // Needs subgroups of 8 and SHADER_INT64; M a multiple of 16, N of 64, K of 8. The host prepends
-// shaders/floats64.wgsl (low_f32, first4, second4); halves and add_row8 repeat
-// shaders/matmul_int64.wgsl's, whose file holds kernels with other bindings.
+// shaders/floats64.wgsl (halves, first4, second4); add_row8 repeats shaders/matmul_int64.wgsl's,
+// whose file holds kernels with other bindings.
 struct Params { m: u32, n: u32, k: u32, _pad: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a8: array<vec4<u64>>;
@@ -23,11 +23,6 @@ override B_FROM_TEXTURE: bool = false;
 override A_FROM_TEXTURE: bool = false;
 override B_SYNTHESISED: bool = false;
 override A_SYNTHESISED: bool = false;
-
-fn halves(w: vec4<u64>) -> array<f32, 8> {
-    return array<f32, 8>(low_f32(w.x), high_f32(w.x), low_f32(w.y), high_f32(w.y),
-                         low_f32(w.z), high_f32(w.z), low_f32(w.w), high_f32(w.w));
-}
 
 // acc + row[j] * b[j] for the 8 k, k by k.
 fn add_row8(acc: vec4<f32>, row: array<f32, 8>, b: array<vec4<f32>, 8>) -> vec4<f32> {

@@ -23,6 +23,12 @@ fn second4(w: vec4<u64>) -> vec4<f32> {
     return vec4<f32>(low_f32(w.z), high_f32(w.z), low_f32(w.w), high_f32(w.w));
 }
 
+// The 8 floats of a vec4<u64>, in memory order.
+fn halves(w: vec4<u64>) -> array<f32, 8> {
+    return array<f32, 8>(low_f32(w.x), high_f32(w.x), low_f32(w.y), high_f32(w.y),
+                         low_f32(w.z), high_f32(w.z), low_f32(w.w), high_f32(w.w));
+}
+
 // Two floats as the u64 that holds them, `low` at the lower address.
 fn pair64(low: f32, high: f32) -> u64 {
     return u64(bitcast<u32>(low)) | (u64(bitcast<u32>(high)) << 32u);

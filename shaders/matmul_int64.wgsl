@@ -90,12 +90,6 @@ fn matmul_broadcast64(
 
 @group(0) @binding(17) var<storage, read> b4: array<vec2<u64>>;
 
-// The 8 floats of a vec4<u64>, in memory order.
-fn halves(w: vec4<u64>) -> array<f32, 8> {
-    return array<f32, 8>(low_f32(w.x), high_f32(w.x), low_f32(w.y), high_f32(w.y),
-                         low_f32(w.z), high_f32(w.z), low_f32(w.w), high_f32(w.w));
-}
-
 // Lines line0..line0 + 7 (clamped into the last 8) of a k-major operand at k, as one load.
 fn load_lines8(op: Operand, line0: u32, k: u32) -> vec4<u64> {
     let at = (op.base + k * op.ld + min(line0, (op.lines - 1u) & ~7u)) >> 3u;
