@@ -33,6 +33,15 @@ fn unpack(w: vec4<u64>) -> vec4<f32> {
     return vec4<f32>(f(w.x), g(w.x), f(w.y), g(w.y)) + vec4<f32>(f(w.z), g(w.z), f(w.w), g(w.w));
 }"
         }
+        // 8 floats per load from a uniform buffer, as storage_u64 (SHADER_INT64).
+        "uniform_u64" => {
+            "@group(0) @binding(0) var<uniform> src: array<vec4<u64>, 2048>;
+fn f(w: u64) -> f32 { return bitcast<f32>(u32(w & 0xfffffffflu)); }
+fn g(w: u64) -> f32 { return bitcast<f32>(u32(w >> 32u)); }
+fn unpack(w: vec4<u64>) -> vec4<f32> {
+    return vec4<f32>(f(w.x), g(w.x), f(w.y), g(w.y)) + vec4<f32>(f(w.z), g(w.z), f(w.w), g(w.w));
+}"
+        }
         // 4 floats per load: vec2<u64> halves, bitcast (SHADER_INT64).
         "storage_u64x2" => {
             "@group(0) @binding(0) var<storage, read> src: array<vec2<u64>>;
@@ -79,7 +88,7 @@ fn pack(v: vec4<f32>) -> vec4<u64> {
         "storage_x2" => {
             "src[(lid * 33u + i * 4u + wid.x) & 4095u] + src[(lid * 33u + i * 4u + wid.x + 1u) & 4095u]"
         }
-        "storage_u64" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 2047u])",
+        "storage_u64" | "uniform_u64" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 2047u])",
         "storage_u64x2" => "unpack(src[(lid * 33u + i * 4u + wid.x) & 4095u])",
         "private" => "touch(i, lid)",
         "store_f32" => "vec4<f32>(f32(i)); dst[(lid * 33u + i * 4u + wid.x) & 4095u] = acc.x",
@@ -185,6 +194,7 @@ fn main() {
         "store_vec4",
         "storage_x2",
         "storage_u64",
+        "uniform_u64",
         "storage_u64x2",
         "texture",
         "store_u64x2",

@@ -1,23 +1,31 @@
 //! Where a product kernel's time goes on this adapter: the library's `broadcast64-km-16x8` block
 //! (C = A B, B k-major, as the model's input gradients run) with op(B), and op(A), read from
-//! storage buffers as the library reads them, from rgba32float textures, or not read at all (values
-//! made from k: a wrong product, timed to show what everything but the loads costs). The shader
-//! is `probe_operand_paths.wgsl` beside this file; the figures are in BENCHMARKS.md.
+//! storage buffers as the library reads them, from rgba32float textures, from a uniform buffer
+//! of 64 KiB (a window, as windows64-km-16x8 reads it; one of four picked by a switch at every
+//! step in another), or not read at all (values made from k: a wrong product, timed to show
+//! what everything but the loads costs). The shader is `probe_operand_paths.wgsl` beside this
+//! file; the figures are in BENCHMARKS.md.
 //!
 //! `cargo run --release --example probe_operand_paths -- [M N K REPS]` (default 16384 256 1024
 //! 9). Each variant's product, C poisoned before it, is checked against f64 sums at 200 sampled
 //! elements of C by the relative error over them (the synthesised ones are not: their operands
-//! are not A and B). Needs subgroups and SHADER_INT64 (not on wgpu's GL backend).
+//! are not A and B; nor the windows, unless B fits one: K x N at most 16384, else its first
+//! 64 KiB stand for it, repeated). Needs subgroups and SHADER_INT64 (not on wgpu's GL backend).
 use std::time::Instant;
 use wgpu::util::DeviceExt;
 
-/// (name, B from a texture, A from a texture, B synthesised, A synthesised)
-const VARIANTS: [(&str, bool, bool, bool, bool); 5] = [
-    ("storage buffers", false, false, false, false),
-    ("op(B) from a texture", true, false, false, false),
-    ("both from textures", true, true, false, false),
-    ("op(B) not loaded", false, false, true, false),
-    ("nothing loaded", false, false, true, true),
+/// The variant that picks one of 4 window bindings by a switch at every step.
+const SWITCHED: &str = "op(B), 4 windows";
+
+/// (name, B from a texture, A from a texture, B synthesised, A synthesised, B from a window)
+const VARIANTS: [(&str, bool, bool, bool, bool, bool); 7] = [
+    ("storage buffers", false, false, false, false, false),
+    ("op(B) from a window", false, false, false, false, true),
+    (SWITCHED, false, false, false, false, false),
+    ("op(B) from a texture", true, false, false, false, false),
+    ("both from textures", true, true, false, false, false),
+    ("op(B) not loaded", false, false, true, false, false),
+    ("nothing loaded", false, false, true, true, false),
 ];
 
 fn entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
@@ -172,6 +180,12 @@ fn main() {
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
     let a_buffer = buffer(bytemuck::cast_slice(&a), storage);
     let b_buffer = buffer(bytemuck::cast_slice(&b), storage);
+    let mut window = b.clone();
+    window.resize(window.len().max(16384), 0.0);
+    let window_buffer = buffer(
+        bytemuck::cast_slice(&window[..16384]),
+        wgpu::BufferUsages::UNIFORM,
+    );
     let c_bytes = (m * n * 4) as u64;
     let poison = vec![0xff; c_bytes as usize];
     let c_buffer = buffer(&poison, storage | wgpu::BufferUsages::COPY_DST);
@@ -200,6 +214,10 @@ fn main() {
             buffer_entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
             texture_entry(4),
             texture_entry(5),
+            buffer_entry(6, wgpu::BufferBindingType::Uniform),
+            buffer_entry(7, wgpu::BufferBindingType::Uniform),
+            buffer_entry(8, wgpu::BufferBindingType::Uniform),
+            buffer_entry(9, wgpu::BufferBindingType::Uniform),
         ],
     });
     let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -230,6 +248,22 @@ fn main() {
                 binding: 5,
                 resource: wgpu::BindingResource::TextureView(&a_texture),
             },
+            wgpu::BindGroupEntry {
+                binding: 6,
+                resource: window_buffer.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 7,
+                resource: window_buffer.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 8,
+                resource: window_buffer.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 9,
+                resource: window_buffer.as_entire_binding(),
+            },
         ],
     });
     let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -240,7 +274,7 @@ fn main() {
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let pipelines: Vec<wgpu::ComputePipeline> = VARIANTS
         .iter()
-        .map(|&(name, b_tex, a_tex, b_none, a_none)| {
+        .map(|&(name, b_tex, a_tex, b_none, a_none, b_window)| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(name),
                 layout: Some(&layout),
@@ -252,6 +286,8 @@ fn main() {
                         ("A_FROM_TEXTURE", flag(a_tex)),
                         ("B_SYNTHESISED", flag(b_none)),
                         ("A_SYNTHESISED", flag(a_none)),
+                        ("B_FROM_WINDOW", flag(b_window)),
+                        ("B_WINDOW_SWITCH", flag(name == SWITCHED)),
                     ],
                     ..Default::default()
                 },
@@ -274,11 +310,11 @@ fn main() {
         device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
         start.elapsed().as_secs_f64() * 1e3
     };
-    for (&(name, _, _, b_none, a_none), pipeline) in VARIANTS.iter().zip(&pipelines) {
+    for (&(name, _, _, b_none, a_none, b_window), pipeline) in VARIANTS.iter().zip(&pipelines) {
         // NaN everywhere first, so that a variant that stores nothing fails the check.
         queue.write_buffer(&c_buffer, 0, &poison);
         run(pipeline);
-        if b_none || a_none {
+        if b_none || a_none || (b_window && k * n > 16384) || name == SWITCHED {
             println!("{name:>22}: not checked (synthesised operands)");
             continue;
         }

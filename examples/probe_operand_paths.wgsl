@@ -5,6 +5,9 @@
 // op(A), whose rows every lane then takes by subgroupBroadcast. The variants differ only in where
 // the operands come from:
 //   B_FROM_TEXTURE: op(B) from an rgba32float texture (texel (col / 4, k)), 2 texels a k;
+//   B_FROM_WINDOW: op(B) from a uniform buffer, as B is stored (a vec4<u64> a k);
+//   B_WINDOW_SWITCH: the same from one of four uniform buffers picked by a switch on k (llvmpipe
+//     runs every case, masked: all four are loaded);
 //   A_FROM_TEXTURE: op(A) too (texel (k / 4, row)), broadcast as from the buffer;
 //   B_SYNTHESISED / A_SYNTHESISED: no loads at all, values made from k and the column: the
 //     product is wrong, and what is left is the cost of everything but those loads.
@@ -18,11 +21,27 @@ struct Params { m: u32, n: u32, k: u32, _pad: u32 }
 @group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
 @group(0) @binding(4) var b_texture: texture_2d<f32>;
 @group(0) @binding(5) var a_texture: texture_2d<f32>;
+// op(B) as a uniform buffer of 64 KiB: B itself where K x N fits, otherwise its first 64 KiB
+// read as if repeated (a wrong product, timed).
+@group(0) @binding(6) var<uniform> b_window: array<vec4<u64>, 2048>;
+@group(0) @binding(7) var<uniform> b_window1: array<vec4<u64>, 2048>;
+@group(0) @binding(8) var<uniform> b_window2: array<vec4<u64>, 2048>;
+@group(0) @binding(9) var<uniform> b_window3: array<vec4<u64>, 2048>;
+override B_WINDOW_SWITCH: bool = false;
+fn window_load(w: u32, at: u32) -> vec4<u64> {
+    switch w {
+        case 0u: { return b_window[at]; }
+        case 1u: { return b_window1[at]; }
+        case 2u: { return b_window2[at]; }
+        default: { return b_window3[at]; }
+    }
+}
 
 override B_FROM_TEXTURE: bool = false;
 override A_FROM_TEXTURE: bool = false;
 override B_SYNTHESISED: bool = false;
 override A_SYNTHESISED: bool = false;
+override B_FROM_WINDOW: bool = false;
 
 // acc + row[j] * b[j] for the 8 k, k by k.
 fn add_row8(acc: vec4<f32>, row: array<f32, 8>, b: array<vec4<f32>, 8>) -> vec4<f32> {
@@ -66,6 +85,19 @@ fn cols8(col: u32, k: u32) -> array<array<vec4<f32>, 8>, 2> {
         hi[6] = textureLoad(b_texture, vec2<i32>(x + 1, y + 6), 0);
         lo[7] = textureLoad(b_texture, vec2<i32>(x, y + 7), 0);
         hi[7] = textureLoad(b_texture, vec2<i32>(x + 1, y + 7), 0);
+    } else if (B_WINDOW_SWITCH) {
+        let w = (k >> 8u) & 3u;
+        for (var j = 0u; j < 8u; j++) {
+            let v = window_load(w, (((k + j) * params.n + col) / 8u) & 2047u);
+            lo[j] = first4(v);
+            hi[j] = second4(v);
+        }
+    } else if (B_FROM_WINDOW) {
+        for (var j = 0u; j < 8u; j++) {
+            let w = b_window[(((k + j) * params.n + col) / 8u) & 2047u];
+            lo[j] = first4(w);
+            hi[j] = second4(w);
+        }
     } else {
         let w0 = b8[((k + 0u) * params.n + col) / 8u];
         lo[0] = first4(w0);

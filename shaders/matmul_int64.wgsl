@@ -264,6 +264,144 @@ fn lane_cols8_by_k(op: Operand, col: u32, k: u32) -> array<array<vec4<f32>, 8>, 
                             second4(w4), second4(w5), second4(w6), second4(w7)));
 }
 
+// One 8-k step of a 16 x 64 block (a lane's 16 rows by 8 columns): op(A)'s 16 rows at k..k+7,
+// loaded as broadcast64_km reads them (two loads a lane, then broadcasts), times the lane's
+// columns 0..3 (lo) and 4..7 (hi) at each of the 8 k, added into acc (row r's columns 0..3 in
+// acc[2r], 4..7 in acc[2r + 1]; constant indices only, so the accumulators stay in registers).
+// matmul_broadcast64_km8 and matmul_windows64_km8 differ only in where the columns come from.
+fn add_block16x8(acc: ptr<function, array<vec4<f32>, 32>>, op_a: Operand, row: u32, k: u32,
+                 lane: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
+    if (TRANS_A) {
+        // s_j (t_j): rows 0..7 (8..15) at k + j, from lane j.
+        let a_lo = load_lines8(op_a, row, k + lane);
+        let a_hi = load_lines8(op_a, row + 8u, k + lane);
+        let s0 = halves(subgroupBroadcast(a_lo, 0u));
+        let t0 = halves(subgroupBroadcast(a_hi, 0u));
+        let s1 = halves(subgroupBroadcast(a_lo, 1u));
+        let t1 = halves(subgroupBroadcast(a_hi, 1u));
+        let s2 = halves(subgroupBroadcast(a_lo, 2u));
+        let t2 = halves(subgroupBroadcast(a_hi, 2u));
+        let s3 = halves(subgroupBroadcast(a_lo, 3u));
+        let t3 = halves(subgroupBroadcast(a_hi, 3u));
+        let s4 = halves(subgroupBroadcast(a_lo, 4u));
+        let t4 = halves(subgroupBroadcast(a_hi, 4u));
+        let s5 = halves(subgroupBroadcast(a_lo, 5u));
+        let t5 = halves(subgroupBroadcast(a_hi, 5u));
+        let s6 = halves(subgroupBroadcast(a_lo, 6u));
+        let t6 = halves(subgroupBroadcast(a_hi, 6u));
+        let s7 = halves(subgroupBroadcast(a_lo, 7u));
+        let t7 = halves(subgroupBroadcast(a_hi, 7u));
+        let r0 = array<f32, 8>(s0[0], s1[0], s2[0], s3[0], s4[0], s5[0], s6[0], s7[0]);
+        (*acc)[0] = add_row8((*acc)[0], r0, lo);
+        (*acc)[1] = add_row8((*acc)[1], r0, hi);
+        let r1 = array<f32, 8>(s0[1], s1[1], s2[1], s3[1], s4[1], s5[1], s6[1], s7[1]);
+        (*acc)[2] = add_row8((*acc)[2], r1, lo);
+        (*acc)[3] = add_row8((*acc)[3], r1, hi);
+        let r2 = array<f32, 8>(s0[2], s1[2], s2[2], s3[2], s4[2], s5[2], s6[2], s7[2]);
+        (*acc)[4] = add_row8((*acc)[4], r2, lo);
+        (*acc)[5] = add_row8((*acc)[5], r2, hi);
+        let r3 = array<f32, 8>(s0[3], s1[3], s2[3], s3[3], s4[3], s5[3], s6[3], s7[3]);
+        (*acc)[6] = add_row8((*acc)[6], r3, lo);
+        (*acc)[7] = add_row8((*acc)[7], r3, hi);
+        let r4 = array<f32, 8>(s0[4], s1[4], s2[4], s3[4], s4[4], s5[4], s6[4], s7[4]);
+        (*acc)[8] = add_row8((*acc)[8], r4, lo);
+        (*acc)[9] = add_row8((*acc)[9], r4, hi);
+        let r5 = array<f32, 8>(s0[5], s1[5], s2[5], s3[5], s4[5], s5[5], s6[5], s7[5]);
+        (*acc)[10] = add_row8((*acc)[10], r5, lo);
+        (*acc)[11] = add_row8((*acc)[11], r5, hi);
+        let r6 = array<f32, 8>(s0[6], s1[6], s2[6], s3[6], s4[6], s5[6], s6[6], s7[6]);
+        (*acc)[12] = add_row8((*acc)[12], r6, lo);
+        (*acc)[13] = add_row8((*acc)[13], r6, hi);
+        let r7 = array<f32, 8>(s0[7], s1[7], s2[7], s3[7], s4[7], s5[7], s6[7], s7[7]);
+        (*acc)[14] = add_row8((*acc)[14], r7, lo);
+        (*acc)[15] = add_row8((*acc)[15], r7, hi);
+        let r8 = array<f32, 8>(t0[0], t1[0], t2[0], t3[0], t4[0], t5[0], t6[0], t7[0]);
+        (*acc)[16] = add_row8((*acc)[16], r8, lo);
+        (*acc)[17] = add_row8((*acc)[17], r8, hi);
+        let r9 = array<f32, 8>(t0[1], t1[1], t2[1], t3[1], t4[1], t5[1], t6[1], t7[1]);
+        (*acc)[18] = add_row8((*acc)[18], r9, lo);
+        (*acc)[19] = add_row8((*acc)[19], r9, hi);
+        let r10 = array<f32, 8>(t0[2], t1[2], t2[2], t3[2], t4[2], t5[2], t6[2], t7[2]);
+        (*acc)[20] = add_row8((*acc)[20], r10, lo);
+        (*acc)[21] = add_row8((*acc)[21], r10, hi);
+        let r11 = array<f32, 8>(t0[3], t1[3], t2[3], t3[3], t4[3], t5[3], t6[3], t7[3]);
+        (*acc)[22] = add_row8((*acc)[22], r11, lo);
+        (*acc)[23] = add_row8((*acc)[23], r11, hi);
+        let r12 = array<f32, 8>(t0[4], t1[4], t2[4], t3[4], t4[4], t5[4], t6[4], t7[4]);
+        (*acc)[24] = add_row8((*acc)[24], r12, lo);
+        (*acc)[25] = add_row8((*acc)[25], r12, hi);
+        let r13 = array<f32, 8>(t0[5], t1[5], t2[5], t3[5], t4[5], t5[5], t6[5], t7[5]);
+        (*acc)[26] = add_row8((*acc)[26], r13, lo);
+        (*acc)[27] = add_row8((*acc)[27], r13, hi);
+        let r14 = array<f32, 8>(t0[6], t1[6], t2[6], t3[6], t4[6], t5[6], t6[6], t7[6]);
+        (*acc)[28] = add_row8((*acc)[28], r14, lo);
+        (*acc)[29] = add_row8((*acc)[29], r14, hi);
+        let r15 = array<f32, 8>(t0[7], t1[7], t2[7], t3[7], t4[7], t5[7], t6[7], t7[7]);
+        (*acc)[30] = add_row8((*acc)[30], r15, lo);
+        (*acc)[31] = add_row8((*acc)[31], r15, hi);
+    } else {
+        // Row i at the 8 k, from lane i % 8.
+        let a_lo = load_k8(op_a, row + lane, k);
+        let a_hi = load_k8(op_a, row + 8u + lane, k);
+        let r0 = halves(subgroupBroadcast(a_lo, 0u));
+        (*acc)[0] = add_row8((*acc)[0], r0, lo);
+        (*acc)[1] = add_row8((*acc)[1], r0, hi);
+        let r1 = halves(subgroupBroadcast(a_lo, 1u));
+        (*acc)[2] = add_row8((*acc)[2], r1, lo);
+        (*acc)[3] = add_row8((*acc)[3], r1, hi);
+        let r2 = halves(subgroupBroadcast(a_lo, 2u));
+        (*acc)[4] = add_row8((*acc)[4], r2, lo);
+        (*acc)[5] = add_row8((*acc)[5], r2, hi);
+        let r3 = halves(subgroupBroadcast(a_lo, 3u));
+        (*acc)[6] = add_row8((*acc)[6], r3, lo);
+        (*acc)[7] = add_row8((*acc)[7], r3, hi);
+        let r4 = halves(subgroupBroadcast(a_lo, 4u));
+        (*acc)[8] = add_row8((*acc)[8], r4, lo);
+        (*acc)[9] = add_row8((*acc)[9], r4, hi);
+        let r5 = halves(subgroupBroadcast(a_lo, 5u));
+        (*acc)[10] = add_row8((*acc)[10], r5, lo);
+        (*acc)[11] = add_row8((*acc)[11], r5, hi);
+        let r6 = halves(subgroupBroadcast(a_lo, 6u));
+        (*acc)[12] = add_row8((*acc)[12], r6, lo);
+        (*acc)[13] = add_row8((*acc)[13], r6, hi);
+        let r7 = halves(subgroupBroadcast(a_lo, 7u));
+        (*acc)[14] = add_row8((*acc)[14], r7, lo);
+        (*acc)[15] = add_row8((*acc)[15], r7, hi);
+        let r8 = halves(subgroupBroadcast(a_hi, 0u));
+        (*acc)[16] = add_row8((*acc)[16], r8, lo);
+        (*acc)[17] = add_row8((*acc)[17], r8, hi);
+        let r9 = halves(subgroupBroadcast(a_hi, 1u));
+        (*acc)[18] = add_row8((*acc)[18], r9, lo);
+        (*acc)[19] = add_row8((*acc)[19], r9, hi);
+        let r10 = halves(subgroupBroadcast(a_hi, 2u));
+        (*acc)[20] = add_row8((*acc)[20], r10, lo);
+        (*acc)[21] = add_row8((*acc)[21], r10, hi);
+        let r11 = halves(subgroupBroadcast(a_hi, 3u));
+        (*acc)[22] = add_row8((*acc)[22], r11, lo);
+        (*acc)[23] = add_row8((*acc)[23], r11, hi);
+        let r12 = halves(subgroupBroadcast(a_hi, 4u));
+        (*acc)[24] = add_row8((*acc)[24], r12, lo);
+        (*acc)[25] = add_row8((*acc)[25], r12, hi);
+        let r13 = halves(subgroupBroadcast(a_hi, 5u));
+        (*acc)[26] = add_row8((*acc)[26], r13, lo);
+        (*acc)[27] = add_row8((*acc)[27], r13, hi);
+        let r14 = halves(subgroupBroadcast(a_hi, 6u));
+        (*acc)[28] = add_row8((*acc)[28], r14, lo);
+        (*acc)[29] = add_row8((*acc)[29], r14, hi);
+        let r15 = halves(subgroupBroadcast(a_hi, 7u));
+        (*acc)[30] = add_row8((*acc)[30], r15, lo);
+        (*acc)[31] = add_row8((*acc)[31], r15, hi);
+    }
+}
+
+// A lane's 16 x 8 block of C from row r, column cc (acc as add_block16x8 holds it).
+fn store_block16x8(batch: u32, r: u32, cc: u32, acc: array<vec4<f32>, 32>) {
+    store_block16(batch, r, cc, array<vec4<f32>, 16>(acc[0], acc[2], acc[4], acc[6], acc[8], acc[10],
+        acc[12], acc[14], acc[16], acc[18], acc[20], acc[22], acc[24], acc[26], acc[28], acc[30]));
+    store_block16(batch, r, cc + 4u, array<vec4<f32>, 16>(acc[1], acc[3], acc[5], acc[7], acc[9], acc[11],
+        acc[13], acc[15], acc[17], acc[19], acc[21], acc[23], acc[25], acc[27], acc[29], acc[31]));
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn matmul_broadcast64_km8(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -279,161 +417,144 @@ fn matmul_broadcast64_km8(
         let cols = lane_cols8_by_k(blk.op_b, blk.col, k);
         let lo = cols[0];
         let hi = cols[1];
-        if (TRANS_A) {
-            // s_j (t_j): rows 0..7 (8..15) at k + j, from lane j.
-            let a_lo = load_lines8(blk.op_a, blk.row, k + lane);
-            let a_hi = load_lines8(blk.op_a, blk.row + 8u, k + lane);
-            let s0 = halves(subgroupBroadcast(a_lo, 0u));
-            let t0 = halves(subgroupBroadcast(a_hi, 0u));
-            let s1 = halves(subgroupBroadcast(a_lo, 1u));
-            let t1 = halves(subgroupBroadcast(a_hi, 1u));
-            let s2 = halves(subgroupBroadcast(a_lo, 2u));
-            let t2 = halves(subgroupBroadcast(a_hi, 2u));
-            let s3 = halves(subgroupBroadcast(a_lo, 3u));
-            let t3 = halves(subgroupBroadcast(a_hi, 3u));
-            let s4 = halves(subgroupBroadcast(a_lo, 4u));
-            let t4 = halves(subgroupBroadcast(a_hi, 4u));
-            let s5 = halves(subgroupBroadcast(a_lo, 5u));
-            let t5 = halves(subgroupBroadcast(a_hi, 5u));
-            let s6 = halves(subgroupBroadcast(a_lo, 6u));
-            let t6 = halves(subgroupBroadcast(a_hi, 6u));
-            let s7 = halves(subgroupBroadcast(a_lo, 7u));
-            let t7 = halves(subgroupBroadcast(a_hi, 7u));
-            let r0 = array<f32, 8>(s0[0], s1[0], s2[0], s3[0], s4[0], s5[0], s6[0], s7[0]);
-            acc[0] = add_row8(acc[0], r0, lo);
-            acc[1] = add_row8(acc[1], r0, hi);
-            let r1 = array<f32, 8>(s0[1], s1[1], s2[1], s3[1], s4[1], s5[1], s6[1], s7[1]);
-            acc[2] = add_row8(acc[2], r1, lo);
-            acc[3] = add_row8(acc[3], r1, hi);
-            let r2 = array<f32, 8>(s0[2], s1[2], s2[2], s3[2], s4[2], s5[2], s6[2], s7[2]);
-            acc[4] = add_row8(acc[4], r2, lo);
-            acc[5] = add_row8(acc[5], r2, hi);
-            let r3 = array<f32, 8>(s0[3], s1[3], s2[3], s3[3], s4[3], s5[3], s6[3], s7[3]);
-            acc[6] = add_row8(acc[6], r3, lo);
-            acc[7] = add_row8(acc[7], r3, hi);
-            let r4 = array<f32, 8>(s0[4], s1[4], s2[4], s3[4], s4[4], s5[4], s6[4], s7[4]);
-            acc[8] = add_row8(acc[8], r4, lo);
-            acc[9] = add_row8(acc[9], r4, hi);
-            let r5 = array<f32, 8>(s0[5], s1[5], s2[5], s3[5], s4[5], s5[5], s6[5], s7[5]);
-            acc[10] = add_row8(acc[10], r5, lo);
-            acc[11] = add_row8(acc[11], r5, hi);
-            let r6 = array<f32, 8>(s0[6], s1[6], s2[6], s3[6], s4[6], s5[6], s6[6], s7[6]);
-            acc[12] = add_row8(acc[12], r6, lo);
-            acc[13] = add_row8(acc[13], r6, hi);
-            let r7 = array<f32, 8>(s0[7], s1[7], s2[7], s3[7], s4[7], s5[7], s6[7], s7[7]);
-            acc[14] = add_row8(acc[14], r7, lo);
-            acc[15] = add_row8(acc[15], r7, hi);
-            let r8 = array<f32, 8>(t0[0], t1[0], t2[0], t3[0], t4[0], t5[0], t6[0], t7[0]);
-            acc[16] = add_row8(acc[16], r8, lo);
-            acc[17] = add_row8(acc[17], r8, hi);
-            let r9 = array<f32, 8>(t0[1], t1[1], t2[1], t3[1], t4[1], t5[1], t6[1], t7[1]);
-            acc[18] = add_row8(acc[18], r9, lo);
-            acc[19] = add_row8(acc[19], r9, hi);
-            let r10 = array<f32, 8>(t0[2], t1[2], t2[2], t3[2], t4[2], t5[2], t6[2], t7[2]);
-            acc[20] = add_row8(acc[20], r10, lo);
-            acc[21] = add_row8(acc[21], r10, hi);
-            let r11 = array<f32, 8>(t0[3], t1[3], t2[3], t3[3], t4[3], t5[3], t6[3], t7[3]);
-            acc[22] = add_row8(acc[22], r11, lo);
-            acc[23] = add_row8(acc[23], r11, hi);
-            let r12 = array<f32, 8>(t0[4], t1[4], t2[4], t3[4], t4[4], t5[4], t6[4], t7[4]);
-            acc[24] = add_row8(acc[24], r12, lo);
-            acc[25] = add_row8(acc[25], r12, hi);
-            let r13 = array<f32, 8>(t0[5], t1[5], t2[5], t3[5], t4[5], t5[5], t6[5], t7[5]);
-            acc[26] = add_row8(acc[26], r13, lo);
-            acc[27] = add_row8(acc[27], r13, hi);
-            let r14 = array<f32, 8>(t0[6], t1[6], t2[6], t3[6], t4[6], t5[6], t6[6], t7[6]);
-            acc[28] = add_row8(acc[28], r14, lo);
-            acc[29] = add_row8(acc[29], r14, hi);
-            let r15 = array<f32, 8>(t0[7], t1[7], t2[7], t3[7], t4[7], t5[7], t6[7], t7[7]);
-            acc[30] = add_row8(acc[30], r15, lo);
-            acc[31] = add_row8(acc[31], r15, hi);
-        } else {
-            // Row i at the 8 k, from lane i % 8.
-            let a_lo = load_k8(blk.op_a, blk.row + lane, k);
-            let a_hi = load_k8(blk.op_a, blk.row + 8u + lane, k);
-            let r0 = halves(subgroupBroadcast(a_lo, 0u));
-            acc[0] = add_row8(acc[0], r0, lo);
-            acc[1] = add_row8(acc[1], r0, hi);
-            let r1 = halves(subgroupBroadcast(a_lo, 1u));
-            acc[2] = add_row8(acc[2], r1, lo);
-            acc[3] = add_row8(acc[3], r1, hi);
-            let r2 = halves(subgroupBroadcast(a_lo, 2u));
-            acc[4] = add_row8(acc[4], r2, lo);
-            acc[5] = add_row8(acc[5], r2, hi);
-            let r3 = halves(subgroupBroadcast(a_lo, 3u));
-            acc[6] = add_row8(acc[6], r3, lo);
-            acc[7] = add_row8(acc[7], r3, hi);
-            let r4 = halves(subgroupBroadcast(a_lo, 4u));
-            acc[8] = add_row8(acc[8], r4, lo);
-            acc[9] = add_row8(acc[9], r4, hi);
-            let r5 = halves(subgroupBroadcast(a_lo, 5u));
-            acc[10] = add_row8(acc[10], r5, lo);
-            acc[11] = add_row8(acc[11], r5, hi);
-            let r6 = halves(subgroupBroadcast(a_lo, 6u));
-            acc[12] = add_row8(acc[12], r6, lo);
-            acc[13] = add_row8(acc[13], r6, hi);
-            let r7 = halves(subgroupBroadcast(a_lo, 7u));
-            acc[14] = add_row8(acc[14], r7, lo);
-            acc[15] = add_row8(acc[15], r7, hi);
-            let r8 = halves(subgroupBroadcast(a_hi, 0u));
-            acc[16] = add_row8(acc[16], r8, lo);
-            acc[17] = add_row8(acc[17], r8, hi);
-            let r9 = halves(subgroupBroadcast(a_hi, 1u));
-            acc[18] = add_row8(acc[18], r9, lo);
-            acc[19] = add_row8(acc[19], r9, hi);
-            let r10 = halves(subgroupBroadcast(a_hi, 2u));
-            acc[20] = add_row8(acc[20], r10, lo);
-            acc[21] = add_row8(acc[21], r10, hi);
-            let r11 = halves(subgroupBroadcast(a_hi, 3u));
-            acc[22] = add_row8(acc[22], r11, lo);
-            acc[23] = add_row8(acc[23], r11, hi);
-            let r12 = halves(subgroupBroadcast(a_hi, 4u));
-            acc[24] = add_row8(acc[24], r12, lo);
-            acc[25] = add_row8(acc[25], r12, hi);
-            let r13 = halves(subgroupBroadcast(a_hi, 5u));
-            acc[26] = add_row8(acc[26], r13, lo);
-            acc[27] = add_row8(acc[27], r13, hi);
-            let r14 = halves(subgroupBroadcast(a_hi, 6u));
-            acc[28] = add_row8(acc[28], r14, lo);
-            acc[29] = add_row8(acc[29], r14, hi);
-            let r15 = halves(subgroupBroadcast(a_hi, 7u));
-            acc[30] = add_row8(acc[30], r15, lo);
-            acc[31] = add_row8(acc[31], r15, hi);
-        }
+        add_block16x8(&acc, blk.op_a, blk.row, k, lane, lo, hi);
     }
     if (!blk.live) {
         return;
     }
-    store_row4(blk.batch, blk.row + 0u, blk.col, acc[0]);
-    store_row4(blk.batch, blk.row + 0u, blk.col + 4u, acc[1]);
-    store_row4(blk.batch, blk.row + 1u, blk.col, acc[2]);
-    store_row4(blk.batch, blk.row + 1u, blk.col + 4u, acc[3]);
-    store_row4(blk.batch, blk.row + 2u, blk.col, acc[4]);
-    store_row4(blk.batch, blk.row + 2u, blk.col + 4u, acc[5]);
-    store_row4(blk.batch, blk.row + 3u, blk.col, acc[6]);
-    store_row4(blk.batch, blk.row + 3u, blk.col + 4u, acc[7]);
-    store_row4(blk.batch, blk.row + 4u, blk.col, acc[8]);
-    store_row4(blk.batch, blk.row + 4u, blk.col + 4u, acc[9]);
-    store_row4(blk.batch, blk.row + 5u, blk.col, acc[10]);
-    store_row4(blk.batch, blk.row + 5u, blk.col + 4u, acc[11]);
-    store_row4(blk.batch, blk.row + 6u, blk.col, acc[12]);
-    store_row4(blk.batch, blk.row + 6u, blk.col + 4u, acc[13]);
-    store_row4(blk.batch, blk.row + 7u, blk.col, acc[14]);
-    store_row4(blk.batch, blk.row + 7u, blk.col + 4u, acc[15]);
-    store_row4(blk.batch, blk.row + 8u, blk.col, acc[16]);
-    store_row4(blk.batch, blk.row + 8u, blk.col + 4u, acc[17]);
-    store_row4(blk.batch, blk.row + 9u, blk.col, acc[18]);
-    store_row4(blk.batch, blk.row + 9u, blk.col + 4u, acc[19]);
-    store_row4(blk.batch, blk.row + 10u, blk.col, acc[20]);
-    store_row4(blk.batch, blk.row + 10u, blk.col + 4u, acc[21]);
-    store_row4(blk.batch, blk.row + 11u, blk.col, acc[22]);
-    store_row4(blk.batch, blk.row + 11u, blk.col + 4u, acc[23]);
-    store_row4(blk.batch, blk.row + 12u, blk.col, acc[24]);
-    store_row4(blk.batch, blk.row + 12u, blk.col + 4u, acc[25]);
-    store_row4(blk.batch, blk.row + 13u, blk.col, acc[26]);
-    store_row4(blk.batch, blk.row + 13u, blk.col + 4u, acc[27]);
-    store_row4(blk.batch, blk.row + 14u, blk.col, acc[28]);
-    store_row4(blk.batch, blk.row + 14u, blk.col + 4u, acc[29]);
-    store_row4(blk.batch, blk.row + 15u, blk.col, acc[30]);
-    store_row4(blk.batch, blk.row + 15u, blk.col + 4u, acc[31]);
+    store_block16x8(blk.batch, blk.row, blk.col, acc);
+}
+
+// ---- matmul_windows64_km8: broadcast64_km8 with op(B) read from uniform windows --------------
+// llvmpipe loads a storage buffer lane by lane in a loop (a branch on each lane's execution
+// bit, a bounds check, a merge: about half of broadcast64_km8's time goes to op(B)'s loads),
+// but gathers a uniform buffer's elements in straight-line code: a vec4<u64> from a uniform
+// buffer costs it 2.4x less per float than from storage (probe_loads, BENCHMARKS.md). So op(B)
+// is first copied (pack_windows64) into windows of WINDOW_BYTES, one per 64 columns by
+// WINDOW64_K k, row-major: the lane's 8 columns at k are element (k % WINDOW64_K) * 8 + lane.
+// A dispatch computes one 64-column block of matrix batch0's C (from col0) for every row block
+// of op(A) (a subgroup per 16 rows), summing over up to 4 consecutive windows bound at
+// bw0..bw3 (k_begin..k_end, k_begin on a window's first k); later groups of windows add into C. WINDOWS (override) says how many
+// are bound: llvmpipe runs both sides of a branch, so an unused window's loop would still cost
+// a step of loads. op(A) is read as broadcast64_km8 reads it (the host's Layout::a_aligned8).
+
+const WINDOW64_K: u32 = 256u;
+// A window: WINDOW64_K rows of 64 floats (the host's WINDOW_BYTES).
+struct Window64 {
+    v: array<vec4<u64>, 2048>,
+}
+@group(0) @binding(20) var<uniform> bw0: Window64;
+@group(0) @binding(21) var<uniform> bw1: Window64;
+@group(0) @binding(22) var<uniform> bw2: Window64;
+@group(0) @binding(23) var<uniform> bw3: Window64;
+override WINDOWS: u32 = 1u;
+
+// The lane's columns 0..3 and 4..7 at 8 consecutive k, from their 8 rows of a window.
+fn window_cols8(w: array<vec4<u64>, 8>) -> array<array<vec4<f32>, 8>, 2> {
+    return array<array<vec4<f32>, 8>, 2>(
+        array<vec4<f32>, 8>(first4(w[0]), first4(w[1]), first4(w[2]), first4(w[3]),
+                            first4(w[4]), first4(w[5]), first4(w[6]), first4(w[7])),
+        array<vec4<f32>, 8>(second4(w[0]), second4(w[1]), second4(w[2]), second4(w[3]),
+                            second4(w[4]), second4(w[5]), second4(w[6]), second4(w[7])));
+}
+
+// The k of window `w` of this dispatch: [x, y).
+fn window_span(w: u32) -> vec2<u32> {
+    let begin = params.k_begin + w * WINDOW64_K;
+    return vec2<u32>(begin, min(begin + WINDOW64_K, params.k_end));
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn matmul_windows64_km8(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row = linear_id(wid, lid, nwg) / 8u * 16u;
+    let op_a = operand_a(params.batch0);
+    var acc: array<vec4<f32>, 32>;
+    // One loop per window: WGSL cannot index bindings. The lane's element at a window's k row r
+    // is r * 8 + lane, its next k 8 elements on.
+    if (WINDOWS > 0u) {
+        let span = window_span(0u);
+        for (var k = span.x; k < span.y; k += 8u) {
+            let at = (k - span.x) * 8u + lane;
+            let cols = window_cols8(array<vec4<u64>, 8>(bw0.v[at], bw0.v[at + 8u], bw0.v[at + 16u],
+                bw0.v[at + 24u], bw0.v[at + 32u], bw0.v[at + 40u], bw0.v[at + 48u], bw0.v[at + 56u]));
+            add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
+        }
+    }
+    if (WINDOWS > 1u) {
+        let span = window_span(1u);
+        for (var k = span.x; k < span.y; k += 8u) {
+            let at = (k - span.x) * 8u + lane;
+            let cols = window_cols8(array<vec4<u64>, 8>(bw1.v[at], bw1.v[at + 8u], bw1.v[at + 16u],
+                bw1.v[at + 24u], bw1.v[at + 32u], bw1.v[at + 40u], bw1.v[at + 48u], bw1.v[at + 56u]));
+            add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
+        }
+    }
+    if (WINDOWS > 2u) {
+        let span = window_span(2u);
+        for (var k = span.x; k < span.y; k += 8u) {
+            let at = (k - span.x) * 8u + lane;
+            let cols = window_cols8(array<vec4<u64>, 8>(bw2.v[at], bw2.v[at + 8u], bw2.v[at + 16u],
+                bw2.v[at + 24u], bw2.v[at + 32u], bw2.v[at + 40u], bw2.v[at + 48u], bw2.v[at + 56u]));
+            add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
+        }
+    }
+    if (WINDOWS > 3u) {
+        let span = window_span(3u);
+        for (var k = span.x; k < span.y; k += 8u) {
+            let at = (k - span.x) * 8u + lane;
+            let cols = window_cols8(array<vec4<u64>, 8>(bw3.v[at], bw3.v[at + 8u], bw3.v[at + 16u],
+                bw3.v[at + 24u], bw3.v[at + 32u], bw3.v[at + 40u], bw3.v[at + 48u], bw3.v[at + 56u]));
+            add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
+        }
+    }
+    if (row >= params.m) {
+        return;
+    }
+    store_block16x8(params.batch0, row, params.col0 + 8u * lane, acc);
+}
+
+// ---- pack_windows64: op(B) copied into matmul_windows64_km8's windows ------------------------
+// Window (matrix e, column block cb, k window kw) is window (e * column blocks + cb) * k_windows
+// + kw of `packed`, k_windows = ceil(k_end / WINDOW64_K); in it, k row r holds columns 64 cb..64 cb + 63 at k = kw * WINDOW64_K
+// + r as 16 vec4s. k past k_end is 0; columns past n repeat earlier ones (their sums are never
+// stored). One invocation copies 4 columns at 4 k: 1024 per window.
+@compute @workgroup_size(WORKGROUP)
+fn pack_windows64(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let k_windows = (params.k_end + WINDOW64_K - 1u) / WINDOW64_K;
+    let per_matrix = k_windows * ((params.n + 63u) / 64u);
+    let i = linear_id(wid, lid, nwg);
+    let window = i / 1024u;
+    let e = window / per_matrix;
+    if (e >= params.batch) {
+        return;
+    }
+    let k_quad = (i % 1024u) / 16u;
+    let col_quad = i % 16u;
+    let k = (window % k_windows) * WINDOW64_K + 4u * k_quad;
+    let col0 = ((window % per_matrix) / k_windows) * 64u + 4u * col_quad;
+    // Row j: the 4 columns at k + j.
+    var rows = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if (k < params.k_end) {
+        let op = operand_b(e);
+        if (op.k_major) {
+            rows = array<vec4<f32>, 4>(load_lines4(op, col0, k), load_lines4(op, col0, k + 1u),
+                                       load_lines4(op, col0, k + 2u), load_lines4(op, col0, k + 3u));
+        } else {
+            rows = transpose4(array<vec4<f32>, 4>(load_k4(op, col0, k), load_k4(op, col0 + 1u, k),
+                                                  load_k4(op, col0 + 2u, k), load_k4(op, col0 + 3u, k)));
+        }
+    }
+    let at = window * 4096u + 4u * k_quad * 16u + col_quad;
+    for (var j = 0u; j < 4u; j++) {
+        packed[at + j * 16u] = rows[j];
+    }
 }

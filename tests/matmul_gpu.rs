@@ -653,52 +653,119 @@ fn broadcast64_km_and_packed_match_f64_where_they_run() {
     );
 }
 
+/// windows-16x4 and windows64-km-16x8 give C bit for bit the same from run to run, over
+/// several windows and groups of windows (later groups add into C).
 #[test]
 fn windows_reruns_are_bit_identical() {
     let Some(ctx) = common::gpu() else { return };
-    if !offered(&ctx, Variant::Windows) {
-        return;
-    }
     let mut rng = common::fresh_rng("matmul windows reruns");
     // Two matrices, lines over several windows, k over two groups of k windows (C added into).
+    // m a multiple of 8 (windows64-km-16x8 reads A's k-rows 8 floats at a time), not of 16.
     let shape = Shape {
         batch: 2,
-        m: 300,
+        m: 296,
         n: 70,
-        k: 1100,
+        k: 1104,
     };
     let layout = Layout::dense(&shape, true, false);
     let a = common::random_vec(&mut rng, shape.batch * shape.m * shape.k, 1.0);
     let b = common::random_vec(&mut rng, shape.batch * shape.k * shape.n, 1.0);
     let ga = GpuTensor::upload(&ctx, "a", &[a.len()], &a).unwrap();
     let gb = GpuTensor::upload(&ctx, "b", &[b.len()], &b).unwrap();
-    let run = || {
-        let gc = GpuTensor::output(&ctx, "c", &[shape.batch * shape.m * shape.n]).unwrap();
-        let mut encoder = ctx.encoder("matmul reruns");
-        Matmul {
-            shape,
-            layout,
-            epilogue: Epilogue::default(),
-            a: &ga,
-            b: &gb,
-            c: &gc,
-            bias: None,
-            triangles: Triangles::NONE,
-            activation: Activation::None,
+    for variant in [Variant::Windows, Variant::Windows64Km8] {
+        if !offered(&ctx, variant) {
+            continue;
         }
-        .record(&ctx, &mut encoder, Variant::Windows)
-        .unwrap();
-        ctx.submit("matmul reruns", encoder).unwrap();
-        gc.download(&ctx).unwrap()
+        let run = || {
+            let gc = GpuTensor::output(&ctx, "c", &[shape.batch * shape.m * shape.n]).unwrap();
+            let mut encoder = ctx.encoder("matmul reruns");
+            Matmul {
+                shape,
+                layout,
+                epilogue: Epilogue::default(),
+                a: &ga,
+                b: &gb,
+                c: &gc,
+                bias: None,
+                triangles: Triangles::NONE,
+                activation: Activation::None,
+            }
+            .record(&ctx, &mut encoder, variant)
+            .unwrap();
+            ctx.submit("matmul reruns", encoder).unwrap();
+            gc.download(&ctx).unwrap()
+        };
+        let (first, second) = (run(), run());
+        assert!(first.iter().all(|x| x.is_finite()), "{variant}");
+        assert!(
+            first
+                .iter()
+                .zip(&second)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "two runs of {variant} differ"
+        );
+    }
+}
+
+/// windows64-km-16x8 against f64 where its copy of op(B) and its windows could go wrong: k
+/// within one window, across windows and across groups of four (later groups add into C), n
+/// ragged around its 64-column blocks, op(B) k-major and k-contiguous with rows padded by 3
+/// floats (the copy reads any stride), batches of 1 and 3, C transposed, every epilogue. It
+/// refuses op(A) whose strides are not multiples of 8, by name.
+#[test]
+fn windows64_matches_f64_where_it_runs() {
+    let Some(ctx) = common::gpu() else { return };
+    if !offered(&ctx, Variant::Windows64Km8) {
+        return;
+    }
+    let mut rng = common::fresh_rng("matmul windows64");
+    let window_k = 256;
+    let mut case = 0;
+    for k in [8, window_k, window_k + 8, 4 * window_k + 8, 9 * window_k] {
+        for (m, n) in [(1, 1), (17, 63), (40, 65), (130, 200)] {
+            for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+                let shape = Shape {
+                    batch: 1 + 2 * (case % 2),
+                    m,
+                    n,
+                    k,
+                };
+                let dense = Layout::dense(&shape, trans_a, trans_b);
+                let mut layout = if case % 5 == 2 {
+                    dense.with_c_transposed(&shape)
+                } else {
+                    dense
+                };
+                // A's lines a multiple of 8 floats (what the kernel needs), B's rows padded by
+                // 3 floats in every other case and its matrices by up to 2 (what it does not).
+                let a_line = if trans_a { m } else { k };
+                layout.lda = a_line.next_multiple_of(8);
+                layout.stride_a = layout.lda * if trans_a { k } else { m } + 8;
+                layout.ldb = if trans_b { k } else { n } + 3 * (case % 2);
+                layout.stride_b = layout.ldb * if trans_b { n } else { k } + case % 3;
+                let variant = Variant::Windows64Km8;
+                assert!(
+                    variant.suits(&ctx, &shape, &layout, false),
+                    "{shape:?} {layout:?}"
+                );
+                let err = check(&ctx, &mut rng, shape, layout, epilogue(case), variant);
+                err.assert_close(&format!("{variant} {shape:?} {layout:?}"));
+                case += 1;
+            }
+        }
+    }
+    let shape = Shape {
+        batch: 1,
+        m: 4,
+        n: 4,
+        k: 12,
     };
-    let (first, second) = (run(), run());
-    assert!(first.iter().all(|x| x.is_finite()));
-    assert!(
-        first
-            .iter()
-            .zip(&second)
-            .all(|(x, y)| x.to_bits() == y.to_bits()),
-        "two runs of windows-16x4 differ"
+    assert_refused(
+        &ctx,
+        shape,
+        Layout::dense(&shape, false, false),
+        Variant::Windows64Km8,
+        "multiples of 8",
     );
 }
 

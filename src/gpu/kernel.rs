@@ -47,6 +47,8 @@ pub enum Elem {
     Struct(&'static str),
     /// The WGSL struct `Window`: vec4s filling [`WINDOW_BYTES`].
     Window,
+    /// The WGSL struct `Window64`: `vec4<u64>`s filling [`WINDOW_BYTES`] (needs SHADER_INT64).
+    Window64,
 }
 
 /// One binding of group 0.

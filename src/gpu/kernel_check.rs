@@ -75,7 +75,7 @@ pub fn check_kernel(kernel: &Kernel) -> Vec<String> {
         if decl.elem == Elem::Params {
             problems.extend(check_params(&module, var.ty, kernel));
         }
-        if decl.elem == Elem::Window {
+        if matches!(decl.elem, Elem::Window | Elem::Window64) {
             let size = module.types[var.ty].inner.size(module.to_ctx()) as u64;
             if size != WINDOW_BYTES {
                 problems.push(format!(
@@ -158,6 +158,9 @@ fn element_of(module: &Module, ty: naga::Handle<naga::Type>) -> Option<Elem> {
     match &module.types[ty].inner {
         TypeInner::Struct { .. } if module.types[ty].name.as_deref() == Some("Window") => {
             Some(Elem::Window)
+        }
+        TypeInner::Struct { .. } if module.types[ty].name.as_deref() == Some("Window64") => {
+            Some(Elem::Window64)
         }
         TypeInner::Struct { .. } => Some(Elem::Params),
         TypeInner::Array { base, .. } => match &module.types[*base].inner {

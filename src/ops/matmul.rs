@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{
-    gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, WINDOW_BYTES,
+    gpu_params, Access, BindingDecl, Elem, Grid, Kernel, Needs, Workgroup, DEFAULT_WORKGROUP,
+    WINDOW_BYTES,
 };
 use crate::gpu::tune::{fastest_agreeing, probe_values, timed, Round, TuneMode};
 use crate::gpu::{GpuContext, GpuTensor};
@@ -271,6 +272,64 @@ pub const MATMUL_BROADCAST64_KM8: Kernel = Kernel {
     ..MATMUL_BROADCAST64_KM
 };
 
+/// matmul_windows64_km8's bindings: broadcast64's, less op(B) (b8 is bound but not read: the
+/// shared loads name it), and the windows of op(B) it sums over.
+const WINDOWS64_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
+    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
+    BindingDecl::new(WINDOW64_NAMES[0], 20, Access::Window, Elem::Window64),
+    BindingDecl::new(WINDOW64_NAMES[1], 21, Access::Window, Elem::Window64),
+    BindingDecl::new(WINDOW64_NAMES[2], 22, Access::Window, Elem::Window64),
+    BindingDecl::new(WINDOW64_NAMES[3], 23, Access::Window, Elem::Window64),
+];
+/// The window bindings of matmul_windows64_km8, in k order.
+const WINDOW64_NAMES: [&str; 4] = ["bw0", "bw1", "bw2", "bw3"];
+/// k per window of op(B) in matmul_windows64_km8 (the shader's WINDOW64_K): WINDOW_BYTES of
+/// 64-column rows.
+const WINDOW64_K: usize = 256;
+/// Columns of C (and of op(B) per window) one dispatch of matmul_windows64_km8 computes: a
+/// subgroup's 8 lanes of 8.
+const WINDOW64_COLS: usize = 64;
+
+/// matmul_windows64_km8: broadcast64-km-16x8 with op(B) from uniform windows.
+pub const MATMUL_WINDOWS64_KM8: Kernel = Kernel {
+    shader: "matmul_int64.wgsl",
+    entry: "matmul_windows64_km8",
+    bindings: WINDOWS64_BINDINGS,
+    params: MatmulParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &[
+        "TRANS_A",
+        "TRANS_C",
+        "C_VEC4",
+        "SUBGROUP",
+        "WINDOWS",
+        "ADD_INTO_C",
+        "ADD_BIAS",
+        "ACTIVATION",
+    ],
+    source_constants: &[],
+    needs: Needs::SubgroupsInt64,
+};
+
+/// pack_windows64: op(B) into matmul_windows64_km8's windows.
+pub const PACK_WINDOWS64: Kernel = Kernel {
+    shader: "matmul_int64.wgsl",
+    entry: "pack_windows64",
+    bindings: PACK_BINDINGS,
+    params: MatmulParams::LAYOUT,
+    workgroup: Workgroup::Override("WORKGROUP"),
+    constants: &["TRANS_B", "VEC4"],
+    source_constants: &[],
+    needs: Needs::Int64,
+};
+
 /// Rows and columns of C one subgroup of matmul_windows computes.
 const WINDOW_BLOCK: (usize, usize) = (16, 32);
 /// The most k one window holds: more k per window means fewer lines, so smaller blocks of C
@@ -332,6 +391,11 @@ pub enum Variant {
     /// broadcast64-16x4 cannot read, where the copy may cost less than k-major loads of 4
     /// floats (a linear layer's weight gradient, K its tokens).
     Packed64,
+    /// broadcast64-km-16x8 with op(B) copied into uniform windows first (pack_windows64,
+    /// then matmul_windows64_km8): llvmpipe gathers a uniform buffer's elements without its
+    /// per-lane loop. Up to [`BATCHED`] matrices, op(A) read as broadcast64-km-16x8 reads it
+    /// ([`Layout::a_aligned8`]).
+    Windows64Km8,
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
     Windows,
@@ -352,6 +416,7 @@ impl std::fmt::Display for Variant {
             Variant::Broadcast64Km => write!(f, "broadcast64-km-16x4"),
             Variant::Broadcast64Km8 => write!(f, "broadcast64-km-16x8"),
             Variant::Packed64 => write!(f, "broadcast64-packed-16x4"),
+            Variant::Windows64Km8 => write!(f, "windows64-km-16x8"),
             Variant::Windows => write!(f, "windows-16x4"),
             Variant::Direct => write!(f, "windows-direct-16x4"),
         }
@@ -375,6 +440,7 @@ impl Variant {
         all.push(Variant::Broadcast64Km);
         all.push(Variant::Broadcast64Km8);
         all.push(Variant::Packed64);
+        all.push(Variant::Windows64Km8);
         all.push(Variant::Windows);
         all.push(Variant::Direct);
         all.retain(|v| v.available(ctx));
@@ -395,6 +461,15 @@ impl Variant {
             | Variant::Broadcast64Km
             | Variant::Broadcast64Km8
             | Variant::Packed64 => Variant::Broadcast.available(ctx) && ctx.has_int64(),
+            Variant::Windows64Km8 => {
+                let limits = ctx.limits();
+                // The params and the windows, all bound at offsets.
+                let uniforms = 1 + WINDOW64_NAMES.len() as u32;
+                Variant::Broadcast64Km8.available(ctx)
+                    && limits.max_uniform_buffer_binding_size >= WINDOW_BYTES
+                    && limits.max_uniform_buffers_per_shader_stage >= uniforms
+                    && limits.max_dynamic_uniform_buffers_per_pipeline_layout >= uniforms
+            }
             Variant::Windows | Variant::Direct => {
                 let limits = ctx.limits();
                 let uniforms = 1 + 2 * WINDOWS_PER_DISPATCH as u32;
@@ -424,6 +499,7 @@ impl Variant {
             Variant::Broadcast64Km => layout.k_major8(shape),
             Variant::Broadcast64Km8 => layout.aligned8(shape),
             Variant::Packed64 => !layout.vec8(shape) && packed_fits(ctx, shape),
+            Variant::Windows64Km8 => windows64_fit(ctx, shape, layout),
             Variant::Direct => direct,
             _ => true,
         }
@@ -439,6 +515,7 @@ impl Variant {
             Variant::Broadcast64Km => &MATMUL_BROADCAST64_KM,
             Variant::Broadcast64Km8 => &MATMUL_BROADCAST64_KM8,
             Variant::Windows | Variant::Direct => &MATMUL_WINDOWS,
+            Variant::Windows64Km8 => &MATMUL_WINDOWS64_KM8,
         }
     }
 
@@ -466,8 +543,10 @@ impl Variant {
                 vec![],
                 Grid::Workgroups(batch * m.div_ceil(TILE) * n.div_ceil(TILE)),
             ),
-            // Dispatched window by window (Matmul::record_windowed).
-            Variant::Windows | Variant::Direct => (vec![], Grid::Workgroups(0)),
+            // Dispatched window by window (Matmul::record_windowed, record_windows64).
+            Variant::Windows | Variant::Direct | Variant::Windows64Km8 => {
+                (vec![], Grid::Workgroups(0))
+            }
             Variant::Broadcast
             | Variant::Broadcast64
             | Variant::Broadcast64Km
@@ -598,6 +677,14 @@ impl Layout {
     /// op(B) is stored k-major, each column's 8 k one where it is stored k-contiguous).
     pub fn aligned8(&self, shape: &Shape) -> bool {
         [shape.k, self.lda, self.ldb, self.stride_a, self.stride_b]
+            .iter()
+            .all(|v| v % 8 == 0)
+    }
+
+    /// Whether op(A) may be read as broadcast64-km-16x8 reads it, whatever op(B)'s layout: K
+    /// and A's row and batch strides multiples of 8 floats (windows64-km-16x8 copies op(B)).
+    pub fn a_aligned8(&self, shape: &Shape) -> bool {
+        [shape.k, self.lda, self.stride_a]
             .iter()
             .all(|v| v % 8 == 0)
     }
@@ -957,6 +1044,7 @@ impl Matmul<'_> {
             Variant::Windows => return self.record_windowed(ctx, encoder),
             Variant::Direct => return self.record_direct(ctx, encoder),
             Variant::Packed64 => return self.record_packed(ctx, encoder),
+            Variant::Windows64Km8 => return self.record_windows64(ctx, encoder),
             _ => {}
         }
         let detail = format!("{variant}, {}", shape_class(&self.shape, &self.layout));
@@ -1410,6 +1498,22 @@ fn windows_fit(ctx: &GpuContext, shape: &Shape) -> bool {
             .all(|&b| (geometry.packed_len(b) as u64 * 4) <= max)
 }
 
+/// Whether windows64-km-16x8 may run a product: up to [`BATCHED`] matrices, op(A) readable as
+/// broadcast64-km-16x8 reads it, and op(B)'s windows inside one storage binding (the copy
+/// writes them as one).
+fn windows64_fit(ctx: &GpuContext, shape: &Shape, layout: &Layout) -> bool {
+    shape.batch <= BATCHED
+        && layout.a_aligned8(shape)
+        && windows64_bytes(shape) <= ctx.limits().max_storage_buffer_binding_size
+}
+
+/// Bytes of windows64-km-16x8's copy of op(B): a window per matrix, 64 columns and
+/// [`WINDOW64_K`] k.
+fn windows64_bytes(shape: &Shape) -> u64 {
+    let windows = shape.batch * shape.n.div_ceil(WINDOW64_COLS) * shape.k.div_ceil(WINDOW64_K);
+    windows as u64 * WINDOW_BYTES
+}
+
 /// Bytes of packed operands, for estimating a pass's memory before it runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Packing {
@@ -1434,11 +1538,12 @@ impl std::iter::Sum for Packing {
 }
 
 impl Packing {
-    /// The packed copies of op(A) and op(B) that windows-16x4 or broadcast64-packed-16x4
-    /// allocates for this product where it may run it (the larger of the two; nothing where
-    /// neither may). windows-16x4's live until the encoder that records the product is
-    /// submitted; broadcast64-packed-16x4's are the context's scratch, shared by every such
-    /// product and kept, so counting them per product is an upper bound.
+    /// The packed copies of op(A) and op(B) that windows-16x4, broadcast64-packed-16x4 or
+    /// windows64-km-16x8 (op(B) only) allocates for this product where it may run it (the
+    /// largest; nothing where none may). windows-16x4's and windows64-km-16x8's live until the
+    /// encoder that records the product is submitted; broadcast64-packed-16x4's are the
+    /// context's scratch, shared by every such product and kept, so counting them per product
+    /// is an upper bound.
     pub fn of(ctx: &GpuContext, shape: &Shape) -> Packing {
         let copies = |lens: [usize; 2]| -> Packing {
             lens.iter()
@@ -1463,10 +1568,17 @@ impl Packing {
         } else {
             Packing::default()
         };
-        Packing {
-            total: windows.total.max(packed.total),
-            largest: windows.largest.max(packed.largest),
-        }
+        let windows64 = if Variant::Windows64Km8.available(ctx) && shape.batch <= BATCHED {
+            copies([(windows64_bytes(shape) / 4) as usize, 0])
+        } else {
+            Packing::default()
+        };
+        [windows, packed, windows64]
+            .into_iter()
+            .fold(Packing::default(), |most, p| Packing {
+                total: most.total.max(p.total),
+                largest: most.largest.max(p.largest),
+            })
     }
 
     /// `times` products' worth of these packed copies.
@@ -1503,6 +1615,157 @@ impl Matmul<'_> {
         ctx.hold_until_submit(packed_a);
         ctx.hold_until_submit(packed_b);
         run
+    }
+
+    /// windows64-km-16x8: op(B) copied into windows of 64 columns by [`WINDOW64_K`] k
+    /// (pack_windows64), then per matrix and 64-column block of C one dispatch per group of up
+    /// to four windows, in k order, groups after the first adding into C: a two-level sum, as
+    /// the K spans of the other variants (groups of 1024 k against spans of [`K_SPAN`]).
+    fn record_windows64(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (shape, l) = (&self.shape, &self.layout);
+        if !windows64_fit(ctx, shape, l) {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "{} x {} x {} x {} (batch, m, n, k) does not run on {}: it needs at most \
+                     {BATCHED} matrices, k and A's row and batch strides multiples of 8, and \
+                     op(B)'s windows within max_storage_buffer_binding_size",
+                    shape.batch,
+                    shape.m,
+                    shape.n,
+                    shape.k,
+                    Variant::Windows64Km8
+                ),
+            ));
+        }
+        let base = MatmulParams {
+            m: shape.m as u32,
+            n: shape.n as u32,
+            k_begin: 0,
+            k_end: shape.k as u32,
+            lda: l.lda as u32,
+            ldb: l.ldb as u32,
+            ldc: l.ldc as u32,
+            batch: shape.batch as u32,
+            stride_a: l.stride_a as u32,
+            stride_b: l.stride_b as u32,
+            stride_c: l.stride_c as u32,
+            alpha: self.epilogue.alpha,
+            ..Default::default()
+        };
+        let windows = GpuTensor::windows(
+            ctx,
+            "op(B) in windows",
+            (windows64_bytes(shape) / 4) as usize,
+        )?;
+        ctx.run(
+            encoder,
+            &PACK_WINDOWS64,
+            &[
+                ("TRANS_B", l.trans_b as u8 as f64),
+                ("VEC4", l.vec4(shape) as u8 as f64),
+            ],
+            &base,
+            &[
+                ("a", &self.a.buffer),
+                ("b", &self.b.buffer),
+                ("packed", &windows.buffer),
+            ],
+            // One invocation per 4 columns by 4 k.
+            Grid::Invocations(windows.len() as u64 / 16),
+        )?;
+        let run = self.dispatch_windows64(ctx, encoder, &base, &windows);
+        ctx.hold_until_submit(windows);
+        run
+    }
+
+    /// matmul_windows64_km8's dispatches over `windows` (pack_windows64's copy of op(B)): one
+    /// pipeline per group of windows (its count and epilogue are override constants), every
+    /// block's first group before any block's second.
+    fn dispatch_windows64(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        base: &MatmulParams,
+        windows: &GpuTensor,
+    ) -> Result<()> {
+        let (shape, l) = (&self.shape, &self.layout);
+        let per_dispatch = WINDOW64_NAMES.len();
+        let k_windows = shape.k.div_ceil(WINDOW64_K);
+        let col_blocks = shape.n.div_ceil(WINDOW64_COLS);
+        let groups = k_windows.div_ceil(per_dispatch);
+        // Without a bias the slot still needs a buffer (a read-only one); it is never read.
+        let bias = self.bias.unwrap_or(self.a);
+        let mut buffers: Vec<(&str, &wgpu::Buffer)> = vec![
+            ("bias", &bias.buffer),
+            ("c", &self.c.buffer),
+            ("c4", &self.c.buffer),
+            ("a8", &self.a.buffer),
+            ("b8", &self.b.buffer),
+        ];
+        buffers.extend(self.activation_buffers());
+        buffers.extend(WINDOW64_NAMES.iter().map(|n| (*n, &windows.buffer)));
+        // A subgroup of 8 lanes per 16 rows, DEFAULT_WORKGROUP lanes a workgroup.
+        let workgroups = (shape.m.div_ceil(16) * BROADCAST_LANES as usize)
+            .div_ceil(DEFAULT_WORKGROUP as usize) as u64;
+        for group in 0..groups {
+            let first = group * per_dispatch;
+            let count = (k_windows - first).min(per_dispatch);
+            let k_begin = first * WINDOW64_K;
+            let k_end = (k_begin + count * WINDOW64_K).min(shape.k);
+            let mut dispatches = Vec::with_capacity(shape.batch * col_blocks);
+            for e in 0..shape.batch {
+                for block in 0..col_blocks {
+                    let window = |i: usize| {
+                        let at = (e * col_blocks + block) * k_windows + first + i.min(count - 1);
+                        at as u64 * WINDOW_BYTES
+                    };
+                    dispatches.push(WindowedDispatch {
+                        params: MatmulParams {
+                            k_begin: k_begin as u32,
+                            k_end: k_end as u32,
+                            col0: (block * WINDOW64_COLS) as u32,
+                            batch0: e as u32,
+                            ..*base
+                        },
+                        windows: WINDOW64_NAMES
+                            .iter()
+                            .enumerate()
+                            .map(|(i, n)| (*n, window(i)))
+                            .collect(),
+                        workgroups,
+                    });
+                }
+            }
+            let constants = [
+                &[
+                    ("TRANS_A", l.trans_a as u8 as f64),
+                    ("TRANS_C", l.trans_c as u8 as f64),
+                    ("C_VEC4", c_vec4(shape, l) as u8 as f64),
+                    ("SUBGROUP", BROADCAST_LANES as f64),
+                    ("WINDOWS", count as f64),
+                ][..],
+                &self.epilogue_constants(group > 0, group + 1 == groups),
+            ]
+            .concat();
+            let terms = (shape.batch * shape.m * shape.n * (k_end - k_begin)) as u64;
+            ctx.run_windowed(
+                encoder,
+                &MATMUL_WINDOWS64_KM8,
+                &constants,
+                &dispatches,
+                &buffers,
+                Work {
+                    flops: Some(2 * terms),
+                    detail: Some(format!(
+                        "{}, {}",
+                        Variant::Windows64Km8,
+                        shape_class(shape, l)
+                    )),
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Whether windows-direct-16x4 may run this product: its layout has a
@@ -1805,6 +2068,7 @@ impl std::str::FromStr for Variant {
             "broadcast64-km-16x4" => Ok(Variant::Broadcast64Km),
             "broadcast64-km-16x8" => Ok(Variant::Broadcast64Km8),
             "broadcast64-packed-16x4" => Ok(Variant::Packed64),
+            "windows64-km-16x8" => Ok(Variant::Windows64Km8),
             "windows-16x4" => Ok(Variant::Windows),
             "windows-direct-16x4" => Ok(Variant::Direct),
             _ => s

@@ -282,6 +282,8 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &matmul::MATMUL_BROADCAST64,
     &matmul::MATMUL_BROADCAST64_KM,
     &matmul::MATMUL_BROADCAST64_KM8,
+    &matmul::MATMUL_WINDOWS64_KM8,
+    &matmul::PACK_WINDOWS64,
     &matmul::MATMUL_BROADCAST,
     &matmul::PACK_WINDOWS,
     &matmul::PACK_K_CONTIGUOUS,
