@@ -436,7 +436,11 @@ fn matmul_broadcast64_km8(
 // of op(A) (a subgroup per 16 rows), summing over up to 4 consecutive windows bound at
 // bw0..bw3 (k_begin..k_end, k_begin on a window's first k); later groups of windows add into C. WINDOWS (override) says how many
 // are bound: llvmpipe runs both sides of a branch, so an unused window's loop would still cost
-// a step of loads. op(A) is read as broadcast64_km8 reads it (the host's Layout::a_aligned8).
+// a step of loads. With WINDOW_COLUMNS (k within one window) the windows are instead 4
+// consecutive column blocks (col0, col0 + 64, ...) over all of k_begin..k_end, and every
+// subgroup computes each in turn, storing it before the next: its 16 rows of op(A) are read
+// again from cache, where one dispatch per column block would stream all of op(A) once per
+// block. op(A) is read as broadcast64_km8 reads it (the host's Layout::a_aligned8).
 
 const WINDOW64_K: u32 = 256u;
 // A window: WINDOW64_K rows of 64 floats (the host's WINDOW_BYTES).
@@ -448,6 +452,7 @@ struct Window64 {
 @group(0) @binding(22) var<uniform> bw2: Window64;
 @group(0) @binding(23) var<uniform> bw3: Window64;
 override WINDOWS: u32 = 1u;
+override WINDOW_COLUMNS: bool = false;
 
 // The lane's columns 0..3 and 4..7 at 8 consecutive k, from their 8 rows of a window.
 fn window_cols8(w: array<vec4<u64>, 8>) -> array<array<vec4<f32>, 8>, 2> {
@@ -460,8 +465,23 @@ fn window_cols8(w: array<vec4<u64>, 8>) -> array<array<vec4<f32>, 8>, 2> {
 
 // The k of window `w` of this dispatch: [x, y).
 fn window_span(w: u32) -> vec2<u32> {
+    if (WINDOW_COLUMNS) {
+        return vec2<u32>(params.k_begin, params.k_end);
+    }
     let begin = params.k_begin + w * WINDOW64_K;
     return vec2<u32>(begin, min(begin + WINDOW64_K, params.k_end));
+}
+
+// With WINDOW_COLUMNS, after window w's loop: its column block stored (live rows only) and the
+// sums cleared for the next.
+fn finish_column_window(acc: ptr<function, array<vec4<f32>, 32>>, row: u32, lane: u32, w: u32) {
+    if (!WINDOW_COLUMNS) {
+        return;
+    }
+    if (row < params.m) {
+        store_block16x8(params.batch0, row, params.col0 + w * 64u + 8u * lane, *acc);
+    }
+    *acc = array<vec4<f32>, 32>();
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -484,6 +504,7 @@ fn matmul_windows64_km8(
                 bw0.v[at + 24u], bw0.v[at + 32u], bw0.v[at + 40u], bw0.v[at + 48u], bw0.v[at + 56u]));
             add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
         }
+        finish_column_window(&acc, row, lane, 0u);
     }
     if (WINDOWS > 1u) {
         let span = window_span(1u);
@@ -493,6 +514,7 @@ fn matmul_windows64_km8(
                 bw1.v[at + 24u], bw1.v[at + 32u], bw1.v[at + 40u], bw1.v[at + 48u], bw1.v[at + 56u]));
             add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
         }
+        finish_column_window(&acc, row, lane, 1u);
     }
     if (WINDOWS > 2u) {
         let span = window_span(2u);
@@ -502,6 +524,7 @@ fn matmul_windows64_km8(
                 bw2.v[at + 24u], bw2.v[at + 32u], bw2.v[at + 40u], bw2.v[at + 48u], bw2.v[at + 56u]));
             add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
         }
+        finish_column_window(&acc, row, lane, 2u);
     }
     if (WINDOWS > 3u) {
         let span = window_span(3u);
@@ -511,8 +534,9 @@ fn matmul_windows64_km8(
                 bw3.v[at + 24u], bw3.v[at + 32u], bw3.v[at + 40u], bw3.v[at + 48u], bw3.v[at + 56u]));
             add_block16x8(&acc, op_a, row, k, lane, cols[0], cols[1]);
         }
+        finish_column_window(&acc, row, lane, 3u);
     }
-    if (row >= params.m) {
+    if (WINDOW_COLUMNS || row >= params.m) {
         return;
     }
     store_block16x8(params.batch0, row, params.col0 + 8u * lane, acc);

@@ -708,8 +708,8 @@ fn windows_reruns_are_bit_identical() {
 }
 
 /// windows64-km-16x8 against f64 where its copy of op(B) and its windows could go wrong: k
-/// within one window, across windows and across groups of four (later groups add into C), n
-/// ragged around its 64-column blocks, op(B) k-major and k-contiguous with rows padded by 3
+/// within one window (the windows then column blocks, up to 4 a dispatch), across windows and
+/// across groups of four (later groups add into C), n ragged around its 64-column blocks, op(B) k-major and k-contiguous with rows padded by 3
 /// floats (the copy reads any stride), batches of 1 and 3, C transposed, every epilogue. It
 /// refuses op(A) whose strides are not multiples of 8, by name.
 #[test]
@@ -722,7 +722,7 @@ fn windows64_matches_f64_where_it_runs() {
     let window_k = 256;
     let mut case = 0;
     for k in [8, window_k, window_k + 8, 4 * window_k + 8, 9 * window_k] {
-        for (m, n) in [(1, 1), (17, 63), (40, 65), (130, 200)] {
+        for (m, n) in [(1, 1), (17, 63), (40, 65), (130, 300)] {
             for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
                 let shape = Shape {
                     batch: 1 + 2 * (case % 2),

@@ -310,6 +310,7 @@ pub const MATMUL_WINDOWS64_KM8: Kernel = Kernel {
         "C_VEC4",
         "SUBGROUP",
         "WINDOWS",
+        "WINDOW_COLUMNS",
         "ADD_INTO_C",
         "ADD_BIAS",
         "ACTIVATION",
@@ -1708,35 +1709,53 @@ impl Matmul<'_> {
         // A subgroup of 8 lanes per 16 rows, DEFAULT_WORKGROUP lanes a workgroup.
         let workgroups = (shape.m.div_ceil(16) * BROADCAST_LANES as usize)
             .div_ceil(DEFAULT_WORKGROUP as usize) as u64;
-        for group in 0..groups {
-            let first = group * per_dispatch;
-            let count = (k_windows - first).min(per_dispatch);
-            let k_begin = first * WINDOW64_K;
-            let k_end = (k_begin + count * WINDOW64_K).min(shape.k);
-            let mut dispatches = Vec::with_capacity(shape.batch * col_blocks);
-            for e in 0..shape.batch {
-                for block in 0..col_blocks {
-                    let window = |i: usize| {
-                        let at = (e * col_blocks + block) * k_windows + first + i.min(count - 1);
-                        at as u64 * WINDOW_BYTES
+        // k within one window: the slots take consecutive column blocks (WINDOW_COLUMNS), each
+        // subgroup computing them in turn; otherwise consecutive k windows of one block.
+        let columns = k_windows == 1;
+        // Per group of k windows, in order, and per number of windows bound (each set one
+        // pipeline): the dispatches.
+        let mut runs: std::collections::BTreeMap<(usize, usize), Vec<_>> = Default::default();
+        for e in 0..shape.batch {
+            for group in 0..groups {
+                let blocks = if columns { per_dispatch } else { 1 };
+                for first_block in (0..col_blocks).step_by(blocks) {
+                    let first = group * per_dispatch;
+                    let count = if columns {
+                        (col_blocks - first_block).min(per_dispatch)
+                    } else {
+                        (k_windows - first).min(per_dispatch)
                     };
-                    dispatches.push(WindowedDispatch {
-                        params: MatmulParams {
-                            k_begin: k_begin as u32,
-                            k_end: k_end as u32,
-                            col0: (block * WINDOW64_COLS) as u32,
-                            batch0: e as u32,
-                            ..*base
-                        },
-                        windows: WINDOW64_NAMES
-                            .iter()
-                            .enumerate()
-                            .map(|(i, n)| (*n, window(i)))
-                            .collect(),
-                        workgroups,
-                    });
+                    let window = |i: usize| {
+                        let i = i.min(count - 1);
+                        let (block, k_window) = if columns {
+                            (first_block + i, 0)
+                        } else {
+                            (first_block, first + i)
+                        };
+                        ((e * col_blocks + block) * k_windows + k_window) as u64 * WINDOW_BYTES
+                    };
+                    let k_begin = if columns { 0 } else { first * WINDOW64_K };
+                    runs.entry((group, count))
+                        .or_default()
+                        .push(WindowedDispatch {
+                            params: MatmulParams {
+                                k_begin: k_begin as u32,
+                                k_end: (k_begin + per_dispatch * WINDOW64_K).min(shape.k) as u32,
+                                col0: (first_block * WINDOW64_COLS) as u32,
+                                batch0: e as u32,
+                                ..*base
+                            },
+                            windows: WINDOW64_NAMES
+                                .iter()
+                                .enumerate()
+                                .map(|(i, n)| (*n, window(i)))
+                                .collect(),
+                            workgroups,
+                        });
                 }
             }
+        }
+        for ((group, count), dispatches) in runs {
             let constants = [
                 &[
                     ("TRANS_A", l.trans_a as u8 as f64),
@@ -1744,11 +1763,21 @@ impl Matmul<'_> {
                     ("C_VEC4", c_vec4(shape, l) as u8 as f64),
                     ("SUBGROUP", BROADCAST_LANES as f64),
                     ("WINDOWS", count as f64),
+                    ("WINDOW_COLUMNS", columns as u8 as f64),
                 ][..],
                 &self.epilogue_constants(group > 0, group + 1 == groups),
             ]
             .concat();
-            let terms = (shape.batch * shape.m * shape.n * (k_end - k_begin)) as u64;
+            // Multiply-adds: each dispatch's columns of C (its blocks, cut at n) by its k.
+            let blocks = if columns { count } else { 1 };
+            let terms: u64 = dispatches
+                .iter()
+                .map(|d| {
+                    let p = &d.params;
+                    let cols = (shape.n - p.col0 as usize).min(blocks * WINDOW64_COLS);
+                    (shape.m * cols) as u64 * (p.k_end - p.k_begin) as u64
+                })
+                .sum();
             ctx.run_windowed(
                 encoder,
                 &MATMUL_WINDOWS64_KM8,
