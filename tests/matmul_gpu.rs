@@ -709,9 +709,10 @@ fn windows_reruns_are_bit_identical() {
 
 /// windows64-km-16x8 against f64 where its copy of op(B) and its windows could go wrong: k
 /// within one window (the windows then column blocks, up to 4 a dispatch), across windows and
-/// across groups of four (later groups add into C), n ragged around its 64-column blocks, op(B) k-major and k-contiguous with rows padded by 3
-/// floats (the copy reads any stride), batches of 1 and 3, C transposed, every epilogue. It
-/// refuses op(A) whose strides are not multiples of 8, by name.
+/// across groups of four (later groups add into C), n ragged around its 64-column blocks (5
+/// of them at n = 300: a dispatch of 4 and one of 1), op(B) k-major and k-contiguous with rows
+/// padded by 3 floats (the copy reads any stride), batches of 1 and 3, C transposed, every
+/// epilogue. It refuses op(A) whose strides are not multiples of 8, by name.
 #[test]
 fn windows64_matches_f64_where_it_runs() {
     let Some(ctx) = common::gpu() else { return };

@@ -1569,7 +1569,10 @@ impl Packing {
         } else {
             Packing::default()
         };
-        let windows64 = if Variant::Windows64Km8.available(ctx) && shape.batch <= BATCHED {
+        // Where windows64_fit would allow it (op(A)'s alignment aside: not known here).
+        let windows64_fits = shape.batch <= BATCHED
+            && windows64_bytes(shape) <= ctx.limits().max_storage_buffer_binding_size;
+        let windows64 = if Variant::Windows64Km8.available(ctx) && windows64_fits {
             copies([(windows64_bytes(shape) / 4) as usize, 0])
         } else {
             Packing::default()
@@ -1639,21 +1642,7 @@ impl Matmul<'_> {
                 ),
             ));
         }
-        let base = MatmulParams {
-            m: shape.m as u32,
-            n: shape.n as u32,
-            k_begin: 0,
-            k_end: shape.k as u32,
-            lda: l.lda as u32,
-            ldb: l.ldb as u32,
-            ldc: l.ldc as u32,
-            batch: shape.batch as u32,
-            stride_a: l.stride_a as u32,
-            stride_b: l.stride_b as u32,
-            stride_c: l.stride_c as u32,
-            alpha: self.epilogue.alpha,
-            ..Default::default()
-        };
+        let base = self.whole_params();
         let windows = GpuTensor::windows(
             ctx,
             "op(B) in windows",
@@ -1825,8 +1814,8 @@ impl Matmul<'_> {
         self.dispatch_windows(ctx, encoder, Variant::Direct, (&g, &base), (self.a, self.b))
     }
 
-    /// The params every matmul_windows dispatch of this product shares.
-    fn window_params(&self, g: &WindowGeometry) -> MatmulParams {
+    /// The params of the whole product: its sizes, strides and alpha, k from 0 to K.
+    fn whole_params(&self) -> MatmulParams {
         let (shape, l) = (&self.shape, &self.layout);
         MatmulParams {
             m: shape.m as u32,
@@ -1841,11 +1830,18 @@ impl Matmul<'_> {
             stride_b: l.stride_b as u32,
             stride_c: l.stride_c as u32,
             alpha: self.epilogue.alpha,
+            ..Default::default()
+        }
+    }
+
+    /// The params every matmul_windows dispatch of this product shares.
+    fn window_params(&self, g: &WindowGeometry) -> MatmulParams {
+        MatmulParams {
             window_k: g.k as u32,
             window_lines_a: g.lines_a as u32,
             window_lines_b: g.lines_b as u32,
             window_batch: g.batch as u32,
-            ..Default::default()
+            ..self.whole_params()
         }
     }
 
