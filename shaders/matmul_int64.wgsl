@@ -442,10 +442,11 @@ fn matmul_broadcast64_km8(
 // again from cache, where one dispatch per column block would stream all of op(A) once per
 // block. op(A) is read as broadcast64_km8 reads it (the host's Layout::a_aligned8).
 
+// k per window. A window is WINDOW64_K rows of 64 floats (8 vec4<u64>); the declaration check
+// holds Window64 to the host's WINDOW_BYTES, from which the host derives its WINDOW64_K.
 const WINDOW64_K: u32 = 256u;
-// A window: WINDOW64_K rows of 64 floats (the host's WINDOW_BYTES).
 struct Window64 {
-    v: array<vec4<u64>, 2048>,
+    v: array<vec4<u64>, WINDOW64_K * 8u>,
 }
 @group(0) @binding(20) var<uniform> bw0: Window64;
 @group(0) @binding(21) var<uniform> bw1: Window64;

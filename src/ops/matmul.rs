@@ -290,12 +290,12 @@ const WINDOWS64_BINDINGS: &[BindingDecl] = &[
 ];
 /// The window bindings of matmul_windows64_km8, in k order.
 const WINDOW64_NAMES: [&str; 4] = ["bw0", "bw1", "bw2", "bw3"];
-/// k per window of op(B) in matmul_windows64_km8 (the shader's WINDOW64_K): WINDOW_BYTES of
-/// 64-column rows.
-const WINDOW64_K: usize = 256;
-/// Columns of C (and of op(B) per window) one dispatch of matmul_windows64_km8 computes: a
-/// subgroup's 8 lanes of 8.
+/// Columns of op(B) per window of matmul_windows64_km8, and of C per subgroup: 8 lanes of 8.
 const WINDOW64_COLS: usize = 64;
+/// k per window of op(B) in matmul_windows64_km8: WINDOW_BYTES of 64-column rows. The shader's
+/// WINDOW64_K sizes its `Window64`, which the declaration check holds to WINDOW_BYTES, so the
+/// two agree.
+const WINDOW64_K: usize = WINDOW_BYTES as usize / (4 * WINDOW64_COLS);
 
 /// matmul_windows64_km8: broadcast64-km-16x8 with op(B) from uniform windows.
 pub const MATMUL_WINDOWS64_KM8: Kernel = Kernel {
