@@ -3,14 +3,16 @@
 //! storage buffers as the library reads them, from rgba32float textures, from a uniform buffer
 //! of 64 KiB (a window, as windows64-km-16x8 reads it; one of four picked by a switch at every
 //! step in another), or not read at all (values made from k: a wrong product, timed to show
-//! what everything but the loads costs). The shader is `probe_operand_paths.wgsl` beside this
-//! file; the figures are in BENCHMARKS.md.
+//! what everything but the loads costs); and op(A) read as a weight gradient reads it (stored
+//! k-major, 8 rows at a stride of M floats a load), as it is needed or one step ahead. The
+//! shader is `probe_operand_paths.wgsl` beside this file; the figures are in BENCHMARKS.md.
 //!
 //! `cargo run --release --example probe_operand_paths -- [M N K REPS]` (default 16384 256 1024
 //! 9). Each variant's product, C poisoned before it, is checked against f64 sums at 200 sampled
 //! elements of C by the relative error over them (the synthesised ones are not: their operands
-//! are not A and B; nor the windows, unless B fits one: K x N at most 16384, else its first
-//! 64 KiB stand for it, repeated). Needs subgroups and SHADER_INT64 (not on wgpu's GL backend).
+//! are not A and B; nor op(A) read k-major, from the row-major buffer; nor the windows, unless B
+//! fits one: K x N at most 16384, else its first 64 KiB stand for it, repeated). Needs subgroups
+//! and SHADER_INT64 (not on wgpu's GL backend).
 use std::time::Instant;
 use wgpu::util::DeviceExt;
 
@@ -18,7 +20,11 @@ use wgpu::util::DeviceExt;
 const SWITCHED: &str = "op(B), 4 windows";
 
 /// (name, B from a texture, A from a texture, B synthesised, A synthesised, B from a window)
-const VARIANTS: [(&str, bool, bool, bool, bool, bool); 7] = [
+/// op(B) from a window and op(A) read as if stored k-major (a weight gradient's A^T).
+const KMAJOR: &str = "op(A) k-major, window";
+/// The same, op(A) loaded one step before its use.
+const AHEAD: &str = "op(A) k-major, ahead";
+const VARIANTS: [(&str, bool, bool, bool, bool, bool); 9] = [
     ("storage buffers", false, false, false, false, false),
     ("op(B) from a window", false, false, false, false, true),
     (SWITCHED, false, false, false, false, false),
@@ -26,6 +32,8 @@ const VARIANTS: [(&str, bool, bool, bool, bool, bool); 7] = [
     ("both from textures", true, true, false, false, false),
     ("op(B) not loaded", false, false, true, false, false),
     ("nothing loaded", false, false, true, true, false),
+    (KMAJOR, false, false, false, false, true),
+    (AHEAD, false, false, false, false, true),
 ];
 
 fn entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
@@ -288,6 +296,8 @@ fn main() {
                         ("A_SYNTHESISED", flag(a_none)),
                         ("B_FROM_WINDOW", flag(b_window)),
                         ("B_WINDOW_SWITCH", flag(name == SWITCHED)),
+                        ("A_K_MAJOR", flag(name == KMAJOR || name == AHEAD)),
+                        ("A_AHEAD", flag(name == AHEAD)),
                     ],
                     ..Default::default()
                 },
@@ -314,7 +324,13 @@ fn main() {
         // NaN everywhere first, so that a variant that stores nothing fails the check.
         queue.write_buffer(&c_buffer, 0, &poison);
         run(pipeline);
-        if b_none || a_none || (b_window && k * n > 16384) || name == SWITCHED {
+        if b_none
+            || a_none
+            || (b_window && k * n > 16384)
+            || name == SWITCHED
+            || name == KMAJOR
+            || name == AHEAD
+        {
             println!("{name:>22}: not checked (synthesised operands)");
             continue;
         }

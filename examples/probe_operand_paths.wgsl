@@ -1,4 +1,4 @@
-// examples/probe_operand_paths.rs: one product kernel, op(B) (and op(A)) read five ways.
+// examples/probe_operand_paths.rs: one product kernel, op(B) (and op(A)) read seven ways.
 // C [M, N] = A [M, K] B [K, N], A k-contiguous, B k-major (the model's input gradients), with the
 // block of the library's broadcast64-km-16x8: a lane owns 16 rows x 8 columns, a subgroup of 8
 // lanes 16 x 64; per 8 k a lane loads its 8 columns at each k (one vec4<u64>) and two vec4<u64> of
@@ -11,6 +11,11 @@
 //   A_FROM_TEXTURE: op(A) too (texel (k / 4, row)), broadcast as from the buffer;
 //   B_SYNTHESISED / A_SYNTHESISED: no loads at all, values made from k and the column: the
 //     product is wrong, and what is left is the cost of everything but those loads.
+//   A_K_MAJOR: op(B) from the window, and A read as if stored k-major ([K, M], a weight
+//     gradient's op(A) = A^T): lane l loads the block's 8 rows at k + l, 8 rows at a stride of M
+//     floats, one page apart at M = 1024 (a wrong product: A's buffer is the row-major one);
+//   A_AHEAD: the same, each step's op(A) loaded one step before its use (whether its misses then
+//     hide behind the step's arithmetic).
 // Needs subgroups of 8 and SHADER_INT64; M a multiple of 16, N of 64, K of 8. The host prepends
 // shaders/floats64.wgsl (halves, first4, second4); add_row8 repeats shaders/matmul_int64.wgsl's,
 // whose file holds kernels with other bindings.
@@ -42,6 +47,8 @@ override A_FROM_TEXTURE: bool = false;
 override B_SYNTHESISED: bool = false;
 override A_SYNTHESISED: bool = false;
 override B_FROM_WINDOW: bool = false;
+override A_K_MAJOR: bool = false;
+override A_AHEAD: bool = false;
 
 // acc + row[j] * b[j] for the 8 k, k by k.
 fn add_row8(acc: vec4<f32>, row: array<f32, 8>, b: array<vec4<f32>, 8>) -> vec4<f32> {
@@ -142,6 +149,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let col = (block % col_blocks) * 64u + 8u * lane;
     if (row >= params.m) { return; }
     var acc: array<vec4<f32>, 32>;
+    // A_AHEAD: op(A) for the next step, loaded a step before its use.
+    var next_la = vec4<u64>();
+    var next_ha = vec4<u64>();
+    if (A_AHEAD) {
+        next_la = a8[(lane * params.m + row) / 8u];
+        next_ha = a8[(lane * params.m + row + 8u) / 8u];
+    }
     for (var k = 0u; k < params.k; k += 8u) {
         let cols = cols8(col, k);
         let lo = cols[0];
@@ -188,6 +202,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             { let u = subgroupBroadcast(q0, 6u); let v = subgroupBroadcast(q1, 6u); ra[14] = array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w); }
             { let u = subgroupBroadcast(p0, 7u); let v = subgroupBroadcast(p1, 7u); ra[7] = array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w); }
             { let u = subgroupBroadcast(q0, 7u); let v = subgroupBroadcast(q1, 7u); ra[15] = array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w); }
+        } else if (A_K_MAJOR) {
+            var la: vec4<u64>;
+            var ha: vec4<u64>;
+            if (A_AHEAD) {
+                la = next_la;
+                ha = next_ha;
+                let kn = min(k + 8u, params.k - 8u);
+                next_la = a8[((kn + lane) * params.m + row) / 8u];
+                next_ha = a8[((kn + lane) * params.m + row + 8u) / 8u];
+            } else {
+                la = a8[((k + lane) * params.m + row) / 8u];
+                ha = a8[((k + lane) * params.m + row + 8u) / 8u];
+            }
+            ra[0] = halves(subgroupBroadcast(la, 0u));
+            ra[8] = halves(subgroupBroadcast(ha, 0u));
+            ra[1] = halves(subgroupBroadcast(la, 1u));
+            ra[9] = halves(subgroupBroadcast(ha, 1u));
+            ra[2] = halves(subgroupBroadcast(la, 2u));
+            ra[10] = halves(subgroupBroadcast(ha, 2u));
+            ra[3] = halves(subgroupBroadcast(la, 3u));
+            ra[11] = halves(subgroupBroadcast(ha, 3u));
+            ra[4] = halves(subgroupBroadcast(la, 4u));
+            ra[12] = halves(subgroupBroadcast(ha, 4u));
+            ra[5] = halves(subgroupBroadcast(la, 5u));
+            ra[13] = halves(subgroupBroadcast(ha, 5u));
+            ra[6] = halves(subgroupBroadcast(la, 6u));
+            ra[14] = halves(subgroupBroadcast(ha, 6u));
+            ra[7] = halves(subgroupBroadcast(la, 7u));
+            ra[15] = halves(subgroupBroadcast(ha, 7u));
         } else {
             let la = row8(row + lane, k);
             let ha = row8(row + 8u + lane, k);
