@@ -202,7 +202,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             { let u = subgroupBroadcast(q0, 6u); let v = subgroupBroadcast(q1, 6u); ra[14] = array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w); }
             { let u = subgroupBroadcast(p0, 7u); let v = subgroupBroadcast(p1, 7u); ra[7] = array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w); }
             { let u = subgroupBroadcast(q0, 7u); let v = subgroupBroadcast(q1, 7u); ra[15] = array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w); }
-        } else if (A_K_MAJOR) {
+        } else {
+            // Row i's 8 k from lane i % 8: A as stored (row-major), or read as if k-major.
             var la: vec4<u64>;
             var ha: vec4<u64>;
             if (A_AHEAD) {
@@ -211,29 +212,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let kn = min(k + 8u, params.k - 8u);
                 next_la = a8[((kn + lane) * params.m + row) / 8u];
                 next_ha = a8[((kn + lane) * params.m + row + 8u) / 8u];
-            } else {
+            } else if (A_K_MAJOR) {
                 la = a8[((k + lane) * params.m + row) / 8u];
                 ha = a8[((k + lane) * params.m + row + 8u) / 8u];
+            } else {
+                la = row8(row + lane, k);
+                ha = row8(row + 8u + lane, k);
             }
-            ra[0] = halves(subgroupBroadcast(la, 0u));
-            ra[8] = halves(subgroupBroadcast(ha, 0u));
-            ra[1] = halves(subgroupBroadcast(la, 1u));
-            ra[9] = halves(subgroupBroadcast(ha, 1u));
-            ra[2] = halves(subgroupBroadcast(la, 2u));
-            ra[10] = halves(subgroupBroadcast(ha, 2u));
-            ra[3] = halves(subgroupBroadcast(la, 3u));
-            ra[11] = halves(subgroupBroadcast(ha, 3u));
-            ra[4] = halves(subgroupBroadcast(la, 4u));
-            ra[12] = halves(subgroupBroadcast(ha, 4u));
-            ra[5] = halves(subgroupBroadcast(la, 5u));
-            ra[13] = halves(subgroupBroadcast(ha, 5u));
-            ra[6] = halves(subgroupBroadcast(la, 6u));
-            ra[14] = halves(subgroupBroadcast(ha, 6u));
-            ra[7] = halves(subgroupBroadcast(la, 7u));
-            ra[15] = halves(subgroupBroadcast(ha, 7u));
-        } else {
-            let la = row8(row + lane, k);
-            let ha = row8(row + 8u + lane, k);
             ra[0] = halves(subgroupBroadcast(la, 0u));
             ra[8] = halves(subgroupBroadcast(ha, 0u));
             ra[1] = halves(subgroupBroadcast(la, 1u));
