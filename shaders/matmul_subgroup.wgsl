@@ -113,8 +113,9 @@ fn matmul_subgroup(
     }
     if (live) {
         let acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+        let bias4 = bias_of4(origin.z + col0);
         for (var i = 0u; i < LANE_ROWS; i++) {
-            store_row4(batch, origin.y + row0 + i, origin.z + col0, acc[i]);
+            store_row4_biased(batch, origin.y + row0 + i, origin.z + col0, acc[i], bias4);
         }
     }
 }
@@ -211,8 +212,9 @@ fn matmul_broadcast(
     }
     if (blk.live) {
         let acc = array<vec4<f32>, 16>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15);
+        let bias4 = bias_of4(blk.col);
         for (var i = 0u; i < 16u; i++) {
-            store_row4(blk.batch, blk.row + i, blk.col, acc[i]);
+            store_row4_biased(blk.batch, blk.row + i, blk.col, acc[i], bias4);
         }
     }
 }
@@ -250,11 +252,21 @@ override BATCH_WINDOWS: bool = false;
 @group(0) @binding(14) var<storage, read_write> c4: array<vec4<f32>>;
 override C_VEC4: bool = false;
 
+// The bias of columns col..col+3 (zeros without ADD_BIAS, or past n): a block of rows loads
+// it once, where each row's store would load it again (4 loads, lane by lane on llvmpipe).
+fn bias_of4(col: u32) -> vec4<f32> {
+    if (!ADD_BIAS || !C_VEC4 || col >= params.n) {
+        return vec4<f32>(0.0);
+    }
+    return vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+}
+
 // C[row, col..col + 3] of batch `batch` from four sums: `store` four times, or where C_VEC4
 // allows, one vec4 store (the same operations, so the same result). C_VEC4 also means n is a
 // multiple of 4, so a lane's 4 columns are all in C or all past it. Which path runs is decided
 // when the pipeline is compiled: llvmpipe would run both, with lanes masked off, on every row.
-fn store_row4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
+// `bias4` is bias_of4(col), loaded once for a block's rows.
+fn store_row4_biased(batch: u32, row: u32, col: u32, sums: vec4<f32>, bias4: vec4<f32>) {
     if (!C_VEC4) {
         for (var j = 0u; j < 4u; j++) {
             store(batch, row, col + j, sums[j]);
@@ -270,7 +282,7 @@ fn store_row4(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
         v += c4[at];
     }
     if (ADD_BIAS) {
-        v += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+        v += bias4;
     }
     if (ACTIVATION == ACTIVATION_GELU) {
         act4[at] = gelu4(v);
@@ -396,20 +408,21 @@ fn matmul_windows(
     if (b >= params.batch) {
         return;
     }
-    store_row4(b, r + 0u, cc, acc[0]);
-    store_row4(b, r + 1u, cc, acc[1]);
-    store_row4(b, r + 2u, cc, acc[2]);
-    store_row4(b, r + 3u, cc, acc[3]);
-    store_row4(b, r + 4u, cc, acc[4]);
-    store_row4(b, r + 5u, cc, acc[5]);
-    store_row4(b, r + 6u, cc, acc[6]);
-    store_row4(b, r + 7u, cc, acc[7]);
-    store_row4(b, r + 8u, cc, acc[8]);
-    store_row4(b, r + 9u, cc, acc[9]);
-    store_row4(b, r + 10u, cc, acc[10]);
-    store_row4(b, r + 11u, cc, acc[11]);
-    store_row4(b, r + 12u, cc, acc[12]);
-    store_row4(b, r + 13u, cc, acc[13]);
-    store_row4(b, r + 14u, cc, acc[14]);
-    store_row4(b, r + 15u, cc, acc[15]);
+    let bias4 = bias_of4(cc);
+    store_row4_biased(b, r + 0u, cc, acc[0], bias4);
+    store_row4_biased(b, r + 1u, cc, acc[1], bias4);
+    store_row4_biased(b, r + 2u, cc, acc[2], bias4);
+    store_row4_biased(b, r + 3u, cc, acc[3], bias4);
+    store_row4_biased(b, r + 4u, cc, acc[4], bias4);
+    store_row4_biased(b, r + 5u, cc, acc[5], bias4);
+    store_row4_biased(b, r + 6u, cc, acc[6], bias4);
+    store_row4_biased(b, r + 7u, cc, acc[7], bias4);
+    store_row4_biased(b, r + 8u, cc, acc[8], bias4);
+    store_row4_biased(b, r + 9u, cc, acc[9], bias4);
+    store_row4_biased(b, r + 10u, cc, acc[10], bias4);
+    store_row4_biased(b, r + 11u, cc, acc[11], bias4);
+    store_row4_biased(b, r + 12u, cc, acc[12], bias4);
+    store_row4_biased(b, r + 13u, cc, acc[13], bias4);
+    store_row4_biased(b, r + 14u, cc, acc[14], bias4);
+    store_row4_biased(b, r + 15u, cc, acc[15], bias4);
 }
