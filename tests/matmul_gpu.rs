@@ -672,7 +672,11 @@ fn windows_reruns_are_bit_identical() {
     let b = common::random_vec(&mut rng, shape.batch * shape.k * shape.n, 1.0);
     let ga = GpuTensor::upload(&ctx, "a", &[a.len()], &a).unwrap();
     let gb = GpuTensor::upload(&ctx, "b", &[b.len()], &b).unwrap();
-    for variant in [Variant::Windows, Variant::Windows64Km8] {
+    for variant in [
+        Variant::Windows,
+        Variant::Windows64Km8,
+        Variant::Windows64Km8ByK,
+    ] {
         if !offered(&ctx, variant) {
             continue;
         }
@@ -712,7 +716,9 @@ fn windows_reruns_are_bit_identical() {
 /// across groups of four (later groups add into C), n ragged around its 64-column blocks (5
 /// of them at n = 300: a dispatch of 4 and one of 1), op(B) k-major and k-contiguous with rows
 /// padded by 3 floats (the copy reads any stride), batches of 1 and 3, C transposed, every
-/// epilogue. It refuses op(A) whose strides are not multiples of 8, by name.
+/// epilogue; windows64-by-k-km-16x8 wherever its order differs (k past one window, n past one
+/// column block: each k window a group of dispatches, later ones adding into C). It refuses
+/// op(A) whose strides are not multiples of 8, by name.
 #[test]
 fn windows64_matches_f64_where_it_runs() {
     let Some(ctx) = common::gpu() else { return };
@@ -744,13 +750,25 @@ fn windows64_matches_f64_where_it_runs() {
                 layout.stride_a = layout.lda * if trans_a { k } else { m } + 8;
                 layout.ldb = if trans_b { k } else { n } + 3 * (case % 2);
                 layout.stride_b = layout.ldb * if trans_b { n } else { k } + case % 3;
-                let variant = Variant::Windows64Km8;
                 assert!(
-                    variant.suits(&ctx, &shape, &layout, false),
+                    Variant::Windows64Km8.suits(&ctx, &shape, &layout, false),
                     "{shape:?} {layout:?}"
                 );
-                let err = check(&ctx, &mut rng, shape, layout, epilogue(case), variant);
-                err.assert_close(&format!("{variant} {shape:?} {layout:?}"));
+                // The order by k wherever it differs: k past one window and n past one
+                // column block (a dispatch of 4 blocks and one of 1 at n = 300).
+                let by_k = Variant::Windows64Km8ByK;
+                assert_eq!(
+                    by_k.suits(&ctx, &shape, &layout, false),
+                    k > window_k && n > 64,
+                    "{shape:?}"
+                );
+                for variant in [Variant::Windows64Km8, by_k] {
+                    if !variant.suits(&ctx, &shape, &layout, false) {
+                        continue;
+                    }
+                    let err = check(&ctx, &mut rng, shape, layout, epilogue(case), variant);
+                    err.assert_close(&format!("{variant} {shape:?} {layout:?}"));
+                }
                 case += 1;
             }
         }

@@ -1273,7 +1273,7 @@ fn bench_matmul(
         matmul_layout.formula()
     );
     println!(
-        "{:>6} {:>6} {:>6} {:>16} {:>11} {:>9} {:>8}",
+        "{:>6} {:>6} {:>6} {:>22} {:>11} {:>9} {:>8}",
         "M", "N", "K", "variant", "ms", "GFLOP/s", "x first"
     );
     let mut rows = Vec::new();
@@ -1295,7 +1295,7 @@ fn bench_matmul(
             let median = t.timing.median;
             let gflops = matmul_flops(&shape) / median.as_secs_f64() / 1e9;
             println!(
-                "{m:>6} {n:>6} {k:>6} {variant:>16} {:>11.2} {gflops:>9.2} {:>8.3}",
+                "{m:>6} {n:>6} {k:>6} {variant:>22} {:>11.2} {gflops:>9.2} {:>8.3}",
                 median.as_secs_f64() * 1e3,
                 t.speed_vs_first
             );

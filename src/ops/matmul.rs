@@ -397,6 +397,13 @@ pub enum Variant {
     /// per-lane loop. Up to [`BATCHED`] matrices, op(A) read as broadcast64-km-16x8 reads it
     /// ([`Layout::a_aligned8`]).
     Windows64Km8,
+    /// windows64-km-16x8 in the other order where k spans several windows: a dispatch per k
+    /// window, binding 4 consecutive column blocks at that window (each subgroup computes them
+    /// in turn, its 16 rows of op(A) read again from cache), every window after the first
+    /// adding into C. op(A) streams from memory once per k window rather than once per column
+    /// block, and C is read and written once per k window rather than once per 4: the tuner
+    /// weighs the two (BENCHMARKS.md: small C and op(A) read k-major favour this order).
+    Windows64Km8ByK,
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
     Windows,
@@ -408,19 +415,22 @@ pub enum Variant {
 
 impl std::fmt::Display for Variant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Variant::Registers { tm, tn } => write!(f, "registers-{tm}x{tn}"),
-            Variant::Tiled => write!(f, "tiled-64x64"),
-            Variant::Subgroup { lane_rows } => write!(f, "subgroup-{lane_rows}x4"),
-            Variant::Broadcast => write!(f, "broadcast-16x4"),
-            Variant::Broadcast64 => write!(f, "broadcast64-16x4"),
-            Variant::Broadcast64Km => write!(f, "broadcast64-km-16x4"),
-            Variant::Broadcast64Km8 => write!(f, "broadcast64-km-16x8"),
-            Variant::Packed64 => write!(f, "broadcast64-packed-16x4"),
-            Variant::Windows64Km8 => write!(f, "windows64-km-16x8"),
-            Variant::Windows => write!(f, "windows-16x4"),
-            Variant::Direct => write!(f, "windows-direct-16x4"),
-        }
+        // Padded as asked ({:>22}): bench's tables align the names.
+        let name = match self {
+            Variant::Registers { tm, tn } => format!("registers-{tm}x{tn}"),
+            Variant::Tiled => "tiled-64x64".to_string(),
+            Variant::Subgroup { lane_rows } => format!("subgroup-{lane_rows}x4"),
+            Variant::Broadcast => "broadcast-16x4".to_string(),
+            Variant::Broadcast64 => "broadcast64-16x4".to_string(),
+            Variant::Broadcast64Km => "broadcast64-km-16x4".to_string(),
+            Variant::Broadcast64Km8 => "broadcast64-km-16x8".to_string(),
+            Variant::Packed64 => "broadcast64-packed-16x4".to_string(),
+            Variant::Windows64Km8 => "windows64-km-16x8".to_string(),
+            Variant::Windows64Km8ByK => "windows64-by-k-km-16x8".to_string(),
+            Variant::Windows => "windows-16x4".to_string(),
+            Variant::Direct => "windows-direct-16x4".to_string(),
+        };
+        f.pad(&name)
     }
 }
 
@@ -442,6 +452,7 @@ impl Variant {
         all.push(Variant::Broadcast64Km8);
         all.push(Variant::Packed64);
         all.push(Variant::Windows64Km8);
+        all.push(Variant::Windows64Km8ByK);
         all.push(Variant::Windows);
         all.push(Variant::Direct);
         all.retain(|v| v.available(ctx));
@@ -462,7 +473,7 @@ impl Variant {
             | Variant::Broadcast64Km
             | Variant::Broadcast64Km8
             | Variant::Packed64 => Variant::Broadcast.available(ctx) && ctx.has_int64(),
-            Variant::Windows64Km8 => {
+            Variant::Windows64Km8 | Variant::Windows64Km8ByK => {
                 let limits = ctx.limits();
                 // The params and the windows, all bound at offsets.
                 let uniforms = 1 + WINDOW64_NAMES.len() as u32;
@@ -501,6 +512,10 @@ impl Variant {
             Variant::Broadcast64Km8 => layout.aligned8(shape),
             Variant::Packed64 => !layout.vec8(shape) && packed_fits(ctx, shape),
             Variant::Windows64Km8 => windows64_fit(ctx, shape, layout),
+            // Where k fits one window, or C one column block, the two orders are one.
+            Variant::Windows64Km8ByK => {
+                windows64_fit(ctx, shape, layout) && shape.k > WINDOW64_K && shape.n > WINDOW64_COLS
+            }
             Variant::Direct => direct,
             _ => true,
         }
@@ -516,7 +531,7 @@ impl Variant {
             Variant::Broadcast64Km => &MATMUL_BROADCAST64_KM,
             Variant::Broadcast64Km8 => &MATMUL_BROADCAST64_KM8,
             Variant::Windows | Variant::Direct => &MATMUL_WINDOWS,
-            Variant::Windows64Km8 => &MATMUL_WINDOWS64_KM8,
+            Variant::Windows64Km8 | Variant::Windows64Km8ByK => &MATMUL_WINDOWS64_KM8,
         }
     }
 
@@ -545,9 +560,10 @@ impl Variant {
                 Grid::Workgroups(batch * m.div_ceil(TILE) * n.div_ceil(TILE)),
             ),
             // Dispatched window by window (Matmul::record_windowed, record_windows64).
-            Variant::Windows | Variant::Direct | Variant::Windows64Km8 => {
-                (vec![], Grid::Workgroups(0))
-            }
+            Variant::Windows
+            | Variant::Direct
+            | Variant::Windows64Km8
+            | Variant::Windows64Km8ByK => (vec![], Grid::Workgroups(0)),
             Variant::Broadcast
             | Variant::Broadcast64
             | Variant::Broadcast64Km
@@ -1045,7 +1061,9 @@ impl Matmul<'_> {
             Variant::Windows => return self.record_windowed(ctx, encoder),
             Variant::Direct => return self.record_direct(ctx, encoder),
             Variant::Packed64 => return self.record_packed(ctx, encoder),
-            Variant::Windows64Km8 => return self.record_windows64(ctx, encoder),
+            Variant::Windows64Km8 | Variant::Windows64Km8ByK => {
+                return self.record_windows64(ctx, encoder, variant);
+            }
             _ => {}
         }
         let detail = format!("{variant}, {}", shape_class(&self.shape, &self.layout));
@@ -1625,7 +1643,12 @@ impl Matmul<'_> {
     /// (pack_windows64), then per matrix and 64-column block of C one dispatch per group of up
     /// to four windows, in k order, groups after the first adding into C: a two-level sum, as
     /// the K spans of the other variants (groups of 1024 k against spans of [`K_SPAN`]).
-    fn record_windows64(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+    fn record_windows64(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        variant: Variant,
+    ) -> Result<()> {
         let (shape, l) = (&self.shape, &self.layout);
         if !windows64_fit(ctx, shape, l) {
             return Err(Error::shape(
@@ -1634,11 +1657,7 @@ impl Matmul<'_> {
                     "{} x {} x {} x {} (batch, m, n, k) does not run on {}: it needs at most \
                      {BATCHED} matrices, k and A's row and batch strides multiples of 8, and \
                      op(B)'s windows within max_storage_buffer_binding_size",
-                    shape.batch,
-                    shape.m,
-                    shape.n,
-                    shape.k,
-                    Variant::Windows64Km8
+                    shape.batch, shape.m, shape.n, shape.k, variant
                 ),
             ));
         }
@@ -1664,26 +1683,28 @@ impl Matmul<'_> {
             // One invocation per 4 columns by 4 k.
             Grid::Invocations(windows.len() as u64 / 16),
         )?;
-        let run = self.dispatch_windows64(ctx, encoder, &base, &windows);
+        let by_k = variant == Variant::Windows64Km8ByK;
+        let run = self.dispatch_windows64(ctx, encoder, &base, &windows, by_k);
         ctx.hold_until_submit(windows);
         run
     }
 
     /// matmul_windows64_km8's dispatches over `windows` (pack_windows64's copy of op(B)): one
     /// pipeline per group of windows (its count and epilogue are override constants), every
-    /// block's first group before any block's second.
+    /// block's first group before any block's second. `by_k`: windows64-by-k-km-16x8's order,
+    /// each group one k window over column blocks 4 at a time.
     fn dispatch_windows64(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         base: &MatmulParams,
         windows: &GpuTensor,
+        by_k: bool,
     ) -> Result<()> {
         let (shape, l) = (&self.shape, &self.layout);
         let per_dispatch = WINDOW64_NAMES.len();
         let k_windows = shape.k.div_ceil(WINDOW64_K);
         let col_blocks = shape.n.div_ceil(WINDOW64_COLS);
-        let groups = k_windows.div_ceil(per_dispatch);
         // Without a bias the slot still needs a buffer (a read-only one); it is never read.
         let bias = self.bias.unwrap_or(self.a);
         let mut buffers: Vec<(&str, &wgpu::Buffer)> = vec![
@@ -1698,17 +1719,20 @@ impl Matmul<'_> {
         // A subgroup of 8 lanes per 16 rows, DEFAULT_WORKGROUP lanes a workgroup.
         let workgroups = (shape.m.div_ceil(16) * BROADCAST_LANES as usize)
             .div_ceil(DEFAULT_WORKGROUP as usize) as u64;
-        // k within one window: the slots take consecutive column blocks (WINDOW_COLUMNS), each
-        // subgroup computing them in turn; otherwise consecutive k windows of one block.
-        let columns = k_windows == 1;
+        // The slots take consecutive column blocks (WINDOW_COLUMNS) at one k window, each
+        // subgroup computing them in turn, where k is one window or the order is by k;
+        // otherwise consecutive k windows of one column block.
+        let columns = k_windows == 1 || by_k;
+        let windows_per_group = if columns { 1 } else { per_dispatch };
+        let groups = k_windows.div_ceil(windows_per_group);
+        let blocks = if columns { per_dispatch } else { 1 };
         // Per group of k windows, in order, and per number of windows bound (each set one
         // pipeline): the dispatches.
         let mut runs: std::collections::BTreeMap<(usize, usize), Vec<_>> = Default::default();
         for e in 0..shape.batch {
             for group in 0..groups {
-                let blocks = if columns { per_dispatch } else { 1 };
+                let first = group * windows_per_group;
                 for first_block in (0..col_blocks).step_by(blocks) {
-                    let first = group * per_dispatch;
                     let count = if columns {
                         (col_blocks - first_block).min(per_dispatch)
                     } else {
@@ -1717,19 +1741,20 @@ impl Matmul<'_> {
                     let window = |i: usize| {
                         let i = i.min(count - 1);
                         let (block, k_window) = if columns {
-                            (first_block + i, 0)
+                            (first_block + i, first)
                         } else {
                             (first_block, first + i)
                         };
                         ((e * col_blocks + block) * k_windows + k_window) as u64 * WINDOW_BYTES
                     };
-                    let k_begin = if columns { 0 } else { first * WINDOW64_K };
+                    let k_begin = first * WINDOW64_K;
                     runs.entry((group, count))
                         .or_default()
                         .push(WindowedDispatch {
                             params: MatmulParams {
                                 k_begin: k_begin as u32,
-                                k_end: (k_begin + per_dispatch * WINDOW64_K).min(shape.k) as u32,
+                                k_end: (k_begin + windows_per_group * WINDOW64_K).min(shape.k)
+                                    as u32,
                                 col0: (first_block * WINDOW64_COLS) as u32,
                                 batch0: e as u32,
                                 ..*base
@@ -1777,7 +1802,11 @@ impl Matmul<'_> {
                     flops: Some(2 * terms),
                     detail: Some(format!(
                         "{}, {}",
-                        Variant::Windows64Km8,
+                        if by_k {
+                            Variant::Windows64Km8ByK
+                        } else {
+                            Variant::Windows64Km8
+                        },
                         shape_class(shape, l)
                     )),
                 },
@@ -2094,6 +2123,7 @@ impl std::str::FromStr for Variant {
             "broadcast64-km-16x8" => Ok(Variant::Broadcast64Km8),
             "broadcast64-packed-16x4" => Ok(Variant::Packed64),
             "windows64-km-16x8" => Ok(Variant::Windows64Km8),
+            "windows64-by-k-km-16x8" => Ok(Variant::Windows64Km8ByK),
             "windows-16x4" => Ok(Variant::Windows),
             "windows-direct-16x4" => Ok(Variant::Direct),
             _ => s
