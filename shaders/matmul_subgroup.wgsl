@@ -293,6 +293,28 @@ fn store_row4_biased(batch: u32, row: u32, col: u32, sums: vec4<f32>, bias4: vec
     c4[at] = v;
 }
 
+// A lane's 16 rows of 4 columns from row r, column cc. Constant indices: a loop over the
+// accumulators would keep them in memory.
+fn store_block16(batch: u32, r: u32, cc: u32, acc: array<vec4<f32>, 16>) {
+    let bias4 = bias_of4(cc);
+    store_row4_biased(batch, r + 0u, cc, acc[0], bias4);
+    store_row4_biased(batch, r + 1u, cc, acc[1], bias4);
+    store_row4_biased(batch, r + 2u, cc, acc[2], bias4);
+    store_row4_biased(batch, r + 3u, cc, acc[3], bias4);
+    store_row4_biased(batch, r + 4u, cc, acc[4], bias4);
+    store_row4_biased(batch, r + 5u, cc, acc[5], bias4);
+    store_row4_biased(batch, r + 6u, cc, acc[6], bias4);
+    store_row4_biased(batch, r + 7u, cc, acc[7], bias4);
+    store_row4_biased(batch, r + 8u, cc, acc[8], bias4);
+    store_row4_biased(batch, r + 9u, cc, acc[9], bias4);
+    store_row4_biased(batch, r + 10u, cc, acc[10], bias4);
+    store_row4_biased(batch, r + 11u, cc, acc[11], bias4);
+    store_row4_biased(batch, r + 12u, cc, acc[12], bias4);
+    store_row4_biased(batch, r + 13u, cc, acc[13], bias4);
+    store_row4_biased(batch, r + 14u, cc, acc[14], bias4);
+    store_row4_biased(batch, r + 15u, cc, acc[15], bias4);
+}
+
 // Where a lane's 4 columns of op(B) start in a window: k-contiguous, the first column's vec4
 // index and the columns' stride (quads); k-major, the columns' vec4 index in a row and the rows'
 // stride (ldb / 4).
@@ -408,21 +430,5 @@ fn matmul_windows(
     if (b >= params.batch) {
         return;
     }
-    let bias4 = bias_of4(cc);
-    store_row4_biased(b, r + 0u, cc, acc[0], bias4);
-    store_row4_biased(b, r + 1u, cc, acc[1], bias4);
-    store_row4_biased(b, r + 2u, cc, acc[2], bias4);
-    store_row4_biased(b, r + 3u, cc, acc[3], bias4);
-    store_row4_biased(b, r + 4u, cc, acc[4], bias4);
-    store_row4_biased(b, r + 5u, cc, acc[5], bias4);
-    store_row4_biased(b, r + 6u, cc, acc[6], bias4);
-    store_row4_biased(b, r + 7u, cc, acc[7], bias4);
-    store_row4_biased(b, r + 8u, cc, acc[8], bias4);
-    store_row4_biased(b, r + 9u, cc, acc[9], bias4);
-    store_row4_biased(b, r + 10u, cc, acc[10], bias4);
-    store_row4_biased(b, r + 11u, cc, acc[11], bias4);
-    store_row4_biased(b, r + 12u, cc, acc[12], bias4);
-    store_row4_biased(b, r + 13u, cc, acc[13], bias4);
-    store_row4_biased(b, r + 14u, cc, acc[14], bias4);
-    store_row4_biased(b, r + 15u, cc, acc[15], bias4);
+    store_block16(b, r, cc, acc);
 }
