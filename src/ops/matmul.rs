@@ -402,7 +402,8 @@ pub enum Variant {
     /// in turn, its 16 rows of op(A) read again from cache), every window after the first
     /// adding into C. op(A) streams from memory once per k window rather than once per column
     /// block, and C is read and written once per k window rather than once per 4: the tuner
-    /// weighs the two (BENCHMARKS.md: small C and op(A) read k-major favour this order).
+    /// weighs the two per shape (BENCHMARKS.md: 1.3-1.4x at 1024 x 256 x 2048 on a Zen 4, a
+    /// tie or slower on an Intel Xeon).
     Windows64Km8ByK,
     /// matmul_broadcast's blocks with both operands packed into uniform windows first
     /// (pack_windows, then matmul_windows; 8-lane subgroups only).
@@ -415,7 +416,7 @@ pub enum Variant {
 
 impl std::fmt::Display for Variant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Padded as asked ({:>22}): bench's tables align the names.
+        // f.pad honours a width (`{:>22}`): bench's tables align the names.
         let name = match self {
             Variant::Registers { tm, tn } => format!("registers-{tm}x{tn}"),
             Variant::Tiled => "tiled-64x64".to_string(),
@@ -1642,7 +1643,8 @@ impl Matmul<'_> {
     /// windows64-km-16x8: op(B) copied into windows of 64 columns by [`WINDOW64_K`] k
     /// (pack_windows64), then per matrix and 64-column block of C one dispatch per group of up
     /// to four windows, in k order, groups after the first adding into C: a two-level sum, as
-    /// the K spans of the other variants (groups of 1024 k against spans of [`K_SPAN`]).
+    /// the K spans of the other variants (groups of 1024 k against spans of [`K_SPAN`]);
+    /// windows64-by-k-km-16x8 orders them k window by k window instead.
     fn record_windows64(
         &self,
         ctx: &GpuContext,
@@ -1683,23 +1685,22 @@ impl Matmul<'_> {
             // One invocation per 4 columns by 4 k.
             Grid::Invocations(windows.len() as u64 / 16),
         )?;
-        let by_k = variant == Variant::Windows64Km8ByK;
-        let run = self.dispatch_windows64(ctx, encoder, &base, &windows, by_k);
+        let run = self.dispatch_windows64(ctx, encoder, &base, &windows, variant);
         ctx.hold_until_submit(windows);
         run
     }
 
     /// matmul_windows64_km8's dispatches over `windows` (pack_windows64's copy of op(B)): one
     /// pipeline per group of windows (its count and epilogue are override constants), every
-    /// block's first group before any block's second. `by_k`: windows64-by-k-km-16x8's order,
-    /// each group one k window over column blocks 4 at a time.
+    /// block's first group before any block's second; for windows64-by-k-km-16x8, each group
+    /// one k window over the column blocks, 4 a dispatch.
     fn dispatch_windows64(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         base: &MatmulParams,
         windows: &GpuTensor,
-        by_k: bool,
+        variant: Variant,
     ) -> Result<()> {
         let (shape, l) = (&self.shape, &self.layout);
         let per_dispatch = WINDOW64_NAMES.len();
@@ -1722,7 +1723,7 @@ impl Matmul<'_> {
         // The slots take consecutive column blocks (WINDOW_COLUMNS) at one k window, each
         // subgroup computing them in turn, where k is one window or the order is by k;
         // otherwise consecutive k windows of one column block.
-        let columns = k_windows == 1 || by_k;
+        let columns = k_windows == 1 || variant == Variant::Windows64Km8ByK;
         let windows_per_group = if columns { 1 } else { per_dispatch };
         let groups = k_windows.div_ceil(windows_per_group);
         let blocks = if columns { per_dispatch } else { 1 };
@@ -1800,15 +1801,7 @@ impl Matmul<'_> {
                 &buffers,
                 Work {
                     flops: Some(2 * terms),
-                    detail: Some(format!(
-                        "{}, {}",
-                        if by_k {
-                            Variant::Windows64Km8ByK
-                        } else {
-                            Variant::Windows64Km8
-                        },
-                        shape_class(shape, l)
-                    )),
+                    detail: Some(format!("{variant}, {}", shape_class(shape, l))),
                 },
             )?;
         }
