@@ -373,8 +373,70 @@ fn add_block16x8(acc: ptr<function, array<vec4<f32>, 32>>, op_a: Operand, row: u
     }
 }
 
-// A lane's 16 x 8 block of C from row r, column cc (acc as add_block16x8 holds it).
+// C, GELU's pre-activation and its output again as 8 floats per element, for the 16 x 8
+// blocks' epilogue where C_VEC8 holds: C stored as it is read, its row stride, matrix stride
+// and width multiples of 8 (the host's `c_vec8`), so that a lane's 8 columns of a row are one
+// aligned vec4<u64>, all in C or all past it. llvmpipe loads and stores lane by lane and
+// component by component: one vec4<u64> costs what one of the two vec4<f32> did.
+@group(0) @binding(24) var<storage, read_write> c8: array<vec4<u64>>;
+@group(0) @binding(25) var<storage, read> gate8: array<vec4<u64>>;
+@group(0) @binding(26) var<storage, read_write> act8: array<vec4<u64>>;
+override C_VEC8: bool = false;
+
+// store_row4_biased on a row's 8 columns (sums lo: columns 0..3, hi: 4..7) with one 64-bit
+// access per operand: the same operations per element, so the same result.
+fn store_row8_biased(batch: u32, row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>,
+                     bias_lo: vec4<f32>, bias_hi: vec4<f32>) {
+    if (row >= params.m || col >= params.n) {
+        return;
+    }
+    let at = (batch * params.stride_c + row * params.ldc + col) / 8u;
+    var v0 = params.alpha * lo;
+    var v1 = params.alpha * hi;
+    if (ADD_INTO_C) {
+        let old = c8[at];
+        v0 += first4(old);
+        v1 += second4(old);
+    }
+    if (ADD_BIAS) {
+        v0 += bias_lo;
+        v1 += bias_hi;
+    }
+    if (ACTIVATION == ACTIVATION_GELU) {
+        act8[at] = eight64(gelu4(v0), gelu4(v1));
+    }
+    if (ACTIVATION == ACTIVATION_GELU_GRAD) {
+        let pre = gate8[at];
+        v0 = gelu_grad4(first4(pre), v0);
+        v1 = gelu_grad4(second4(pre), v1);
+    }
+    c8[at] = eight64(v0, v1);
+}
+
+// A lane's 16 x 8 block of C from row r, column cc (acc as add_block16x8 holds it: row i's
+// columns 0..3 in acc[2i], 4..7 in acc[2i + 1]). Constant indices only.
 fn store_block16x8(batch: u32, r: u32, cc: u32, acc: array<vec4<f32>, 32>) {
+    if (C_VEC8) {
+        let b0 = bias_of4(cc);
+        let b1 = bias_of4(cc + 4u);
+        store_row8_biased(batch, r + 0u, cc, acc[0], acc[1], b0, b1);
+        store_row8_biased(batch, r + 1u, cc, acc[2], acc[3], b0, b1);
+        store_row8_biased(batch, r + 2u, cc, acc[4], acc[5], b0, b1);
+        store_row8_biased(batch, r + 3u, cc, acc[6], acc[7], b0, b1);
+        store_row8_biased(batch, r + 4u, cc, acc[8], acc[9], b0, b1);
+        store_row8_biased(batch, r + 5u, cc, acc[10], acc[11], b0, b1);
+        store_row8_biased(batch, r + 6u, cc, acc[12], acc[13], b0, b1);
+        store_row8_biased(batch, r + 7u, cc, acc[14], acc[15], b0, b1);
+        store_row8_biased(batch, r + 8u, cc, acc[16], acc[17], b0, b1);
+        store_row8_biased(batch, r + 9u, cc, acc[18], acc[19], b0, b1);
+        store_row8_biased(batch, r + 10u, cc, acc[20], acc[21], b0, b1);
+        store_row8_biased(batch, r + 11u, cc, acc[22], acc[23], b0, b1);
+        store_row8_biased(batch, r + 12u, cc, acc[24], acc[25], b0, b1);
+        store_row8_biased(batch, r + 13u, cc, acc[26], acc[27], b0, b1);
+        store_row8_biased(batch, r + 14u, cc, acc[28], acc[29], b0, b1);
+        store_row8_biased(batch, r + 15u, cc, acc[30], acc[31], b0, b1);
+        return;
+    }
     store_block16(batch, r, cc, array<vec4<f32>, 16>(acc[0], acc[2], acc[4], acc[6], acc[8], acc[10],
         acc[12], acc[14], acc[16], acc[18], acc[20], acc[22], acc[24], acc[26], acc[28], acc[30]));
     store_block16(batch, r, cc + 4u, array<vec4<f32>, 16>(acc[1], acc[3], acc[5], acc[7], acc[9], acc[11],

@@ -181,6 +181,14 @@ impl Kernel {
         self.bindings.iter().find(|b| b.name == name)
     }
 
+    /// Its storage-buffer bindings: what `max_storage_buffers_per_shader_stage` bounds.
+    pub fn storage_bindings(&self) -> u32 {
+        self.bindings
+            .iter()
+            .filter(|b| matches!(b.access, Access::Read | Access::ReadWrite))
+            .count() as u32
+    }
+
     /// Invocations per workgroup, with `constants` applied.
     pub fn workgroup_invocations(&self, constants: &[(&'static str, f64)]) -> u32 {
         match self.workgroup {

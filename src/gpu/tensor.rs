@@ -224,9 +224,11 @@ impl GpuTensor {
 
     /// The bytes of the buffer of a tensor of `elements` f32 values.
     pub(crate) fn padded_bytes(elements: u64) -> u64 {
-        // Padded to whole vec4s: kernels that bind tensors as vec4 arrays (matmul.wgsl) then
-        // read the last partial vec4 in bounds. The padding is zero and never part of the tensor.
-        elements.saturating_mul(4).next_multiple_of(16)
+        // Padded to whole vec4<u64>s (32 bytes): kernels that bind tensors as vec4 or
+        // vec4<u64> arrays (matmul.wgsl, matmul_int64.wgsl) then read the last partial element
+        // in bounds, and a binding as vec4<u64> holds at least one. The padding is zero and
+        // never part of the tensor.
+        elements.saturating_mul(4).next_multiple_of(32)
     }
 
     /// The bytes an f32 tensor of `shape` takes, or an error naming `name` and the limit it

@@ -264,15 +264,46 @@ pub const MATMUL_BROADCAST64_KM: Kernel = Kernel {
     needs: Needs::SubgroupsInt64,
 };
 
+/// matmul_broadcast64_km8's bindings: broadcast64's, and C, GELU's pre-activation and its
+/// output again as 8 floats per element (C_VEC8).
+const BROADCAST64_KM8_BINDINGS: &[BindingDecl] = &[
+    BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
+    BindingDecl::new("bias", 3, Access::Read, Elem::F32),
+    BindingDecl::new("c", 4, Access::ReadWrite, Elem::F32),
+    BindingDecl::new("c4", 14, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("gate4", 18, Access::Read, Elem::Vec4F32),
+    BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
+    BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("c8", 24, Access::ReadWrite, Elem::Vec4U64),
+    BindingDecl::new("gate8", 25, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("act8", 26, Access::ReadWrite, Elem::Vec4U64),
+];
+
+/// The override constants of the 16 x 8 kernels: the subgroup kernels' and C_VEC8.
+const KM8_CONSTANTS: &[&str] = &[
+    "TRANS_A",
+    "TRANS_B",
+    "TRANS_C",
+    "VEC4",
+    "SUBGROUP",
+    "C_VEC4",
+    "C_VEC8",
+    "ADD_INTO_C",
+    "ADD_BIAS",
+    "ACTIVATION",
+];
+
 /// matmul_broadcast64_km8: matmul_broadcast64_km with 8 columns of C per lane, op(B) loaded as
-/// 8 floats per element only (broadcast64's bindings).
+/// 8 floats per element only.
 pub const MATMUL_BROADCAST64_KM8: Kernel = Kernel {
     entry: "matmul_broadcast64_km8",
-    bindings: BROADCAST64_BINDINGS,
+    bindings: BROADCAST64_KM8_BINDINGS,
+    constants: KM8_CONSTANTS,
     ..MATMUL_BROADCAST64_KM
 };
 
-/// matmul_windows64_km8's bindings: broadcast64's, less op(B) (b8 is bound but not read: the
+/// matmul_windows64_km8's bindings: broadcast64-km-16x8's (b8 is bound but not read: the
 /// shared loads name it), and the windows of op(B) it sums over.
 const WINDOWS64_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("params", 0, Access::Uniform, Elem::Params),
@@ -283,6 +314,9 @@ const WINDOWS64_BINDINGS: &[BindingDecl] = &[
     BindingDecl::new("act4", 19, Access::ReadWrite, Elem::Vec4F32),
     BindingDecl::new("a8", 15, Access::Read, Elem::Vec4U64),
     BindingDecl::new("b8", 16, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("c8", 24, Access::ReadWrite, Elem::Vec4U64),
+    BindingDecl::new("gate8", 25, Access::Read, Elem::Vec4U64),
+    BindingDecl::new("act8", 26, Access::ReadWrite, Elem::Vec4U64),
     BindingDecl::new(WINDOW64_NAMES[0], 20, Access::Window, Elem::Window64),
     BindingDecl::new(WINDOW64_NAMES[1], 21, Access::Window, Elem::Window64),
     BindingDecl::new(WINDOW64_NAMES[2], 22, Access::Window, Elem::Window64),
@@ -308,6 +342,7 @@ pub const MATMUL_WINDOWS64_KM8: Kernel = Kernel {
         "TRANS_A",
         "TRANS_C",
         "C_VEC4",
+        "C_VEC8",
         "SUBGROUP",
         "WINDOWS",
         "WINDOW_COLUMNS",
@@ -460,8 +495,15 @@ impl Variant {
         all
     }
 
-    /// Whether the variant can run on this adapter.
+    /// Whether the variant can run on this adapter: its features and limits, and as many
+    /// storage buffers as its kernel binds.
     pub fn available(&self, ctx: &GpuContext) -> bool {
+        let storage = ctx.limits().max_storage_buffers_per_shader_stage;
+        self.kernel().storage_bindings() <= storage && self.adapter_has(ctx)
+    }
+
+    /// What the variant needs of the adapter besides its storage buffers.
+    fn adapter_has(&self, ctx: &GpuContext) -> bool {
         match *self {
             Variant::Registers { tm, tn } => {
                 tm % 4 == 0 && tn % 4 == 0 && tm <= MAX_BLOCK && tn <= MAX_BLOCK
@@ -594,6 +636,12 @@ impl Variant {
 /// a multiple of 4 and lie all in C or all past it.
 fn c_vec4(shape: &Shape, l: &Layout) -> bool {
     !l.trans_c && [l.ldc, l.stride_c, shape.n].iter().all(|v| v % 4 == 0)
+}
+
+/// Whether the 16 x 8 kernels may store C 8 floats at a time (C_VEC8): as `c_vec4`, with
+/// multiples of 8, so that a lane's 8 columns of a row are one aligned `vec4<u64>`.
+fn c_vec8(shape: &Shape, l: &Layout) -> bool {
+    !l.trans_c && [l.ldc, l.stride_c, shape.n].iter().all(|v| v % 8 == 0)
 }
 
 /// The sizes of a product: op(A) is m x k, op(B) is k x n, `batch` of them.
@@ -869,7 +917,7 @@ pub struct Matmul<'a> {
     pub activation: Activation<'a>,
 }
 
-impl Matmul<'_> {
+impl<'a> Matmul<'a> {
     /// The epilogue's override constants for one dispatch: `summed_on` when it adds into what an
     /// earlier dispatch stored (a later span or group of k), which adds C but not the bias again.
     /// `last` when no later dispatch adds into what it stores (the activation applies there).
@@ -888,15 +936,36 @@ impl Matmul<'_> {
         ]
     }
 
-    /// The buffers bound to the activation's slots: its tensor, or (unread, unwritten) one of
-    /// the product's own with the same access, B for the read slot and C for the written one.
-    fn activation_buffers(&self) -> [(&'static str, &wgpu::Buffer); 2] {
+    /// The tensor bound to the storage slot `name` of the product kernels (A, B, C and the
+    /// activation's tensors may be bound under several element types), or None for a window or
+    /// a slot they do not have. Without a bias, or an activation, the slot still needs a buffer
+    /// with its access, never read or written: A for the bias, B for the pre-activation, C for
+    /// GELU's output.
+    fn bound(&self, name: &str) -> Option<&'a GpuTensor> {
         let (gate, act) = match self.activation {
             Activation::None => (self.b, self.c),
             Activation::Gelu { out } => (self.b, out),
             Activation::GeluGrad { pre } => (pre, self.c),
         };
-        [("gate4", &gate.buffer), ("act4", &act.buffer)]
+        Some(match name {
+            "a" | "a8" => self.a,
+            "b" | "b8" | "b4" => self.b,
+            "bias" => self.bias.unwrap_or(self.a),
+            "c" | "c4" | "c8" => self.c,
+            "gate4" | "gate8" => gate,
+            "act4" | "act8" => act,
+            _ => return None,
+        })
+    }
+
+    /// Every storage binding of `kernel`, by the tensor [`Self::bound`] gives it.
+    fn storage_buffers(&self, kernel: &Kernel) -> Vec<(&'static str, &'a wgpu::Buffer)> {
+        kernel
+            .bindings
+            .iter()
+            .filter(|decl| matches!(decl.access, Access::Read | Access::ReadWrite))
+            .filter_map(|decl| self.bound(decl.name).map(|t| (decl.name, &t.buffer)))
+            .collect()
     }
 
     /// Refuses operands too small for the shape and layout, naming the tensor, and shapes the
@@ -1092,8 +1161,9 @@ impl Matmul<'_> {
         if kernel.constants.contains(&"C_VEC4") {
             constants.push(("C_VEC4", c_vec4(shape, l) as u8 as f64));
         }
-        // Without a bias the slot still needs a buffer (a read-only one); it is never read.
-        let bias = self.bias.unwrap_or(self.b);
+        if kernel.constants.contains(&"C_VEC8") {
+            constants.push(("C_VEC8", c_vec8(shape, l) as u8 as f64));
+        }
         for (i, start) in (0..shape.k).step_by(K_SPAN).enumerate() {
             // Later spans add into what the first stored; only the first adds the bias.
             let last = start + K_SPAN >= shape.k;
@@ -1119,23 +1189,7 @@ impl Matmul<'_> {
             // declared zero (what a profile's GFLOP/s should count, whatever the kernel skips).
             let span = start..params.k_end as usize;
             let terms = shape.batch as u64 * self.triangles.terms(shape.m, shape.n, span);
-            // Every binding the kernel declares, by the tensor it views (A, B and C may be bound
-            // under several element types).
-            let buffers: Vec<(&str, &wgpu::Buffer)> = kernel
-                .bindings
-                .iter()
-                .filter_map(|decl| {
-                    let tensor = match decl.name {
-                        "a" | "a8" => self.a,
-                        "b" | "b8" | "b4" => self.b,
-                        "bias" => bias,
-                        "c" | "c4" => self.c,
-                        _ => return None,
-                    };
-                    Some((decl.name, &tensor.buffer))
-                })
-                .chain(self.activation_buffers())
-                .collect();
+            let buffers = self.storage_buffers(kernel);
             ctx.run_counted(
                 encoder,
                 kernel,
@@ -1706,16 +1760,7 @@ impl Matmul<'_> {
         let per_dispatch = WINDOW64_NAMES.len();
         let k_windows = shape.k.div_ceil(WINDOW64_K);
         let col_blocks = shape.n.div_ceil(WINDOW64_COLS);
-        // Without a bias the slot still needs a buffer (a read-only one); it is never read.
-        let bias = self.bias.unwrap_or(self.a);
-        let mut buffers: Vec<(&str, &wgpu::Buffer)> = vec![
-            ("bias", &bias.buffer),
-            ("c", &self.c.buffer),
-            ("c4", &self.c.buffer),
-            ("a8", &self.a.buffer),
-            ("b8", &self.b.buffer),
-        ];
-        buffers.extend(self.activation_buffers());
+        let mut buffers = self.storage_buffers(&MATMUL_WINDOWS64_KM8);
         buffers.extend(WINDOW64_NAMES.iter().map(|n| (*n, &windows.buffer)));
         // A subgroup of 8 lanes per 16 rows, DEFAULT_WORKGROUP lanes a workgroup.
         let workgroups = (shape.m.div_ceil(16) * BROADCAST_LANES as usize)
@@ -1776,6 +1821,7 @@ impl Matmul<'_> {
                     ("TRANS_A", l.trans_a as u8 as f64),
                     ("TRANS_C", l.trans_c as u8 as f64),
                     ("C_VEC4", c_vec4(shape, l) as u8 as f64),
+                    ("C_VEC8", c_vec8(shape, l) as u8 as f64),
                     ("SUBGROUP", BROADCAST_LANES as f64),
                     ("WINDOWS", count as f64),
                     ("WINDOW_COLUMNS", columns as u8 as f64),
@@ -1878,14 +1924,7 @@ impl Matmul<'_> {
         windows: (&GpuTensor, &GpuTensor),
     ) -> Result<()> {
         let (shape, l) = (&self.shape, &self.layout);
-        // Without a bias the slot still needs a buffer (a read-only one); it is never read.
-        let bias = self.bias.unwrap_or(self.a);
-        let mut buffers: Vec<(&str, &wgpu::Buffer)> = vec![
-            ("bias", &bias.buffer),
-            ("c", &self.c.buffer),
-            ("c4", &self.c.buffer),
-        ];
-        buffers.extend(self.activation_buffers());
+        let mut buffers = self.storage_buffers(&MATMUL_WINDOWS);
         for (names, tensor) in WINDOW_NAMES.iter().zip([windows.0, windows.1]) {
             buffers.extend(names.iter().map(|n| (*n, &tensor.buffer)));
         }
