@@ -92,10 +92,11 @@ fn linear_case(inp: usize, out: usize, rows: usize) {
     assert_close("db", &db.download(&ctx).unwrap(), &rdb);
 }
 
-/// Both kernels of each row pass: the plain one (width 5) and, on a CPU adapter, the row kernels
-/// that hold a row in private vec4 arrays (width 36, a multiple of 4); the parameter gradients
-/// likewise one column per invocation (5) and in two levels (36), over two spans of rows, and 8
-/// columns a load where the adapter has 64-bit integers (40).
+/// Every kernel of each row pass: the plain one (width 5) and, on a CPU adapter, the row kernels
+/// that hold a row in private vec4 arrays (width 36, a multiple of 4), loading and storing it by
+/// vec4<u64>s where the adapter has 64-bit integers and the width is a multiple of 8 (40); the
+/// parameter gradients likewise one column per invocation (5) and in two levels (36), over two
+/// spans of rows, and 8 columns a load where the adapter has 64-bit integers (40).
 #[test]
 fn layer_norm_forward_and_backward_over_two_spans() {
     layer_norm_case(5);

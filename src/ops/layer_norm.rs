@@ -43,6 +43,10 @@ const DX4: BindingDecl = BindingDecl::new("dx4", 16, Access::ReadWrite, Elem::Ve
 const PARTIALS4: BindingDecl = BindingDecl::new("partials4", 17, Access::ReadWrite, Elem::Vec4F32);
 const X8: BindingDecl = BindingDecl::new("x8", 18, Access::Read, Elem::Vec4U64);
 const DY8: BindingDecl = BindingDecl::new("dy8", 19, Access::Read, Elem::Vec4U64);
+const WEIGHT8: BindingDecl = BindingDecl::new("weight8", 20, Access::Read, Elem::Vec4U64);
+const BIAS8: BindingDecl = BindingDecl::new("bias8", 21, Access::Read, Elem::Vec4U64);
+const Y8: BindingDecl = BindingDecl::new("y8", 22, Access::ReadWrite, Elem::Vec4U64);
+const DX8: BindingDecl = BindingDecl::new("dx8", 23, Access::ReadWrite, Elem::Vec4U64);
 
 /// The widest row the row kernels hold in their private arrays, in vec4s: the shader's
 /// `ROW_QUADS_MAX`, a source constant set from this one.
@@ -92,6 +96,24 @@ pub const LAYER_NORM_INPUT_GRAD_ROWS: Kernel = Kernel {
     ..LAYER_NORM_FORWARD
 };
 
+/// forward_rows by 8 floats a load and store (vec4<u64>): the same bits.
+pub const LAYER_NORM_FORWARD_ROWS64: Kernel = Kernel {
+    shader: "layer_norm_int64.wgsl",
+    entry: "forward_rows64",
+    bindings: &[PARAMS, X8, WEIGHT8, BIAS8, Y8, STATS],
+    needs: Needs::Int64,
+    ..LAYER_NORM_FORWARD_ROWS
+};
+
+/// input_grad_rows by 8 floats a load and store (vec4<u64>): the same bits.
+pub const LAYER_NORM_INPUT_GRAD_ROWS64: Kernel = Kernel {
+    shader: "layer_norm_int64.wgsl",
+    entry: "input_grad_rows64",
+    bindings: &[PARAMS, X8, WEIGHT8, SAVED_STATS, DY8, DX8],
+    needs: Needs::Int64,
+    ..LAYER_NORM_INPUT_GRAD_ROWS
+};
+
 /// param_grad's first level at widths that are multiples of 4: each block of SUM_BLOCK rows of 4
 /// columns in its own invocation; [`linear::sum_blocks`] adds the blocks in order.
 pub const LAYER_NORM_PARAM_GRAD_BLOCKS: Kernel = Kernel {
@@ -120,6 +142,47 @@ pub const LAYER_NORM_PARAM_GRAD_BLOCKS64: Kernel = Kernel {
 /// 97 s to compile the two kernels (about 6 s at 64; Mesa caches them on disk).
 fn rows_fit(ctx: &GpuContext, width: usize) -> bool {
     ctx.adapter().device_type == "Cpu" && width.is_multiple_of(4) && width <= 4 * ROW_QUADS_MAX
+}
+
+/// How the forward and input-gradient kernels move a row: element by element (the plain
+/// kernels), by vec4s (the row kernels) or, where the adapter has 64-bit integers and the width
+/// is a multiple of 8, by vec4<u64>s (the row kernels' 64-bit forms: the same bits).
+#[derive(Clone, Copy, PartialEq)]
+enum RowAccess {
+    Floats,
+    Quads,
+    Octs,
+}
+
+impl RowAccess {
+    fn of(ctx: &GpuContext, width: usize) -> Self {
+        if !rows_fit(ctx, width) {
+            RowAccess::Floats
+        } else if ctx.has_int64() && width.is_multiple_of(8) {
+            RowAccess::Octs
+        } else {
+            RowAccess::Quads
+        }
+    }
+
+    /// The binding of one of a kernel's tensors under this access: `views` is its plain, vec4
+    /// and vec4<u64> binding (the same as the plain one where it has no other).
+    fn view(self, views: [BindingDecl; 3]) -> &'static str {
+        views[self as usize].name
+    }
+
+    /// The kernel and its source constants, of the plain, row and 64-bit row kernels given.
+    fn kernel(
+        self,
+        kernels: [&'static Kernel; 3],
+    ) -> (&'static Kernel, &'static [(&'static str, f64)]) {
+        let constants = if self == RowAccess::Floats {
+            &[][..]
+        } else {
+            ROW_CONSTANTS
+        };
+        (kernels[self as usize], constants)
+    }
 }
 
 /// A LayerNorm's parameters and epsilon.
@@ -181,24 +244,23 @@ pub fn layer_norm_forward(
 ) -> Result<GpuTensor> {
     let (rows, width) = check(ctx, x, &ln)?;
     let stats = GpuTensor::output(ctx, &format!("{} LayerNorm stats", x.name()), &[rows, 2])?;
-    let rows_kernel = rows_fit(ctx, width);
-    // The row kernel binds the vec4 views of the same buffers.
-    let view = |plain: BindingDecl, vec4: BindingDecl| if rows_kernel { vec4 } else { plain }.name;
-    let (kernel, constants) = if rows_kernel {
-        (&LAYER_NORM_FORWARD_ROWS, ROW_CONSTANTS)
-    } else {
-        (&LAYER_NORM_FORWARD, &[][..])
-    };
+    // The row kernels bind the vec4 or vec4<u64> views of the same buffers.
+    let access = RowAccess::of(ctx, width);
+    let (kernel, constants) = access.kernel([
+        &LAYER_NORM_FORWARD,
+        &LAYER_NORM_FORWARD_ROWS,
+        &LAYER_NORM_FORWARD_ROWS64,
+    ]);
     ctx.run(
         encoder,
         kernel,
         constants,
         &params(rows, width, (0, rows), ln.eps, 0),
         &[
-            (view(X, X4), &x.buffer),
-            (view(WEIGHT, WEIGHT4), &ln.weight.buffer),
-            (view(BIAS, BIAS4), &ln.bias.buffer),
-            (view(Y, Y4), &y.buffer),
+            (access.view([X, X4, X8]), &x.buffer),
+            (access.view([WEIGHT, WEIGHT4, WEIGHT8]), &ln.weight.buffer),
+            (access.view([BIAS, BIAS4, BIAS8]), &ln.bias.buffer),
+            (access.view([Y, Y4, Y8]), &y.buffer),
             (STATS.name, &stats.buffer),
         ],
         Grid::Invocations(rows as u64),
@@ -228,24 +290,23 @@ pub fn layer_norm_backward(
 ) -> Result<()> {
     let (rows, width) = check(ctx, x, &ln)?;
     let flags = if out.add_into_dx { ADD_INTO_OUTPUT } else { 0 };
-    let rows_kernel = rows_fit(ctx, width);
-    let view = |plain: BindingDecl, vec4: BindingDecl| if rows_kernel { vec4 } else { plain }.name;
-    let (kernel, constants) = if rows_kernel {
-        (&LAYER_NORM_INPUT_GRAD_ROWS, ROW_CONSTANTS)
-    } else {
-        (&LAYER_NORM_INPUT_GRAD, &[][..])
-    };
+    let access = RowAccess::of(ctx, width);
+    let (kernel, constants) = access.kernel([
+        &LAYER_NORM_INPUT_GRAD,
+        &LAYER_NORM_INPUT_GRAD_ROWS,
+        &LAYER_NORM_INPUT_GRAD_ROWS64,
+    ]);
     ctx.run(
         encoder,
         kernel,
         constants,
         &params(rows, width, (0, rows), ln.eps, flags),
         &[
-            (view(X, X4), &x.buffer),
-            (view(WEIGHT, WEIGHT4), &ln.weight.buffer),
+            (access.view([X, X4, X8]), &x.buffer),
+            (access.view([WEIGHT, WEIGHT4, WEIGHT8]), &ln.weight.buffer),
             (SAVED_STATS.name, &stats.buffer),
-            (view(DY, DY4), &dy.buffer),
-            (view(DX, DX4), &out.dx.buffer),
+            (access.view([DY, DY4, DY8]), &dy.buffer),
+            (access.view([DX, DX4, DX8]), &out.dx.buffer),
         ],
         Grid::Invocations(rows as u64),
     )?;

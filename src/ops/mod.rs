@@ -335,6 +335,8 @@ pub const DECLARED_KERNELS: &[&crate::gpu::kernel::Kernel] = &[
     &layer_norm::LAYER_NORM_PARAM_GRAD,
     &layer_norm::LAYER_NORM_FORWARD_ROWS,
     &layer_norm::LAYER_NORM_INPUT_GRAD_ROWS,
+    &layer_norm::LAYER_NORM_FORWARD_ROWS64,
+    &layer_norm::LAYER_NORM_INPUT_GRAD_ROWS64,
     &layer_norm::LAYER_NORM_PARAM_GRAD_BLOCKS,
     &layer_norm::LAYER_NORM_PARAM_GRAD_BLOCKS64,
     &exact_attention::SPLIT_ROWS,
